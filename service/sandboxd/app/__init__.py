@@ -1,0 +1,1 @@
+"""(filled in by the issues that build this layer)"""

@@ -1,0 +1,97 @@
+"""The one exception tree of sandboxd.
+
+Every failure the service reasons about is one of these. Adapters translate library errors (nats, kubernetes,
+git) into this tree at their boundary, always with ``raise ... from``; the runtime's disposition module reads
+only this tree to decide ack / nak / term::
+
+    SandboxdError
+    ├── ConfigurationError          start-up: a missing or invalid setting (names the variable)
+    ├── PermanentError              retrying cannot help: dead-letter, status Failed/Rejected, term
+    │   ├── InvalidEvent            the event does not parse or validate
+    │   ├── OwnershipConflict       a second sandbox for an owner, or two emails on one owner-uid
+    │   ├── RenderError             the spec cannot be rendered into valid objects
+    │   └── ApplyRejected           the target refused an object (Kubernetes 400/403/404/422, git hook)
+    └── RetryableError              transient: nak with a growing delay
+        ├── ApplyUnavailable        the target is unreachable, overloaded or conflicting (409/429/5xx)
+        ├── StoreConflict           a compare-and-set lost a race; re-read and retry
+        └── BrokerUnavailable       NATS/JetStream did not answer in time
+"""
+
+from __future__ import annotations
+
+
+class SandboxdError(Exception):
+    """Base of every error sandboxd raises on purpose."""
+
+    #: A short machine-readable word for status conditions and metrics (CamelCase, like Kubernetes reasons).
+    reason: str = "Error"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+
+
+class ConfigurationError(SandboxdError):
+    """A setting is missing or invalid; raised at start-up and names the environment variable."""
+
+    reason = "ConfigurationInvalid"
+
+
+class PermanentError(SandboxdError):
+    """Retrying the same input cannot succeed."""
+
+    reason = "PermanentFailure"
+
+
+class InvalidEvent(PermanentError):
+    """An event that does not parse, validate, or agree with its subject."""
+
+    reason = "InvalidEvent"
+
+
+class OwnershipConflict(PermanentError):
+    """An owner already has a sandbox, or two owners map to one owner-uid."""
+
+    reason = "OwnerConflict"
+
+
+class RenderError(PermanentError):
+    """The spec cannot be rendered into valid Kubernetes objects."""
+
+    reason = "RenderFailed"
+
+
+class ApplyRejected(PermanentError):
+    """The apply target refused an object; the message is the target's own words."""
+
+    reason = "ApplyRejected"
+
+
+class RetryableError(SandboxdError):
+    """A transient failure; ``delay`` (seconds) is a hint from the source, e.g. a Retry-After header."""
+
+    reason = "Retrying"
+
+    def __init__(self, message: str, *, reason: str | None = None, delay: float | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.delay = delay
+
+
+class ApplyUnavailable(RetryableError):
+    """The apply target is unreachable, overloaded, or reported a conflict worth retrying."""
+
+    reason = "ApplyUnavailable"
+
+
+class StoreConflict(RetryableError):
+    """A compare-and-set write lost a race with another writer."""
+
+    reason = "StoreConflict"
+
+
+class BrokerUnavailable(RetryableError):
+    """NATS or JetStream did not answer in time."""
+
+    reason = "BrokerUnavailable"

@@ -1,0 +1,43 @@
+"""The desired state: the truth a reconcile reads (KV bucket ``sandbox-desired``, key = sandbox id).
+
+Events are kicks; this record is what they leave behind. It is written with compare-and-set and only by an
+event newer (by stream sequence) than the one it holds, so duplicates, redeliveries and reordering between
+replicas never move it backwards. ``generation`` counts accepted changes and becomes the status's
+``observedGeneration``. The owner claim (bucket ``sandbox-owners``, key = owner-uid) makes one owner-uid belong
+to one sandbox and one email.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from sandboxd.models.base import Contract, Timestamp
+from sandboxd.models.events import SandboxIdField
+from sandboxd.models.spec import SandboxSpec
+
+
+class Lifecycle(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    DELETED = "deleted"
+
+
+class DesiredState(Contract):
+    sandbox_id: SandboxIdField
+    generation: int = Field(ge=1)
+    sequence: int = Field(ge=0, description="Stream sequence of the last event accepted.")
+    event_id: str
+    spec: SandboxSpec
+    owner_uid: str
+    lifecycle: Lifecycle = Lifecycle.ACTIVE
+    purge: bool = False
+    idle_since: Timestamp | None = Field(default=None, description="Set by the idle sweeper; replicas 0.")
+    accepted_at: Timestamp
+    traceparent: str | None = None
+
+
+class OwnerClaim(Contract):
+    sandbox_id: SandboxIdField
+    email: str

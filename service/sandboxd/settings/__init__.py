@@ -1,0 +1,67 @@
+"""Settings: one pydantic-settings tree, read only at the edge (``load_settings``), passed down as values.
+
+Each group is small and every field names its environment variable, its unit and its default. A missing or
+invalid value fails start-up with a ``ConfigurationError`` that names the variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from sandboxd.errors import ConfigurationError
+from sandboxd.settings.broker import NatsSettings, TopologySettings
+from sandboxd.settings.fields import Group
+from sandboxd.settings.runtime import RuntimeSettings
+from sandboxd.settings.service import ApplierSettings, WorkerSettings
+
+__all__ = [
+    "ApplierSettings",
+    "NatsSettings",
+    "RuntimeSettings",
+    "Settings",
+    "TopologySettings",
+    "WorkerSettings",
+    "load",
+    "load_settings",
+]
+
+G = TypeVar("G", bound=Group)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    runtime: RuntimeSettings
+    nats: NatsSettings
+    topology: TopologySettings
+    worker: WorkerSettings
+    applier: ApplierSettings
+
+
+def load(group: type[G], overrides: Mapping[str, object] | None = None) -> G:
+    """Read one group from the environment; a problem becomes a ``ConfigurationError`` naming the variable."""
+    try:
+        return group(**dict(overrides or {}))
+    except ValidationError as exc:
+        problems = []
+        for item in exc.errors(include_url=False):
+            variable = ".".join(str(p) for p in item["loc"]) or "settings"
+            message = str(item["msg"]).removeprefix("Value error, ")
+            if item["type"] == "missing":
+                message = "is required but not set"
+            problems.append(f"{variable} {message}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from exc
+
+
+def load_settings() -> Settings:
+    """The whole tree from the environment, as ``sandboxd run`` needs it."""
+    return Settings(
+        runtime=load(RuntimeSettings),
+        nats=load(NatsSettings),
+        topology=load(TopologySettings),
+        worker=load(WorkerSettings),
+        applier=load(ApplierSettings),
+    )

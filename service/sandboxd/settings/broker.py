@@ -1,0 +1,64 @@
+"""How to reach NATS and how big to make the JetStream topology.
+
+Credentials are ``SecretStr`` and never printed. Exactly one of user/password, token, NKey seed or creds file
+is normally set; TLS works with any of them.
+"""
+
+from __future__ import annotations
+
+from pydantic import SecretStr, model_validator
+
+from sandboxd.settings.fields import Group, env
+
+DAY = 86_400.0
+
+
+class NatsSettings(Group):
+    url: str = env("NATS_URL", "nats://127.0.0.1:4222", description="Server URL(s), comma-separated.")
+    user: str | None = env("NATS_USER", None, description="User for user/password auth.")
+    password: SecretStr | None = env("NATS_PASSWORD", None, description="Password for user/password auth.")
+    token: SecretStr | None = env("NATS_TOKEN", None, description="Token auth.")
+    nkey_seed: SecretStr | None = env("NATS_NKEY_SEED", None, description="NKey seed (SU...) for NKey auth.")
+    creds_file: str | None = env("NATS_CREDS", None, description="Path to a .creds file (JWT + NKey).")
+    tls_ca: str | None = env("NATS_TLS_CA", None, description="CA bundle path to verify the server.")
+    tls_cert: str | None = env("NATS_TLS_CERT", None, description="Client certificate path (mutual TLS).")
+    tls_key: str | None = env("NATS_TLS_KEY", None, description="Client key path (mutual TLS).")
+    name: str = env("NATS_CLIENT_NAME", "sandboxd", description="Connection name shown by the server.")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> NatsSettings:
+        if (self.user is None) != (self.password is None):
+            raise ValueError("NATS_USER and NATS_PASSWORD must be set together")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("NATS_TLS_CERT and NATS_TLS_KEY must be set together")
+        return self
+
+
+class TopologySettings(Group):
+    """Streams, buckets and the shared consumer; created or updated idempotently at start-up."""
+
+    replicas: int = env(
+        "SANDBOXD_STREAM_REPLICAS", 1, ge=1, le=5, description="Stream/bucket replicas: 1 locally, 3 on a cluster."
+    )
+    events_max_age_s: float = env(
+        "SANDBOXD_EVENTS_MAX_AGE_SECONDS", 30 * DAY, gt=0, description="Audit log retention of SANDBOX_EVENTS, s."
+    )
+    dlq_max_age_s: float = env("SANDBOXD_DLQ_MAX_AGE_SECONDS", 30 * DAY, gt=0, description="Dead letters kept, s.")
+    duplicate_window_s: float = env(
+        "SANDBOXD_DUPLICATE_WINDOW_SECONDS", 120.0, gt=0, description="Nats-Msg-Id dedupe window, s."
+    )
+    ack_wait_s: float = env(
+        "SANDBOXD_ACK_WAIT_SECONDS", 30.0, gt=0, description="Redelivery after this long without ack/progress, s."
+    )
+    max_deliver: int = env(
+        "SANDBOXD_MAX_DELIVER", 50, ge=2, description="Deliveries before an event is dead-lettered."
+    )
+    max_ack_pending: int = env(
+        "SANDBOXD_MAX_ACK_PENDING", 1000, ge=1, description="Unacked events across all replicas."
+    )
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> TopologySettings:
+        if self.duplicate_window_s > self.events_max_age_s:
+            raise ValueError("SANDBOXD_DUPLICATE_WINDOW_SECONDS must not exceed SANDBOXD_EVENTS_MAX_AGE_SECONDS")
+        return self

@@ -1,0 +1,12 @@
+"""Shared pytest configuration: fixture plugins for the real servers the tests start themselves."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["support.nats_fixtures"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
