@@ -6,7 +6,10 @@ projects status into a JetStream KV bucket and publishes idle-scale commands.
 
 Layers, lowest first (enforced by import-linter, see ``pyproject.toml``)::
 
-    errors < naming < models < settings < render < telemetry < reconcile | adapters < runtime < app < cli
+    errors < naming < models < settings < render < telemetry < reconcile < runtime | adapters < app < cli
+
+Adapters implement the protocols the reconcile use case declares (``sandboxd.reconcile.ports``); the runtime
+drives the use case through the same protocols and never imports an adapter.
 """
 
 __version__ = "0.1.0"

@@ -1,1 +1,1 @@
-"""(filled in by the issues that build this layer)"""
+"""Wiring: builds the service from settings (adapters into the use case into the runtime) and runs it."""

@@ -87,7 +87,7 @@ SandboxEvent = Annotated[
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: Final[TypeAdapter[SandboxEvent]] = TypeAdapter(SandboxEvent)
-EVENT_CLASSES: Final = {
+EVENT_CLASSES: Final[dict[str, type[Envelope]]] = {
     "create": CreateEvent,
     "update": UpdateEvent,
     "delete": DeleteEvent,

@@ -1,15 +1,21 @@
 """The protocols a reconcile talks to; adapters implement them, tests use the in-memory fakes.
 
-``Applier`` is where rendered objects go (Kubernetes server-side apply, a GitOps commit, a folder).
+``Applier`` is where rendered objects go (Kubernetes server-side apply, a GitOps commit, a folder);
+``Store`` is a compare-and-set record store (desired state, status, owner claims); ``Clock`` gives "now";
+``Delivery``, ``Source`` and ``DeadLetters`` are what the runtime needs of the event broker.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime
+from typing import Generic, Protocol, TypeVar
 
 from sandboxd.models.status import ObjectRef
 from sandboxd.render.model import RenderedSandbox
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +52,75 @@ class Applier(Protocol):
 
     async def aclose(self) -> None: ...
 
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned(Generic[T]):
+    """A stored value and the revision a compare-and-set must name to replace it."""
+
+    value: T
+    revision: int
+
+
+class Store(Protocol[T]):
+    """A key → record store with compare-and-set (the JetStream KV buckets; an in-memory fake in tests).
+
+    ``put`` with ``revision=None`` creates and fails if the key exists; otherwise it replaces only that exact
+    revision. A lost race raises ``sandboxd.errors.StoreConflict``.
+    """
+
+    async def get(self, key: str) -> Versioned[T] | None: ...
+
+    async def put(self, key: str, value: T, *, revision: int | None) -> int: ...
+
+    async def delete(self, key: str, *, revision: int | None = None) -> None: ...
+
+    async def keys(self) -> list[str]: ...
+
+
+class Clock(Protocol):
+    def __call__(self) -> datetime: ...
+
+
+class InboundEvent(Protocol):
+    """What intake needs of a delivered event (the runtime's deliveries have this shape, and more)."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def stream_sequence(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+class Delivery(InboundEvent, Protocol):
+    """One delivered event, settled exactly once (by ``runtime.disposition``)."""
+
+    @property
+    def num_delivered(self) -> int: ...
+
+    @property
+    def published_at(self) -> datetime: ...
+
+    async def ack(self) -> None: ...
+
+    async def nak(self, delay: float | None = None) -> None: ...
+
+    async def term(self) -> None: ...
+
+    async def in_progress(self) -> None: ...
+
+
+class Source(Protocol):
+    async def fetch(self, batch: int, timeout: float) -> Sequence[Delivery]: ...
+
+
+class DeadLetters(Protocol):
+    async def send(self, delivery: Delivery, *, reason: str, message: str) -> None:
+        """Keep the original event (body and headers) with why it failed; must be durable before returning."""
+        ...

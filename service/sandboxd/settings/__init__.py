@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -41,10 +41,11 @@ class Settings:
     applier: ApplierSettings
 
 
-def load(group: type[G], overrides: Mapping[str, object] | None = None) -> G:
+def load(group: type[G], overrides: Mapping[str, Any] | None = None) -> G:
     """Read one group from the environment; a problem becomes a ``ConfigurationError`` naming the variable."""
     try:
-        return group(**dict(overrides or {}))
+        values: dict[str, Any] = dict(overrides or {})
+        return group(**values)
     except ValidationError as exc:
         problems = []
         for item in exc.errors(include_url=False):

@@ -13,7 +13,7 @@ from sandboxd.settings.fields import Group, env, pinned_image
 
 PinnedImage = Annotated[str, AfterValidator(pinned_image)]
 
-PLACEHOLDER_SECRET = "sandbox-tokens"
+PLACEHOLDER_SECRET = "sandbox-tokens"  # noqa: S105 - the name of a Secret, not a secret
 
 
 class RuntimeSettings(Group):

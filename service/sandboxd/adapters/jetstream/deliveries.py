@@ -1,0 +1,78 @@
+"""Event deliveries from the shared durable consumer, seen through the runtime's ``Delivery`` protocol.
+
+One fetch loop per process calls ``EventSource.fetch``; a fetch never carries ``heartbeat=`` (nats-py 2.16
+mishandles it) and always has a finite timeout. An empty fetch returns ``[]`` instead of raising.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from sandboxd import naming
+from sandboxd.errors import BrokerUnavailable
+
+
+class JetStreamDelivery:
+    """One delivered event; settled exactly once by the runtime's disposition module."""
+
+    __slots__ = ("_msg", "data", "headers", "num_delivered", "published_at", "stream_sequence", "subject")
+
+    def __init__(self, msg: Msg) -> None:
+        meta = msg.metadata
+        self._msg = msg
+        self.subject: str = msg.subject
+        self.data: bytes = msg.data
+        self.headers: Mapping[str, str] = msg.headers or {}
+        self.stream_sequence: int = int(meta.sequence.stream)
+        self.num_delivered: int = int(meta.num_delivered)
+        stamp = meta.timestamp
+        self.published_at: datetime = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+    async def ack(self) -> None:
+        await self._msg.ack()
+
+    async def nak(self, delay: float | None = None) -> None:
+        await self._msg.nak(delay=delay)
+
+    async def term(self) -> None:
+        await self._msg.term()
+
+    async def in_progress(self) -> None:
+        await self._msg.in_progress()
+
+
+class EventSource:
+    """Pull deliveries from the durable reconciler consumer (bound, never re-created with drifted config)."""
+
+    def __init__(self, subscription: JetStreamContext.PullSubscription) -> None:
+        self._sub = subscription
+
+    @classmethod
+    async def bind(
+        cls, js: JetStreamContext, *, stream: str = naming.EVENTS_STREAM, durable: str = naming.EVENTS_CONSUMER
+    ) -> EventSource:
+        try:
+            return cls(await js.pull_subscribe_bind(durable, stream=stream))
+        except NotFoundError as exc:
+            raise BrokerUnavailable(f"consumer {stream}/{durable} does not exist; run `sandboxd init`") from exc
+
+    async def fetch(self, batch: int, timeout: float) -> list[JetStreamDelivery]:
+        try:
+            msgs = await self._sub.fetch(batch=batch, timeout=timeout)
+        except nats.errors.TimeoutError:
+            return []
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
+            raise BrokerUnavailable("NATS connection closed while fetching") from exc
+        return [JetStreamDelivery(m) for m in msgs]
+
+    async def close(self) -> None:
+        try:
+            await self._sub.unsubscribe()
+        except Exception:  # noqa: BLE001 - closing a subscription on a closed connection is not an error
+            return

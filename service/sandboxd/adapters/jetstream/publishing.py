@@ -1,0 +1,76 @@
+"""Publishing to JetStream: lifecycle events (sandboxctl, tests), dead letters and idle-scale commands.
+
+Every publish names its dedupe key in ``Nats-Msg-Id`` (the CloudEvents id, ``dlq:<stream>:<seq>``, or the
+scale command id), so retried publishes are stored once. Headers are passed as fresh dicts (nats-py mutates
+the dict it is given).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.errors import NoStreamResponseError
+
+from sandboxd import naming
+from sandboxd.errors import BrokerUnavailable
+from sandboxd.models.activity import ScaleCommand
+from sandboxd.models.events import Envelope
+from sandboxd.reconcile.ports import Delivery
+
+_TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError, NoStreamResponseError)
+
+# Dead-letter headers (also documented in contracts/asyncapi.yaml).
+H_REASON = "Sandboxd-Dead-Reason"
+H_MESSAGE = "Sandboxd-Dead-Message"
+H_SUBJECT = "Sandboxd-Original-Subject"
+H_SEQUENCE = "Sandboxd-Original-Sequence"
+H_DELIVERIES = "Sandboxd-Deliveries"
+
+
+async def _publish(js: JetStreamContext, subject: str, data: bytes, headers: Mapping[str, str]) -> tuple[int, bool]:
+    try:
+        ack = await js.publish(subject, data, headers=dict(headers))
+    except _TRANSIENT as exc:
+        raise BrokerUnavailable(f"publish to {subject} failed: {exc.__class__.__name__}") from exc
+    return int(ack.seq), bool(ack.duplicate)
+
+
+async def publish_event(
+    js: JetStreamContext, event: Envelope, *, headers: Mapping[str, str] | None = None
+) -> tuple[int, bool]:
+    """Publish one lifecycle event; returns (stream sequence, whether JetStream deduplicated it)."""
+    subject = naming.event_subject(event.verb, event.subject)
+    return await _publish(js, subject, event.to_json(), {**(headers or {}), "Nats-Msg-Id": event.id})
+
+
+class JetStreamDeadLetters:
+    """``runtime.deliveries.DeadLetters`` on the SANDBOX_DLQ stream."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self._js = js
+
+    async def send(self, delivery: Delivery, *, reason: str, message: str) -> None:
+        headers = {k: v for k, v in delivery.headers.items() if k in ("traceparent", "tracestate")}
+        original_id = delivery.headers.get("Nats-Msg-Id")
+        if original_id:
+            headers["Sandboxd-Original-Msg-Id"] = original_id
+        headers.update(
+            {
+                "Nats-Msg-Id": f"dlq:{naming.EVENTS_STREAM}:{delivery.stream_sequence}",
+                H_REASON: reason,
+                H_MESSAGE: " ".join(message.split())[:4000],
+                H_SUBJECT: delivery.subject,
+                H_SEQUENCE: str(delivery.stream_sequence),
+                H_DELIVERIES: str(delivery.num_delivered),
+            }
+        )
+        await _publish(self._js, naming.dlq_subject(delivery.subject), delivery.data, headers)
+
+
+async def publish_scale(
+    js: JetStreamContext, command: ScaleCommand, *, headers: Mapping[str, str] | None = None
+) -> tuple[int, bool]:
+    subject = naming.scale_subject(command.sandbox_id)
+    return await _publish(js, subject, command.to_json(), {**(headers or {}), "Nats-Msg-Id": command.command_id})

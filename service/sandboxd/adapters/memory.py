@@ -1,0 +1,89 @@
+"""In-memory stand-ins for the ports: the fakes of the conformance suites, unit tests and benchmarks.
+
+``MemoryStore`` has the JetStream KV compare-and-set semantics (revisions grow across keys, ``create`` fails
+when the key exists, ``update`` needs the exact revision). ``MemoryApplier`` records what it was asked to do and
+can be told to fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import anyio
+
+from sandboxd.errors import StoreConflict
+from sandboxd.models.status import ObjectRef
+from sandboxd.reconcile.ports import ApplyResult, Versioned
+from sandboxd.render.model import RenderedSandbox
+
+T = TypeVar("T")
+
+
+class MemoryStore(Generic[T]):
+    def __init__(self) -> None:
+        self._data: dict[str, Versioned[T]] = {}
+        self._revision = 0
+
+    async def get(self, key: str) -> Versioned[T] | None:
+        return self._data.get(key)
+
+    async def put(self, key: str, value: T, *, revision: int | None) -> int:
+        current = self._data.get(key)
+        if (current.revision if current else None) != revision:
+            raise StoreConflict(f"{key}: expected revision {revision}")
+        self._revision += 1
+        self._data[key] = Versioned(value, self._revision)
+        return self._revision
+
+    async def delete(self, key: str, *, revision: int | None = None) -> None:
+        current = self._data.get(key)
+        if revision is not None and (current is None or current.revision != revision):
+            raise StoreConflict(f"{key}: expected revision {revision}")
+        self._data.pop(key, None)
+
+    async def keys(self) -> list[str]:
+        return sorted(self._data)
+
+
+@dataclass
+class MemoryApplier:
+    """Holds the last applied runtime per sandbox; ``fail`` (if set) is consulted before every call."""
+
+    delay_s: float = 0.0
+    ready: bool = True
+    fail: Callable[[RenderedSandbox], Exception | None] | None = None
+    applied: dict[str, RenderedSandbox] = field(default_factory=dict)
+    deleted: dict[str, bool] = field(default_factory=dict)
+    calls: int = 0
+
+    async def apply(self, sandbox: RenderedSandbox, *, generation: int) -> ApplyResult:
+        self.calls += 1
+        if self.delay_s:
+            await anyio.sleep(self.delay_s)
+        self._maybe_fail(sandbox)
+        changed = self.applied.get(sandbox.sandbox_id) != sandbox
+        self.applied[sandbox.sandbox_id] = sandbox
+        refs = tuple(
+            ObjectRef(api_version=m.api_version, kind=m.kind, name=m.name, namespace=m.namespace)
+            for m in sandbox.manifests
+        )
+        return ApplyResult(applied=refs, changed=changed, ready_replicas=sandbox.replicas if self.ready else 0)
+
+    async def delete(self, sandbox: RenderedSandbox, *, purge: bool) -> None:
+        self.calls += 1
+        self._maybe_fail(sandbox)
+        self.applied.pop(sandbox.sandbox_id, None)
+        self.deleted[sandbox.sandbox_id] = purge
+
+    async def ready_replicas(self, sandbox: RenderedSandbox) -> int | None:
+        return sandbox.replicas if self.ready else 0
+
+    async def aclose(self) -> None:
+        return None
+
+    def _maybe_fail(self, sandbox: RenderedSandbox) -> None:
+        error = self.fail(sandbox) if self.fail else None
+        if error is not None:
+            raise error

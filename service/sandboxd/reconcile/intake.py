@@ -1,0 +1,219 @@
+"""Intake: turn delivered events into the desired state, or into a clear rejection.
+
+For the events of one sandbox (in stream order), intake validates each, folds the valid ones into the stored
+desired state and writes the result once with compare-and-set. Ordering assumption: the caller hands one
+sandbox's events to one ``admit`` call at a time (the runtime groups a fetched batch by sandbox id); other
+replicas may write the same key concurrently, which the compare-and-set detects, and then the whole fold is
+redone on the fresh record.
+
+An event older (by stream sequence) than the stored desired state is *stale*: it changes nothing and is
+acknowledged. An event whose sequence equals the stored one was already recorded (a redelivery after a failed
+reconcile): it changes nothing but still asks for a reconcile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import partial
+
+from pydantic import ValidationError
+
+from sandboxd import naming
+from sandboxd.errors import InvalidEvent, OwnershipConflict, PermanentError, StoreConflict
+from sandboxd.models.base import describe
+from sandboxd.models.desired import DesiredState, Lifecycle, OwnerClaim
+from sandboxd.models.events import (
+    CreateEvent,
+    DeleteEvent,
+    ResumeEvent,
+    SandboxEvent,
+    SuspendEvent,
+    UpdateEvent,
+    parse_event,
+)
+from sandboxd.reconcile import statuses
+from sandboxd.reconcile.ports import Clock, InboundEvent, Store, Versioned
+from sandboxd.reconcile.statuses import StatusWriter
+
+MAX_FOLD_ATTEMPTS = 10
+
+
+class Verdict(StrEnum):
+    ACCEPTED = "accepted"  # desired state recorded (or already recorded): reconcile, then ack
+    STALE = "stale"  # older than the recorded state: ack, nothing to do
+    REJECTED = "rejected"  # invalid: dead-letter with the reason, then term
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    verdict: Verdict
+    sandbox_id: str | None
+    error: PermanentError | None = None
+    event_id: str | None = None
+
+
+def sandbox_id_of(subject: str) -> str | None:
+    """The sandbox id a subject names, if it names a valid one (used to group and to report rejections)."""
+    parsed = naming.parse_event_subject(subject)
+    if parsed is None or not naming.is_sandbox_id(parsed[1]):
+        return None
+    return parsed[1]
+
+
+def validate(event: InboundEvent) -> SandboxEvent:
+    """Parse one event and check it agrees with its subject; ``InvalidEvent`` says what is wrong."""
+    parsed = naming.parse_event_subject(event.subject)
+    if parsed is None or parsed[0] not in naming.VERBS:
+        raise InvalidEvent(f"subject {event.subject!r} is not sandbox.<verb>.<sandbox-id>")
+    verb, subject_id = parsed
+    try:
+        body = parse_event(event.data)
+    except ValidationError as exc:
+        raise InvalidEvent(f"invalid {verb} event: {describe(exc)}") from exc
+    if body.subject != subject_id:
+        raise InvalidEvent(f"event subject {body.subject!r} does not match the NATS subject id {subject_id!r}")
+    if body.verb != verb:
+        raise InvalidEvent(f"event type {body.type!r} does not match the NATS subject verb {verb!r}")
+    header_id = event.headers.get("Nats-Msg-Id")
+    if header_id is not None and header_id != body.id:
+        raise InvalidEvent(f"Nats-Msg-Id {header_id!r} does not match the CloudEvents id {body.id!r}")
+    return body
+
+
+class Intake:
+    def __init__(
+        self,
+        *,
+        desired: Store[DesiredState],
+        owners: Store[OwnerClaim],
+        status: StatusWriter,
+        clock: Clock,
+    ) -> None:
+        self._desired = desired
+        self._owners = owners
+        self._status = status
+        self._clock = clock
+
+    async def admit(self, sandbox_id: str, events: Sequence[InboundEvent]) -> list[Admission]:
+        """Admit one sandbox's events (stream order); one verdict per event, in the same order."""
+        for _ in range(MAX_FOLD_ATTEMPTS):
+            stored = await self._desired.get(naming.desired_key(sandbox_id))
+            verdicts, state = await self._fold(sandbox_id, stored, events)
+            if state is not None and (stored is None or state != stored.value):
+                try:
+                    await self._desired.put(
+                        naming.desired_key(sandbox_id), state, revision=stored.revision if stored else None
+                    )
+                except StoreConflict:
+                    continue
+                await self._status.write(sandbox_id, partial(statuses.accepted, desired=state, now=self._clock()))
+            await self._record_rejections(sandbox_id, verdicts)
+            return verdicts
+        raise StoreConflict(f"desired state of {sandbox_id} kept changing; gave up after {MAX_FOLD_ATTEMPTS}")
+
+    async def _fold(
+        self, sandbox_id: str, stored: Versioned[DesiredState] | None, events: Sequence[InboundEvent]
+    ) -> tuple[list[Admission], DesiredState | None]:
+        state = stored.value if stored else None
+        verdicts: list[Admission] = []
+        for event in sorted(events, key=lambda e: e.stream_sequence):
+            if state is not None and event.stream_sequence < state.sequence:
+                verdicts.append(Admission(Verdict.STALE, sandbox_id))
+                continue
+            if state is not None and event.stream_sequence == state.sequence:
+                verdicts.append(Admission(Verdict.ACCEPTED, sandbox_id, event_id=state.event_id))
+                continue
+            try:
+                body = validate(event)
+                state = await self._apply(state, body, sequence=event.stream_sequence)
+            except PermanentError as exc:
+                verdicts.append(Admission(Verdict.REJECTED, sandbox_id, exc, _event_id(event)))
+                continue
+            verdicts.append(Admission(Verdict.ACCEPTED, sandbox_id, event_id=body.id))
+        return verdicts, state
+
+    async def _apply(self, state: DesiredState | None, event: SandboxEvent, *, sequence: int) -> DesiredState:
+        now = self._clock()
+        generation = (state.generation + 1) if state else 1
+        common = {
+            "generation": generation,
+            "sequence": sequence,
+            "event_id": event.id,
+            "accepted_at": now,
+            "traceparent": event.traceparent,
+        }
+        if isinstance(event, CreateEvent | UpdateEvent):
+            uid = await self._claim_owner(event.subject, event.data.spec.owner.email, state)
+            lifecycle = Lifecycle.SUSPENDED if state and state.lifecycle is Lifecycle.SUSPENDED else Lifecycle.ACTIVE
+            idle_since = state.idle_since if state and state.lifecycle is not Lifecycle.DELETED else None
+            return DesiredState(
+                sandbox_id=event.subject,
+                spec=event.data.spec,
+                owner_uid=uid,
+                lifecycle=lifecycle,
+                idle_since=idle_since,
+                **common,
+            )
+        if state is None or state.lifecycle is Lifecycle.DELETED:
+            if isinstance(event, DeleteEvent) and state is not None:
+                return state.model_copy(update={"sequence": sequence, "purge": state.purge or event.data.purge})
+            raise InvalidEvent(f"sandbox {event.subject} does not exist; {event.verb} needs a create first")
+        if isinstance(event, DeleteEvent):
+            return state.model_copy(
+                update={**common, "lifecycle": Lifecycle.DELETED, "purge": event.data.purge or state.purge}
+            )
+        if isinstance(event, SuspendEvent):
+            return state.model_copy(update={**common, "lifecycle": Lifecycle.SUSPENDED})
+        assert isinstance(event, ResumeEvent)
+        return state.model_copy(update={**common, "lifecycle": Lifecycle.ACTIVE, "idle_since": None})
+
+    async def _claim_owner(self, sandbox_id: str, email: str, state: DesiredState | None) -> str:
+        """Make the owner-uid this sandbox's, or refuse: one owner-uid, one sandbox, one email."""
+        uid = naming.owner_uid(email)
+        if state is not None and state.lifecycle is not Lifecycle.DELETED and state.owner_uid != uid.value:
+            raise OwnershipConflict(
+                f"the owner of sandbox {sandbox_id} cannot change (owner-uid {state.owner_uid} → {uid.value}); "
+                "delete it and create a new sandbox"
+            )
+        key = naming.owner_key(uid.value)
+        for _ in range(MAX_FOLD_ATTEMPTS):
+            claim = await self._owners.get(key)
+            if claim is not None and claim.value.sandbox_id != sandbox_id:
+                if claim.value.email != uid.email:
+                    raise OwnershipConflict(
+                        f"owner {uid.email} maps to owner-uid {uid.value}, which already belongs to "
+                        f"{claim.value.email} (sandbox {claim.value.sandbox_id}); use a distinct email"
+                    )
+                raise OwnershipConflict(
+                    f"owner {uid.email} already has sandbox {claim.value.sandbox_id}; "
+                    "an owner has one sandbox (update or delete it)"
+                )
+            if claim is not None and claim.value.email == uid.email:
+                return uid.value
+            try:
+                await self._owners.put(
+                    key,
+                    OwnerClaim(sandbox_id=sandbox_id, email=uid.email),
+                    revision=claim.revision if claim else None,
+                )
+            except StoreConflict:
+                continue
+            return uid.value
+        raise StoreConflict(f"owner claim {uid.value} kept changing")
+
+    async def _record_rejections(self, sandbox_id: str, verdicts: list[Admission]) -> None:
+        for verdict in verdicts:
+            if verdict.verdict is Verdict.REJECTED and verdict.error is not None:
+                error = verdict.error
+                await self._status.write(
+                    sandbox_id,
+                    lambda prev, e=error, v=verdict: statuses.rejected(  # type: ignore[misc]
+                        prev, sandbox_id=sandbox_id, error=e, event_id=v.event_id, now=self._clock()
+                    ),
+                )
+
+
+def _event_id(event: InboundEvent) -> str | None:
+    return event.headers.get("Nats-Msg-Id")

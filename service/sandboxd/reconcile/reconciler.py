@@ -1,0 +1,162 @@
+"""One reconcile pass for one sandbox: read the newest desired state, render, apply, project status.
+
+Level-triggered: the pass never looks at the event that caused it, only at the desired state it reads at the
+start, so duplicate, reordered and coalesced kicks are harmless. The caller (the runtime's keyed queue)
+guarantees one pass at a time per sandbox. Errors are returned, not raised, as an ``Outcome`` the runtime's
+disposition turns into ack / nak / dead-letter; the status record already says what happened.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from sandboxd import naming
+from sandboxd.errors import PermanentError, RetryableError, SandboxdError
+from sandboxd.models.desired import DesiredState, Lifecycle, OwnerClaim
+from sandboxd.models.status import ObjectRef, SandboxStatus
+from sandboxd.reconcile import statuses
+from sandboxd.reconcile.ports import Applier, Clock, Store
+from sandboxd.reconcile.statuses import StatusWriter
+from sandboxd.render import RenderedSandbox, RenderRequest, Workload
+from sandboxd.settings import RuntimeSettings
+
+Renderer = Callable[[RenderRequest, RuntimeSettings], RenderedSandbox]
+
+
+class Result(StrEnum):
+    DONE = "done"  # converged (or nothing to do)
+    RETRY = "retry"  # transient failure: try again later
+    FAILED = "failed"  # permanent failure, recorded in status
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    result: Result
+    generation: int = 0
+    error: SandboxdError | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def workload_of(desired: DesiredState) -> Workload:
+    if desired.lifecycle is Lifecycle.SUSPENDED:
+        return Workload.SUSPENDED
+    if desired.idle_since is not None and (desired.spec.idle_scaling_enabled):
+        return Workload.IDLE
+    return Workload.ACTIVE
+
+
+def object_refs(rendered: RenderedSandbox) -> tuple[ObjectRef, ...]:
+    return tuple(
+        ObjectRef(api_version=m.api_version, kind=m.kind, name=m.name, namespace=m.namespace)
+        for m in rendered.manifests
+    )
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._mark = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = round((now - self._mark) * 1000, 3)
+        self._mark = now
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        desired: Store[DesiredState],
+        owners: Store[OwnerClaim],
+        status: StatusWriter,
+        applier: Applier,
+        settings: RuntimeSettings,
+        render: Renderer,
+        clock: Clock,
+    ) -> None:
+        self._desired = desired
+        self._owners = owners
+        self._status = status
+        self._applier = applier
+        self._settings = settings
+        self._render = render
+        self._clock = clock
+
+    async def reconcile(self, sandbox_id: str) -> Outcome:
+        watch = _Stopwatch()
+        stored = await self._desired.get(naming.desired_key(sandbox_id))
+        watch.lap("read")
+        if stored is None:
+            return Outcome(Result.DONE)
+        desired = stored.value
+        try:
+            rendered = self._render(
+                RenderRequest(sandbox_id=sandbox_id, spec=desired.spec, workload=workload_of(desired)),
+                self._settings,
+            )
+            watch.lap("render")
+            if desired.lifecycle is Lifecycle.DELETED:
+                return await self._delete(desired, stored.revision, rendered, watch)
+            return await self._apply(desired, rendered, watch)
+        except (PermanentError, RetryableError) as exc:
+            error: SandboxdError = exc
+        retryable = isinstance(error, RetryableError)
+        await self._status.write(
+            sandbox_id,
+            lambda prev: statuses.failed(prev, desired=desired, error=error, retryable=retryable, now=self._clock()),
+        )
+        return Outcome(Result.RETRY if retryable else Result.FAILED, desired.generation, error, watch.timings)
+
+    async def _apply(self, desired: DesiredState, rendered: RenderedSandbox, watch: _Stopwatch) -> Outcome:
+        result = await self._applier.apply(rendered, generation=desired.generation)
+        watch.lap("apply")
+        timings = dict(watch.timings)
+
+        def transition(prev: SandboxStatus | None) -> SandboxStatus:
+            return statuses.applied(
+                prev,
+                desired=desired,
+                namespace=rendered.namespace,
+                endpoint=rendered.endpoint,
+                objects=result.applied or object_refs(rendered),
+                replicas=rendered.replicas,
+                ready=result.ready_replicas,
+                timings_ms=timings,
+                now=self._clock(),
+            )
+
+        await self._status.write(desired.sandbox_id, transition)
+        watch.lap("status")
+        return Outcome(Result.DONE, desired.generation, timings_ms=watch.timings)
+
+    async def _delete(
+        self, desired: DesiredState, revision: int, rendered: RenderedSandbox, watch: _Stopwatch
+    ) -> Outcome:
+        await self._applier.delete(rendered, purge=desired.purge)
+        watch.lap("delete")
+        timings = dict(watch.timings)
+        await self._status.write(
+            desired.sandbox_id,
+            lambda prev: statuses.deleted(prev, desired=desired, timings_ms=timings, now=self._clock()),
+        )
+        await self._release_owner(desired)
+        try:
+            # Only if no newer event arrived meanwhile (a create right after a delete must survive).
+            await self._desired.delete(naming.desired_key(desired.sandbox_id), revision=revision)
+        except RetryableError:
+            return Outcome(Result.DONE, desired.generation, timings_ms=watch.timings)
+        watch.lap("status")
+        return Outcome(Result.DONE, desired.generation, timings_ms=watch.timings)
+
+    async def _release_owner(self, desired: DesiredState) -> None:
+        key = naming.owner_key(desired.owner_uid)
+        claim = await self._owners.get(key)
+        if claim is not None and claim.value.sandbox_id == desired.sandbox_id:
+            try:
+                await self._owners.delete(key, revision=claim.revision)
+            except RetryableError:
+                return

@@ -1,0 +1,252 @@
+"""The status projection: pure transitions from one ``SandboxStatus`` to the next, and the CAS writer.
+
+Every function here takes the previous record (or ``None``) and returns the next one; ``StatusWriter`` applies
+such a transition with compare-and-set, re-reading on a lost race, so the intake and reconciles of several
+replicas can write one key without losing each other's fields. ``lastTransitionTime`` moves only when a
+condition's status changes (``models.status.set_condition``). Messages come from errors and never carry secret
+values: the renderer renders none and adapters quote only the target's refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from sandboxd import naming
+from sandboxd.errors import SandboxdError, StoreConflict
+from sandboxd.models.desired import DesiredState, Lifecycle
+from sandboxd.models.status import (
+    ConditionStatus,
+    ConditionType,
+    LastError,
+    ObjectRef,
+    Phase,
+    Replicas,
+    SandboxStatus,
+    set_condition,
+)
+from sandboxd.reconcile.ports import Store
+
+Transition = Callable[[SandboxStatus | None], SandboxStatus]
+MAX_CAS_ATTEMPTS = 20
+
+
+def _base(previous: SandboxStatus | None, sandbox_id: str, now: datetime) -> SandboxStatus:
+    if previous is not None:
+        return previous
+    return SandboxStatus(sandbox_id=sandbox_id, phase=Phase.PENDING, updated_at=now)
+
+
+def _with(status: SandboxStatus, **changes: object) -> SandboxStatus:
+    return status.model_copy(update=changes)
+
+
+def rejected(
+    previous: SandboxStatus | None, *, sandbox_id: str, error: SandboxdError, event_id: str | None, now: datetime
+) -> SandboxStatus:
+    """An event was refused. A sandbox that never had a valid spec becomes ``Rejected``; one that has keeps
+    its phase (its runtime still runs the last valid spec) and says why in ``Accepted=False``."""
+    status = _base(previous, sandbox_id, now)
+    generation = status.observed_generation
+    conditions = set_condition(
+        status.conditions,
+        kind=ConditionType.ACCEPTED,
+        status=ConditionStatus.FALSE,
+        reason=error.reason,
+        message=error.message,
+        now=now,
+        generation=generation,
+    )
+    phase = Phase.REJECTED if previous is None or previous.phase in (Phase.PENDING, Phase.REJECTED) else status.phase
+    return _with(
+        status,
+        phase=phase,
+        conditions=conditions,
+        last_error=LastError(reason=error.reason, message=error.message, at=now, retryable=False),
+        event_id=event_id,
+        updated_at=now,
+    )
+
+
+def accepted(previous: SandboxStatus | None, *, desired: DesiredState, now: datetime) -> SandboxStatus:
+    """The event became the desired state; a reconcile is on its way."""
+    status = _base(previous, desired.sandbox_id, now)
+    conditions = set_condition(
+        status.conditions,
+        kind=ConditionType.ACCEPTED,
+        status=ConditionStatus.TRUE,
+        reason="EventAccepted",
+        message=f"generation {desired.generation} from event {desired.event_id}",
+        now=now,
+        generation=desired.generation,
+    )
+    phase = status.phase
+    if phase in (Phase.PENDING, Phase.REJECTED, Phase.DELETED):
+        phase = Phase.PROVISIONING
+    if desired.lifecycle is Lifecycle.DELETED:
+        phase = Phase.DELETING
+    return _with(status, phase=phase, conditions=conditions, event_id=desired.event_id, updated_at=now)
+
+
+def _phase_for(desired: DesiredState, *, replicas: int, ready: int | None) -> tuple[Phase, ConditionStatus, str, str]:
+    if desired.lifecycle is Lifecycle.SUSPENDED:
+        return Phase.SUSPENDED, ConditionStatus.FALSE, "Suspended", "suspended: no session pods run until resume"
+    if desired.idle_since is not None:
+        return Phase.IDLE, ConditionStatus.FALSE, "Idle", "scaled to zero for inactivity; activity wakes it"
+    if ready is None:
+        return (
+            Phase.PROVISIONING,
+            ConditionStatus.UNKNOWN,
+            "NotObservable",
+            "applied; this applier cannot observe pods (GitOps: the cluster applies the commit)",
+        )
+    if ready >= replicas:
+        return Phase.READY, ConditionStatus.TRUE, "ReplicasReady", f"{ready}/{replicas} session pods ready"
+    return Phase.PROVISIONING, ConditionStatus.FALSE, "ReplicasNotReady", f"{ready}/{replicas} session pods ready"
+
+
+def applied(
+    previous: SandboxStatus | None,
+    *,
+    desired: DesiredState,
+    namespace: str,
+    endpoint: str,
+    objects: tuple[ObjectRef, ...],
+    replicas: int,
+    ready: int | None,
+    timings_ms: Mapping[str, float],
+    now: datetime,
+) -> SandboxStatus:
+    """A reconcile applied the desired state."""
+    status = _base(previous, desired.sandbox_id, now)
+    generation = desired.generation
+    phase, ready_status, ready_reason, ready_message = _phase_for(desired, replicas=replicas, ready=ready)
+    conditions = set_condition(
+        status.conditions,
+        kind=ConditionType.APPLIED,
+        status=ConditionStatus.TRUE,
+        reason="Applied",
+        message=f"{len(objects)} objects applied",
+        now=now,
+        generation=generation,
+    )
+    conditions = set_condition(
+        conditions,
+        kind=ConditionType.READY,
+        status=ready_status,
+        reason=ready_reason,
+        message=ready_message,
+        now=now,
+        generation=generation,
+    )
+    idle = desired.lifecycle is Lifecycle.SUSPENDED or desired.idle_since is not None
+    conditions = set_condition(
+        conditions,
+        kind=ConditionType.IDLE,
+        status=ConditionStatus.TRUE if idle else ConditionStatus.FALSE,
+        reason=ready_reason if idle else "Active",
+        message=ready_message if idle else "session pods scheduled",
+        now=now,
+        generation=generation,
+    )
+    same_generation = status.observed_generation == generation
+    return _with(
+        status,
+        phase=phase,
+        conditions=conditions,
+        observed_generation=generation,
+        owner_uid=desired.owner_uid,
+        namespace=namespace,
+        endpoint=endpoint,
+        applied_objects=list(objects),
+        replicas=Replicas(desired=replicas, ready=ready or 0),
+        idle_since=desired.idle_since,
+        last_error=None,
+        attempts=(status.attempts + 1) if same_generation else 1,
+        timings_ms=dict(timings_ms),
+        event_id=desired.event_id,
+        updated_at=now,
+        deleted_at=None,
+    )
+
+
+def failed(
+    previous: SandboxStatus | None,
+    *,
+    desired: DesiredState,
+    error: SandboxdError,
+    retryable: bool,
+    now: datetime,
+) -> SandboxStatus:
+    """A reconcile failed; permanent failures make the phase ``Failed``, retryable ones keep it."""
+    status = _base(previous, desired.sandbox_id, now)
+    conditions = set_condition(
+        status.conditions,
+        kind=ConditionType.APPLIED,
+        status=ConditionStatus.FALSE,
+        reason=error.reason,
+        message=error.message,
+        now=now,
+        generation=desired.generation,
+    )
+    same_generation = status.observed_generation == desired.generation
+    return _with(
+        status,
+        phase=status.phase if retryable else Phase.FAILED,
+        conditions=conditions,
+        observed_generation=desired.generation,
+        owner_uid=desired.owner_uid,
+        namespace=naming.namespace_for(desired.owner_uid),
+        last_error=LastError(reason=error.reason, message=error.message, at=now, retryable=retryable),
+        attempts=(status.attempts + 1) if same_generation else 1,
+        updated_at=now,
+    )
+
+
+def deleted(
+    previous: SandboxStatus | None, *, desired: DesiredState, timings_ms: Mapping[str, float], now: datetime
+) -> SandboxStatus:
+    """The runtime is gone (purge) or reduced to its retained data (retain); the record is a tombstone."""
+    status = _base(previous, desired.sandbox_id, now)
+    message = "namespace and data deleted" if desired.purge else "workloads removed; namespace and PVCs retained"
+    conditions = set_condition(
+        status.conditions,
+        kind=ConditionType.READY,
+        status=ConditionStatus.FALSE,
+        reason="Deleted",
+        message=message,
+        now=now,
+        generation=desired.generation,
+    )
+    return _with(
+        status,
+        phase=Phase.DELETED,
+        conditions=conditions,
+        observed_generation=desired.generation,
+        applied_objects=[],
+        replicas=Replicas(desired=0, ready=0),
+        last_error=None,
+        timings_ms=dict(timings_ms),
+        event_id=desired.event_id,
+        updated_at=now,
+        deleted_at=now,
+    )
+
+
+class StatusWriter:
+    """Writes one transition with compare-and-set, re-reading and re-applying it when another writer won."""
+
+    def __init__(self, store: Store[SandboxStatus]) -> None:
+        self._store = store
+
+    async def write(self, sandbox_id: str, transition: Transition) -> SandboxStatus:
+        key = naming.status_key(sandbox_id)
+        for _ in range(MAX_CAS_ATTEMPTS):
+            current = await self._store.get(key)
+            new = transition(current.value if current else None)
+            try:
+                await self._store.put(key, new, revision=current.revision if current else None)
+            except StoreConflict:
+                continue
+            return new
+        raise StoreConflict(f"status of {sandbox_id} kept changing; gave up after {MAX_CAS_ATTEMPTS} tries")

@@ -1,0 +1,208 @@
+"""The keyed work queue: one reconcile at a time per sandbox, many sandboxes at once.
+
+Ordering and concurrency:
+
+- ``submit(key, delivery)`` never blocks. A key that is neither running nor waiting joins the back of a FIFO of
+  ready keys; ``concurrency`` workers take keys from it.
+- Kicks for a key that is waiting or running *coalesce*: their deliveries are held and all of them are settled
+  by the next pass, which reads the newest desired state. So N events for a busy key cost one more pass.
+- A delivery is acked only after a pass that *started after it arrived* has finished (its effect durable).
+- Held deliveries are kept alive with ``in_progress`` every ``heartbeat_s``, so a long wait or a long
+  reconcile is not redelivered elsewhere.
+- Retryable failures nak the held deliveries with a per-key growing delay; a kick without deliveries (resync,
+  watch) is re-submitted after the same delay.
+- ``close()`` hands back (nak, no delay) everything not started, lets running passes finish within the grace,
+  then cancels them and hands back what they held.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import anyio
+from anyio.abc import TaskGroup
+
+from sandboxd.errors import RetryableError
+from sandboxd.reconcile.ports import Delivery
+from sandboxd.reconcile.reconciler import Outcome, Result
+from sandboxd.runtime.disposition import Disposition
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str], Awaitable[Outcome]]
+
+
+@dataclass
+class _Key:
+    pending: list[Delivery] = field(default_factory=list)
+    in_flight: list[Delivery] = field(default_factory=list)
+    kicked: bool = False
+    waiting: bool = False
+    running: bool = False
+    failures: int = 0
+
+
+@dataclass
+class QueueStats:
+    passes: int = 0
+    retries: int = 0
+    failures: int = 0
+
+
+class KeyedQueue:
+    def __init__(
+        self,
+        *,
+        handler: Handler,
+        disposition: Disposition,
+        concurrency: int,
+        heartbeat_s: float = 10.0,
+    ) -> None:
+        self._handler = handler
+        self._disposition = disposition
+        self._concurrency = concurrency
+        self._heartbeat_s = heartbeat_s
+        self._keys: dict[str, _Key] = {}
+        self._ready: deque[str] = deque()
+        self._wakeup = anyio.Event()
+        self._closing = False
+        self._tg: TaskGroup | None = None
+        self.stats = QueueStats()
+
+    # --- introspection ---------------------------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        """Keys waiting for a worker."""
+        return len(self._ready)
+
+    @property
+    def held(self) -> int:
+        """Deliveries held (waiting or in flight), i.e. not yet settled."""
+        return sum(len(k.pending) + len(k.in_flight) for k in self._keys.values())
+
+    def idle(self) -> bool:
+        return not self._keys
+
+    # --- intake side -----------------------------------------------------------------------------------
+
+    def submit(self, key: str, delivery: Delivery | None = None) -> None:
+        if self._closing:
+            raise RuntimeError("queue is closing")
+        state = self._keys.setdefault(key, _Key())
+        if delivery is None:
+            state.kicked = True
+        else:
+            state.pending.append(delivery)
+        if not state.running and not state.waiting:
+            state.waiting = True
+            self._ready.append(key)
+            self._wakeup.set()
+
+    # --- workers ---------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the workers and the heartbeat until ``close()``; returns once everything is settled."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self._heartbeat, name="queue-heartbeat")
+            async with anyio.create_task_group() as workers:
+                for index in range(self._concurrency):
+                    workers.start_soon(self._worker, name=f"queue-worker-{index}")
+            tg.cancel_scope.cancel()
+
+    async def _next_key(self) -> str | None:
+        while not self._ready:
+            if self._closing:
+                return None
+            self._wakeup = anyio.Event()
+            await self._wakeup.wait()
+        return self._ready.popleft()
+
+    async def _worker(self) -> None:
+        while (key := await self._next_key()) is not None:
+            state = self._keys[key]
+            state.waiting, state.running = False, True
+            try:
+                await self._passes(key, state)
+            finally:
+                state.running = False
+                if state.pending or state.kicked:
+                    state.waiting = True
+                    self._ready.append(key)
+                    self._wakeup.set()
+                elif not state.in_flight:
+                    self._keys.pop(key, None)
+
+    async def _passes(self, key: str, state: _Key) -> None:
+        while (state.pending or state.kicked) and not self._closing:
+            state.in_flight, state.pending, state.kicked = state.pending, [], False
+            try:
+                outcome = await self._handler(key)
+            except Exception:
+                log.exception("reconcile of %s raised; retrying", key)
+                outcome = Outcome(Result.RETRY, error=RetryableError("unexpected error in reconcile"))
+            self.stats.passes += 1
+            batch, state.in_flight = state.in_flight, []
+            if outcome.result is Result.DONE:
+                state.failures = 0
+                await self._disposition.done(batch)
+                continue
+            if outcome.result is Result.FAILED:
+                state.failures = 0
+                self.stats.failures += 1
+                assert outcome.error is not None
+                for delivery in batch:
+                    await self._disposition.reject(delivery, outcome.error)
+                continue
+            state.failures += 1
+            self.stats.retries += 1
+            assert outcome.error is not None
+            held, state.pending = [*batch, *state.pending], []
+            delay = await self._disposition.retry(held, failures=state.failures, error=outcome.error)
+            if not held:
+                self._kick_later(key, delay)
+            return
+
+    def _kick_later(self, key: str, delay: float) -> None:
+        async def later() -> None:
+            await anyio.sleep(delay)
+            if not self._closing:
+                self.submit(key)
+
+        if self._tg is not None:
+            self._tg.start_soon(later, name=f"retry-{key}")
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await anyio.sleep(self._heartbeat_s)
+            for state in list(self._keys.values()):
+                for delivery in [*state.pending, *state.in_flight]:
+                    try:
+                        await delivery.in_progress()
+                    except Exception:  # noqa: BLE001 - a missed heartbeat only risks a redelivery
+                        log.debug("in_progress failed")
+
+    # --- shutdown --------------------------------------------------------------------------------------
+
+    async def close(self, grace_s: float) -> None:
+        """Stop taking work; hand back what has not started; give running passes ``grace_s`` to finish."""
+        self._closing = True
+        self._wakeup.set()
+        waiting = [k for k in self._ready]
+        self._ready.clear()
+        for key in waiting:
+            state = self._keys.get(key)
+            if state is not None:
+                await self._disposition.hand_back(state.pending)
+                state.pending = []
+        with anyio.move_on_after(grace_s):
+            while any(k.running for k in self._keys.values()):  # noqa: ASYNC110 - polls a condition of many keys
+                await anyio.sleep(0.02)
+        leftovers = [d for k in self._keys.values() for d in (*k.pending, *k.in_flight)]
+        await self._disposition.hand_back(leftovers)
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()

@@ -1,0 +1,18 @@
+"""Exponential backoff with full jitter, per sandbox: the delay before attempt ``n + 1`` after ``n`` failures."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    base_s: float = 1.0
+    cap_s: float = 300.0
+
+    def delay(self, failures: int, *, hint: float | None = None, rng: random.Random | None = None) -> float:
+        """``base * 2**(failures-1)`` capped, jittered into its upper half; a source's hint is a floor."""
+        ceiling = min(self.cap_s, self.base_s * 2 ** max(0, failures - 1))
+        jittered = ceiling * (0.5 + 0.5 * (rng or random).random())
+        return float(max(jittered, hint or 0.0))
