@@ -18,7 +18,7 @@ Ordering and concurrency:
 from __future__ import annotations
 
 import logging
-from collections import deque
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -66,8 +66,9 @@ class KeyedQueue:
         self._concurrency = concurrency
         self._heartbeat_s = heartbeat_s
         self._keys: dict[str, _Key] = {}
-        self._ready: deque[str] = deque()
-        self._wakeup = anyio.Event()
+        # Each key is in this FIFO at most once (only when neither waiting nor running), so it cannot grow
+        # beyond the number of distinct sandboxes.
+        self._ready_in, self._ready_out = anyio.create_memory_object_stream[str](max_buffer_size=math.inf)
         self._closing = False
         self._tg: TaskGroup | None = None
         self.stats = QueueStats()
@@ -77,7 +78,7 @@ class KeyedQueue:
     @property
     def depth(self) -> int:
         """Keys waiting for a worker."""
-        return len(self._ready)
+        return self._ready_out.statistics().current_buffer_used
 
     @property
     def held(self) -> int:
@@ -98,9 +99,11 @@ class KeyedQueue:
         else:
             state.pending.append(delivery)
         if not state.running and not state.waiting:
-            state.waiting = True
-            self._ready.append(key)
-            self._wakeup.set()
+            self._enqueue(key, state)
+
+    def _enqueue(self, key: str, state: _Key) -> None:
+        state.waiting = True
+        self._ready_in.send_nowait(key)
 
     # --- workers ---------------------------------------------------------------------------------------
 
@@ -114,27 +117,17 @@ class KeyedQueue:
                     workers.start_soon(self._worker, name=f"queue-worker-{index}")
             tg.cancel_scope.cancel()
 
-    async def _next_key(self) -> str | None:
-        while not self._ready:
-            if self._closing:
-                return None
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
-        return self._ready.popleft()
-
     async def _worker(self) -> None:
-        while (key := await self._next_key()) is not None:
+        async for key in self._ready_out.clone():
             state = self._keys[key]
             state.waiting, state.running = False, True
             try:
                 await self._passes(key, state)
             finally:
                 state.running = False
-                if state.pending or state.kicked:
-                    state.waiting = True
-                    self._ready.append(key)
-                    self._wakeup.set()
-                elif not state.in_flight:
+                if (state.pending or state.kicked) and not self._closing:
+                    self._enqueue(key, state)
+                elif not (state.in_flight or state.pending or state.kicked):
                     self._keys.pop(key, None)
 
     async def _passes(self, key: str, state: _Key) -> None:
@@ -191,14 +184,16 @@ class KeyedQueue:
     async def close(self, grace_s: float) -> None:
         """Stop taking work; hand back what has not started; give running passes ``grace_s`` to finish."""
         self._closing = True
-        self._wakeup.set()
-        waiting = [k for k in self._ready]
-        self._ready.clear()
-        for key in waiting:
+        self._ready_in.close()  # workers finish their current key, then stop
+        while True:
+            try:
+                key = self._ready_out.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
             state = self._keys.get(key)
             if state is not None:
                 await self._disposition.hand_back(state.pending)
-                state.pending = []
+                state.pending, state.waiting = [], False
         with anyio.move_on_after(grace_s):
             while any(k.running for k in self._keys.values()):  # noqa: ASYNC110 - polls a condition of many keys
                 await anyio.sleep(0.02)
