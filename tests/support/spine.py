@@ -50,7 +50,9 @@ def runtime_settings(**overrides: Any) -> RuntimeSettings:
     return RuntimeSettings(**values)
 
 
-def service_settings(url: str, *, worker: dict[str, Any] | None = None, topology: dict[str, Any] | None = None) -> Settings:
+def service_settings(
+    url: str, *, worker: dict[str, Any] | None = None, topology: dict[str, Any] | None = None
+) -> Settings:
     return Settings(
         runtime=runtime_settings(),
         nats=NatsSettings(url=url),

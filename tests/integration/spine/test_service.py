@@ -101,7 +101,8 @@ async def test_republished_event_is_deduplicated(fresh_nats_server: NatsServer) 
 
 async def test_poison_messages_are_dead_lettered_and_rejected(fresh_nats_server: NatsServer) -> None:
     sid = unique_id()
-    async with client(fresh_nats_server.url) as c, running_service(service_settings(fresh_nats_server.url), MemoryApplier()):
+    settings = service_settings(fresh_nats_server.url)
+    async with client(fresh_nats_server.url) as c, running_service(settings, MemoryApplier()):
         await c.publish_raw(naming.event_subject("create", sid), b"not-json{")
         await c.publish_raw("sandbox.create.Not_A_Valid_Id", b"{}")
         other = unique_id()
@@ -185,7 +186,8 @@ async def test_suspend_resume_and_delete(fresh_nats_server: NatsServer) -> None:
 
 async def test_suspend_of_unknown_sandbox_is_rejected(fresh_nats_server: NatsServer) -> None:
     sid = unique_id()
-    async with client(fresh_nats_server.url) as c, running_service(service_settings(fresh_nats_server.url), MemoryApplier()):
+    settings = service_settings(fresh_nats_server.url)
+    async with client(fresh_nats_server.url) as c, running_service(settings, MemoryApplier()):
         await c.publish("suspend", sid)
         status = await c.wait_status(sid, lambda s: s.phase is Phase.REJECTED)
     assert status.last_error is not None and "does not exist" in status.last_error.message
