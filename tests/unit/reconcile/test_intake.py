@@ -1,0 +1,133 @@
+"""Intake folds events into the desired state: ordering by stream sequence, staleness, ownership, lifecycle."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from sandboxd.adapters.memory import MemoryStore
+from sandboxd.models.desired import DesiredState, Lifecycle, OwnerClaim
+from sandboxd.models.status import Phase, SandboxStatus
+from sandboxd.reconcile.intake import Intake, Verdict
+from sandboxd.reconcile.statuses import StatusWriter
+from support.spine import event, spec
+
+pytestmark = pytest.mark.anyio
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    subject: str
+    data: bytes
+    stream_sequence: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def inbound(verb: str, sid: str, seq: int, data: dict[str, Any] | None = None) -> Inbound:
+    body = event(verb, sid, data)
+    return Inbound(f"sandbox.{verb}.{sid}", body.to_json(), seq, {"Nats-Msg-Id": body.id})
+
+
+@pytest.fixture
+def stores() -> tuple[MemoryStore[DesiredState], MemoryStore[OwnerClaim], MemoryStore[SandboxStatus]]:
+    return MemoryStore(), MemoryStore(), MemoryStore()
+
+
+@pytest.fixture
+def intake(stores: tuple[Any, Any, Any]) -> Intake:
+    desired, owners, status = stores
+    return Intake(desired=desired, owners=owners, status=StatusWriter(status), clock=lambda: NOW)
+
+
+async def test_events_fold_in_stream_order_and_write_once(intake: Intake, stores: tuple[Any, Any, Any]) -> None:
+    desired = stores[0]
+    events = [inbound("update", "sb-1", seq, {"spec": spec("a@acme.com", sessions=seq)}) for seq in (3, 1, 2)]
+    verdicts = await intake.admit("sb-1", events)
+    assert [v.verdict for v in verdicts] == [Verdict.ACCEPTED] * 3
+    stored = await desired.get("sb-1")
+    assert stored.value.spec.quota.concurrent_sessions == 3
+    assert stored.value.sequence == 3 and stored.value.generation == 3
+    assert stored.revision == 1  # one desired-state write for all three events
+
+
+async def test_an_older_event_is_stale_and_changes_nothing(intake: Intake, stores: tuple[Any, Any, Any]) -> None:
+    desired = stores[0]
+    await intake.admit("sb-1", [inbound("create", "sb-1", 5, {"spec": spec("a@acme.com", sessions=5)})])
+    before = await desired.get("sb-1")
+    verdicts = await intake.admit("sb-1", [inbound("update", "sb-1", 4, {"spec": spec("a@acme.com", sessions=1)})])
+    assert [v.verdict for v in verdicts] == [Verdict.STALE]
+    assert await desired.get("sb-1") == before
+
+
+async def test_a_redelivered_event_asks_for_a_reconcile_without_a_write(
+    intake: Intake, stores: tuple[Any, Any, Any]
+) -> None:
+    desired = stores[0]
+    first = inbound("create", "sb-1", 7, {"spec": spec("a@acme.com")})
+    await intake.admit("sb-1", [first])
+    before = await desired.get("sb-1")
+    assert [v.verdict for v in await intake.admit("sb-1", [first])] == [Verdict.ACCEPTED]
+    assert await desired.get("sb-1") == before
+
+
+async def test_invalid_event_is_rejected_with_field_level_reason(
+    intake: Intake, stores: tuple[Any, Any, Any]
+) -> None:
+    status = stores[2]
+    body = json.loads(event("create", "sb-1", {"spec": spec("a@acme.com")}).to_json())
+    body["data"]["spec"]["quota"]["cpu"] = "lots"
+    verdicts = await intake.admit("sb-1", [Inbound("sandbox.create.sb-1", json.dumps(body).encode(), 1)])
+    assert verdicts[0].verdict is Verdict.REJECTED
+    assert verdicts[0].error is not None
+    assert "data.spec.quota.cpu: 'lots' is not valid" in verdicts[0].error.message
+    record = (await status.get("sb-1")).value
+    assert record.phase is Phase.REJECTED
+
+
+async def test_subject_and_body_must_agree(intake: Intake) -> None:
+    body = event("create", "sb-2", {"spec": spec("a@acme.com")})
+    wrong_id = Inbound("sandbox.create.sb-1", body.to_json(), 1)
+    wrong_verb = Inbound("sandbox.update.sb-2", body.to_json(), 2)
+    [v1] = await intake.admit("sb-1", [wrong_id])
+    [v2] = await intake.admit("sb-2", [wrong_verb])
+    assert v1.error is not None and "does not match the NATS subject id" in v1.error.message
+    assert v2.error is not None and "does not match the NATS subject verb" in v2.error.message
+
+
+async def test_rejection_of_a_running_sandbox_keeps_its_phase(intake: Intake, stores: tuple[Any, Any, Any]) -> None:
+    desired, _, status = stores
+    await intake.admit("sb-1", [inbound("create", "sb-1", 1, {"spec": spec("a@acme.com")})])
+    current = await status.get("sb-1")
+    await status.put("sb-1", current.value.model_copy(update={"phase": Phase.READY}), revision=current.revision)
+    verdicts = await intake.admit("sb-1", [inbound("update", "sb-1", 2, {"spec": spec("other@acme.com")})])
+    assert verdicts[0].verdict is Verdict.REJECTED
+    assert "owner of sandbox sb-1 cannot change" in verdicts[0].error.message  # type: ignore[union-attr]
+    record = (await status.get("sb-1")).value
+    assert record.phase is Phase.READY
+    assert record.last_error is not None and record.last_error.reason == "OwnerConflict"
+    assert (await desired.get("sb-1")).value.generation == 1
+
+
+async def test_lifecycle_transitions(intake: Intake, stores: tuple[Any, Any, Any]) -> None:
+    desired = stores[0]
+    await intake.admit(
+        "sb-1",
+        [
+            inbound("create", "sb-1", 1, {"spec": spec("a@acme.com")}),
+            inbound("suspend", "sb-1", 2),
+            inbound("update", "sb-1", 3, {"spec": spec("a@acme.com", sessions=4)}),
+        ],
+    )
+    state = (await desired.get("sb-1")).value
+    assert state.lifecycle is Lifecycle.SUSPENDED  # a spec update does not resume
+    await intake.admit("sb-1", [inbound("resume", "sb-1", 4), inbound("delete", "sb-1", 5, {"purge": True})])
+    state = (await desired.get("sb-1")).value
+    assert state.lifecycle is Lifecycle.DELETED and state.purge
+    [late] = await intake.admit("sb-1", [inbound("suspend", "sb-1", 6)])
+    assert late.verdict is Verdict.REJECTED
