@@ -18,8 +18,11 @@ from sandboxd.adapters.gitops import Backoff, GitOpsApplier
 from sandboxd.adapters.gitops.remote import parse_remote
 from sandboxd.adapters.gitops.repository import Identity, _environment
 from sandboxd.errors import ApplyRejected, ApplyUnavailable
-from sandboxd.render import files
+from sandboxd.models import SandboxSpec
+from sandboxd.render import RenderRequest, files, render
+from sandboxd.settings import RuntimeSettings
 from sandboxd.settings.service import ApplierSettings
+from support.git_http import GitHttpServer, serving
 from support.sandboxes import kept_files, sample_sandbox
 
 pytestmark = [pytest.mark.git, pytest.mark.anyio]
@@ -59,6 +62,10 @@ def push_by_hand(bare: Path, clone: Path) -> None:
     (clone / "README.md").write_text("hand-written\n")
     for args in (["add", "README.md"], ["commit", "-qm", "docs"], ["push", "-q", "origin", BRANCH]):
         subprocess.run(["git", "-C", str(clone), *args], check=True, env=env)
+
+
+def git_init_bare(path: Path) -> None:
+    subprocess.run(["git", "init", "-q", "--bare", "-b", BRANCH, str(path)], check=True)
 
 
 def refused_port() -> int:
@@ -236,7 +243,7 @@ async def test_a_secret_with_a_value_is_never_committed(appliers: Factory, bare:
 
 
 async def test_credentials_never_appear_in_errors(appliers: Factory) -> None:
-    password = "pa55-w0rd-xyzzy"  # noqa: S105 - a test value
+    password = "pa55-w0rd-xyzzy"
     url = f"http://sandboxd:{password}@127.0.0.1:{refused_port()}/gitops.git"
 
     with pytest.raises(ApplyUnavailable) as failed:
@@ -248,7 +255,7 @@ async def test_credentials_never_appear_in_errors(appliers: Factory) -> None:
 
 
 async def test_credentials_from_settings_stay_out_of_errors(appliers: Factory, tmp_path: Path) -> None:
-    password = "t0ken-from-settings"  # noqa: S105 - a test value
+    password = "t0ken-from-settings"
     settings = ApplierSettings(
         gitops_repo=f"https://127.0.0.1:{refused_port()}/gitops.git",
         gitops_username="sandboxd",
@@ -277,6 +284,101 @@ async def test_git_receives_credentials_only_through_its_environment(tmp_path: P
     assert remote.url == "https://git.example/org/gitops.git"
     assert "username=sandboxd\npassword=s3cret\n" in done.stdout.decode()
     assert all("s3cret" not in value for key, value in env.items() if key.startswith("GIT_"))
+
+
+async def test_pushes_to_an_http_remote_with_basic_auth(tmp_path: Path) -> None:
+    password = "h77p-s3cret"
+    root = tmp_path / "srv"
+    await anyio.to_thread.run_sync(lambda: git_init_bare(root / "gitops.git"))
+    with serving(GitHttpServer(root=root, username="sandboxd", password=password)) as server:
+        settings = ApplierSettings(
+            gitops_repo=server.url("gitops.git"),
+            gitops_username="sandboxd",
+            gitops_password=SecretStr(password),
+            gitops_author=AUTHOR,
+        )
+        applier = GitOpsApplier.from_settings(settings, cache_dir=tmp_path / "cache")
+        try:
+            first = await applier.apply(sample_sandbox(), generation=1)
+            second = await applier.apply(sample_sandbox(), generation=1)
+            clone_files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+            assert all(password.encode() not in p.read_bytes() for p in clone_files)
+        finally:
+            await applier.aclose()
+
+    assert (first.changed, second.changed) == (True, False)
+    assert tree(root / "gitops.git") == under(FOLDER, files(sample_sandbox()))
+    assert any(header.startswith("Basic ") for header in server.authorizations)
+
+
+async def test_wrong_http_credentials_are_a_rejection_without_the_password(tmp_path: Path) -> None:
+    root = tmp_path / "srv"
+    await anyio.to_thread.run_sync(lambda: git_init_bare(root / "gitops.git"))
+    wrong = "not-the-password"
+    with serving(GitHttpServer(root=root, username="sandboxd", password="right")) as server:
+        url = server.url("gitops.git").replace("http://", f"http://sandboxd:{wrong}@")
+        applier = GitOpsApplier(repo=url, author=AUTHOR, cache_dir=tmp_path / "cache")
+        try:
+            with pytest.raises(ApplyRejected) as refused:
+                await applier.apply(sample_sandbox(), generation=1)
+        finally:
+            await applier.aclose()
+
+    assert "Authentication failed" in str(refused.value)
+    assert wrong not in str(refused.value)
+    assert wrong not in str(refused.value.__cause__)
+
+
+async def test_a_real_rendered_sandbox_round_trips(appliers: Factory, bare: Path) -> None:
+    spec = SandboxSpec.model_validate(
+        {
+            "owner": {"email": "ceo@acme.com", "orgRef": {"slug": "acme"}},
+            "quota": {"cpu": "4", "memory": "8Gi", "storage": "50Gi", "concurrentSessions": 2},
+            "repos": [{"giteaRepo": "acme/eventforge"}],
+            "agentCatalogue": ["claude-code"],
+        }
+    )
+    settings = RuntimeSettings(
+        pty_server_image="ghcr.io/example/pty-server:v1",
+        mcp_image="ghcr.io/example/mcp-server:v1",
+        newapi_url="https://llm.example/v1",
+        sovereign_fqdn="example.org",
+    )
+    sandbox = render(RenderRequest(sandbox_id="emrah", spec=spec), settings)
+    applier = appliers()
+
+    result = await applier.apply(sandbox, generation=1)
+    await applier.delete(sandbox, purge=False)
+
+    assert result.changed
+    kept = {m.kind for m in sandbox.manifests if f"{FOLDER}/{m.filename}" in tree(bare)}
+    assert "Namespace" in kept
+    assert "PersistentVolumeClaim" in kept
+    assert not {"StatefulSet", "Secret", "Service"} & kept
+
+
+async def test_a_checked_out_branch_of_a_plain_repository_is_a_rejection(appliers: Factory, tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    await anyio.run_process(["git", "init", "-q", "-b", BRANCH, str(plain)])
+    await anyio.run_process(
+        [
+            "git",
+            "-C",
+            str(plain),
+            "-c",
+            "user.name=p",
+            "-c",
+            "user.email=p@x",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "x",
+        ]
+    )
+
+    with pytest.raises(ApplyRejected, match="checked out"):
+        await appliers(repo=str(plain)).apply(sample_sandbox(), generation=1)
 
 
 async def test_a_folder_that_is_no_repository_is_rejected(appliers: Factory, tmp_path: Path) -> None:
