@@ -21,8 +21,10 @@ Only the standard library, ``cryptography`` and ``pyyaml`` are needed here.
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
+import ctypes
 import datetime as dt
 import ipaddress
 import json
@@ -35,6 +37,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -65,7 +68,10 @@ GATEWAY_API_REQUIRED_CRDS = (
 
 # REST paths for the cluster-scoped kinds that may appear in the CRD folder.
 _CLUSTER_KINDS = {
-    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+    (
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+    ): "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
     ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy"): (
         "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
     ),
@@ -96,9 +102,7 @@ def cached_kube_bin() -> tuple[Path, bool]:
     """The bin folder that tools/kube/build.sh uses for the pinned versions, and whether it is complete.
 
     Uses ``build.sh --check`` (hashing only; no Go needed)."""
-    proc = subprocess.run(
-        ["bash", str(BUILD_SCRIPT), "--check"], capture_output=True, text=True, check=False
-    )
+    proc = subprocess.run(["bash", str(BUILD_SCRIPT), "--check"], capture_output=True, text=True, check=False)
     lines = proc.stdout.strip().splitlines()
     if not lines:
         raise KubeHarnessError(f"{BUILD_SCRIPT} --check printed nothing: {proc.stderr.strip()}")
@@ -116,8 +120,11 @@ def build_kube_bin(*, stream: Any = None) -> Path:
     if not go_available():
         raise KubeBinariesMissing(f"'go' is not on PATH, cannot run {BUILD_SCRIPT}")
     out = stream if stream is not None else sys.stderr
-    print(f"[kubeapi] building kube-apiserver/etcd with {BUILD_SCRIPT} (cold: tens of minutes)...", file=out,
-          flush=True)
+    print(
+        f"[kubeapi] building kube-apiserver/etcd with {BUILD_SCRIPT} (cold: tens of minutes)...",
+        file=out,
+        flush=True,
+    )
     proc = subprocess.Popen(
         ["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -147,7 +154,9 @@ def find_kube_bin(*, build: bool = False) -> Path:
     if env:
         p = Path(env).expanduser()
         if not _has_binaries(p):
-            raise KubeHarnessError(f"${ENV_KUBE_BIN}={env} does not contain executable kube-apiserver and etcd")
+            raise KubeHarnessError(
+                f"${ENV_KUBE_BIN}={env} does not contain executable kube-apiserver and etcd"
+            )
         return p
     bin_dir, complete = cached_kube_bin()
     if complete:
@@ -172,7 +181,9 @@ def crds_dir_for(bin_dir: Path) -> Path:
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
     )
     path.chmod(0o600)
 
@@ -195,8 +206,15 @@ def _make_pki(d: Path) -> dict[str, Path]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -207,8 +225,13 @@ def _make_pki(d: Path) -> dict[str, Path]:
     srv_key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = [
         x509.DNSName(n)
-        for n in ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                  "kubernetes.default.svc.cluster.local")
+        for n in (
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        )
     ]
     sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", "10.0.0.1")]
     srv_cert = (
@@ -222,7 +245,9 @@ def _make_pki(d: Path) -> dict[str, Path]:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
 
@@ -242,7 +267,9 @@ def _make_pki(d: Path) -> dict[str, Path]:
     _write_key(paths["srv_key"], srv_key)
     _write_key(paths["sa_key"], sa_key)
     paths["sa_pub"].write_bytes(
-        sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     )
     return paths
 
@@ -264,9 +291,11 @@ def _free_ports(n: int) -> list[int]:
 def _pdeathsig() -> None:  # pragma: no cover - runs in the child
     """Ask Linux to SIGTERM the child if the harness process dies without calling stop()."""
     with contextlib.suppress(Exception):
-        import ctypes
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _use_pdeathsig() -> bool:
+    return sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -321,7 +350,9 @@ class KubeAPIServer:
             raise KubeHarnessError(f"{bdir} does not contain executable kube-apiserver and etcd")
         cdir = Path(crds_dir) if crds_dir is not None else crds_dir_for(bdir)
         if install_crds and not any(cdir.glob("*.yaml")):
-            raise KubeHarnessError(f"no CRD YAMLs in {cdir} (tools/kube/build.sh puts the Gateway API CRDs there)")
+            raise KubeHarnessError(
+                f"no CRD YAMLs in {cdir} (tools/kube/build.sh puts the Gateway API CRDs there)"
+            )
         last: Exception | None = None
         for _ in range(max(1, attempts)):
             server = cls._spawn(bdir, timeout=timeout, extra_args=extra_apiserver_args or [])
@@ -445,7 +476,8 @@ class KubeAPIServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.work_dir,
-                preexec_fn=_pdeathsig if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+                # PDEATHSIG fires when the *thread* that forked exits, so only use it from the main thread.
+                preexec_fn=_pdeathsig if _use_pdeathsig() else None,  # noqa: PLW1509
             )
         finally:
             log.close()
@@ -470,7 +502,9 @@ class KubeAPIServer:
             except (OSError, ValueError):
                 pass
             if time.monotonic() > deadline:
-                raise KubeHarnessError(f"etcd not healthy after {timeout}s:\n{_tail(self.work_dir / 'etcd.log')}")
+                raise KubeHarnessError(
+                    f"etcd not healthy after {timeout}s:\n{_tail(self.work_dir / 'etcd.log')}"
+                )
             time.sleep(0.1)
 
     def _wait_ready(self, timeout: float) -> None:
@@ -496,8 +530,12 @@ class KubeAPIServer:
         cfg = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "sandboxd-test", "cluster": {"server": self.url,
-                                                              "certificate-authority": str(self.ca_path)}}],
+            "clusters": [
+                {
+                    "name": "sandboxd-test",
+                    "cluster": {"server": self.url, "certificate-authority": str(self.ca_path)},
+                }
+            ],
             "users": [{"name": "admin", "user": {"token": self.token}}],
             "contexts": [{"name": "sandboxd-test", "context": {"cluster": "sandboxd-test", "user": "admin"}}],
             "current-context": "sandboxd-test",
@@ -520,7 +558,7 @@ class KubeAPIServer:
         content_type: str = "application/json",
         timeout: float = 30,
     ) -> tuple[int, bytes]:
-        """One HTTP call to the API server as the admin user; returns (status, body). No raising on 4xx/5xx."""
+        """One HTTP call to the API server as the admin user; returns (status, body); 4xx/5xx do not raise."""
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
         req = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
         req.add_header("Authorization", f"Bearer {self.token}")
@@ -549,7 +587,7 @@ class KubeAPIServer:
         return result
 
     def install_crds(self, crds_dir: Path | str, *, timeout: float = 120) -> list[str]:
-        """Apply every CRD (and admission policy) in ``crds_dir``/*.yaml; wait until the CRDs are Established."""
+        """Apply every CRD (and admission policy) in ``crds_dir``/*.yaml; wait until CRDs are Established."""
         names: list[str] = []
         for f in sorted(Path(crds_dir).glob("*.yaml")):
             for doc in yaml.safe_load_all(f.read_text()):
@@ -574,7 +612,9 @@ class KubeAPIServer:
             self._check_alive()
             still = []
             for n in pending:
-                status, body = self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{n}")
+                status, body = self.request(
+                    "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{n}"
+                )
                 conds = json.loads(body).get("status", {}).get("conditions", []) if status == 200 else []
                 if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conds):
                     still.append(n)
@@ -610,15 +650,17 @@ def running_kube_api(**kw: Any) -> Iterator[KubeAPIServer]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
     ap = argparse.ArgumentParser(description="Run a throwaway kube-apiserver + etcd until Ctrl-C.")
-    ap.add_argument("--bin-dir", help="folder with kube-apiserver and etcd (default: $SANDBOXD_KUBE_BIN or cache)")
+    ap.add_argument(
+        "--bin-dir", help="folder with kube-apiserver and etcd (default: $SANDBOXD_KUBE_BIN or cache)"
+    )
     ap.add_argument("--build", action="store_true", help="run tools/kube/build.sh when the cache is missing")
     ap.add_argument("--no-crds", action="store_true", help="do not install the Gateway API CRDs")
     args = ap.parse_args(argv)
     with KubeAPIServer.start(args.bin_dir, build=args.build, install_crds=not args.no_crds) as api:
-        print(f"ready in {api.startup_seconds:.1f}s; export KUBECONFIG={api.kubeconfig_path}", file=sys.stderr)
+        print(
+            f"ready in {api.startup_seconds:.1f}s; export KUBECONFIG={api.kubeconfig_path}", file=sys.stderr
+        )
         print(api.kubeconfig_path, flush=True)
         stop_signals = {signal.SIGINT, signal.SIGTERM}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
