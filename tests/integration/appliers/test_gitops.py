@@ -390,6 +390,21 @@ async def test_a_folder_that_is_no_repository_is_rejected(appliers: Factory, tmp
         await appliers(repo=str(folder)).apply(sample_sandbox(), generation=1)
 
 
+async def test_a_clone_left_broken_by_a_failure_is_replaced(appliers: Factory, bare: Path, tmp_path: Path) -> None:
+    applier = appliers()
+    await applier.apply(sample_sandbox(), generation=1)
+    clone = next((tmp_path / "cache").glob("clone-*"))
+    (clone / ".git" / "index.lock").write_bytes(b"")  # what a git killed mid-way leaves behind
+
+    with pytest.raises(ApplyUnavailable, match=r"index\.lock"):
+        await applier.apply(sample_sandbox(image="ghcr.io/example/pty-server:v2"), generation=2)
+    result = await applier.apply(sample_sandbox(image="ghcr.io/example/pty-server:v2"), generation=2)
+
+    assert result.changed
+    assert subjects(bare)[0].endswith("generation 2")
+    assert not clone.exists()
+
+
 async def test_aclose_removes_the_working_clone(appliers: Factory, tmp_path: Path) -> None:
     applier = appliers()
     await applier.apply(sample_sandbox(), generation=1)

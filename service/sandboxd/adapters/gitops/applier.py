@@ -15,7 +15,9 @@ of the one commit in which this writer's view of its own sandbox wins and every 
 History stays linear; after ``push_attempts`` lost races the operation is ``ApplyUnavailable``.
 
 Concurrency: one ``anyio.Lock`` per applier serialises every git operation on its clone; replicas each own a
-clone (a fresh temporary folder under ``cache_dir``, removed by ``aclose``) and meet only at the remote.
+clone (a fresh temporary folder under ``cache_dir``, removed by ``aclose``) and meet only at the remote. An
+operation that fails or is cancelled half-way may leave a lock file or a stray commit in the clone, so the next
+operation starts from a new clone instead of trusting it.
 
 Errors: git and OS failures become ``sandboxd.errors`` in ``_translated`` and nowhere else: refusals
 (credentials, missing repository, a hook, a checked-out branch of a non-bare repository) are
@@ -99,6 +101,7 @@ class GitOpsApplier:
         self.git_timeout_s = git_timeout_s
         self._lock = anyio.Lock()
         self._clone: WorkingClone | None = None
+        self._suspect = False
 
     @classmethod
     def from_settings(cls, settings: ApplierSettings, *, cache_dir: Path | None = None) -> GitOpsApplier:
@@ -143,31 +146,46 @@ class GitOpsApplier:
         folder = gitops_folder(sandbox.owner_uid)
         async with self._lock, self._translated():
             clone = await self._opened()
-            for attempt in range(self.backoff.attempts):
-                await clone.sync()
-                target = clone.path / folder
-                if content is None:
-                    change = await to_thread.run_sync(remove_folder, target)
-                else:
-                    change = await to_thread.run_sync(sync_folder, target, content)
-                if not await clone.stage(folder):
-                    return _Published(change=change, committed=False)
-                await clone.commit(message)
-                if await clone.push():
-                    log.info("committed %s to %s: %s", folder, self.remote.url, message)
-                    return _Published(change=change, committed=True)
-                await anyio.sleep(self.backoff.delay(attempt))
+            try:
+                return await self._commit_and_push(clone, folder, content, message)
+            except BaseException:
+                # A failed, timed-out or cancelled git can leave a lock file or a half-made commit behind.
+                self._suspect = True
+                raise
+
+    async def _commit_and_push(
+        self, clone: WorkingClone, folder: str, content: Mapping[str, bytes] | None, message: str
+    ) -> _Published:
+        for attempt in range(self.backoff.attempts):
+            await clone.sync()
+            target = clone.path / folder
+            if content is None:
+                change = await to_thread.run_sync(remove_folder, target)
+            else:
+                change = await to_thread.run_sync(sync_folder, target, content)
+            if not await clone.stage(folder):
+                return _Published(change=change, committed=False)
+            await clone.commit(message)
+            if await clone.push():
+                log.info("committed %s to %s: %s", folder, self.remote.url, message)
+                return _Published(change=change, committed=True)
+            await anyio.sleep(self.backoff.delay(attempt))
         raise ApplyUnavailable(
             f"{self.remote.url}: pushing {folder} lost {self.backoff.attempts} races with other writers in a row",
         )
 
     async def _opened(self) -> WorkingClone:
+        """The working clone, made afresh the first time and after any operation that failed half-way."""
+        if self._clone is not None and self._suspect:
+            log.info("discarding the GitOps working clone %s after a failed operation", self._clone.path)
+            await to_thread.run_sync(shutil.rmtree, self._clone.path, True)
+            self._clone = None
         if self._clone is None:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            path = Path(tempfile.mkdtemp(prefix="clone-", dir=self.cache_dir))
+            path = await to_thread.run_sync(_new_clone_folder, self.cache_dir)
             self._clone = WorkingClone(
                 path=path, remote=self.remote, branch=self.branch, author=self._author, timeout_s=self.git_timeout_s
             )
+            self._suspect = False
         await self._clone.open()
         return self._clone
 
@@ -184,3 +202,8 @@ class GitOpsApplier:
             raise ApplyRejected(f"{where}: {exc}") from exc
         except OSError as exc:
             raise ApplyUnavailable(f"{where}: {self.remote.redact(str(exc))}") from exc
+
+
+def _new_clone_folder(cache_dir: Path) -> Path:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="clone-", dir=cache_dir))
