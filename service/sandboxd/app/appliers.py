@@ -1,0 +1,61 @@
+"""Choosing and building the applier named by ``SANDBOXD_APPLIER`` (``directory``, ``gitops`` or ``kubernetes``).
+
+The CLI calls ``build_applier`` and stays thin. The Kubernetes adapter is imported only when it is chosen, so a
+machine without a cluster (``sandboxd dev``, the directory and GitOps appliers) never loads kubernetes_asyncio;
+if that adapter is not installed the error is one ``ConfigurationError`` line.
+
+What it deliberately does not do: open connections or touch the target. Appliers connect lazily, on their
+first apply, and ``Service.run`` closes them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+from typing import Any, Final
+
+from sandboxd.adapters.directory import DirectoryApplier
+from sandboxd.errors import ConfigurationError
+from sandboxd.reconcile.ports import Applier
+from sandboxd.settings import ApplierSettings
+
+KUBERNETES_MODULE: Final = "sandboxd.adapters.kubernetes"
+KUBERNETES_CLASS: Final = "KubernetesApplier"
+
+
+def gitops_available() -> bool:
+    """Whether the GitOps adapter can be imported (``sandboxd dev`` falls back to a directory without it)."""
+    try:
+        importlib.import_module("sandboxd.adapters.gitops")
+    except ImportError:
+        return False
+    return True
+
+
+async def build_applier(settings: ApplierSettings, *, cache_dir: Path | None = None) -> Applier:
+    """The applier ``settings.kind`` names; ``cache_dir`` is where the GitOps applier keeps its working clone."""
+    if settings.kind == "directory":
+        return DirectoryApplier.from_settings(settings)
+    if settings.kind == "gitops":
+        from sandboxd.adapters.gitops import GitOpsApplier  # noqa: PLC0415 - git is needed only when chosen
+
+        return GitOpsApplier.from_settings(settings, cache_dir=cache_dir)
+    return await _kubernetes(settings)
+
+
+async def _kubernetes(settings: ApplierSettings) -> Applier:
+    try:
+        module = importlib.import_module(KUBERNETES_MODULE)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"SANDBOXD_APPLIER=kubernetes, but the Kubernetes applier ({KUBERNETES_MODULE}) is not available: "
+            f"{exc}; use SANDBOXD_APPLIER=gitops or directory"
+        ) from exc
+    factory: Any = getattr(module, KUBERNETES_CLASS, None)
+    if factory is None:
+        raise ConfigurationError(f"SANDBOXD_APPLIER=kubernetes, but {KUBERNETES_MODULE} has no {KUBERNETES_CLASS}")
+    # ``from_settings`` may be async: loading a kubeconfig with kubernetes_asyncio is.
+    built = factory.from_settings(settings)
+    applier: Applier = await built if inspect.isawaitable(built) else built
+    return applier

@@ -1,0 +1,153 @@
+"""What each ``sandboxctl`` command does once its arguments are parsed: publish, read, watch, replay.
+
+Each action takes the parsed arguments and an open JetStream context, prints to stdout, and returns the exit
+code; failures raise (``cli.exits`` prints them as one line). Publishing goes through the JetStream adapter's
+``publish_event`` (the CloudEvents id as ``Nats-Msg-Id``), so a re-published event is deduplicated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from contextlib import aclosing
+from typing import Any
+
+from nats.js import JetStreamContext
+
+from sandboxd import naming
+from sandboxd.adapters.jetstream.publishing import publish_event
+from sandboxd.cli import deadletters, output, projection
+from sandboxd.cli.events import build_event, checked_spec, spec_from_file, spec_from_flags
+from sandboxd.cli.exits import OK
+from sandboxd.models.status import SandboxStatus
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+def _formatted(data: Any, fmt: str) -> str:
+    return output.as_yaml(data) if fmt == "yaml" else output.as_json(data)
+
+
+# --- publishing ---------------------------------------------------------------------------------------------
+
+
+async def publish(args: argparse.Namespace, js: JetStreamContext) -> int:
+    verb: str = args.command
+    data: dict[str, Any] | None
+    if verb in ("create", "update"):
+        spec = spec_from_file(args.file) if args.file else spec_from_flags(args)
+        data = {"spec": checked_spec(spec).model_dump(mode="json", by_alias=True, exclude_none=True)}
+    elif verb == "delete":
+        data = {"purge": bool(args.purge)}
+    else:
+        data = {"reason": args.reason} if getattr(args, "reason", None) else None
+    event = build_event(verb, args.id, data, event_id=args.event_id)
+    sequence, duplicate = await publish_event(js, event)
+    subject = naming.event_subject(verb, args.id)
+    if duplicate:
+        _print(f"{subject}: duplicate of stream sequence {sequence} (event id {event.id} was already published)")
+    else:
+        _print(f"{subject}: published as stream sequence {sequence} (event id {event.id})")
+    return OK
+
+
+# --- reading the projection ---------------------------------------------------------------------------------
+
+
+async def status(args: argparse.Namespace, js: JetStreamContext) -> int:
+    now = output.now_utc()
+    if args.id:
+        one = await projection.get_status(js, args.id)
+        if args.output == "table":
+            _print(output.status_detail(one, now))
+        else:
+            _print(_formatted(output.wire(one), args.output))
+        return OK
+    every = await projection.list_statuses(js)
+    if args.output == "table":
+        _print(output.status_table(every, now))
+    else:
+        _print(_formatted([output.wire(s) for s in every], args.output))
+    return OK
+
+
+async def watch(args: argparse.Namespace, js: JetStreamContext) -> int:
+    """The current state (a table, or JSON lines), then one line per change until interrupted."""
+    initial: list[SandboxStatus] = []
+    live = False
+    async with aclosing(projection.watch_statuses(js, args.id)) as changes:
+        async for change in changes:
+            if change is None:
+                if not live:
+                    live = True
+                    _show_initial(initial, args)
+                continue
+            if not live:
+                if change.status is not None:
+                    initial.append(change.status)
+                continue
+            if args.output == "json":
+                record = output.wire(change.status) if change.status else {"sandboxId": change.sandbox_id}
+                _print(_json_line(record))
+            else:
+                _print(output.watch_line(change.sandbox_id, change.status, output.now_utc()))
+    return OK
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def _show_initial(initial: list[SandboxStatus], args: argparse.Namespace) -> None:
+    if args.output == "json":
+        for one in initial:
+            _print(_json_line(output.wire(one)))
+        return
+    if initial:
+        _print(output.status_table(sorted(initial, key=lambda s: s.sandbox_id), output.now_utc()))
+    elif args.id:
+        _print(f"sandbox {args.id} has no status yet; waiting for changes (Ctrl-C to stop)")
+    else:
+        _print("No sandboxes yet; waiting for changes (Ctrl-C to stop)")
+    _print("--- watching for changes (Ctrl-C to stop)")
+
+
+# --- dead letters -------------------------------------------------------------------------------------------
+
+
+async def dlq(args: argparse.Namespace, js: JetStreamContext) -> int:
+    now = output.now_utc()
+    if args.dlq_command == "list":
+        letters = await deadletters.list_dead_letters(js)
+        if args.output == "table":
+            _print(output.dead_letter_table(letters, now))
+        else:
+            _print(_formatted([output.dead_letter_record(d) for d in letters], args.output))
+        return OK
+    if args.dlq_command == "show":
+        letter = await deadletters.get_dead_letter(js, args.seq)
+        if args.output == "table":
+            _print(output.dead_letter_detail(letter, now))
+        else:
+            _print(_formatted(output.dead_letter_record(letter), args.output))
+        return OK
+    return await _replay(args, js)
+
+
+async def _replay(args: argparse.Namespace, js: JetStreamContext) -> int:
+    if args.all:
+        letters = await deadletters.list_dead_letters(js)
+        if not letters:
+            _print("No dead letters to replay.")
+    else:
+        letters = [await deadletters.get_dead_letter(js, args.seq)]
+    for letter in letters:
+        sequence, duplicate = await deadletters.replay(js, letter)
+        what = "already replayed as" if duplicate else "replayed as"
+        _print(
+            f"dead letter {letter.sequence} ({letter.original_subject}) {what} stream sequence {sequence} "
+            f"with id {letter.replay_id()}"
+        )
+    return OK

@@ -1,0 +1,93 @@
+"""The NATS connection flags every command shares, turned into ``NatsSettings``, and a bounded connect.
+
+A flag wins over its environment variable (``NATS_URL``, ``NATS_USER``, ...), which ``NatsSettings`` reads
+for whatever the flags leave out. Secrets given as files (``--nkey-seed-file``, ``--creds``) are read here or by
+nats-py, never echoed.
+
+A command connects once with ``connected``: no reconnects, and a deadline, so an unreachable server is one
+line of error after ``--connect-timeout`` seconds instead of a hang (nats-py keeps retrying the first connect
+for as long as the service's reconnect policy allows).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+from nats.aio.client import Client
+
+from sandboxd.adapters.jetstream.connection import connect
+from sandboxd.cli.exits import CommandError
+from sandboxd.errors import BrokerUnavailable
+from sandboxd.settings import NatsSettings, load
+
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+
+
+def add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection (flags win over the environment variables named)")
+    group.add_argument("--server", "-s", metavar="URL", help="NATS URL(s), comma-separated (NATS_URL)")
+    group.add_argument("--user", help="user for user/password auth (NATS_USER)")
+    group.add_argument("--password", help="password for user/password auth (NATS_PASSWORD)")
+    group.add_argument("--token", help="token auth (NATS_TOKEN)")
+    group.add_argument("--nkey-seed-file", metavar="FILE", help="file holding an NKey seed (SU...)")
+    group.add_argument("--creds", metavar="FILE", help="a .creds file: JWT + NKey (NATS_CREDS)")
+    group.add_argument("--tls-ca", metavar="FILE", help="CA bundle to verify the server (NATS_TLS_CA)")
+    group.add_argument("--tls-cert", metavar="FILE", help="client certificate for mutual TLS (NATS_TLS_CERT)")
+    group.add_argument("--tls-key", metavar="FILE", help="client key for mutual TLS (NATS_TLS_KEY)")
+    group.add_argument(
+        "--connect-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=DEFAULT_CONNECT_TIMEOUT_S,
+        help=f"give up connecting after this long (default {DEFAULT_CONNECT_TIMEOUT_S:g})",
+    )
+
+
+def nats_settings(args: argparse.Namespace, *, client_name: str) -> NatsSettings:
+    """``NatsSettings`` from the flags, the environment filling in what they leave out."""
+    flags: dict[str, Any] = {
+        "url": args.server,
+        "user": args.user,
+        "password": args.password,
+        "token": args.token,
+        "creds_file": args.creds,
+        "tls_ca": args.tls_ca,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+    }
+    if args.nkey_seed_file:
+        flags["nkey_seed"] = read_secret_file(args.nkey_seed_file, what="NKey seed")
+    overrides = {name: value for name, value in flags.items() if value is not None}
+    return load(NatsSettings, {"name": client_name, **overrides})
+
+
+def read_secret_file(path: str, *, what: str) -> str:
+    try:
+        text = Path(path).expanduser().read_text().strip()
+    except OSError as exc:
+        raise CommandError(f"cannot read the {what} file {path}: {exc.strerror or exc}") from exc
+    if not text:
+        raise CommandError(f"the {what} file {path} is empty")
+    return text
+
+
+@asynccontextmanager
+async def connected(settings: NatsSettings, *, timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> AsyncIterator[Client]:
+    """One connection for one command: no reconnects, bounded by ``timeout``, closed at the end."""
+    try:
+        with anyio.fail_after(timeout):
+            nc = await connect(settings, allow_reconnect=False)
+    except TimeoutError as exc:
+        raise BrokerUnavailable(
+            f"cannot connect to NATS at {settings.url} within {timeout:g}s "
+            "(is the server running, and are the URL and credentials right?)"
+        ) from exc
+    try:
+        yield nc
+    finally:
+        await nc.close()

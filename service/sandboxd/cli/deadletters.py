@@ -1,0 +1,167 @@
+"""The dead-letter stream (``SANDBOX_DLQ``) for operators: list, show, and replay to the original subject.
+
+A dead letter is the original event body with headers that say where it came from and why it died
+(``adapters.jetstream.publishing.H_*``). Replaying publishes it again on its original subject with a new
+``Nats-Msg-Id`` of ``replay:<dlq-seq>:<original id>``, so JetStream's dedupe (which remembers the original
+id) does not swallow it, while replaying the same dead letter twice within the duplicate window still lands
+once. The intake requires the CloudEvents ``id`` to equal ``Nats-Msg-Id``, so a body that is a JSON object with
+an ``id`` gets the same new id; any other body (the usual reason it died) is sent byte for byte.
+
+Listing reads the stream through an ephemeral consumer that acks nothing, so it never changes the stream.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import anyio
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
+
+from sandboxd import naming
+from sandboxd.adapters.jetstream.publishing import H_DELIVERIES, H_MESSAGE, H_REASON, H_SEQUENCE, H_SUBJECT
+from sandboxd.cli.exits import CommandError
+from sandboxd.errors import BrokerUnavailable
+
+H_ORIGINAL_ID: Final = "Sandboxd-Original-Msg-Id"
+MSG_ID: Final = "Nats-Msg-Id"
+TRACE_HEADERS: Final = ("traceparent", "tracestate")
+MAX_ID: Final = 256
+LIST_TIMEOUT_S: Final = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    sequence: int  # in SANDBOX_DLQ
+    original_subject: str
+    original_sequence: int | None  # in SANDBOX_EVENTS
+    original_id: str | None
+    reason: str
+    message: str
+    deliveries: int | None
+    time: datetime | None
+    headers: dict[str, str]
+    data: bytes
+
+    @classmethod
+    def of(
+        cls, *, sequence: int, subject: str, headers: dict[str, str], data: bytes, time: datetime | None
+    ) -> DeadLetter:
+        return cls(
+            sequence=sequence,
+            original_subject=headers.get(H_SUBJECT) or subject.removeprefix("sandbox.dlq."),
+            original_sequence=_int(headers.get(H_SEQUENCE)),
+            original_id=headers.get(H_ORIGINAL_ID),
+            reason=headers.get(H_REASON, ""),
+            message=headers.get(H_MESSAGE, ""),
+            deliveries=_int(headers.get(H_DELIVERIES)),
+            time=time if time is None or time.tzinfo else time.replace(tzinfo=UTC),
+            headers=headers,
+            data=data,
+        )
+
+    def replay_id(self) -> str:
+        original = self.original_id or _body_id(self.data) or f"seq-{self.original_sequence or 0}"
+        return f"replay:{self.sequence}:{original}"[:MAX_ID]
+
+
+async def list_dead_letters(js: JetStreamContext, *, timeout: float = LIST_TIMEOUT_S) -> list[DeadLetter]:
+    """Every dead letter still in the stream, oldest first."""
+    try:
+        info = await js.stream_info(naming.DLQ_STREAM)
+    except NotFoundError as exc:
+        raise CommandError(f"no {naming.DLQ_STREAM} stream on this server: run `sandboxd init`") from exc
+    if not info.state.messages:
+        return []
+    config = api.ConsumerConfig(
+        ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.ALL, inactive_threshold=30.0
+    )
+    sub = await js.pull_subscribe(naming.DLQ_SUBJECTS, stream=naming.DLQ_STREAM, config=config)
+    letters: list[DeadLetter] = []
+    try:
+        with anyio.fail_after(timeout):
+            while True:
+                try:
+                    batch = await sub.fetch(256, timeout=2.0)
+                except nats.errors.TimeoutError:
+                    break
+                letters.extend(_from_msg(msg) for msg in batch)
+                if batch and batch[-1].metadata.num_pending == 0:
+                    break
+    except TimeoutError as exc:
+        raise BrokerUnavailable(f"reading {naming.DLQ_STREAM} took longer than {timeout:g}s") from exc
+    finally:
+        await sub.unsubscribe()
+    return letters
+
+
+async def get_dead_letter(js: JetStreamContext, sequence: int) -> DeadLetter:
+    try:
+        raw = await js.get_msg(naming.DLQ_STREAM, seq=sequence)
+    except NotFoundError as exc:
+        raise CommandError(f"no dead letter {sequence} in {naming.DLQ_STREAM}") from exc
+    return DeadLetter.of(
+        sequence=int(raw.seq or sequence),
+        subject=raw.subject or "",
+        headers=dict(raw.headers or {}),
+        data=raw.data or b"",
+        time=raw.time,
+    )
+
+
+async def replay(js: JetStreamContext, letter: DeadLetter) -> tuple[int, bool]:
+    """Publish the dead letter again on its original subject; (stream sequence, whether deduplicated)."""
+    if not naming.parse_event_subject(letter.original_subject):
+        raise CommandError(f"dead letter {letter.sequence} has no sandbox event subject to replay to")
+    new_id = letter.replay_id()
+    headers = {k: v for k, v in letter.headers.items() if k in TRACE_HEADERS}
+    headers[MSG_ID] = new_id
+    try:
+        ack = await js.publish(letter.original_subject, _with_id(letter.data, new_id), headers=headers)
+    except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+        raise BrokerUnavailable(f"replay to {letter.original_subject} failed: {exc.__class__.__name__}") from exc
+    return int(ack.seq), bool(ack.duplicate)
+
+
+def _from_msg(msg: Msg) -> DeadLetter:
+    meta = msg.metadata
+    return DeadLetter.of(
+        sequence=int(meta.sequence.stream),
+        subject=msg.subject,
+        headers=dict(msg.headers or {}),
+        data=msg.data,
+        time=meta.timestamp,
+    )
+
+
+def _body(data: bytes) -> dict[str, Any] | None:
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _body_id(data: bytes) -> str | None:
+    body = _body(data)
+    value = body.get("id") if body else None
+    return value if isinstance(value, str) and value else None
+
+
+def _with_id(data: bytes, new_id: str) -> bytes:
+    body = _body(data)
+    if body is None or not isinstance(body.get("id"), str):
+        return data
+    return json.dumps({**body, "id": new_id}, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None

@@ -1,0 +1,226 @@
+"""What ``sandboxctl`` prints: status tables, one sandbox in detail, watch lines, dead letters; JSON and YAML.
+
+Pure functions from records to text (the clock is a parameter), so tests compare strings. JSON and YAML are the
+records' wire form (camelCase, ``None`` left out), the same bytes a console reading the bucket would see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import yaml
+
+from sandboxd.cli.deadletters import DeadLetter
+from sandboxd.models.base import Contract
+from sandboxd.models.status import ConditionType, SandboxStatus
+
+FORMATS: Final = ("table", "json", "yaml")
+MESSAGE_WIDTH: Final = 72
+
+
+def wire(record: Contract) -> dict[str, Any]:
+    data: dict[str, Any] = record.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return data
+
+
+def as_json(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def as_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False).rstrip("\n")
+
+
+def age(then: datetime | None, now: datetime) -> str:
+    """``42s``, ``5m``, ``3h``, ``2d``: how long ago, kubectl style."""
+    if then is None:
+        return "-"
+    seconds = max(0, int((now - then.astimezone(UTC)).total_seconds()))
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
+    lines = ("   ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)) for row in [headers, *rows])
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def short(text: str, width: int = MESSAGE_WIDTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def ready_column(status: SandboxStatus) -> str:
+    if status.replicas is None:
+        return "-"
+    return f"{status.replicas.ready}/{status.replicas.desired}"
+
+
+def message_of(status: SandboxStatus) -> str:
+    """The one thing worth reading: the last error, else the Ready condition, else the newest condition."""
+    if status.last_error is not None:
+        return status.last_error.message
+    ready = status.condition(ConditionType.READY)
+    if ready is not None and ready.message:
+        return ready.message
+    newest = max(status.conditions, key=lambda c: c.last_transition_time, default=None)
+    return newest.message if newest is not None else ""
+
+
+STATUS_HEADERS: Final = ("ID", "PHASE", "READY", "NAMESPACE", "GEN", "UPDATED", "MESSAGE")
+
+
+def status_row(status: SandboxStatus, now: datetime) -> list[str]:
+    return [
+        status.sandbox_id,
+        status.phase.value,
+        ready_column(status),
+        status.namespace or "-",
+        str(status.observed_generation),
+        age(status.updated_at, now),
+        short(message_of(status)),
+    ]
+
+
+def status_table(statuses: Sequence[SandboxStatus], now: datetime) -> str:
+    if not statuses:
+        return "No sandboxes."
+    return table(STATUS_HEADERS, [status_row(s, now) for s in statuses])
+
+
+def status_detail(status: SandboxStatus, now: datetime) -> str:
+    """One sandbox, kubectl-describe style."""
+    fields = [
+        ("ID", status.sandbox_id),
+        ("Phase", status.phase.value),
+        ("Ready", ready_column(status)),
+        ("Generation", str(status.observed_generation)),
+        ("Owner uid", status.owner_uid or "-"),
+        ("Namespace", status.namespace or "-"),
+        ("Endpoint", status.endpoint or "-"),
+        ("Event", status.event_id or "-"),
+        ("Attempts", str(status.attempts)),
+        ("Updated", f"{age(status.updated_at, now)} ago ({wire_time(status.updated_at)})"),
+    ]
+    if status.last_activity_at is not None:
+        fields.append(("Last activity", f"{age(status.last_activity_at, now)} ago"))
+    if status.idle_since is not None:
+        fields.append(("Idle since", f"{age(status.idle_since, now)} ago ({status.idle_reason or 'idle'})"))
+    if status.deleted_at is not None:
+        fields.append(("Deleted", f"{age(status.deleted_at, now)} ago"))
+    if status.last_error is not None:
+        error = status.last_error
+        kind = "retrying" if error.retryable else "permanent"
+        fields.append(("Last error", f"{error.reason} ({kind}, {age(error.at, now)} ago): {error.message}"))
+    if status.timings_ms:
+        fields.append(("Timings", ", ".join(f"{k} {v:g}ms" for k, v in status.timings_ms.items())))
+    width = max(len(name) for name, _ in fields) + 1
+    lines = [f"{(name + ':').ljust(width)} {value}" for name, value in fields]
+    lines += ["", "Conditions:"]
+    if status.conditions:
+        rows = [
+            [
+                c.type.value,
+                c.status.value,
+                c.reason,
+                str(c.observed_generation),
+                age(c.last_transition_time, now),
+                short(c.message),
+            ]
+            for c in status.conditions
+        ]
+        drawn = table(("TYPE", "STATUS", "REASON", "GEN", "AGE", "MESSAGE"), rows)
+        lines += ["  " + line for line in drawn.split("\n")]
+    else:
+        lines.append("  (none)")
+    lines += ["", f"Objects ({len(status.applied_objects)}):"]
+    for ref in status.applied_objects:
+        where = f"{ref.namespace}/" if ref.namespace else ""
+        lines.append(f"  {ref.kind} {where}{ref.name}")
+    return "\n".join(lines)
+
+
+def wire_time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def watch_line(sandbox_id: str, status: SandboxStatus | None, now: datetime) -> str:
+    stamp = wire_time(now)
+    if status is None:
+        return f"{stamp}  {sandbox_id}  (status removed)"
+    ready = ready_column(status)
+    return (
+        f"{stamp}  {sandbox_id}  {status.phase.value}  ready {ready}  gen {status.observed_generation}  "
+        f"{short(message_of(status))}"
+    ).rstrip()
+
+
+DLQ_HEADERS: Final = ("SEQ", "AGE", "SUBJECT", "REASON", "DELIVERIES", "MESSAGE")
+
+
+def dead_letter_table(letters: Sequence[DeadLetter], now: datetime) -> str:
+    if not letters:
+        return "No dead letters."
+    rows = [
+        [
+            str(d.sequence),
+            age(d.time, now),
+            d.original_subject,
+            d.reason or "-",
+            "-" if d.deliveries is None else str(d.deliveries),
+            short(d.message, 60),
+        ]
+        for d in letters
+    ]
+    return table(DLQ_HEADERS, rows)
+
+
+def dead_letter_record(letter: DeadLetter) -> dict[str, Any]:
+    """A dead letter as JSON/YAML: the body as text when it is UTF-8, else as hex."""
+    try:
+        body: str = letter.data.decode()
+    except UnicodeDecodeError:
+        body = letter.data.hex()
+    return {
+        "sequence": letter.sequence,
+        "time": wire_time(letter.time) if letter.time else None,
+        "originalSubject": letter.original_subject,
+        "originalSequence": letter.original_sequence,
+        "originalId": letter.original_id,
+        "reason": letter.reason,
+        "message": letter.message,
+        "deliveries": letter.deliveries,
+        "headers": letter.headers,
+        "body": body,
+    }
+
+
+def dead_letter_detail(letter: DeadLetter, now: datetime) -> str:
+    record = dead_letter_record(letter)
+    lines = [
+        f"Sequence:          {letter.sequence}",
+        f"Dead since:        {age(letter.time, now)} ago ({record['time'] or '-'})",
+        f"Original subject:  {letter.original_subject}",
+        f"Original sequence: {letter.original_sequence if letter.original_sequence is not None else '-'}",
+        f"Original id:       {letter.original_id or '-'}",
+        f"Reason:            {letter.reason or '-'}",
+        f"Deliveries:        {letter.deliveries if letter.deliveries is not None else '-'}",
+        f"Message:           {letter.message or '-'}",
+        "Body:",
+    ]
+    body = record["body"]
+    with contextlib.suppress(ValueError):
+        body = as_json(json.loads(body))
+    lines += ["  " + line for line in str(body).splitlines() or [""]]
+    return "\n".join(lines)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

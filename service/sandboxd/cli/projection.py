@@ -1,0 +1,99 @@
+"""Reading the status projection (KV bucket ``sandbox-status``) as any console would: get, list, watch.
+
+Listing uses one wildcard watch and stops at its end-of-initial-state marker (``None``) instead of
+``kv.keys()``, which costs a consumer per call and filters client-side. A watch yields the initial state, then a
+``None`` marker, then live changes; deleted or purged keys arrive as ``Change(status=None)``.
+
+Read-only: nothing here writes the bucket (only reconcilers do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import dataclass
+
+import anyio
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+from pydantic import ValidationError
+
+from sandboxd import naming
+from sandboxd.cli.exits import CommandError
+from sandboxd.errors import BrokerUnavailable
+from sandboxd.models.status import SandboxStatus
+
+LIST_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One watched update: the new status, or ``None`` when the key was deleted or purged."""
+
+    sandbox_id: str
+    status: SandboxStatus | None
+    revision: int
+
+
+async def status_bucket(js: JetStreamContext) -> KeyValue:
+    try:
+        return await js.key_value(naming.STATUS_BUCKET)
+    except (BucketNotFoundError, NotFoundError) as exc:
+        raise CommandError(
+            f"no {naming.STATUS_BUCKET} bucket on this server: run `sandboxd init` or start sandboxd"
+        ) from exc
+    except nats.errors.TimeoutError as exc:
+        raise BrokerUnavailable("JetStream did not answer (is JetStream enabled on this server?)") from exc
+
+
+async def get_status(js: JetStreamContext, sandbox_id: str) -> SandboxStatus:
+    kv = await status_bucket(js)
+    try:
+        entry = await kv.get(naming.status_key(sandbox_id))
+    except KeyNotFoundError as exc:
+        raise CommandError(f"sandbox {sandbox_id} has no status (never published, or not yet seen)") from exc
+    if entry.value is None:
+        raise CommandError(f"sandbox {sandbox_id} has no status")
+    return _parse(sandbox_id, entry.value)
+
+
+async def list_statuses(js: JetStreamContext, *, timeout: float = LIST_TIMEOUT_S) -> list[SandboxStatus]:
+    """Every sandbox's latest status, sorted by id."""
+    found: dict[str, SandboxStatus] = {}
+    with anyio.fail_after(timeout):
+        async with aclosing(watch_statuses(js, None)) as changes:
+            async for change in changes:
+                if change is None:
+                    break
+                if change.status is None:
+                    found.pop(change.sandbox_id, None)
+                else:
+                    found[change.sandbox_id] = change.status
+    return [found[key] for key in sorted(found)]
+
+
+async def watch_statuses(js: JetStreamContext, sandbox_id: str | None) -> AsyncGenerator[Change | None, None]:
+    """Changes of one sandbox (or all): the current state, a ``None`` marker, then live changes, forever."""
+    kv = await status_bucket(js)
+    watcher = await kv.watch(naming.status_key(sandbox_id) if sandbox_id else ">")
+    try:
+        async for entry in watcher:
+            if entry is None:
+                yield None
+                continue
+            if entry.operation in ("DEL", "PURGE") or not entry.value:
+                yield Change(entry.key, None, int(entry.revision or 0))
+            else:
+                yield Change(entry.key, _parse(entry.key, entry.value), int(entry.revision or 0))
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+            await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+def _parse(key: str, value: bytes) -> SandboxStatus:
+    try:
+        return SandboxStatus.model_validate_json(value)
+    except ValidationError as exc:
+        raise CommandError(f"the status of {key} is not a SandboxStatus record (a newer sandboxd?)") from exc

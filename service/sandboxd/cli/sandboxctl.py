@@ -1,0 +1,135 @@
+"""``sandboxctl``: publish sandbox lifecycle events and read their status, from a terminal or a script.
+
+    sandboxctl create ID --email E --org O [--sessions N --repo ORG/REPO ...] | -f spec.yaml
+    sandboxctl update ID ...                   the whole spec again (events are level-based)
+    sandboxctl delete ID [--purge]             retain customer data unless --purge
+    sandboxctl suspend ID [--reason TEXT] / resume ID
+    sandboxctl status [ID] [-o table|json|yaml]
+    sandboxctl watch [ID] [-o table|json]      live changes until Ctrl-C
+    sandboxctl dlq list | show SEQ | replay SEQ | replay --all
+
+This module parses arguments and dispatches to ``cli.actions``; errors end as one line on stderr with exit code 1
+(usage errors: 2, from argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+
+from nats.js import JetStreamContext
+
+from sandboxd.cli import actions
+from sandboxd.cli.connection import add_connection_flags, connected, nats_settings
+from sandboxd.cli.events import add_spec_flags
+from sandboxd.cli.exits import finish
+from sandboxd.cli.output import FORMATS
+from sandboxd.cli.signals import until_interrupted
+from sandboxd.naming import is_sandbox_id
+
+PROG = "sandboxctl"
+Action = Callable[[argparse.Namespace, JetStreamContext], Awaitable[int]]
+
+
+def sandbox_id(text: str) -> str:
+    if not is_sandbox_id(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a sandbox id: 1-63 characters a-z, 0-9 and '-', starting and ending alphanumeric"
+        )
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Publish sandbox lifecycle events to NATS JetStream and read their status."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log connection details to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, action: Action) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        add_connection_flags(sub)
+        sub.set_defaults(action=action)
+        return sub
+
+    for verb, text in (("create", "create a sandbox"), ("update", "replace a sandbox's spec")):
+        sub = command(verb, text, actions.publish)
+        sub.add_argument("id", type=sandbox_id, help="sandbox id (a DNS label)")
+        add_spec_flags(sub)
+        _add_event_id(sub)
+    sub = command("delete", "delete a sandbox (retains its data unless --purge)", actions.publish)
+    sub.add_argument("id", type=sandbox_id)
+    sub.add_argument("--purge", action="store_true", help="also delete the namespace and the repo volumes")
+    _add_event_id(sub)
+    sub = command("suspend", "scale a sandbox to zero until resumed", actions.publish)
+    sub.add_argument("id", type=sandbox_id)
+    sub.add_argument("--reason", help="why (kept with the event)")
+    _add_event_id(sub)
+    sub = command("resume", "resume a suspended or idle sandbox", actions.publish)
+    sub.add_argument("id", type=sandbox_id)
+    sub.add_argument("--reason", help="why (kept with the event)")
+    _add_event_id(sub)
+
+    sub = command("status", "show every sandbox as a table, or one in detail", actions.status)
+    sub.add_argument("id", nargs="?", type=sandbox_id, help="one sandbox (default: all)")
+    sub.add_argument("-o", "--output", choices=FORMATS, default="table")
+    sub = command("watch", "print status changes as they happen (Ctrl-C to stop)", actions.watch)
+    sub.add_argument("id", nargs="?", type=sandbox_id, help="one sandbox (default: all)")
+    sub.add_argument("-o", "--output", choices=("table", "json"), default="table", help="json: one record a line")
+
+    dlq = commands.add_parser("dlq", help="read and replay dead letters", description="dead letters (SANDBOX_DLQ)")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="DLQ_COMMAND")
+    for name, text in (("list", "list dead letters"), ("show", "show one dead letter"), ("replay", "replay")):
+        sub = dlq_commands.add_parser(name, help=text, description=text)
+        add_connection_flags(sub)
+        sub.set_defaults(action=actions.dlq)
+        if name == "show":
+            sub.add_argument("seq", type=int, help="dead-letter sequence (see dlq list)")
+        if name == "replay":
+            sub.add_argument("seq", type=int, nargs="?", help="dead-letter sequence (see dlq list)")
+            sub.add_argument("--all", action="store_true", help="replay every dead letter")
+        if name != "replay":
+            sub.add_argument("-o", "--output", choices=FORMATS, default="table")
+    return parser
+
+
+def _add_event_id(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--event-id", help="CloudEvents id (default: a new uuid4); reusing one is deduplicated")
+
+
+def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors argparse cannot express (exit code 2)."""
+    if args.command in ("create", "update"):
+        if args.file and (args.email or args.org):
+            parser.error(f"{args.command}: give either -f SPEC or --email/--org, not both")
+        if not args.file and not (args.email and args.org):
+            parser.error(f"{args.command}: --email and --org are required (or -f SPEC)")
+    if args.command == "dlq" and args.dlq_command == "replay" and args.all == (args.seq is not None):
+        parser.error("dlq replay: give a dead-letter sequence or --all")
+
+
+async def run(args: argparse.Namespace) -> int:
+    settings = nats_settings(args, client_name=PROG)
+    async with connected(settings, timeout=args.connect_timeout) as nc:
+        body = partial(args.action, args, nc.jetstream())
+        if args.command == "watch":
+            return await until_interrupted(body)
+        result: int = await body()
+        return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check(parser, args)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR, format=f"{PROG}: %(levelname)s %(message)s"
+    )
+    return finish(PROG, partial(run, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""``sandboxd``: the reconciler process.
+
+    sandboxd run      production: settings from the environment, the applier SANDBOXD_APPLIER names,
+                      until SIGTERM/SIGINT (drains in-flight work; a second signal exits at once)
+    sandboxd init     create or update the streams, buckets and consumers, then exit (pre-provisioning)
+    sandboxd dev      everything on one machine: an embedded nats-server, the GitOps applier into a local
+                      repository, demo settings (see ``cli.dev``)
+
+Thin on purpose: settings come from ``sandboxd.settings``, the applier from ``sandboxd.app.appliers``, the
+service from ``sandboxd.app.service``. Exit codes: 0 after a clean stop, 1 for an error (one line on stderr),
+2 for a usage error, 130 when a second signal cut the drain short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from functools import partial
+
+from sandboxd.adapters.jetstream.topology import ensure_topology
+from sandboxd.app.appliers import build_applier
+from sandboxd.app.service import Service
+from sandboxd.cli import dev
+from sandboxd.cli.connection import add_connection_flags, connected, nats_settings
+from sandboxd.cli.exits import OK, finish
+from sandboxd.cli.serving import configure_logging, serve
+from sandboxd.render import render
+from sandboxd.settings import TopologySettings, load, load_settings
+
+PROG = "sandboxd"
+log = logging.getLogger("sandboxd")
+
+
+async def run_command(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    applier = await build_applier(settings.applier)
+    log.info("starting: applier %s, NATS %s", settings.applier.kind, settings.nats.url)
+    return await serve(Service(settings, applier=applier, render=render))
+
+
+async def init_command(args: argparse.Namespace) -> int:
+    topology = load(TopologySettings)
+    nats = nats_settings(args, client_name=f"{PROG}-init")
+    async with connected(nats, timeout=args.connect_timeout) as nc:
+        await ensure_topology(nc.jetstream(), topology)
+    print(f"JetStream topology ready on {nats.url} (replicas {topology.replicas})", flush=True)
+    return OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="The sandbox reconciler.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (else SANDBOXD_LOG_LEVEL)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser(
+        "run", help="run the reconciler (settings from the environment)", description="Run the reconciler."
+    )
+    run.set_defaults(handler=run_command)
+    init = commands.add_parser(
+        "init", help="create or update the JetStream topology and exit", description="Provision the topology."
+    )
+    add_connection_flags(init)
+    init.set_defaults(handler=init_command)
+    dev.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    return finish(PROG, partial(args.handler, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
