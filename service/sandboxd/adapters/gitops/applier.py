@@ -12,7 +12,7 @@ Each ``apply`` or ``delete`` is one read-compare-write against the remote branch
 A push that loses a race with another writer (another replica with its own clone) goes back to step 1 after a
 short, growing, jittered pause: the fetched tip gets this writer's folder re-applied on top, which is a rebase
 of the one commit in which this writer's view of its own sandbox wins and every other folder is the remote's.
-History stays linear; after ``push_attempts`` lost races the operation is ``ApplyUnavailable``.
+History stays linear; after ``Backoff.attempts`` lost races in a row the operation is ``ApplyUnavailable``.
 
 Concurrency: one ``anyio.Lock`` per applier serialises every git operation on its clone; replicas each own a
 clone (a fresh temporary folder under ``cache_dir``, removed by ``aclose``) and meet only at the remote. An
@@ -45,7 +45,7 @@ from pydantic import SecretStr
 from sandboxd.adapters.folders import FolderChange, object_refs, pruned, remove_folder, sync_folder
 from sandboxd.adapters.gitops.remote import Remote, parse_remote
 from sandboxd.adapters.gitops.repository import GitFailed, Identity, WorkingClone
-from sandboxd.adapters.gitops.secrets import refuse_secret_values
+from sandboxd.adapters.gitops.secret_guard import refuse_secret_values
 from sandboxd.adapters.retention import retained
 from sandboxd.errors import ApplyRejected, ApplyUnavailable, ConfigurationError
 from sandboxd.naming import gitops_folder

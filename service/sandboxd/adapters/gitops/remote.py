@@ -57,7 +57,8 @@ def parse_remote(location: str, *, username: str | None = None, password: Secret
     if not location:
         raise ValueError("the GitOps repository location is empty")
     if "://" not in location and not _SCP_LIKE.match(location):
-        return Remote(url=str(Path(location).expanduser().resolve()), local_path=Path(location).expanduser().resolve())
+        path = Path(location).expanduser().resolve()
+        return Remote(url=str(path), local_path=path)
     parts = urlsplit(location)
     if parts.scheme == "file":
         path = Path(unquote(parts.path)).resolve()
