@@ -11,10 +11,14 @@ Examples are named ``<schema stem>.<variant>.json``: the stem says which message
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -22,8 +26,10 @@ from jsonschema import Draft202012Validator
 from pydantic import TypeAdapter, ValidationError
 
 from sandboxd import contracts_export, naming
+from sandboxd.adapters.jetstream import publishing, topology
 from sandboxd.models import describe, parse_event
 from sandboxd.models.events import TYPE_PREFIX
+from sandboxd.settings import TopologySettings
 
 CONTRACTS = Path(__file__).resolve().parents[3] / "contracts"
 SCHEMA_DIR = CONTRACTS / "schemas"
@@ -341,3 +347,71 @@ def test_every_operation_uses_a_channel_message(asyncapi: dict[str, Any]) -> Non
         if operation.get("x-jetstream-consumer"):
             assert operation["x-jetstream-consumer"] in asyncapi["x-jetstream"]["consumers"]
     assert len(used) == len(asyncapi["channels"]), "a channel has no operation"
+
+
+# --- the document describes what the service actually creates and writes ------------------------------------
+
+
+def test_streams_are_the_ones_the_topology_creates(asyncapi: dict[str, Any]) -> None:
+    documented = asyncapi["x-jetstream"]["streams"]
+    created = {config.name: config for config in topology.stream_configs(TopologySettings())}
+    assert set(documented) == set(created)
+    for name, config in created.items():
+        assert documented[name]["subjects"] == config.subjects, name
+        assert config.retention is not None
+        assert documented[name]["retention"] == config.retention.value, name
+        if config.max_msgs_per_subject not in (None, -1):
+            assert documented[name]["maxMsgsPerSubject"] == config.max_msgs_per_subject, name
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """Just enough of ``reconcile.ports.Delivery`` for the dead-letter publisher."""
+
+    subject: str
+    data: bytes
+    stream_sequence: int
+    headers: dict[str, str]
+    num_delivered: int = 1
+    published_at: datetime = field(default_factory=lambda: datetime(2026, 5, 21, tzinfo=UTC))
+
+    async def ack(self) -> None: ...
+
+    async def nak(self, delay: float | None = None) -> None: ...
+
+    async def term(self) -> None: ...
+
+    async def in_progress(self) -> None: ...
+
+
+class _RecordingJetStream:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes, dict[str, str]]] = []
+
+    async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> SimpleNamespace:
+        self.published.append((subject, payload, headers))
+        return SimpleNamespace(seq=1, duplicate=False)
+
+
+def test_dead_letters_carry_the_documented_headers_on_the_documented_subject(asyncapi: dict[str, Any]) -> None:
+    case = load_json(INVALID_DIR / "sandbox-create-event.too-many-sessions.json")
+    body = json.dumps(case["message"]).encode()
+    subject = naming.event_subject("create", case["message"]["subject"])
+    delivery = _Delivery(
+        subject=subject,
+        data=body,
+        stream_sequence=43,
+        headers={"Nats-Msg-Id": case["message"]["id"], "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"},
+    )
+    js = _RecordingJetStream()
+    dead_letters = publishing.JetStreamDeadLetters(cast(Any, js))
+    asyncio.run(dead_letters.send(delivery, reason="InvalidEvent", message=case["expectedError"]))
+
+    [(dlq_subject, payload, headers)] = js.published
+    channel = asyncapi["channels"]["sandboxDeadLetter"]
+    assert subject_matches(channel["address"].replace("{originalSubject}", ">"), dlq_subject)
+    assert payload == body, "the original body, byte for byte"
+    schema = resolve(asyncapi, asyncapi["components"]["messages"]["deadLetter"]["headers"])
+    errors = [e.message for e in Draft202012Validator(schema).iter_errors(headers)]
+    assert errors == [], "the dead-letter headers differ from contracts/asyncapi.yaml"
+    assert headers[publishing.H_REASON] == "InvalidEvent"
