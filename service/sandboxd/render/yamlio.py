@@ -13,6 +13,7 @@ comments, multiple documents, or floats (quantities are strings here; a float is
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -46,8 +47,12 @@ def to_yaml(obj: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+@functools.lru_cache(maxsize=4096)
 def quote(text: str) -> str:
-    """``text`` as written in the output: plain when that is safe, otherwise double-quoted."""
+    """``text`` as written in the output: plain when that is safe, otherwise double-quoted.
+
+    Memoised: rendered objects repeat the same keys and values (``name``, ``value``, label keys) many times.
+    """
     if _PLAIN.fullmatch(text) and text.lower() not in _RESERVED:
         return text
     if _NEEDS_ESCAPE.search(text) is None:
@@ -95,16 +100,16 @@ def _is_literal(text: str) -> bool:
 
 def _mapping(mapping: Mapping[Any, Any], pad: str, out: list[str]) -> None:
     for key, value in mapping.items():
-        _entry(f"{pad}{_key(key)}:", value, pad, out)
+        _entry(f"{pad}{quote(key) if type(key) is str else _key(key)}:", value, pad, out)
 
 
 def _sequence(items: Sequence[Any], pad: str, out: list[str]) -> None:
     inner = pad + _INDENT
     for item in items:
-        if isinstance(item, Mapping | list | tuple) and item:
+        if isinstance(item, dict | Mapping | list | tuple) and item:
             # The first line of a nested block shares the "- " line: "- name: x" / "- - a".
             start = len(out)
-            if isinstance(item, Mapping):
+            if isinstance(item, dict | Mapping):
                 _mapping(item, inner, out)
             else:
                 _sequence(item, inner, out)
@@ -115,14 +120,16 @@ def _sequence(items: Sequence[Any], pad: str, out: list[str]) -> None:
 
 def _entry(head: str, value: Any, pad: str, out: list[str]) -> None:
     """``head`` (``key:`` or ``-``) followed by ``value``, nested blocks indented one step past ``pad``."""
-    inner = pad + _INDENT
-    if isinstance(value, Mapping) and value:
+    if type(value) is str and "\n" not in value:  # the common case first: a one-line string
+        out.append(f"{head} {quote(value)}")
+    elif isinstance(value, dict | Mapping) and value:
         out.append(head)
-        _mapping(value, inner, out)
+        _mapping(value, pad + _INDENT, out)
     elif isinstance(value, list | tuple) and value:
         out.append(head)
-        _sequence(value, inner, out)
+        _sequence(value, pad + _INDENT, out)
     elif isinstance(value, str) and "\n" in value and _is_literal(value):
+        inner = pad + _INDENT
         out.append(head + (" |" if value.endswith("\n") else " |-"))
         out.extend(inner + line if line else "" for line in value.removesuffix("\n").split("\n"))
     else:
