@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import partial
 
 from pydantic import ValidationError
 
@@ -34,6 +33,7 @@ from sandboxd.models.events import (
     parse_event,
 )
 from sandboxd.reconcile import statuses
+from sandboxd.reconcile.caching import Lru
 from sandboxd.reconcile.ports import Clock, InboundEvent, Store, Versioned
 from sandboxd.reconcile.statuses import StatusWriter
 
@@ -90,25 +90,30 @@ class Intake:
         owners: Store[OwnerClaim],
         status: StatusWriter,
         clock: Clock,
+        cache_size: int = 4096,
     ) -> None:
         self._desired = desired
         self._owners = owners
         self._status = status
         self._clock = clock
+        self._known: Lru[str, Versioned[DesiredState]] = Lru(cache_size)
 
     async def admit(self, sandbox_id: str, events: Sequence[InboundEvent]) -> list[Admission]:
         """Admit one sandbox's events (stream order); one verdict per event, in the same order."""
+        key = naming.desired_key(sandbox_id)
+        stored = self._known.get(key)
         for _ in range(MAX_FOLD_ATTEMPTS):
-            stored = await self._desired.get(naming.desired_key(sandbox_id))
+            if stored is None:
+                stored = await self._desired.get(key)
             verdicts, state = await self._fold(sandbox_id, stored, events)
             if state is not None and (stored is None or state != stored.value):
                 try:
-                    await self._desired.put(
-                        naming.desired_key(sandbox_id), state, revision=stored.revision if stored else None
-                    )
+                    revision = await self._desired.put(key, state, revision=stored.revision if stored else None)
                 except StoreConflict:
+                    self._known.drop(key)
+                    stored = None
                     continue
-                await self._status.write(sandbox_id, partial(statuses.accepted, desired=state, now=self._clock()))
+                self._known.put(key, Versioned(state, revision))
             await self._record_rejections(sandbox_id, verdicts)
             return verdicts
         raise StoreConflict(f"desired state of {sandbox_id} kept changing; gave up after {MAX_FOLD_ATTEMPTS}")
@@ -172,14 +177,19 @@ class Intake:
     async def _claim_owner(self, sandbox_id: str, email: str, state: DesiredState | None) -> str:
         """Make the owner-uid this sandbox's, or refuse: one owner-uid, one sandbox, one email."""
         uid = naming.owner_uid(email)
-        if state is not None and state.lifecycle is not Lifecycle.DELETED and state.owner_uid != uid.value:
-            raise OwnershipConflict(
-                f"the owner of sandbox {sandbox_id} cannot change (owner-uid {state.owner_uid} → {uid.value}); "
-                "delete it and create a new sandbox"
-            )
+        if state is not None and state.lifecycle is not Lifecycle.DELETED:
+            if state.owner_uid != uid.value:
+                raise OwnershipConflict(
+                    f"the owner of sandbox {sandbox_id} cannot change (owner-uid {state.owner_uid} → {uid.value}); "
+                    "delete it and create a new sandbox"
+                )
+            if state.spec.owner.email.strip().lower() == uid.email:
+                return uid.value  # claimed when this sandbox was created
         key = naming.owner_key(uid.value)
-        for _ in range(MAX_FOLD_ATTEMPTS):
-            claim = await self._owners.get(key)
+        claim: Versioned[OwnerClaim] | None = None
+        for attempt in range(MAX_FOLD_ATTEMPTS):
+            if attempt:  # the first try is a blind create: the usual case is a new owner
+                claim = await self._owners.get(key)
             if claim is not None and claim.value.sandbox_id != sandbox_id:
                 if claim.value.email != uid.email:
                     raise OwnershipConflict(

@@ -18,6 +18,7 @@ from sandboxd.errors import PermanentError, RetryableError, SandboxdError
 from sandboxd.models.desired import DesiredState, Lifecycle, OwnerClaim
 from sandboxd.models.status import ObjectRef, SandboxStatus
 from sandboxd.reconcile import statuses
+from sandboxd.reconcile.caching import Lru
 from sandboxd.reconcile.ports import Applier, Clock, Store
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.render import RenderedSandbox, RenderRequest, Workload
@@ -85,6 +86,9 @@ class Reconciler:
         self._settings = settings
         self._render = render
         self._clock = clock
+        # Rendering is pure: the same (sandbox, generation, workload) renders the same objects, so resyncs
+        # and readiness kicks reuse the last result instead of rendering again.
+        self._rendered: Lru[tuple[str, int, Workload], RenderedSandbox] = Lru(1024)
 
     async def reconcile(self, sandbox_id: str) -> Outcome:
         watch = _Stopwatch()
@@ -94,10 +98,7 @@ class Reconciler:
             return Outcome(Result.DONE)
         desired = stored.value
         try:
-            rendered = self._render(
-                RenderRequest(sandbox_id=sandbox_id, spec=desired.spec, workload=workload_of(desired)),
-                self._settings,
-            )
+            rendered = self._render_cached(desired)
             watch.lap("render")
             if desired.lifecycle is Lifecycle.DELETED:
                 return await self._delete(desired, stored.revision, rendered, watch)
@@ -110,6 +111,16 @@ class Reconciler:
             lambda prev: statuses.failed(prev, desired=desired, error=error, retryable=retryable, now=self._clock()),
         )
         return Outcome(Result.RETRY if retryable else Result.FAILED, desired.generation, error, watch.timings)
+
+    def _render_cached(self, desired: DesiredState) -> RenderedSandbox:
+        workload = workload_of(desired)
+        key = (desired.sandbox_id, desired.generation, workload)
+        rendered = self._rendered.get(key)
+        if rendered is None:
+            request = RenderRequest(sandbox_id=desired.sandbox_id, spec=desired.spec, workload=workload)
+            rendered = self._render(request, self._settings)
+            self._rendered.put(key, rendered)
+        return rendered
 
     async def _apply(self, desired: DesiredState, rendered: RenderedSandbox, watch: _Stopwatch) -> Outcome:
         result = await self._applier.apply(rendered, generation=desired.generation)

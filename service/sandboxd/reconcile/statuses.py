@@ -25,7 +25,8 @@ from sandboxd.models.status import (
     SandboxStatus,
     set_condition,
 )
-from sandboxd.reconcile.ports import Store
+from sandboxd.reconcile.caching import Lru
+from sandboxd.reconcile.ports import Store, Versioned
 
 Transition = Callable[[SandboxStatus | None], SandboxStatus]
 MAX_CAS_ATTEMPTS = 20
@@ -68,26 +69,6 @@ def rejected(
     )
 
 
-def accepted(previous: SandboxStatus | None, *, desired: DesiredState, now: datetime) -> SandboxStatus:
-    """The event became the desired state; a reconcile is on its way."""
-    status = _base(previous, desired.sandbox_id, now)
-    conditions = set_condition(
-        status.conditions,
-        kind=ConditionType.ACCEPTED,
-        status=ConditionStatus.TRUE,
-        reason="EventAccepted",
-        message=f"generation {desired.generation} from event {desired.event_id}",
-        now=now,
-        generation=desired.generation,
-    )
-    phase = status.phase
-    if phase in (Phase.PENDING, Phase.REJECTED, Phase.DELETED):
-        phase = Phase.PROVISIONING
-    if desired.lifecycle is Lifecycle.DELETED:
-        phase = Phase.DELETING
-    return _with(status, phase=phase, conditions=conditions, event_id=desired.event_id, updated_at=now)
-
-
 def _phase_for(desired: DesiredState, *, replicas: int, ready: int | None) -> tuple[Phase, ConditionStatus, str, str]:
     if desired.lifecycle is Lifecycle.SUSPENDED:
         return Phase.SUSPENDED, ConditionStatus.FALSE, "Suspended", "suspended: no session pods run until resume"
@@ -123,6 +104,15 @@ def applied(
     phase, ready_status, ready_reason, ready_message = _phase_for(desired, replicas=replicas, ready=ready)
     conditions = set_condition(
         status.conditions,
+        kind=ConditionType.ACCEPTED,
+        status=ConditionStatus.TRUE,
+        reason="EventAccepted",
+        message=f"generation {generation} from event {desired.event_id}",
+        now=now,
+        generation=generation,
+    )
+    conditions = set_condition(
+        conditions,
         kind=ConditionType.APPLIED,
         status=ConditionStatus.TRUE,
         reason="Applied",
@@ -234,19 +224,29 @@ def deleted(
 
 
 class StatusWriter:
-    """Writes one transition with compare-and-set, re-reading and re-applying it when another writer won."""
+    """Writes one transition with compare-and-set, re-reading and re-applying it when another writer won.
 
-    def __init__(self, store: Store[SandboxStatus]) -> None:
+    It remembers the last record it wrote per sandbox (bounded), so the common case, this process being the
+    only recent writer, is one round trip instead of a read and a write.
+    """
+
+    def __init__(self, store: Store[SandboxStatus], *, cache_size: int = 4096) -> None:
         self._store = store
+        self._cache: Lru[str, Versioned[SandboxStatus]] = Lru(cache_size)
 
     async def write(self, sandbox_id: str, transition: Transition) -> SandboxStatus:
         key = naming.status_key(sandbox_id)
+        current = self._cache.get(key)
         for _ in range(MAX_CAS_ATTEMPTS):
-            current = await self._store.get(key)
+            if current is None:
+                current = await self._store.get(key)
             new = transition(current.value if current else None)
             try:
-                await self._store.put(key, new, revision=current.revision if current else None)
+                revision = await self._store.put(key, new, revision=current.revision if current else None)
             except StoreConflict:
+                self._cache.drop(key)
+                current = None
                 continue
+            self._cache.put(key, Versioned(new, revision))
             return new
         raise StoreConflict(f"status of {sandbox_id} kept changing; gave up after {MAX_CAS_ATTEMPTS} tries")

@@ -103,8 +103,7 @@ async def test_subject_and_body_must_agree(intake: Intake) -> None:
 async def test_rejection_of_a_running_sandbox_keeps_its_phase(intake: Intake, stores: tuple[Any, Any, Any]) -> None:
     desired, _, status = stores
     await intake.admit("sb-1", [inbound("create", "sb-1", 1, {"spec": spec("a@acme.com")})])
-    current = await status.get("sb-1")
-    await status.put("sb-1", current.value.model_copy(update={"phase": Phase.READY}), revision=current.revision)
+    await status.put("sb-1", SandboxStatus(sandbox_id="sb-1", phase=Phase.READY, updated_at=NOW), revision=None)
     verdicts = await intake.admit("sb-1", [inbound("update", "sb-1", 2, {"spec": spec("other@acme.com")})])
     assert verdicts[0].verdict is Verdict.REJECTED
     assert "owner of sandbox sb-1 cannot change" in verdicts[0].error.message  # type: ignore[union-attr]

@@ -65,7 +65,7 @@ class EventSource:
     async def fetch(self, batch: int, timeout: float) -> list[JetStreamDelivery]:
         try:
             msgs = await self._sub.fetch(batch=batch, timeout=timeout)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats.errors.TimeoutError, or asyncio's from deep inside _fetch_n: both mean empty
             return []
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
             raise BrokerUnavailable("NATS connection closed while fetching") from exc

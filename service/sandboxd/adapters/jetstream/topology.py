@@ -117,7 +117,7 @@ async def ensure_bucket(js: JetStreamContext, bucket: str, *, history: int, repl
     except (BucketNotFoundError, NotFoundError):
         log.info("creating KV bucket %s", bucket)
         return await js.create_key_value(
-            bucket=bucket, history=history, replicas=replicas, storage=api.StorageType.FILE
+            bucket=bucket, history=history, replicas=replicas, storage=api.StorageType.FILE, direct=True
         )
 
 

