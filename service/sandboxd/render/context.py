@@ -68,7 +68,7 @@ class RenderContext:
 def derive(request: RenderRequest, settings: RuntimeSettings) -> RenderContext:
     """The shared facts of one render; ``RenderError`` when the spec cannot become valid objects."""
     spec = request.spec
-    if not naming.is_sandbox_id(request.sandbox_id):
+    if not naming.DNS_LABEL_RE.fullmatch(request.sandbox_id):  # fullmatch: "$" alone lets "x\n" through
         raise RenderError(f"sandbox id {request.sandbox_id!r} is not a DNS-1123 label")
     try:
         uid = naming.owner_uid(spec.owner.email).value
@@ -102,5 +102,5 @@ def derive(request: RenderRequest, settings: RuntimeSettings) -> RenderContext:
 
 
 def _require_subdomain(name: str, *, what: str) -> None:
-    if len(name) > _SUBDOMAIN_MAX or not _SUBDOMAIN.match(name):
+    if len(name) > _SUBDOMAIN_MAX or not _SUBDOMAIN.fullmatch(name):
         raise RenderError(f"{what} {name!r} is not a valid DNS-1123 subdomain")

@@ -1,4 +1,8 @@
-"""What the renderer takes and gives: plain frozen values, no behaviour beyond naming files and objects."""
+"""What the renderer takes and gives: plain frozen values, no behaviour beyond naming files and objects.
+
+What it deliberately does not do: build, validate or serialise objects (``sandboxd.render.sandbox`` and
+``sandboxd.render.yamlio`` do); other layers depend on these names, so they only ever grow.
+"""
 
 from __future__ import annotations
 

@@ -147,21 +147,21 @@ requests = st.builds(
 
 def _check_qualified_key(key: str) -> None:
     prefix, _, name = key.rpartition("/")
-    assert QUALIFIED_NAME.match(name) and len(name) <= 63, key
+    assert QUALIFIED_NAME.fullmatch(name) and len(name) <= 63, key
     if prefix:
-        assert DNS_SUBDOMAIN.match(prefix) and len(prefix) <= 253, key
+        assert DNS_SUBDOMAIN.fullmatch(prefix) and len(prefix) <= 253, key
 
 
 def _check_metadata(body: dict[str, Any]) -> None:
     meta = body["metadata"]
     name = meta["name"]
     if body["kind"] in LABEL_NAMED:
-        assert DNS_LABEL.match(name) and len(name) <= 63, name
+        assert DNS_LABEL.fullmatch(name) and len(name) <= 63, name
     else:
-        assert DNS_SUBDOMAIN.match(name) and len(name) <= 253, name
+        assert DNS_SUBDOMAIN.fullmatch(name) and len(name) <= 253, name
     for key, value in meta["labels"].items():
         _check_qualified_key(key)
-        assert naming.LABEL_VALUE_RE.match(value) and len(value) <= 63, (key, value)
+        assert naming.LABEL_VALUE_RE.fullmatch(value) and len(value) <= 63, (key, value)
     for key, value in meta.get("annotations", {}).items():
         _check_qualified_key(key)
         assert isinstance(value, str)
@@ -188,7 +188,7 @@ def _check_pods(rendered: RenderedSandbox) -> None:
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert len(volumes) == len(pod["volumes"])
         for volume in volumes.values():
-            assert DNS_LABEL.match(volume["name"])
+            assert DNS_LABEL.fullmatch(volume["name"])
             if "persistentVolumeClaim" in volume:
                 assert volume["persistentVolumeClaim"]["claimName"] in claims
             if "configMap" in volume:
@@ -196,8 +196,8 @@ def _check_pods(rendered: RenderedSandbox) -> None:
         for container in pod["containers"]:
             names = [item["name"] for item in container["env"]]
             assert len(names) == len(set(names)), names
-            assert all(ENV_NAME.match(name) for name in names)
-            assert all(PORT_NAME.match(port["name"]) for port in container["ports"])
+            assert all(ENV_NAME.fullmatch(name) for name in names)
+            assert all(PORT_NAME.fullmatch(port["name"]) for port in container["ports"])
             mount_paths = [mount["mountPath"] for mount in container.get("volumeMounts", [])]
             assert len(mount_paths) == len(set(mount_paths))
             assert all(mount["name"] in volumes for mount in container.get("volumeMounts", []))

@@ -761,11 +761,12 @@ def test_httproute_parent_comes_from_settings(upstream: Render) -> None:
 # --- what cannot be rendered ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("sandbox_id", ["Not_A_Label", "sbx\n", "", "x" * 64])
 def test_an_invalid_sandbox_id_is_a_render_error(
-    request_factory: RequestFactory, settings_factory: SettingsFactory
+    request_factory: RequestFactory, settings_factory: SettingsFactory, sandbox_id: str
 ) -> None:
     with pytest.raises(RenderError, match="sandbox id"):
-        render(request_factory(sandbox_id="Not_A_Label"), settings_factory())
+        render(request_factory(sandbox_id=sandbox_id), settings_factory())
 
 
 def test_an_invalid_token_secret_name_is_a_render_error(
