@@ -480,7 +480,7 @@ def test_identity_env_values(upstream: Render) -> None:
 
 
 def test_sandbox_id_is_the_sandbox_id_not_the_owner(
-    upstream: Render, request_factory: RequestFactory, settings_factory: SettingsFactory, spec_factory: SpecFactory
+    request_factory: RequestFactory, settings_factory: SettingsFactory, spec_factory: SpecFactory
 ) -> None:
     rendered = render(request_factory(spec_factory(), sandbox_id="sbx-42"), settings_factory())
     assert env(rendered)["SANDBOX_ID"]["value"] == "sbx-42"
