@@ -141,7 +141,7 @@ def repo_slug(repo: str) -> str:
     text = _collapse(re.sub(r"[^a-z0-9-]", "", text))
     if not text:
         raise ValueError(f"repo {repo!r} does not yield a DNS-safe slug")
-    value, _ = cap_with_hash(text, REPO_SLUG_MAX, source=repo.strip())
+    value, _ = cap_with_hash(text, REPO_SLUG_MAX, source=repo.strip().lower())
     return value
 
 
@@ -165,7 +165,7 @@ def pvc_name(slug: str) -> str:
 
 def label_value(text: str) -> str:
     """Any text made into a valid label value (≤ 63, alphanumeric ends), hashed when it had to change."""
-    if LABEL_VALUE_RE.match(text) and len(text) <= DNS_LABEL_MAX:
+    if LABEL_VALUE_RE.fullmatch(text) and len(text) <= DNS_LABEL_MAX:
         return text
     cleaned = re.sub(r"[^A-Za-z0-9_.-]", "-", text)
     cleaned = re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", cleaned)
@@ -214,4 +214,4 @@ def owner_key(uid: str) -> str:
 
 
 def is_sandbox_id(text: str) -> bool:
-    return bool(DNS_LABEL_RE.match(text))
+    return bool(DNS_LABEL_RE.fullmatch(text))

@@ -208,8 +208,6 @@ def test_repo_slugs_maps_each_slug_to_its_repo_in_order() -> None:
 
 @given(LABELISH)
 def test_label_value_is_always_a_valid_label_value(text: str) -> None:
-    if text.endswith("\n"):
-        return  # a known bug, pinned by test_a_trailing_newline_is_not_a_valid_name below; drop when fixed
     assert is_label_value(naming.label_value(text)), repr(text)
 
 
@@ -226,11 +224,6 @@ def test_label_value_keeps_changed_texts_apart(text: str, other: str) -> None:
         assert a != b
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="naming.label_value and naming.is_sandbox_id use re.match with '^...$'; Python's '$' also matches "
-    "before a trailing newline, so 'acme\\n' is returned as a 'valid' label value. Fix: use .fullmatch.",
-)
 @pytest.mark.parametrize("text", ["acme\n", "sandbox-1\n", "\n"])
 def test_a_trailing_newline_is_not_a_valid_name(text: str) -> None:
     assert not naming.is_sandbox_id(text)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, ValidationError
 from pydantic.alias_generators import to_camel
 
 
@@ -37,7 +37,7 @@ def matching(pattern: str, hint: str) -> Callable[[str], str]:
     compiled = re.compile(pattern)
 
     def check(value: str) -> str:
-        if not compiled.match(value):
+        if not compiled.fullmatch(value):
             raise ValueError(f"{value!r} is not valid: {hint}")
         return value
 
@@ -48,13 +48,13 @@ def _utc_iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-#: A timezone-aware instant, serialised as RFC 3339 UTC with a ``Z``.
-Timestamp = Annotated[datetime, PlainSerializer(_utc_iso, return_type=str, when_used="json")]
-
-
 def utc(value: datetime) -> datetime:
     """Assume UTC for naive datetimes (publishers sometimes leave the offset out)."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+#: An instant, serialised as RFC 3339 UTC with a ``Z``; a time without an offset is taken as UTC.
+Timestamp = Annotated[datetime, AfterValidator(utc), PlainSerializer(_utc_iso, return_type=str, when_used="json")]
 
 
 def describe(error: ValidationError, *, prefix: str = "") -> str:

@@ -98,4 +98,4 @@ EVENT_CLASSES: Final[dict[str, type[Envelope]]] = {
 
 def parse_event(raw: bytes | str) -> SandboxEvent:
     """Parse one event body; raises pydantic ``ValidationError`` (see ``models.base.describe``)."""
-    return EVENT_ADAPTER.validate_json(raw)
+    return EVENT_ADAPTER.validate_json(raw, strict=True, by_name=False)

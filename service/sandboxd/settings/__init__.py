@@ -49,11 +49,11 @@ def load(group: type[G], overrides: Mapping[str, Any] | None = None) -> G:
     except ValidationError as exc:
         problems = []
         for item in exc.errors(include_url=False):
-            variable = ".".join(str(p) for p in item["loc"]) or "settings"
+            variable = ".".join(str(p) for p in item["loc"])
             message = str(item["msg"]).removeprefix("Value error, ")
             if item["type"] == "missing":
                 message = "is required but not set"
-            problems.append(f"{variable} {message}")
+            problems.append(f"{variable} {message}" if variable else message)
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from exc
 
 

@@ -32,11 +32,15 @@ def pinned_image(value: str) -> str:
     value = value.strip()
     if not value:
         raise ValueError("is empty; set an image pinned by digest (@sha256:...) or an explicit tag")
-    if _DIGEST.search(value):
-        return value
+    if "@" in value:
+        if _DIGEST.search(value):
+            return value
+        raise ValueError(f"{value!r} has a malformed digest; expected @sha256:<64 hex digits>")
     last = value.rsplit("/", 1)[-1]
     if ":" not in last:
         raise ValueError(f"{value!r} has no tag; pin it by digest (@sha256:...) or an explicit version tag")
-    if last.rsplit(":", 1)[1] in ("", "latest"):
+    if not last.rsplit(":", 1)[1]:
+        raise ValueError(f"{value!r} has an empty tag; pin it by digest (@sha256:...) or an explicit version tag")
+    if last.rsplit(":", 1)[1] == "latest":
         raise ValueError(f"{value!r} uses :latest; pin it by digest (@sha256:...) or an explicit version tag")
     return value

@@ -144,24 +144,12 @@ def test_an_event_is_frozen(make_event: EventFactory) -> None:
         event.subject = "other"  # type: ignore[misc]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Timestamp accepts a naive datetime and serialises it with astimezone(), i.e. in the host's local "
-    "zone, so the wire form depends on TZ and does not round-trip. base.utc() exists but is unused. Fix: "
-    "Timestamp = Annotated[datetime, AfterValidator(utc), PlainSerializer(...)] (or AwareDatetime to refuse).",
-)
 def test_a_time_without_offset_is_read_as_utc(make_event: EventFactory) -> None:
     event = parse_event(json.dumps(make_event("resume", time="2026-05-21T09:30:00")))
     assert json.loads(event.to_json())["time"] == "2026-05-21T09:30:00Z"
     assert event.time == datetime(2026, 5, 21, 9, 30, tzinfo=UTC)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parse_event validates in lax mode: '3' and true pass as concurrentSessions and snake_case names "
-    "(validate_by_name) pass on the wire, all of which the JSON Schema refuses. Fix: "
-    "EVENT_ADAPTER.validate_json(raw, strict=True, by_name=False).",
-)
 @pytest.mark.parametrize("bend", ["string-number", "bool", "snake-case"])
 def test_the_wire_is_as_strict_as_the_schema(make_event: EventFactory, bend: str) -> None:
     body = make_event("create")

@@ -168,11 +168,6 @@ def test_the_wire_form_is_camel_case_without_nones(spec: dict[str, Any]) -> None
     assert SandboxSpec.model_validate_json(wire) == parsed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="models.base.matching uses re.match with '^...$' patterns; Python's '$' also matches before a "
-    "trailing newline, so '2\\n' passes as a CPU amount (the JSON Schema refuses it). Fix: compiled.fullmatch.",
-)
 @pytest.mark.parametrize(
     ("path", "value"), [("quota.cpu", "2\n"), ("owner.email", "ceo@acme.com\n"), ("owner.orgRef.slug", "acme\n")]
 )
