@@ -7,6 +7,7 @@ then drain the NATS connection so every ack is flushed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.models.desired import DesiredState, OwnerClaim
 from sandboxd.models.status import SandboxStatus
 from sandboxd.reconcile.intake import Intake
-from sandboxd.reconcile.ports import Applier
+from sandboxd.reconcile.ports import Applier, Observer
 from sandboxd.reconcile.reconciler import Reconciler, Renderer
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.runtime.consumer import Consumer
@@ -149,6 +150,8 @@ class Service:
             tg.start_soon(queue.run, name="keyed-queue")
             tg.start_soon(partial(resync_forever, stores.desired, queue, interval_s=worker.resync_interval_s))
             tg.start_soon(consume, name="consume")
+            if isinstance(self.applier, Observer):
+                tg.start_soon(self.applier.observe, self._kicker(queue), name="observe-target")
             await stop.wait()
             log.info("stopping: no more fetches; %d deliveries held", queue.held)
             consumer.stop()
@@ -157,3 +160,11 @@ class Service:
             tg.cancel_scope.cancel()
         await source.close()
         self.health.consumer_bound = False
+
+    @staticmethod
+    def _kicker(queue: KeyedQueue) -> Callable[[str], None]:
+        def kick(sandbox_id: str) -> None:
+            with contextlib.suppress(RuntimeError):  # the queue is closing: the next start-up resyncs anyway
+                queue.submit(sandbox_id)
+
+        return kick

@@ -7,10 +7,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from sandboxd.models.status import ObjectRef
 from sandboxd.render.model import RenderedSandbox
@@ -124,3 +124,14 @@ class DeadLetters(Protocol):
     async def send(self, delivery: Delivery, *, reason: str, message: str) -> None:
         """Keep the original event (body and headers) with why it failed; must be durable before returning."""
         ...
+
+
+@runtime_checkable
+class Observer(Protocol):
+    """An applier that can watch its target (e.g. StatefulSet readiness, managed objects deleted out of band).
+
+    ``observe`` runs until cancelled and calls ``kick(sandbox_id)`` whenever a sandbox should be reconciled
+    again; the keyed queue coalesces the kicks.
+    """
+
+    async def observe(self, kick: Callable[[str], None]) -> None: ...
