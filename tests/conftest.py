@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["support.nats_fixtures"]
+pytest_plugins = ["support.nats_fixtures", "support.kube_fixtures"]
 
 
 @pytest.fixture
