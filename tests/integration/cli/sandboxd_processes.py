@@ -1,0 +1,220 @@
+"""Helpers for tests that run ``sandboxd`` and ``sandboxctl`` as real processes against a real nats-server.
+
+``ServiceProcess`` is one ``sandboxd run`` with settings in its environment (directory applier, short ack wait)
+and its output in a log file; ``ctl`` runs one ``sandboxctl`` command to completion. ``Expectation`` and
+``wait_converged`` check what a sandbox must end as: status at the last generation, and the directory applier's
+StatefulSet file at the last replica count.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import yaml
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerInfo
+
+from sandboxd import naming
+from sandboxd.models.status import Phase, SandboxStatus
+from support.spine import Client
+
+SANDBOXCTL = (sys.executable, "-m", "sandboxd.cli.sandboxctl")
+SANDBOXD = (sys.executable, "-m", "sandboxd.cli.sandboxd")
+
+RUNTIME_ENV = {
+    "SANDBOX_PTY_SERVER_IMAGE": "ghcr.io/openova-io/openova/sandbox-pty-server:test-sha",
+    "SANDBOX_MCP_IMAGE": "ghcr.io/openova-io/openova/sandbox-mcp-server:test-sha",
+    "SANDBOX_NEWAPI_URL": "https://newapi.omantel.omani.works/v1",
+    "SANDBOX_SOVEREIGN_FQDN": "omantel.omani.works",
+}
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any sandboxd/NATS settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SANDBOX", "NATS_", "SOVEREIGN_"))}
+    env.update(extra)
+    return env
+
+
+def service_env(url: str, root: Path, **overrides: str) -> dict[str, str]:
+    settings = {
+        "NATS_URL": url,
+        **RUNTIME_ENV,
+        "SANDBOXD_APPLIER": "directory",
+        "SANDBOXD_DIRECTORY": str(root),
+        "SANDBOXD_HEALTH_PORT": "0",
+        "SANDBOXD_ACK_WAIT_SECONDS": "3",
+        "SANDBOXD_RETRY_BASE_SECONDS": "0.2",
+        "SANDBOXD_RETRY_CAP_SECONDS": "2",
+        "SANDBOXD_SHUTDOWN_GRACE_SECONDS": "10",
+        "SANDBOXD_CONCURRENCY": "4",
+    }
+    settings.update(overrides)
+    return clean_env(**settings)
+
+
+async def ctl(*args: str, url: str | None = None, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run one ``sandboxctl`` command to completion; stdout and stderr as text."""
+    env = clean_env(**({"NATS_URL": url} if url else {}))
+    with anyio.fail_after(timeout):
+        done = await anyio.run_process([*SANDBOXCTL, *args], env=env, check=False)
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+@dataclass
+class ServiceProcess:
+    """One ``sandboxd run`` subprocess; its stdout and stderr go to ``log``."""
+
+    env: Mapping[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        with self.log.open("ab") as sink:
+            self.process = subprocess.Popen([*SANDBOXD, "run"], env=dict(self.env), stdout=sink, stderr=sink)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would."""
+        self.signal(signal.SIGKILL)
+        self.wait_sync(10)
+
+    def wait_sync(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    async def wait(self, timeout: float) -> int:
+        """The exit code, polled (never blocking the event loop); ``AssertionError`` after ``timeout``."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while (code := self.process.poll()) is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"sandboxd {self.pid} still running after {timeout}s; log:\n{self.output()}")
+            await anyio.sleep(0.05)
+        return code
+
+    def stop(self) -> None:
+        """Whatever state it is in: SIGTERM, then SIGKILL if it does not go."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@dataclass
+class Services:
+    """Every service process a test started; all stopped at the end, whatever happened."""
+
+    url: str
+    root: Path
+    logs: Path
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    started: list[ServiceProcess] = field(default_factory=list)
+
+    def start(self, **overrides: str) -> ServiceProcess:
+        env = service_env(self.url, self.root, **{**self.env_overrides, **overrides})
+        process = ServiceProcess(env, self.logs / f"sandboxd-{len(self.started) + 1}.log").start()
+        self.started.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            process.stop()
+
+
+# --- expectations -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Expectation:
+    """What one sandbox must end as: the generation of its last event and the replicas of its last spec."""
+
+    sandbox_id: str
+    email: str
+    generation: int = 0
+    sessions: int = 0
+
+    @property
+    def owner_uid(self) -> str:
+        return naming.owner_uid(self.email).value
+
+
+def replicas_on_disk(root: Path, owner_uid: str) -> int | None:
+    """``spec.replicas`` of the StatefulSet the directory applier wrote, if it wrote one."""
+    path = root / naming.gitops_folder(owner_uid) / "statefulset-pty-server.yaml"
+    try:
+        body: dict[str, Any] = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        return None
+    return int(body["spec"]["replicas"])
+
+
+def converged(status: SandboxStatus | None, root: Path, want: Expectation) -> bool:
+    return (
+        status is not None
+        and status.observed_generation == want.generation
+        and status.phase in (Phase.PROVISIONING, Phase.READY)
+        and status.replicas is not None
+        and status.replicas.desired == want.sessions
+        and replicas_on_disk(root, want.owner_uid) == want.sessions
+    )
+
+
+async def unconverged(c: Client, root: Path, wants: list[Expectation]) -> list[str]:
+    return [w.sandbox_id for w in wants if not converged(await c.status(w.sandbox_id), root, w)]
+
+
+async def wait_converged(c: Client, root: Path, wants: list[Expectation], *, timeout: float) -> None:
+    left: list[str] = []
+    with anyio.move_on_after(timeout):
+        while left := await unconverged(c, root, wants):
+            await anyio.sleep(0.2)
+        return
+    details = {sid: await c.status(sid) for sid in left[:3]}
+    raise AssertionError(f"{len(left)} sandboxes never converged: {left[:10]}; first statuses: {details}")
+
+
+async def wait_drained(js: JetStreamContext, *, timeout: float) -> ConsumerInfo:
+    """Poll the shared consumer until nothing is pending or unacknowledged; returns its last info."""
+    info: ConsumerInfo | None = None
+    with anyio.move_on_after(timeout):
+        while True:
+            info = await js.consumer_info(naming.EVENTS_STREAM, naming.EVENTS_CONSUMER)
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                return info
+            await anyio.sleep(0.2)
+    raise AssertionError(f"the consumer never drained: {info}")
+
+
+async def wait_for(condition: Any, *, timeout: float, what: str) -> None:
+    """Poll an async predicate until it holds; ``AssertionError`` naming ``what`` after ``timeout``."""
+    with anyio.move_on_after(timeout):
+        while not await condition():
+            await anyio.sleep(0.05)
+        return
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
