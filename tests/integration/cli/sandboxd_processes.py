@@ -22,6 +22,7 @@ import anyio
 import yaml
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
+from nats.js.errors import NotFoundError
 
 from sandboxd import naming
 from sandboxd.models.status import Phase, SandboxStatus
@@ -197,6 +198,19 @@ async def wait_converged(c: Client, root: Path, wants: list[Expectation], *, tim
         return
     details = {sid: await c.status(sid) for sid in left[:3]}
     raise AssertionError(f"{len(left)} sandboxes never converged: {left[:10]}; first statuses: {details}")
+
+
+async def fetching(js: JetStreamContext, *, at_least: int = 1) -> bool:
+    """Whether the shared consumer exists and ``at_least`` pull requests wait on it (one per running service)."""
+    try:
+        info = await js.consumer_info(naming.EVENTS_STREAM, naming.EVENTS_CONSUMER)
+    except NotFoundError:
+        return False
+    return (info.num_waiting or 0) >= at_least
+
+
+async def wait_fetching(js: JetStreamContext, *, services: int = 1, timeout: float = 30.0) -> None:
+    await wait_for(lambda: fetching(js, at_least=services), timeout=timeout, what=f"{services} services fetching")
 
 
 async def wait_drained(js: JetStreamContext, *, timeout: float) -> ConsumerInfo:
