@@ -39,9 +39,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from support.kubeapi import (
-    BUILD_SCRIPT,
     ENV_KUBE_BIN,
-    REPO_ROOT,
     KubeAPIServer,
     KubeBinariesMissing,
     KubeHarnessError,
@@ -149,8 +147,8 @@ def kube_api() -> Iterator[KubeTarget]:
         bin_dir = find_kube_bin(build=True)
     except KubeBinariesMissing as e:
         msg = (
-            f"no kube-apiserver ({e}); to enable: install Go >= 1.26 and run "
-            f"{BUILD_SCRIPT.relative_to(REPO_ROOT)}, or set {ENV_EXTERNAL_KUBECONFIG}=<kubeconfig>"
+            f"{e}; to enable: install Go >= 1.26 (the fixture then runs tools/kube/build.sh) "
+            f"or set {ENV_EXTERNAL_KUBECONFIG}=<kubeconfig>"
         )
         if in_ci():
             pytest.fail(msg)
@@ -174,11 +172,7 @@ _DNS_BAD = re.compile(r"[^a-z0-9-]+")
 def unique_name(prefix: str, hint: str = "", max_len: int = 63) -> str:
     """A DNS-1123 label ``<prefix>-<hint>-<6 hex>``, at most ``max_len`` characters."""
     suffix = secrets.token_hex(3)
-    parts = [
-        p
-        for p in (_DNS_BAD.sub("-", prefix.lower()).strip("-"), _DNS_BAD.sub("-", hint.lower()).strip("-"))
-        if p
-    ]
+    parts = [p for p in (_DNS_BAD.sub("-", prefix.lower()).strip("-"), _DNS_BAD.sub("-", hint.lower()).strip("-")) if p]
     head = "-".join(parts) or "t"
     head = head[: max_len - len(suffix) - 1].rstrip("-")
     name = f"{head}-{suffix}"

@@ -119,6 +119,7 @@ chmod -R u+w "$tmp/crds"
 } > "$tmp/versions.txt"
 touch "$tmp/.complete"
 
+chmod 755 "$tmp"
 rm -rf "$dest"
 mv "$tmp" "$dest"
 trap - EXIT
