@@ -2,8 +2,8 @@
 
 ``ServiceProcess`` is one ``sandboxd run`` with settings in its environment (directory applier, short ack wait)
 and its output in a log file; ``ctl`` runs one ``sandboxctl`` command to completion. ``Expectation`` and
-``wait_converged`` check what a sandbox must end as: status at the last generation, and the directory applier's
-StatefulSet file at the last replica count.
+``wait_converged`` check what a sandbox must end as: desired state and status at its last event, and the
+directory applier's StatefulSet file at the last replica count.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import anyio
 import yaml
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
-from nats.js.errors import NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from sandboxd import naming
+from sandboxd.models.desired import DesiredState
 from sandboxd.models.status import Phase, SandboxStatus
 from support.spine import Client
 
@@ -153,16 +154,26 @@ class Services:
 
 @dataclass
 class Expectation:
-    """What one sandbox must end as: the generation of its last event and the replicas of its last spec."""
+    """What one sandbox must end as: the state its last event asked for.
+
+    Not "generation == number of events": with several consumers an older event can reach the intake after a
+    newer one, and is then (rightly) skipped as stale, so generations count accepted changes, not events.
+    """
 
     sandbox_id: str
     email: str
-    generation: int = 0
+    events: int = 0
+    event_id: str = ""
     sessions: int = 0
 
     @property
     def owner_uid(self) -> str:
         return naming.owner_uid(self.email).value
+
+    def next_event_id(self) -> str:
+        self.events += 1
+        self.event_id = f"{self.sandbox_id}-e{self.events}"
+        return self.event_id
 
 
 def replicas_on_disk(root: Path, owner_uid: str) -> int | None:
@@ -175,10 +186,23 @@ def replicas_on_disk(root: Path, owner_uid: str) -> int | None:
     return int(body["spec"]["replicas"])
 
 
-def converged(status: SandboxStatus | None, root: Path, want: Expectation) -> bool:
+async def desired(c: Client, sandbox_id: str) -> DesiredState | None:
+    kv = await c.js.key_value(naming.DESIRED_BUCKET)
+    try:
+        entry = await kv.get(naming.desired_key(sandbox_id))
+    except KeyNotFoundError:
+        return None
+    return DesiredState.model_validate_json(entry.value or b"")
+
+
+def converged(status: SandboxStatus | None, wanted: DesiredState | None, root: Path, want: Expectation) -> bool:
+    """The desired state holds the last event, and status and files show that generation and its replicas."""
     return (
-        status is not None
-        and status.observed_generation == want.generation
+        wanted is not None
+        and wanted.event_id == want.event_id
+        and status is not None
+        and status.event_id == want.event_id
+        and status.observed_generation == wanted.generation
         and status.phase in (Phase.PROVISIONING, Phase.READY)
         and status.replicas is not None
         and status.replicas.desired == want.sessions
@@ -187,7 +211,11 @@ def converged(status: SandboxStatus | None, root: Path, want: Expectation) -> bo
 
 
 async def unconverged(c: Client, root: Path, wants: list[Expectation]) -> list[str]:
-    return [w.sandbox_id for w in wants if not converged(await c.status(w.sandbox_id), root, w)]
+    left = []
+    for want in wants:
+        if not converged(await c.status(want.sandbox_id), await desired(c, want.sandbox_id), root, want):
+            left.append(want.sandbox_id)
+    return left
 
 
 async def wait_converged(c: Client, root: Path, wants: list[Expectation], *, timeout: float) -> None:
@@ -196,8 +224,13 @@ async def wait_converged(c: Client, root: Path, wants: list[Expectation], *, tim
         while left := await unconverged(c, root, wants):
             await anyio.sleep(0.2)
         return
-    details = {sid: await c.status(sid) for sid in left[:3]}
-    raise AssertionError(f"{len(left)} sandboxes never converged: {left[:10]}; first statuses: {details}")
+    details = {
+        sid: (await c.status(sid), await desired(c, sid), next(w for w in wants if w.sandbox_id == sid))
+        for sid in left[:2]
+    }
+    raise AssertionError(
+        f"{len(left)} sandboxes never converged: {left[:10]}; first (status, desired, want): {details}"
+    )
 
 
 async def fetching(js: JetStreamContext, *, at_least: int = 1) -> bool:

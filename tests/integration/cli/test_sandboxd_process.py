@@ -12,7 +12,7 @@ from sandboxd_processes import Expectation as Want
 
 from sandboxd import naming
 from sandboxd.adapters.natsserver import NatsServer, free_port
-from support.spine import client, unique_id
+from support.spine import client, spec, unique_id
 
 pytestmark = [pytest.mark.nats, pytest.mark.anyio]
 
@@ -65,12 +65,13 @@ async def test_init_against_no_server_is_one_line() -> None:
 
 async def test_run_reconciles_and_stops_cleanly_on_sigterm(fresh_nats_server: NatsServer, tmp_path: Path) -> None:
     services = Services(fresh_nats_server.url, tmp_path / "rendered", tmp_path)
-    want = Want(unique_id(), "run@acme.com", generation=1, sessions=2)
+    want = Want(unique_id(), "run@acme.com", sessions=2)
     try:
         service = services.start()
         async with client(fresh_nats_server.url) as c:
             await wait_fetching(c.js)
-            await c.create(want.sandbox_id, want.email, sessions=2)
+            data = {"spec": spec(want.email, sessions=2)}
+            await c.publish("create", want.sandbox_id, data, event_id=want.next_event_id())
             await wait_converged(c, services.root, [want], timeout=30)
         service.signal(signal.SIGTERM)
         assert await service.wait(timeout=20) == 0
