@@ -237,8 +237,10 @@ class StatusWriter:
     async def write(self, sandbox_id: str, transition: Transition) -> SandboxStatus:
         key = naming.status_key(sandbox_id)
         current = self._cache.get(key)
-        for _ in range(MAX_CAS_ATTEMPTS):
-            if current is None:
+        for attempt in range(MAX_CAS_ATTEMPTS):
+            # Unknown to this process: try a blind create first (a new sandbox is the common case); if the
+            # record exists the create fails and the next attempt reads it.
+            if current is None and attempt:
                 current = await self._store.get(key)
             new = transition(current.value if current else None)
             try:

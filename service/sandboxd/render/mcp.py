@@ -17,6 +17,7 @@ LLM-gateway token), or expose the companion outside the namespace.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any
@@ -38,14 +39,20 @@ def server_url(ctx: RenderContext) -> str:
 
 def mcp_json(ctx: RenderContext) -> str:
     """The agents' MCP configuration: pretty-printed JSON (2-space indent) ending in a newline."""
+    return _mcp_json(server_url(ctx) if ctx.http_mcp else None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _mcp_json(url: str | None) -> str:
     server: dict[str, Any]
-    if ctx.http_mcp:
-        server = {"type": "http", "url": server_url(ctx)}
+    if url is not None:
+        server = {"type": "http", "url": url}
     else:
         server = {"command": components.MCP_BINARY, "args": [], "env": {}}
     return json.dumps({"mcpServers": {components.MCP_SERVER: server}}, indent=2) + "\n"
 
 
+@functools.lru_cache(maxsize=1024)
 def config_hash(config: str) -> str:
     """A short digest of ``mcp.json`` for the pod template, so a changed config rolls the pods."""
     return hashlib.sha256(config.encode()).hexdigest()[:16]
