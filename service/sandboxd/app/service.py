@@ -32,7 +32,7 @@ from sandboxd.reconcile.reconciler import Reconciler, Renderer
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.runtime.consumer import Consumer
 from sandboxd.runtime.disposition import Disposition
-from sandboxd.runtime.queueing import KeyedQueue
+from sandboxd.runtime.queueing import Backlog, KeyedQueue
 from sandboxd.runtime.resync import resync_forever
 from sandboxd.runtime.retry import Backoff
 from sandboxd.settings import Settings
@@ -127,15 +127,23 @@ class Service:
             backoff=Backoff(worker.retry_base_s, worker.retry_cap_s),
             max_deliver=topology.max_deliver,
         )
+        backlog = Backlog()
         queue = self.queue = KeyedQueue(
             handler=reconciler.reconcile,
             disposition=disposition,
             concurrency=worker.concurrency,
             heartbeat_s=topology.ack_wait_s / 3,
+            backlog=backlog,
+            hold_cap_s=worker.catch_up_hold_s,
         )
         source = await EventSource.bind(js)
         consumer = self.consumer = Consumer(
-            source=source, intake=intake, queue=queue, disposition=disposition, max_held=topology.max_ack_pending
+            source=source,
+            intake=intake,
+            queue=queue,
+            disposition=disposition,
+            max_held=topology.max_ack_pending,
+            backlog=backlog,
         )
         self.health.consumer_bound = True
         consumed = anyio.Event()

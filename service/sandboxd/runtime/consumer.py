@@ -18,7 +18,7 @@ from sandboxd.errors import InvalidEvent, RetryableError
 from sandboxd.reconcile.intake import Admission, Intake, Verdict, sandbox_id_of
 from sandboxd.reconcile.ports import Delivery, Source
 from sandboxd.runtime.disposition import Disposition
-from sandboxd.runtime.queueing import KeyedQueue
+from sandboxd.runtime.queueing import Backlog, KeyedQueue
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class Consumer:
         fetch_timeout_s: float = 1.0,
         intake_concurrency: int = 64,
         max_held: int = 10_000,
+        backlog: Backlog | None = None,
     ) -> None:
         self._source = source
         self._intake = intake
@@ -44,6 +45,7 @@ class Consumer:
         self._fetch_timeout_s = fetch_timeout_s
         self._limiter = anyio.CapacityLimiter(intake_concurrency)
         self._max_held = max_held
+        self._backlog = backlog or Backlog()
         self._stopping = anyio.Event()
         self.fetched = 0
 
@@ -54,6 +56,7 @@ class Consumer:
         """Fetch and admit until ``stop()``; a fetch in progress finishes (bounded by its timeout)."""
         while not self._stopping.is_set():
             room = self._max_held - self._queue.held
+            self._backlog.room = room > self._batch
             if room <= 0:
                 await anyio.sleep(0.01)
                 continue
@@ -63,6 +66,7 @@ class Consumer:
                 log.warning("fetch failed: %s; retrying", exc.message)
                 await anyio.sleep(1.0)
                 continue
+            self._backlog.waiting = deliveries[-1].num_pending if deliveries else 0
             if not deliveries:
                 continue
             self.fetched += len(deliveries)

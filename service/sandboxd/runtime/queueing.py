@@ -11,6 +11,9 @@ Ordering and concurrency:
   reconcile is not redelivered elsewhere.
 - Retryable failures nak the held deliveries with a per-key growing delay; a kick without deliveries (resync,
   watch) is re-submitted after the same delay.
+- Catch-up: while intake is behind (the consumer reports a backlog in the stream), a worker waits before it
+  starts a key, at most ``hold_cap_s`` after the key became ready, so the backlog's later events for that key
+  join the same pass. With no backlog (normal load) keys start at once.
 - ``close()`` hands back (nak, no delay) everything not started, lets running passes finish within the grace,
   then cancels them and hands back what they held.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -36,8 +40,21 @@ Handler = Callable[[str], Awaitable[Outcome]]
 
 
 @dataclass
+class Backlog:
+    """What the consume loop knows about the events not yet admitted; read by the queue's workers."""
+
+    waiting: int = 0  # events in the stream after the last batch fetched
+    room: bool = True  # the consume loop may still fetch (held deliveries below its limit)
+
+    @property
+    def behind(self) -> bool:
+        return self.waiting > 0 and self.room
+
+
+@dataclass
 class _Key:
     pending: list[Delivery] = field(default_factory=list)
+    ready_at: float = 0.0
     in_flight: list[Delivery] = field(default_factory=list)
     kicked: bool = False
     waiting: bool = False
@@ -60,11 +77,15 @@ class KeyedQueue:
         disposition: Disposition,
         concurrency: int,
         heartbeat_s: float = 10.0,
+        backlog: Backlog | None = None,
+        hold_cap_s: float = 2.0,
     ) -> None:
         self._handler = handler
         self._disposition = disposition
         self._concurrency = concurrency
         self._heartbeat_s = heartbeat_s
+        self._backlog = backlog or Backlog()
+        self._hold_cap_s = hold_cap_s
         self._keys: dict[str, _Key] = {}
         # Each key is in this FIFO at most once (only when neither waiting nor running), so it cannot grow
         # beyond the number of distinct sandboxes.
@@ -103,6 +124,7 @@ class KeyedQueue:
 
     def _enqueue(self, key: str, state: _Key) -> None:
         state.waiting = True
+        state.ready_at = time.monotonic()
         self._ready_in.send_nowait(key)
 
     # --- workers ---------------------------------------------------------------------------------------
@@ -120,6 +142,7 @@ class KeyedQueue:
     async def _worker(self) -> None:
         async for key in self._ready_out.clone():
             state = self._keys[key]
+            await self._catch_up(state)
             state.waiting, state.running = False, True
             try:
                 await self._passes(key, state)
@@ -159,6 +182,14 @@ class KeyedQueue:
             if not held:
                 self._kick_later(key, delay)
             return
+
+    async def _catch_up(self, state: _Key) -> None:
+        """Let intake catch up with a backlog before this key's pass, within the cap."""
+        while self._backlog.behind and not self._closing:
+            left = state.ready_at + self._hold_cap_s - time.monotonic()
+            if left <= 0:
+                return
+            await anyio.sleep(min(left, 0.02))
 
     def _kick_later(self, key: str, delay: float) -> None:
         async def later() -> None:

@@ -54,7 +54,10 @@ class TopologySettings(Group):
         "SANDBOXD_MAX_DELIVER", 50, ge=2, description="Deliveries before an event is dead-lettered."
     )
     max_ack_pending: int = env(
-        "SANDBOXD_MAX_ACK_PENDING", 1000, ge=1, description="Unacked events across all replicas."
+        "SANDBOXD_MAX_ACK_PENDING",
+        10_000,
+        ge=1,
+        description="Unacked events across all replicas; events held for a coalesced reconcile count here.",
     )
 
     @model_validator(mode="after")

@@ -16,6 +16,13 @@ class WorkerSettings(Group):
     resync_interval_s: float = env(
         "SANDBOXD_RESYNC_SECONDS", 600.0, gt=0, description="Re-enqueue every sandbox this often (±10%), s."
     )
+    catch_up_hold_s: float = env(
+        "SANDBOXD_CATCH_UP_HOLD_SECONDS",
+        2.0,
+        ge=0,
+        description="While events are backlogged, a sandbox waits up to this long for its later events to join "
+        "one reconcile, s (0 disables). No effect when there is no backlog.",
+    )
     retry_base_s: float = env("SANDBOXD_RETRY_BASE_SECONDS", 1.0, gt=0, description="First retry delay, s.")
     retry_cap_s: float = env("SANDBOXD_RETRY_CAP_SECONDS", 300.0, gt=0, description="Longest retry delay, s.")
     shutdown_grace_s: float = env(

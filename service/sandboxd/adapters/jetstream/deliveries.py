@@ -21,7 +21,16 @@ from sandboxd.errors import BrokerUnavailable
 class JetStreamDelivery:
     """One delivered event; settled exactly once by the runtime's disposition module."""
 
-    __slots__ = ("_msg", "data", "headers", "num_delivered", "published_at", "stream_sequence", "subject")
+    __slots__ = (
+        "_msg",
+        "data",
+        "headers",
+        "num_delivered",
+        "num_pending",
+        "published_at",
+        "stream_sequence",
+        "subject",
+    )
 
     def __init__(self, msg: Msg) -> None:
         meta = msg.metadata
@@ -31,6 +40,7 @@ class JetStreamDelivery:
         self.headers: Mapping[str, str] = msg.headers or {}
         self.stream_sequence: int = int(meta.sequence.stream)
         self.num_delivered: int = int(meta.num_delivered)
+        self.num_pending: int = int(meta.num_pending or 0)
         stamp = meta.timestamp
         self.published_at: datetime = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 

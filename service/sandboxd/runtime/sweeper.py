@@ -1,0 +1,307 @@
+"""The idle sweeper: looks at every sandbox now and then, and carries out the idle lifecycle's decisions.
+
+One sweep (``sweep_once(now)``) walks this process's view of every desired state once, without I/O, and asks
+``reconcile.idle.decide`` about each; only the few sandboxes with something to do cost a round trip:
+
+- idle / wake: write the desired state with compare-and-set (``idleSince`` set or cleared, generation
+  bumped), publish the scale command, note the reason in the status and kick the reconcile, which renders the
+  same replica count the command carries (so a resync never undoes a scale-down);
+- a suspend or resume that intake accepted since the last sweep: publish the matching scale command (the
+  reconcile the event kicked applies it too; the command makes the scaler act without waiting for it, which
+  matters when the applier is GitOps) and note the reason in the status;
+- activity that moved by more than the resolution: write ``status.lastActivityAt``.
+
+Concurrency: every replica of the service runs a sweeper over the same records. Two that decide at once
+write from the same revision, so one compare-and-set wins; the loser re-reads and does nothing more, and the
+deterministic command id dedupes whatever both publish. A sweep never runs before the desired-state view and
+the activity book have replayed what the broker holds. Time is injected: the loop asks ``clock`` for ``now``;
+tests call ``sweep_once``/``probe_once`` with the instant they want, and never sleep through a timeout.
+
+What it does not do: decide (``reconcile.idle`` does), talk to a broker or a cluster (the ports do), or
+retry a lost race within a sweep (the next sweep looks again).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import anyio
+
+from sandboxd import naming
+from sandboxd.errors import SandboxdError, StoreConflict
+from sandboxd.models.activity import ScaleCommand
+from sandboxd.models.desired import DesiredState, Lifecycle
+from sandboxd.reconcile import idle
+from sandboxd.reconcile.idle import (
+    Action,
+    ActivityBook,
+    ActivityPublisher,
+    CommandPublisher,
+    Decision,
+    DesiredView,
+    Prober,
+)
+from sandboxd.reconcile.ports import Clock, Store, Versioned
+from sandboxd.reconcile.statuses import StatusWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepStats:
+    sweeps: int = 0
+    not_ready: int = 0
+    idled: int = 0
+    woken: int = 0
+    lifecycle_commands: int = 0
+    lost_races: int = 0
+    errors: int = 0
+    unsent: int = 0
+    status_writes: int = 0
+    probes: int = 0
+    probe_failures: int = 0
+
+
+@dataclass
+class _Plan:
+    """What one pass over the records found to do."""
+
+    decisions: list[tuple[Versioned[DesiredState], Decision]] = field(default_factory=list)
+    lifecycle: list[tuple[DesiredState, Action]] = field(default_factory=list)
+    activity: list[tuple[str, datetime]] = field(default_factory=list)
+
+
+class Sweeper:
+    def __init__(
+        self,
+        *,
+        view: DesiredView,
+        activity: ActivityBook,
+        desired: Store[DesiredState],
+        status: StatusWriter,
+        publisher: CommandPublisher,
+        kick: Callable[[str], None],
+        clock: Clock,
+        default_timeout_minutes: int,
+        activity_resolution_s: float = 60.0,
+        status_writes_per_sweep: int = 500,
+        prober: Prober | None = None,
+        activity_publisher: ActivityPublisher | None = None,
+        probe_concurrency: int = 32,
+    ) -> None:
+        self._view = view
+        self._activity = activity
+        self._desired = desired
+        self._status = status
+        self._publisher = publisher
+        self._kick = kick
+        self._clock = clock
+        self._default_timeout = default_timeout_minutes
+        self._resolution = timedelta(seconds=activity_resolution_s)
+        self._status_budget = status_writes_per_sweep
+        self._prober = prober
+        self._activity_publisher = activity_publisher
+        self._probe_limit = anyio.CapacityLimiter(probe_concurrency)
+        self._lifecycles: dict[str, Lifecycle] = {}  # as seen by the last sweep, to spot suspend/resume
+        self._noted: dict[str, datetime] = {}  # lastActivityAt this process last wrote into status
+        self._unsent: dict[str, ScaleCommand] = {}  # decided, but the publish failed: retried next sweep
+        self.stats = SweepStats()
+
+    # --- one sweep -----------------------------------------------------------------------------------------
+
+    async def sweep_once(self, now: datetime | None = None) -> SweepStats:
+        """Look at every sandbox once at ``now`` (default: the clock) and act on what needs acting on."""
+        now = now or self._clock()
+        if not self.ready:
+            self.stats.not_ready += 1
+            return self.stats
+        await self._resend()
+        plan = self._plan(now)
+        for record, decision in plan.decisions:
+            await self._guarded(record.value.sandbox_id, self._carry_out(record, decision, now))
+        for desired, action in plan.lifecycle:
+            await self._guarded(desired.sandbox_id, self._lifecycle(desired, action, now))
+        for sandbox_id, at in plan.activity[: self._status_budget]:
+            await self._guarded(sandbox_id, self._note_activity(sandbox_id, at, now))
+        self.stats.sweeps += 1
+        return self.stats
+
+    def _plan(self, now: datetime) -> _Plan:
+        """The pure part of a sweep: no I/O, one pass over every record."""
+        plan = _Plan()
+        seen: dict[str, Lifecycle] = {}
+        noted: dict[str, datetime] = {}
+        latest, default, resolution = self._activity.latest, self._default_timeout, self._resolution
+        previous_lifecycles, previous_noted = self._lifecycles, self._noted
+        for record in self._view.snapshot():
+            desired = record.value
+            sandbox_id = desired.sandbox_id
+            seen[sandbox_id] = desired.lifecycle
+            change = idle.lifecycle_change(previous_lifecycles.get(sandbox_id), desired.lifecycle)
+            if change is not None:
+                plan.lifecycle.append((desired, change))
+            report = latest(sandbox_id)
+            decision = idle.decide(desired, report, now=now, default_timeout_minutes=default)
+            if decision is not None:
+                plan.decisions.append((record, decision))
+            written = previous_noted.get(sandbox_id)
+            if written is not None:
+                noted[sandbox_id] = written
+            if report is not None and (written is None or report.last_activity_at - written >= resolution):
+                plan.activity.append((sandbox_id, report.last_activity_at))
+        self._lifecycles, self._noted = seen, noted
+        return plan
+
+    async def _guarded(self, sandbox_id: str, step: Awaitable[object]) -> None:
+        """Run one sandbox's step; its failure is logged and left for the next sweep, never the whole sweep's."""
+        try:
+            await step
+        except SandboxdError as exc:
+            self.stats.errors += 1
+            log.warning("idle sweep of %s: %s (next sweep retries)", sandbox_id, exc.message)
+
+    # --- idle and wake -------------------------------------------------------------------------------------
+
+    async def _carry_out(self, record: Versioned[DesiredState], decision: Decision, now: datetime) -> None:
+        current = record.value
+        sandbox_id = current.sandbox_id
+        key = naming.desired_key(sandbox_id)
+        new = idle.decided(current, decision, now=now)
+        try:
+            revision = await self._desired.put(key, new, revision=record.revision)
+        except StoreConflict:
+            # Another replica decided (or an event arrived) since this view was taken: its writer acts on it.
+            self.stats.lost_races += 1
+            fresh = await self._desired.get(key)
+            if fresh is not None:
+                self._view.note(fresh)
+            return
+        self._view.note(Versioned(new, revision))
+        if decision.action is Action.IDLE:
+            self.stats.idled += 1
+        else:
+            self.stats.woken += 1
+        log.info("sandbox %s %s: %s", sandbox_id, "idle" if decision.action is Action.IDLE else "wakes", decision.why)
+        await self._guarded(sandbox_id, self._send(idle.scale_command(new, decision.action, now=now)))
+        reason = idle.idle_reason(new, decision)
+        await self._guarded(
+            sandbox_id,
+            self._status.write(
+                sandbox_id,
+                lambda prev: idle.noted(prev, sandbox_id=sandbox_id, now=now, reason=reason, set_reason=True),
+            ),
+        )
+        self._kick(sandbox_id)  # the reconcile renders the new replica count and shows the phase
+
+    # --- suspend and resume --------------------------------------------------------------------------------
+
+    async def _lifecycle(self, desired: DesiredState, action: Action, now: datetime) -> None:
+        self.stats.lifecycle_commands += 1
+        sandbox_id = desired.sandbox_id
+        await self._guarded(sandbox_id, self._send(idle.scale_command(desired, action, now=now)))
+        reason = idle.idle_reason(desired)
+        await self._status.write(
+            sandbox_id, lambda prev: idle.noted(prev, sandbox_id=sandbox_id, now=now, reason=reason, set_reason=True)
+        )
+
+    # --- commands ------------------------------------------------------------------------------------------
+
+    async def _send(self, command: ScaleCommand) -> None:
+        try:
+            await self._publisher.publish(command)
+        except SandboxdError:
+            self._unsent[command.sandbox_id] = command  # a newer command for the sandbox replaces an older one
+            self.stats.unsent += 1
+            raise
+        self._unsent.pop(command.sandbox_id, None)
+
+    async def _resend(self) -> None:
+        """Publish again what failed to publish; a command a newer desired state superseded is dropped."""
+        if not self._unsent:
+            return
+        unsent = self._unsent
+        current = {
+            r.value.sandbox_id: r.value.generation for r in self._view.snapshot() if r.value.sandbox_id in unsent
+        }
+        for sandbox_id, command in list(self._unsent.items()):
+            if current.get(sandbox_id) != command.generation:
+                self._unsent.pop(sandbox_id, None)
+                continue
+            await self._guarded(sandbox_id, self._send(command))
+
+    # --- activity in the status ----------------------------------------------------------------------------
+
+    async def _note_activity(self, sandbox_id: str, at: datetime, now: datetime) -> None:
+        await self._status.write(
+            sandbox_id, lambda prev: idle.noted(prev, sandbox_id=sandbox_id, now=now, last_activity_at=at)
+        )
+        self._noted[sandbox_id] = at
+        self.stats.status_writes += 1
+
+    # --- probing -------------------------------------------------------------------------------------------
+
+    async def probe_once(self) -> int:
+        """Probe every running sandbox once (bounded concurrency); returns how many answered.
+
+        A probe that fails records nothing: a sandbox that cannot be reached is not thereby active.
+        """
+        if self._prober is None:
+            return 0
+        targets = [
+            r.value
+            for r in self._view.snapshot()
+            if r.value.lifecycle is Lifecycle.ACTIVE and r.value.idle_since is None
+        ]
+        answered = 0
+
+        async def probe(desired: DesiredState) -> None:
+            nonlocal answered
+            assert self._prober is not None
+            async with self._probe_limit:
+                report = await self._prober.probe(
+                    sandbox_id=desired.sandbox_id,
+                    namespace=naming.namespace_for(desired.owner_uid),
+                    owner_uid=desired.owner_uid,
+                )
+            self.stats.probes += 1
+            if report is None:
+                self.stats.probe_failures += 1
+                return
+            answered += 1
+            if self._activity.record(desired.sandbox_id, report) and self._activity_publisher is not None:
+                await self._guarded(desired.sandbox_id, self._activity_publisher.publish(desired.sandbox_id, report))
+
+        async with anyio.create_task_group() as tg:
+            for desired in targets:
+                tg.start_soon(probe, desired, name=f"probe-{desired.sandbox_id}")
+        return answered
+
+    # --- loops ---------------------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Whether the desired-state view and the activity book hold what the broker had at start."""
+        return self._view.ready and self._activity.ready
+
+    async def run(self, *, interval_s: float) -> None:
+        """Once the view and the book are ready, sweep (and probe, when a prober is set) every ``interval_s``
+        (±10 %) until cancelled."""
+        while not self.ready:  # noqa: ASYNC110 - two feeds fill in the background and report no event
+            await anyio.sleep(0.05)
+        async with anyio.create_task_group() as tg:
+            if self._prober is not None:
+                tg.start_soon(self._every, interval_s, self.probe_once, name="idle-probe")
+            tg.start_soon(self._every, interval_s, self.sweep_once, name="idle-sweep")
+
+    @staticmethod
+    async def _every(interval_s: float, step: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            try:
+                await step()
+            except SandboxdError as exc:
+                log.warning("idle lifecycle step failed: %s", exc.message)
+            await anyio.sleep(interval_s * random.uniform(0.9, 1.1))
