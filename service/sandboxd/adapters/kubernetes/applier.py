@@ -1,0 +1,399 @@
+"""The Kubernetes applier: server-side apply of a sandbox's objects, prune, retained and purging delete.
+
+``apply`` is three steps:
+
+1. **inventory**: list the sandbox's live objects (label selector ``openova.io/sandbox=<id>,
+   openova.io/managed-by=catalyst``, metadata only) of every namespaced kind in its namespace, and read the
+   Namespace, then apply the Namespace: it must exist before anything in it;
+2. **apply** every other object, at most ``apply_concurrency`` at once: server-side apply with one field manager
+   and ``force`` (this reconciler is the source of truth: a field another manager took, e.g. ``kubectl scale``
+   setting ``spec.replicas``, is taken back on the next pass and the other manager's claim on it is dropped);
+3. **prune** the inventoried objects that are no longer rendered, except PersistentVolumeClaims: a removed repo's
+   volume keeps the owner's data until a purge.
+
+``changed`` is whether any resourceVersion moved (inventory vs. apply response) or anything was pruned; the
+pty-server StatefulSet in the apply response gives ``ready_replicas``. Every object is attempted even when one is
+refused; then the first permanent error (else the first retryable one) is raised, so a refusal is never hidden
+behind a transient error. A second apply of the same objects writes nothing (the server sees no change).
+
+``delete``: **retain** deletes the kinds ``adapters.retention`` does not keep (workloads first, then Services, the
+route, Secrets and the ConfigMap) and keeps the Namespace, quota, PVCs and RBAC. **Purge** deletes every managed
+object in the namespace, PVCs included, then the Namespace, and waits (bounded) until the Namespace is gone *or*
+is terminating with nothing of the sandbox left that is not itself being deleted. Finishing a namespace (and
+releasing a PVC's ``kubernetes.io/pvc-protection`` finalizer) is kube-controller-manager's job; a bare API server,
+like the test harness, has none, and such a namespace stays ``Terminating`` forever. Nothing usable is left at that
+point, and a re-create meets ``NamespaceTerminating``, which is retried (``errors``). Both deletes act only on
+objects carrying the sandbox's labels, are idempotent (a 404 is "already gone"), and a purge refuses a Namespace
+that is not this sandbox's.
+
+Concurrency: the reconciler runs one pass at a time per sandbox; passes of different sandboxes share the
+applier's connection pool. What it deliberately does not do: retry (the runtime does, with backoff), discover
+kinds (``resources`` is a fixed table), or read Secret data (inventories are metadata only).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Final, TypeVar, cast
+
+import anyio
+
+from sandboxd.adapters.kubernetes.client import api_client, load_configuration
+from sandboxd.adapters.kubernetes.resources import (
+    NAMESPACE,
+    NAMESPACED,
+    PERSISTENT_VOLUME_CLAIM,
+    PTY_SERVER,
+    SANDBOX_LABEL,
+    STATEFUL_SET,
+    Resource,
+    resource_of,
+    sandbox_selector,
+)
+from sandboxd.adapters.kubernetes.transport import KubeTransport, Object
+from sandboxd.adapters.kubernetes.watching import TargetWatch, WatchTiming
+from sandboxd.adapters.retention import RETAINED_KINDS
+from sandboxd.errors import ApplyRejected, ApplyUnavailable, PermanentError, SandboxdError
+from sandboxd.models.status import ObjectRef
+from sandboxd.naming import label_value
+from sandboxd.reconcile.ports import ApplyResult
+from sandboxd.render import labels
+from sandboxd.render.model import Manifest, RenderedSandbox
+from sandboxd.settings.service import ApplierSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Kinds a retained delete removes first: their pods stop using the config and volumes before those go.
+WORKLOADS: Final = frozenset({"StatefulSet", "Deployment"})
+#: Connections of the applier's pool: sandboxes reconciled at once × objects applied at once, roughly.
+DEFAULT_CONNECTIONS: Final = 64
+#: Connections of the watch pool: one long-lived watch per kind, and room to reconnect.
+WATCH_CONNECTIONS: Final = 2 * 12
+
+Key = tuple[str, str | None, str]  # kind, namespace, name
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """An object as the inventory found it (metadata only)."""
+
+    resource: Resource
+    name: str
+    namespace: str | None
+    resource_version: str
+    deleting: bool
+
+    @property
+    def key(self) -> Key:
+        return (self.resource.kind, self.namespace, self.name)
+
+    @property
+    def path(self) -> str:
+        return self.resource.item(self.name, self.namespace)
+
+    def ref(self) -> ObjectRef:
+        return ObjectRef(
+            api_version=self.resource.api_version, kind=self.resource.kind, name=self.name, namespace=self.namespace
+        )
+
+
+class KubernetesApplier:
+    """Applies sandboxes to a cluster; implements ``sandboxd.reconcile.ports.Applier`` and ``Observer``."""
+
+    def __init__(
+        self,
+        transport: KubeTransport,
+        *,
+        field_manager: str,
+        apply_concurrency: int = 8,
+        watch_transport: KubeTransport | None = None,
+        watch_timing: WatchTiming | None = None,
+        purge_timeout_s: float = 120.0,
+    ) -> None:
+        self.transport = transport
+        self.field_manager = field_manager
+        self.apply_concurrency = apply_concurrency
+        self.watch_transport = watch_transport or transport
+        self.watch_timing = watch_timing or WatchTiming()
+        self.purge_timeout_s = purge_timeout_s
+
+    @classmethod
+    async def from_settings(
+        cls,
+        settings: ApplierSettings,
+        *,
+        request_timeout_s: float = 30.0,
+        connections: int = DEFAULT_CONNECTIONS,
+        watch_timing: WatchTiming | None = None,
+        purge_timeout_s: float = 120.0,
+    ) -> KubernetesApplier:
+        """An applier for the cluster ``settings`` name (``ConfigurationError`` now if there is none).
+
+        ``request_timeout_s`` bounds each request but a watch; no connection is opened until the first one.
+        """
+        configuration = await load_configuration(settings)
+        return cls(
+            KubeTransport(api_client(configuration, connections=connections), request_timeout_s=request_timeout_s),
+            watch_transport=KubeTransport(
+                api_client(configuration, connections=WATCH_CONNECTIONS), request_timeout_s=request_timeout_s
+            ),
+            field_manager=settings.field_manager,
+            apply_concurrency=settings.apply_concurrency,
+            watch_timing=watch_timing,
+            purge_timeout_s=purge_timeout_s,
+        )
+
+    # --- Applier ---------------------------------------------------------------------------------------------
+
+    async def apply(self, sandbox: RenderedSandbox, *, generation: int) -> ApplyResult:
+        namespace, rest = _plan(sandbox)
+        before: dict[Key, str] = {}
+        live: list[Live] = []
+        namespace_out: list[Object] = []
+
+        async def namespace_first() -> None:
+            current = await self.transport.get(NAMESPACE.item(sandbox.namespace))
+            if current is not None:
+                before[_key(namespace)] = _resource_version(current)
+            namespace_out.append(await self._apply_one(namespace))
+
+        async def inventory() -> None:
+            live.extend(await self._inventory(sandbox, NAMESPACED))
+
+        await _gather([namespace_first, inventory], 2)
+        before.update({item.key: item.resource_version for item in live})
+        applied = await _gather([partial(self._apply_one, m) for m in rest], self.apply_concurrency)
+        after = {
+            _key(m): _resource_version(out)
+            for m, out in zip((namespace, *rest), [*namespace_out, *applied], strict=True)
+        }
+        pruned = await self._prune(live, rendered=set(after))
+        return ApplyResult(
+            applied=tuple(_ref(m) for m in sandbox.manifests),
+            changed=bool(pruned) or any(before.get(key) != version for key, version in after.items()),
+            ready_replicas=_ready_of(rest, applied),
+            pruned=tuple(item.ref() for item in pruned),
+        )
+
+    async def delete(self, sandbox: RenderedSandbox, *, purge: bool) -> None:
+        if purge:
+            await self._purge(sandbox)
+        else:
+            await self._retain(sandbox)
+
+    async def ready_replicas(self, sandbox: RenderedSandbox) -> int | None:
+        current = await self.transport.get(STATEFUL_SET.item(PTY_SERVER, sandbox.namespace))
+        return 0 if current is None else _ready_replicas(current)
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+        if self.watch_transport is not self.transport:
+            await self.watch_transport.aclose()
+
+    # --- Observer --------------------------------------------------------------------------------------------
+
+    async def observe(self, kick: Callable[[str], None]) -> None:
+        """Kick a sandbox when its session pods' readiness changes or one of its objects is deleted."""
+        await TargetWatch(self.watch_transport, timing=self.watch_timing).run(kick)
+
+    # --- apply and prune -------------------------------------------------------------------------------------
+
+    async def _apply_one(self, manifest: Manifest) -> Object:
+        resource = resource_of(manifest)
+        return await self.transport.apply(
+            resource.item(manifest.name, manifest.namespace),
+            manifest.body,
+            field_manager=self.field_manager,
+            secret_values=_secret_values(manifest),
+        )
+
+    async def _list(self, resource: Resource, sandbox: RenderedSandbox) -> list[Live]:
+        found = await self.transport.list(
+            resource.collection(sandbox.namespace),
+            label_selector=sandbox_selector(sandbox.sandbox_id),
+            metadata_only=True,
+        )
+        return [_live(resource, item) for item in found.get("items") or []]
+
+    async def _inventory(self, sandbox: RenderedSandbox, resources: Sequence[Resource]) -> list[Live]:
+        found = await _gather([partial(self._list, r, sandbox) for r in resources], self.apply_concurrency)
+        return [item for items in found for item in items]
+
+    async def _prune(self, live: Sequence[Live], *, rendered: Collection[Key]) -> list[Live]:
+        stale = [
+            item
+            for item in live
+            if item.key not in rendered and item.resource is not PERSISTENT_VOLUME_CLAIM and not item.deleting
+        ]
+        gone = await self._delete_all(stale)
+        for item in gone:
+            log.info("pruned %s %s/%s: no longer rendered", item.resource.kind, item.namespace, item.name)
+        return gone
+
+    async def _delete_all(self, items: Sequence[Live]) -> list[Live]:
+        """Delete ``items`` (bounded); the ones this call deleted (not those already gone)."""
+        deleted = await _gather([partial(self.transport.delete, item.path) for item in items], self.apply_concurrency)
+        return [item for item, was_there in zip(items, deleted, strict=True) if was_there]
+
+    # --- delete ----------------------------------------------------------------------------------------------
+
+    async def _retain(self, sandbox: RenderedSandbox) -> None:
+        removed = [r for r in NAMESPACED if r.kind not in RETAINED_KINDS]
+        live = [item for item in await self._inventory(sandbox, removed) if not item.deleting]
+        await self._delete_all([item for item in live if item.resource.kind in WORKLOADS])
+        await self._delete_all([item for item in live if item.resource.kind not in WORKLOADS])
+        log.info("deleted sandbox %s, retaining its namespace %s and data", sandbox.sandbox_id, sandbox.namespace)
+
+    async def _purge(self, sandbox: RenderedSandbox) -> None:
+        path = NAMESPACE.item(sandbox.namespace)
+        current = await self.transport.get(path)
+        if current is None:
+            return
+        _require_owned(current, sandbox)
+        live = [item for item in await self._inventory(sandbox, NAMESPACED) if not item.deleting]
+        await self._delete_all([item for item in live if item.resource.kind in WORKLOADS])
+        await self._delete_all([item for item in live if item.resource.kind not in WORKLOADS])
+        if not _deleting(current):
+            await self.transport.delete(path)
+        await self._await_purged(sandbox)
+
+    async def _await_purged(self, sandbox: RenderedSandbox) -> None:
+        """Until the Namespace is gone, or terminating with nothing of the sandbox left that is not going."""
+        deadline = time.monotonic() + self.purge_timeout_s
+        pause = 0.05
+        while True:
+            current = await self.transport.get(NAMESPACE.item(sandbox.namespace))
+            if current is None:
+                log.info("purged sandbox %s: namespace %s is gone", sandbox.sandbox_id, sandbox.namespace)
+                return
+            left = [item for item in await self._inventory(sandbox, NAMESPACED) if not item.deleting]
+            if _deleting(current) and not left:
+                log.info(
+                    "purged sandbox %s: namespace %s is terminating with nothing of it left",
+                    sandbox.sandbox_id,
+                    sandbox.namespace,
+                )
+                return
+            if time.monotonic() >= deadline:
+                raise ApplyUnavailable(
+                    f"namespace {sandbox.namespace} not purged after {self.purge_timeout_s:g}s: "
+                    f"{len(left)} objects of the sandbox left"
+                    + ("" if _deleting(current) else "; the namespace is not terminating")
+                )
+            await anyio.sleep(pause)
+            pause = min(2.0, pause * 2)
+
+
+# --- helpers (pure) ------------------------------------------------------------------------------------------
+
+
+def _plan(sandbox: RenderedSandbox) -> tuple[Manifest, tuple[Manifest, ...]]:
+    """The Namespace and the rest; ``ApplyRejected`` before anything is written when the objects are not ours."""
+    for manifest in sandbox.manifests:
+        resource_of(manifest)
+    if not sandbox.manifests or sandbox.manifests[0].kind != NAMESPACE.kind:
+        raise ApplyRejected(f"sandbox {sandbox.sandbox_id}: the Namespace must be the first object")
+    namespace, *rest = sandbox.manifests
+    if namespace.name != sandbox.namespace or any(m.namespace != sandbox.namespace for m in rest):
+        raise ApplyRejected(f"sandbox {sandbox.sandbox_id}: every object must be in namespace {sandbox.namespace}")
+    return namespace, tuple(rest)
+
+
+def _key(manifest: Manifest) -> Key:
+    return (manifest.kind, manifest.namespace, manifest.name)
+
+
+def _ref(manifest: Manifest) -> ObjectRef:
+    return ObjectRef(
+        api_version=manifest.api_version, kind=manifest.kind, name=manifest.name, namespace=manifest.namespace
+    )
+
+
+def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    metadata = obj.get("metadata")
+    return metadata if isinstance(metadata, Mapping) else {}
+
+
+def _resource_version(obj: Mapping[str, Any]) -> str:
+    return str(_metadata(obj).get("resourceVersion", ""))
+
+
+def _deleting(obj: Mapping[str, Any]) -> bool:
+    return bool(_metadata(obj).get("deletionTimestamp"))
+
+
+def _live(resource: Resource, item: Mapping[str, Any]) -> Live:
+    metadata = _metadata(item)
+    return Live(
+        resource=resource,
+        name=str(metadata.get("name", "")),
+        namespace=metadata.get("namespace"),
+        resource_version=str(metadata.get("resourceVersion", "")),
+        deleting=bool(metadata.get("deletionTimestamp")),
+    )
+
+
+def _ready_replicas(stateful_set: Mapping[str, Any]) -> int:
+    status = stateful_set.get("status")
+    ready = status.get("readyReplicas") if isinstance(status, Mapping) else None
+    return int(ready or 0)
+
+
+def _ready_of(manifests: Sequence[Manifest], applied: Sequence[Object]) -> int | None:
+    for manifest, out in zip(manifests, applied, strict=True):
+        if manifest.kind == STATEFUL_SET.kind and manifest.name == PTY_SERVER:
+            return _ready_replicas(out)
+    return None
+
+
+def _secret_values(manifest: Manifest) -> tuple[str, ...]:
+    """What must never appear in a message about ``manifest``: a Secret's values (none are rendered today)."""
+    if manifest.kind != "Secret":
+        return ()
+    values: list[str] = []
+    for field in ("data", "stringData"):
+        content = manifest.body.get(field)
+        if isinstance(content, Mapping):
+            values += [str(v) for v in content.values() if v]
+    return tuple(values)
+
+
+def _require_owned(namespace: Mapping[str, Any], sandbox: RenderedSandbox) -> None:
+    found = _metadata(namespace).get("labels") or {}
+    sandbox_label, manager = found.get(SANDBOX_LABEL), found.get(labels.MANAGED_BY)
+    if manager != labels.MANAGER or sandbox_label != label_value(sandbox.sandbox_id):
+        raise ApplyRejected(
+            f"namespace {sandbox.namespace} is not sandbox {sandbox.sandbox_id}'s "
+            f"(labels {SANDBOX_LABEL}={sandbox_label!r}, {labels.MANAGED_BY}={manager!r}); not purging it"
+        )
+
+
+async def _gather(calls: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
+    """Run every call, at most ``limit`` at once, and return their results in order.
+
+    A failing call does not cancel the others (every object is attempted); afterwards the first
+    ``PermanentError`` is raised, else the first other ``SandboxdError``.
+    """
+    results: list[T | None] = [None] * len(calls)
+    errors: list[SandboxdError] = []
+    slots = anyio.Semaphore(max(1, limit))
+
+    async def run(index: int, call: Callable[[], Awaitable[T]]) -> None:
+        async with slots:
+            try:
+                results[index] = await call()
+            except SandboxdError as exc:
+                errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        for index, call in enumerate(calls):
+            tg.start_soon(run, index, call)
+    if errors:
+        raise next((e for e in errors if isinstance(e, PermanentError)), errors[0])
+    return cast(list[T], results)  # every slot was filled: no call failed
