@@ -1,0 +1,209 @@
+"""The idle lifecycle on JetStream: activity in, desired states watched, scale commands out and in.
+
+- ``ActivityFeed``: an ordered (ephemeral, unacknowledged) consumer over SANDBOX_ACTIVITY that starts with the
+  last report per subject and then follows new ones, filling an ``ActivityBook``. The stream keeps only the
+  newest report per sandbox, so a restart replays one message per sandbox.
+- ``DesiredFeed``: a watch over the desired-state bucket, the sweeper's view of every sandbox (no KV read per
+  sandbox per sweep).
+- ``JetStreamCommands`` / ``JetStreamActivity``: publish scale commands (``Nats-Msg-Id`` = command id) and
+  probed activity reports (``Nats-Msg-Id`` = sandbox id and report, so replicas probing the same answer store
+  it once).
+- ``bind_scale_commands`` and ``ScaleDeadLetters``: what the sibling scaler consumes and where it puts a
+  command it cannot carry out.
+
+Ordering: nats-py runs one subscription's callbacks one at a time, in stream order; the watch is drained by one
+task. Both recover from a server restart on their own (ordered consumers recreate themselves after missed
+heartbeats); what they hold meanwhile is at worst a little old, which the sweeper tolerates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+
+import anyio
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.kv import KV_DEL, KV_PURGE
+from pydantic import ValidationError
+
+from sandboxd import naming
+from sandboxd.adapters.jetstream.deliveries import EventSource
+from sandboxd.adapters.jetstream.publishing import (
+    H_DELIVERIES,
+    H_MESSAGE,
+    H_REASON,
+    H_SEQUENCE,
+    H_SUBJECT,
+    _publish,
+    publish_scale,
+)
+from sandboxd.models.activity import ActivityReport, ScaleCommand
+from sandboxd.models.desired import DesiredState
+from sandboxd.reconcile.idle import ActivityBook
+from sandboxd.reconcile.ports import Delivery, Versioned
+
+log = logging.getLogger(__name__)
+
+ACTIVITY_PREFIX = naming.activity_subject("")
+
+
+def parse_activity(subject: str, data: bytes) -> tuple[str, ActivityReport] | None:
+    """``sandbox.activity.<id>`` and its JSON body → (id, report); ``None`` for anything malformed."""
+    sandbox_id = subject.removeprefix(ACTIVITY_PREFIX)
+    if sandbox_id == subject or not naming.is_sandbox_id(sandbox_id):
+        return None
+    try:
+        report = ActivityReport.model_validate_json(data)
+    except ValidationError:
+        return None
+    if report.sandbox_id is not None and report.sandbox_id != sandbox_id:
+        return None
+    return sandbox_id, report
+
+
+class ActivityFeed:
+    """Keeps an ``ActivityBook`` up to date from SANDBOX_ACTIVITY; ``book.ready`` once the replay is done."""
+
+    def __init__(self, js: JetStreamContext, book: ActivityBook) -> None:
+        self._js = js
+        self.book = book
+        self.ignored = 0
+        self._sub: JetStreamContext.PushSubscription | None = None
+
+    async def start(self) -> None:
+        self._sub = await self._js.subscribe(
+            naming.ACTIVITY_SUBJECTS,
+            stream=naming.ACTIVITY_STREAM,
+            cb=self._on_message,
+            ordered_consumer=True,
+            deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+        )
+        info = await self._sub.consumer_info()
+        if info.num_pending == 0 and self._sub.delivered == 0:
+            self.book.ready = True  # nothing to replay
+
+    async def _on_message(self, msg: Msg) -> None:
+        parsed = parse_activity(msg.subject, msg.data)
+        if parsed is None:
+            self.ignored += 1
+            log.debug("ignored a malformed activity report on %s", msg.subject)
+        else:
+            self.book.record(*parsed)
+        if not self.book.ready and msg.metadata.num_pending == 0:
+            self.book.ready = True
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):  # closing on a closed connection is not an error
+                await self._sub.unsubscribe()
+
+
+class DesiredFeed:
+    """``reconcile.idle.DesiredView`` over a watch of the desired-state bucket."""
+
+    def __init__(self, js: JetStreamContext, *, bucket: str = naming.DESIRED_BUCKET) -> None:
+        self._js = js
+        self._bucket = bucket
+        self._records: dict[str, Versioned[DesiredState]] = {}
+        self._ready = False
+        self.ignored = 0
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def snapshot(self) -> Iterable[Versioned[DesiredState]]:
+        return list(self._records.values())
+
+    def note(self, record: Versioned[DesiredState]) -> None:
+        key = record.value.sandbox_id
+        current = self._records.get(key)
+        if current is None or current.revision <= record.revision:
+            self._records[key] = record
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    async def run(self) -> None:
+        """Follow the bucket until cancelled (start it in a task group; ``ready`` turns true after the replay)."""
+        kv = await self._js.key_value(self._bucket)
+        watcher = await kv.watchall()
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    self._ready = True
+                    continue
+                self._apply(entry.key, entry.value, entry.revision, entry.operation)
+        finally:
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
+
+    def _apply(self, key: str, value: bytes | None, revision: int | None, operation: str | None) -> None:
+        if operation in (KV_DEL, KV_PURGE):
+            self._records.pop(key, None)
+            return
+        if value is None or revision is None:
+            return
+        current = self._records.get(key)
+        if current is not None and current.revision > revision:
+            return  # this process already wrote something newer
+        try:
+            desired = DesiredState.model_validate_json(value)
+        except ValidationError:
+            self.ignored += 1
+            log.warning("desired state %s does not parse; the sweeper leaves it alone", key)
+            return
+        self._records[key] = Versioned(desired, int(revision))
+
+
+class JetStreamCommands:
+    """``reconcile.idle.CommandPublisher`` on SANDBOX_SCALE."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self._js = js
+
+    async def publish(self, command: ScaleCommand) -> None:
+        await publish_scale(self._js, command)
+
+
+class JetStreamActivity:
+    """``reconcile.idle.ActivityPublisher`` on SANDBOX_ACTIVITY."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self._js = js
+
+    async def publish(self, sandbox_id: str, report: ActivityReport) -> None:
+        at = report.last_activity_at.isoformat()
+        msg_id = f"activity:{sandbox_id}:{at}:{report.active_sessions}"
+        await _publish(self._js, naming.activity_subject(sandbox_id), report.to_json(), {"Nats-Msg-Id": msg_id})
+
+
+async def bind_scale_commands(js: JetStreamContext) -> EventSource:
+    """Deliveries of the durable scaler consumer (created by the topology; never re-created here)."""
+    return await EventSource.bind(js, stream=naming.SCALE_STREAM, durable=naming.SCALE_CONSUMER)
+
+
+class ScaleDeadLetters:
+    """``reconcile.ports.DeadLetters`` for scale commands: SANDBOX_DLQ, the same headers as dead events."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self._js = js
+
+    async def send(self, delivery: Delivery, *, reason: str, message: str) -> None:
+        headers = {k: v for k, v in delivery.headers.items() if k in ("traceparent", "tracestate")}
+        original_id = delivery.headers.get("Nats-Msg-Id")
+        if original_id:
+            headers["Sandboxd-Original-Msg-Id"] = original_id
+        headers.update(
+            {
+                "Nats-Msg-Id": f"dlq:{naming.SCALE_STREAM}:{delivery.stream_sequence}",
+                H_REASON: reason,
+                H_MESSAGE: " ".join(message.split())[:4000],
+                H_SUBJECT: delivery.subject,
+                H_SEQUENCE: str(delivery.stream_sequence),
+                H_DELIVERIES: str(delivery.num_delivered),
+            }
+        )
+        await _publish(self._js, naming.dlq_subject(delivery.subject), delivery.data, headers)

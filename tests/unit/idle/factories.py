@@ -1,0 +1,56 @@
+"""Desired states and activity reports for the idle-lifecycle tests: one valid record, one knob per argument."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sandboxd import naming
+from sandboxd.models.activity import ActivityReport
+from sandboxd.models.desired import DesiredState, Lifecycle
+from sandboxd.models.spec import SandboxSpec
+from support.spine import spec
+
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+def minutes(n: float) -> timedelta:
+    return timedelta(minutes=n)
+
+
+def desired(
+    sandbox_id: str = "sb-1",
+    *,
+    email: str | None = None,
+    sessions: int = 2,
+    enabled: bool | None = None,
+    timeout: int | None = None,
+    lifecycle: Lifecycle = Lifecycle.ACTIVE,
+    idle_since: datetime | None = None,
+    accepted_at: datetime = T0,
+    generation: int = 1,
+) -> DesiredState:
+    extra: dict[str, Any] = {}
+    if enabled is not None or timeout is not None:
+        scaling: dict[str, Any] = {}
+        if enabled is not None:
+            scaling["enabled"] = enabled
+        if timeout is not None:
+            scaling["timeoutMinutes"] = timeout
+        extra["idleScaling"] = scaling
+    body = SandboxSpec.model_validate(spec(email or f"{sandbox_id}@acme.com", sessions=sessions, **extra))
+    return DesiredState(
+        sandbox_id=sandbox_id,
+        generation=generation,
+        sequence=generation,
+        event_id=f"evt-{sandbox_id}-{generation}",
+        spec=body,
+        owner_uid=naming.owner_uid(body.owner.email).value,
+        lifecycle=lifecycle,
+        idle_since=idle_since,
+        accepted_at=accepted_at,
+    )
+
+
+def report(at: datetime, sessions: int = 0) -> ActivityReport:
+    return ActivityReport(last_activity_at=at, active_sessions=sessions)
