@@ -1,0 +1,216 @@
+"""Metrics: the service's instruments, and the meter provider that feeds Prometheus and, optionally, OTLP.
+
+Instruments, with their attributes and the Prometheus name the exporter derives:
+
+- ``sandboxd.reconcile.duration`` (histogram, s; ``result``): one reconcile pass, read to status written
+  [``sandboxd_reconcile_duration_seconds``];
+- ``sandboxd.queue.depth`` (gauge): sandboxes waiting for a worker [``sandboxd_queue_depth``];
+- ``sandboxd.queue.held`` (gauge): deliveries this process holds, not yet settled;
+- ``sandboxd.consumer.lag`` (gauge): events in the stream the shared consumer has not delivered yet;
+- ``sandboxd.consumer.ack_pending`` (gauge): events delivered to some replica and not yet settled;
+- ``sandboxd.retries`` (counter; ``reason``): retry decisions, a nak with backoff [``sandboxd_retries_total``];
+- ``sandboxd.dead_letters`` (counter; ``reason``): events dead-lettered [``sandboxd_dead_letters_total``];
+- ``sandboxd.deliveries.settled`` (counter; ``action`` ack|nak|term): settlements that succeeded;
+- ``sandboxd.apply.errors`` (counter; ``reason``): applier failures;
+- ``sandboxd.idle.scale_downs`` (counter) and ``sandboxd.idle.wakes`` (counter; ``trigger``): the idle lifecycle;
+- ``sandboxd.sandboxes`` (gauge; ``phase``): sandboxes by status phase, as this process last saw them.
+
+No sandbox id is ever an attribute (one series per sandbox would not scale); reasons are the error tree's
+CamelCase words, a bounded set. Observable gauges read cached values: callbacks are synchronous and run on
+every scrape, so they never do I/O (the service refreshes the consumer figures every few seconds).
+
+``sandboxd.sandboxes`` counts the status records this process wrote or read last (every replica touches every
+sandbox at each resync), so across replicas take ``max by (phase)``, not ``sum``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Final
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import CallbackOptions, Meter, NoOpMeterProvider, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from prometheus_client import CollectorRegistry
+
+from sandboxd import __version__
+from sandboxd.telemetry.environment import check_protocol, otlp_endpoint, resource
+
+INSTRUMENTATION: Final = "sandboxd"
+RECONCILE_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_REASON: Final = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+
+
+def bounded(value: str) -> str:
+    """An attribute value from a closed vocabulary; anything else becomes ``Other`` (cardinality guard)."""
+    return value if _REASON.fullmatch(value) else "Other"
+
+
+@cache
+def _attributes(key: str, value: str) -> dict[str, str]:
+    # Attribute dicts are reused: the hot path records with a handful of distinct values.
+    return {key: value}
+
+
+@dataclass
+class ConsumerLag:
+    """The shared consumer's backlog from the last ``consumer_info`` (None until the first sample)."""
+
+    pending: int | None = None
+    ack_pending: int | None = None
+    redelivered: int | None = None
+
+    def update(self, *, pending: int, ack_pending: int, redelivered: int) -> None:
+        self.pending, self.ack_pending, self.redelivered = pending, ack_pending, redelivered
+
+
+class PhaseTally:
+    """Sandboxes by status phase: the phase each sandbox had in the last status record this process saw."""
+
+    def __init__(self) -> None:
+        self._phase: dict[str, str] = {}
+        self._counts: dict[str, int] = {}
+
+    def observe(self, sandbox_id: str, phase: str | None) -> None:
+        previous = self._phase.get(sandbox_id)
+        if previous == phase:
+            return
+        if previous is not None:
+            self._counts[previous] -= 1
+        if phase is None:
+            self._phase.pop(sandbox_id, None)
+            return
+        self._phase[sandbox_id] = phase
+        self._counts[phase] = self._counts.get(phase, 0) + 1
+
+    def counts(self) -> dict[str, int]:
+        """Every phase seen so far, zeros included (a series that drops to 0 stays visible)."""
+        return dict(self._counts)
+
+
+class Instruments:
+    """Every instrument the service records, created once from a meter; methods keep call sites one line."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.consumer = ConsumerLag()
+        self.phases = PhaseTally()
+        self._depth: Callable[[], int] | None = None
+        self._held: Callable[[], int] | None = None
+        self._duration = meter.create_histogram(
+            "sandboxd.reconcile.duration",
+            unit="s",
+            description="Duration of one reconcile pass (read, render, apply, status).",
+            explicit_bucket_boundaries_advisory=list(RECONCILE_BUCKETS_S),
+        )
+        self._retries = meter.create_counter(
+            "sandboxd.retries", unit="{retry}", description="Transient failures retried with a backoff."
+        )
+        self._dead_letters = meter.create_counter(
+            "sandboxd.dead_letters", unit="{event}", description="Events dead-lettered, by reason."
+        )
+        self._settled = meter.create_counter(
+            "sandboxd.deliveries.settled", unit="{delivery}", description="Deliveries acked, naked or terminated."
+        )
+        self._apply_errors = meter.create_counter(
+            "sandboxd.apply.errors", unit="{error}", description="Applier failures, by reason."
+        )
+        self._scale_downs = meter.create_counter(
+            "sandboxd.idle.scale_downs", unit="{sandbox}", description="Idle sandboxes scaled to zero."
+        )
+        self._wakes = meter.create_counter(
+            "sandboxd.idle.wakes", unit="{sandbox}", description="Idle sandboxes woken, by trigger."
+        )
+        meter.create_observable_gauge(
+            "sandboxd.queue.depth", [self._observe_depth], unit="{sandbox}", description="Sandboxes waiting."
+        )
+        meter.create_observable_gauge(
+            "sandboxd.queue.held", [self._observe_held], unit="{delivery}", description="Deliveries not settled."
+        )
+        meter.create_observable_gauge(
+            "sandboxd.consumer.lag",
+            [self._observe_lag],
+            unit="{event}",
+            description="Events in the stream not yet delivered to the shared consumer.",
+        )
+        meter.create_observable_gauge(
+            "sandboxd.consumer.ack_pending",
+            [self._observe_ack_pending],
+            unit="{event}",
+            description="Events delivered to some replica and not yet settled.",
+        )
+        meter.create_observable_gauge(
+            "sandboxd.sandboxes", [self._observe_phases], unit="{sandbox}", description="Sandboxes by phase."
+        )
+
+    @classmethod
+    def from_provider(cls, provider: MeterProvider | NoOpMeterProvider) -> Instruments:
+        return cls(provider.get_meter(INSTRUMENTATION, __version__))
+
+    # --- recording ----------------------------------------------------------------------------------------
+
+    def reconciled(self, seconds: float, result: str) -> None:
+        self._duration.record(seconds, _attributes("result", result))
+
+    def retried(self, reason: str) -> None:
+        self._retries.add(1, _attributes("reason", bounded(reason)))
+
+    def dead_lettered(self, reason: str) -> None:
+        self._dead_letters.add(1, _attributes("reason", bounded(reason)))
+
+    def settled(self, action: str) -> None:
+        self._settled.add(1, _attributes("action", action))
+
+    def apply_failed(self, reason: str) -> None:
+        self._apply_errors.add(1, _attributes("reason", bounded(reason)))
+
+    def scaled_down(self) -> None:
+        self._scale_downs.add(1)
+
+    def woke(self, trigger: str) -> None:
+        self._wakes.add(1, _attributes("trigger", bounded(trigger)))
+
+    def watch_queue(self, *, depth: Callable[[], int], held: Callable[[], int]) -> None:
+        """Where the queue gauges read from (the keyed queue registers itself)."""
+        self._depth, self._held = depth, held
+
+    # --- observable callbacks (synchronous, no I/O) ---------------------------------------------------------
+
+    def _observe_depth(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self._depth())] if self._depth is not None else []
+
+    def _observe_held(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self._held())] if self._held is not None else []
+
+    def _observe_lag(self, _options: CallbackOptions) -> Iterable[Observation]:
+        pending = self.consumer.pending
+        return [Observation(pending)] if pending is not None else []
+
+    def _observe_ack_pending(self, _options: CallbackOptions) -> Iterable[Observation]:
+        ack_pending = self.consumer.ack_pending
+        return [Observation(ack_pending)] if ack_pending is not None else []
+
+    def _observe_phases(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(count, {"phase": phase}) for phase, count in sorted(self.phases.counts().items())]
+
+
+def noop_instruments() -> Instruments:
+    """Instruments that record nothing: the default of every component built without telemetry."""
+    return Instruments.from_provider(NoOpMeterProvider())
+
+
+def meter_provider(registry: CollectorRegistry, *, readers: Sequence[MetricReader] = ()) -> MeterProvider:
+    """A meter provider read by Prometheus (on ``registry``), plus OTLP/HTTP when an endpoint is set."""
+    every: list[MetricReader] = [PrometheusMetricReader(registry=registry), *readers]
+    endpoint = otlp_endpoint("metrics")
+    if endpoint is not None:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415 - only when exporting
+            OTLPMetricExporter,
+        )
+
+        check_protocol("metrics")
+        every.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint)))
+    return MeterProvider(metric_readers=every, resource=resource())
