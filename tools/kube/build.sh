@@ -5,6 +5,7 @@
 #   tools/kube/build.sh              build if needed; last stdout line = the bin folder
 #   tools/kube/build.sh --print-dir  only print the bin folder (no Go needed, builds nothing)
 #   tools/kube/build.sh --check      exit 0 if the cache is complete, 1 if not (prints the bin folder)
+#   tools/kube/build.sh helm [...]   the same for helm, in a cache folder of its own (tools/kube/helm/build.sh)
 #
 # Layout: ${SANDBOXD_TOOLS_CACHE:-$HOME/.cache/sandboxd}/kube-<hash>/{bin,crds}
 #   bin/  kube-apiserver etcd kustomize
@@ -20,13 +21,15 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
 source "$here/versions.env"
 
+if [[ "${1:-}" == helm ]]; then exec bash "$here/helm/build.sh" "${@:2}"; fi
+
 mode="${1:-build}"
 case "$mode" in build|--print-dir|--check) ;; *) echo "usage: $0 [--print-dir|--check]" >&2; exit 2 ;; esac
 
 key="$(
   {
     echo "recipe=$RECIPE"
-    cat "$here/versions.env"
+    grep -v '^HELM_VERSION=' "$here/versions.env" # helm has its own cache key; it never rebuilds these
     for f in apiserver/go.mod apiserver/go.sum etcd/go.mod etcd/go.sum kustomize/go.mod kustomize/go.sum \
              gateway-api/go.mod gateway-api/go.sum; do
       echo "== $f"; cat "$here/$f"
