@@ -31,9 +31,9 @@ class Consumer:
         intake: Intake,
         queue: KeyedQueue,
         disposition: Disposition,
-        batch: int = 256,
+        batch: int = 512,
         fetch_timeout_s: float = 1.0,
-        intake_concurrency: int = 64,
+        intake_concurrency: int = 128,
         max_held: int = 10_000,
         backlog: Backlog | None = None,
     ) -> None:

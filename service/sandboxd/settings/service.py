@@ -18,7 +18,7 @@ class WorkerSettings(Group):
     )
     catch_up_hold_s: float = env(
         "SANDBOXD_CATCH_UP_HOLD_SECONDS",
-        2.0,
+        5.0,
         ge=0,
         description="While events are backlogged, a sandbox waits up to this long for its later events to join "
         "one reconcile, s (0 disables). No effect when there is no backlog.",
