@@ -16,15 +16,19 @@ from collections.abc import Awaitable, Iterable
 from sandboxd.errors import SandboxdError
 from sandboxd.reconcile.ports import DeadLetters, Delivery
 from sandboxd.runtime.retry import Backoff
+from sandboxd.telemetry.metrics import Instruments, noop_instruments
 
 log = logging.getLogger(__name__)
 
 
 class Disposition:
-    def __init__(self, *, dead_letters: DeadLetters, backoff: Backoff, max_deliver: int) -> None:
+    def __init__(
+        self, *, dead_letters: DeadLetters, backoff: Backoff, max_deliver: int, metrics: Instruments | None = None
+    ) -> None:
         self._dead_letters = dead_letters
         self._backoff = backoff
         self._max_deliver = max_deliver
+        self._metrics = metrics or noop_instruments()
         self.counts: dict[str, int] = {"ack": 0, "nak": 0, "term": 0, "dead_letter": 0}
 
     async def done(self, deliveries: Iterable[Delivery]) -> None:
@@ -37,6 +41,7 @@ class Disposition:
     async def retry(self, deliveries: Iterable[Delivery], *, failures: int, error: SandboxdError) -> float:
         """Nak with the per-sandbox backoff; returns the delay used (for triggers that have no delivery)."""
         delay = self._backoff.delay(failures, hint=getattr(error, "delay", None))
+        self._metrics.retried(error.reason)
         for delivery in deliveries:
             if delivery.num_delivered >= self._max_deliver - 1:
                 await self.reject(delivery, error, note=f"gave up after {delivery.num_delivered} deliveries")
@@ -48,6 +53,7 @@ class Disposition:
         message = f"{error.message} ({note})" if note else error.message
         await self._dead_letters.send(delivery, reason=error.reason, message=message)
         self.counts["dead_letter"] += 1
+        self._metrics.dead_lettered(error.reason)
         await self._settle(delivery.term(), "term")
 
     async def hand_back(self, deliveries: Iterable[Delivery]) -> None:
@@ -61,3 +67,4 @@ class Disposition:
             log.warning("could not %s a delivery: %s", kind, exc.__class__.__name__)
             return
         self.counts[kind] += 1
+        self._metrics.settled(kind)

@@ -33,6 +33,7 @@ from sandboxd.errors import RetryableError
 from sandboxd.reconcile.ports import Delivery
 from sandboxd.reconcile.reconciler import Outcome, Result
 from sandboxd.runtime.disposition import Disposition
+from sandboxd.telemetry.metrics import Instruments
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class KeyedQueue:
         heartbeat_s: float = 10.0,
         backlog: Backlog | None = None,
         hold_cap_s: float = 2.0,
+        metrics: Instruments | None = None,
     ) -> None:
         self._handler = handler
         self._disposition = disposition
@@ -93,6 +95,8 @@ class KeyedQueue:
         self._closing = False
         self._tg: TaskGroup | None = None
         self.stats = QueueStats()
+        if metrics is not None:
+            metrics.watch_queue(depth=lambda: self.depth, held=lambda: self.held)
 
     # --- introspection ---------------------------------------------------------------------------------
 

@@ -1,0 +1,95 @@
+"""The process's HTTP endpoint: ``/healthz`` (alive), ``/readyz`` (ready to work, or what is not), ``/metrics``.
+
+- ``/healthz``: 200 whenever the event loop answers; a liveness probe restarts a process that hangs.
+- ``/readyz``: 200 ``{"ready": true}`` when the readiness source reports nothing missing (NATS connected, the
+  consumer bound, the apply target reachable when it can tell, not draining); otherwise 503 with
+  ``{"ready": false, "notReady": {"<check>": "<why>"}}``.
+- ``/metrics``: the Prometheus text exposition of the process's registry (``sandboxd.telemetry``).
+
+``Service.run`` opens it before connecting and closes it after draining, so a probe gets an answer (503) while
+NATS is still being reached and while in-flight work finishes. Port 0 binds a free port; ``port`` says which.
+What it deliberately does not do: touch NATS or the target on a probe (readiness is what the service last
+observed), or serve anything else.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Final, Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from sandboxd.errors import ConfigurationError
+
+#: How long a closing endpoint waits for open connections (a scraper's keep-alive) before dropping them, s.
+SHUTDOWN_S: Final = 1.0
+
+
+class Readiness(Protocol):
+    def problems(self) -> dict[str, str]:
+        """What keeps the process from being ready, by check name; empty when ready."""
+        ...
+
+
+class HealthEndpoint:
+    def __init__(self, *, readiness: Readiness, registry: CollectorRegistry, host: str, port: int) -> None:
+        self._readiness = readiness
+        self._registry = registry
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        self._app = app
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when 0 was asked for)."""
+        if self._runner is None or not self._runner.addresses:
+            raise RuntimeError("the health endpoint is not started")
+        return int(self._runner.addresses[0][1])
+
+    async def start(self) -> None:
+        runner = web.AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_S)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigurationError(
+                f"cannot serve /healthz /readyz /metrics on {self._host}:{self._port} "
+                f"(SANDBOXD_HEALTH_HOST/SANDBOXD_HEALTH_PORT): {exc.strerror or exc}"
+            ) from exc
+        self._runner = runner
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> HealthEndpoint:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # --- handlers ------------------------------------------------------------------------------------------
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"alive": True})
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        problems = self._readiness.problems()
+        if problems:
+            return web.json_response({"ready": False, "notReady": problems}, status=503)
+        return web.json_response({"ready": True})
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        body = generate_latest(self._registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
