@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv run test test-fast lint typecheck contracts bench bench-render kube-bins nats-debian clean
+.PHONY: venv run test test-fast test-nats-2.9 lint typecheck contracts bench bench-render kube-bins nats-debian clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,18 @@ typecheck: $(STAMP)
 ## Regenerate contracts/schemas from the pydantic models (a test fails when they drift).
 contracts: $(STAMP)
 	$(BIN)/python -m sandboxd.contracts_export contracts/schemas
+
+## The NATS-backed tests again, against Debian's nats-server 2.9.10 (the oldest server we support).
+NATS29 := .cache/nats-2.9/usr/sbin/nats-server
+$(NATS29):
+	mkdir -p .cache/nats-2.9
+	cd .cache/nats-2.9 && (apt-get download nats-server 2>/dev/null || (apt-get update -qq && apt-get download nats-server))
+	cd .cache/nats-2.9 && dpkg -x nats-server_*.deb .
+
+nats-debian: $(NATS29)
+
+test-nats-2.9: $(STAMP) $(NATS29)
+	SANDBOXD_NATS_SERVER=$(CURDIR)/$(NATS29) $(BIN)/python -m pytest -m nats
 
 kube-bins:
 	@if command -v go >/dev/null 2>&1 && [ -x tools/kube/build.sh ]; then bash tools/kube/build.sh >/dev/null; fi
