@@ -1,0 +1,305 @@
+"""Wiring of the idle lifecycle: the sweeper half inside the service, and the sibling scaler process.
+
+- ``idle_lifecycle(...)`` builds what the service runs beside its reconcilers (``Service._serve`` starts
+  ``IdleLifecycle.run`` in its task group): the desired-state watch, the activity feed, the optional prober and
+  the sweeper. Nothing touches the network until ``run``.
+- ``ScalerProcess`` is ``sandboxd scaler``: it consumes SANDBOX_SCALE through the durable scaler consumer,
+  carries out each command (``reconcile.idle.execute_scale``) against the StatefulSet's ``scale`` subresource,
+  and settles the delivery through the runtime's one disposition module: ack after success (or a skip),
+  nak with backoff on a transient failure, dead-letter then term on a permanent one.
+
+Concurrency (scaler): one fetch loop; a fetched batch is split by sandbox, sandboxes are scaled in parallel
+(``SANDBOXD_SCALER_CONCURRENCY``) and one sandbox's commands in stream order. Shutdown: no new fetch after
+``stop``; the batch in hand finishes; the connection drains so every ack is flushed.
+
+Metrics (default ``prometheus_client`` registry, served by the scaler on ``SANDBOXD_SCALER_METRICS_PORT``):
+``sandbox_controller_idle_timeout_events_total{namespace}`` (upstream's name: one per idle scale-down
+performed), ``sandbox_controller_idle_wake_events_total{namespace,reason}`` (scale-ups out of idle or
+suspension) and ``sandboxd_scale_commands_total{reason,outcome}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Final
+
+import anyio
+from nats.js import JetStreamContext
+from prometheus_client import Counter, start_http_server
+from pydantic import ValidationError
+
+from sandboxd import naming
+from sandboxd.adapters.jetstream.activity import (
+    ActivityFeed,
+    DesiredFeed,
+    JetStreamActivity,
+    JetStreamCommands,
+    ScaleDeadLetters,
+    bind_scale_commands,
+)
+from sandboxd.adapters.jetstream.connection import connect
+from sandboxd.adapters.jetstream.stores import KvStore
+from sandboxd.adapters.probing import HttpProber
+from sandboxd.errors import InvalidEvent, PermanentError, RetryableError
+from sandboxd.models.activity import ScaleCommand
+from sandboxd.models.base import describe
+from sandboxd.models.desired import DesiredState
+from sandboxd.reconcile.idle import REASONS, Action, ActivityBook, ScaleOutcome, ScaleResult, ScaleTarget, execute_scale
+from sandboxd.reconcile.ports import Delivery, Store
+from sandboxd.reconcile.statuses import StatusWriter
+from sandboxd.runtime.disposition import Disposition
+from sandboxd.runtime.retry import Backoff
+from sandboxd.runtime.sweeper import Sweeper
+from sandboxd.settings import (
+    ApplierSettings,
+    NatsSettings,
+    Settings,
+    TopologySettings,
+    WorkerSettings,
+    load,
+)
+from sandboxd.settings.idle import IdleSettings, ScalerSettings
+
+if TYPE_CHECKING:
+    from sandboxd.adapters.kubernetes.scaling import StatefulSetScaler
+
+log = logging.getLogger(__name__)
+
+# --- metrics ------------------------------------------------------------------------------------------------
+
+IDLE_TIMEOUTS: Final = Counter(
+    "sandbox_controller_idle_timeout_events_total",
+    "Sandboxes scaled to zero for inactivity (one per scale-down performed).",
+    ["namespace"],
+)
+WAKES: Final = Counter(
+    "sandbox_controller_idle_wake_events_total",
+    "Sandboxes scaled back up out of idleness (reason Active) or suspension (reason Resumed).",
+    ["namespace", "reason"],
+)
+COMMANDS: Final = Counter(
+    "sandboxd_scale_commands_total",
+    "Scale commands the scaler settled, by reason and outcome (scaled, unchanged, stale, gone, retry, failed).",
+    ["reason", "outcome"],
+)
+
+
+def scaler_counters() -> tuple[Counter, ...]:
+    """The scaler's counters (registered in the default ``prometheus_client`` registry)."""
+    return (IDLE_TIMEOUTS, WAKES, COMMANDS)
+
+
+def count(command: ScaleCommand, result: ScaleResult) -> None:
+    COMMANDS.labels(command.reason, result.outcome.value).inc()
+    if result.outcome is not ScaleOutcome.SCALED or result.replicas is None or result.previous is None:
+        return
+    if command.reason == REASONS[Action.IDLE] and result.replicas == 0:
+        IDLE_TIMEOUTS.labels(command.namespace).inc()
+    elif result.replicas > result.previous and command.reason in (REASONS[Action.WAKE], REASONS[Action.RESUME]):
+        WAKES.labels(command.namespace, command.reason).inc()
+
+
+# --- the service's half -------------------------------------------------------------------------------------
+
+
+def idle_settings_of(settings: Settings) -> IdleSettings:
+    """``settings.idle`` once the settings tree carries the group; until then, read from the environment."""
+    value = getattr(settings, "idle", None)
+    return value if isinstance(value, IdleSettings) else load(IdleSettings)
+
+
+@dataclass
+class IdleLifecycle:
+    settings: IdleSettings
+    sweeper: Sweeper
+    desired: DesiredFeed
+    activity: ActivityFeed
+    prober: HttpProber | None
+
+    async def run(self) -> None:
+        """Run the feeds and the sweeper until cancelled (returns at once when the sweeper is turned off)."""
+        if not self.settings.sweeper:
+            log.info("idle sweeper off (SANDBOXD_IDLE_SWEEPER=false)")
+            return
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.desired.run, name="idle-desired-watch")
+                await self.activity.start()
+                await self.sweeper.run(interval_s=self.settings.sweep_interval_s)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.activity.close()
+                if self.prober is not None:
+                    await self.prober.aclose()
+
+
+def idle_lifecycle(
+    js: JetStreamContext,
+    settings: Settings,
+    *,
+    desired: Store[DesiredState],
+    status: StatusWriter,
+    kick: Callable[[str], None],
+    clock: Callable[[], datetime],
+) -> IdleLifecycle:
+    """Build the service's idle lifecycle (no I/O here; ``run`` opens the feeds)."""
+    idle = idle_settings_of(settings)
+    view = DesiredFeed(js)
+    feed = ActivityFeed(js, ActivityBook())
+    prober = (
+        HttpProber(url_template=idle.probe_url, timeout_s=idle.probe_timeout_s, concurrency=idle.probe_concurrency)
+        if idle.probe
+        else None
+    )
+    sweeper = Sweeper(
+        view=view,
+        activity=feed.book,
+        desired=desired,
+        status=status,
+        publisher=JetStreamCommands(js),
+        kick=kick,
+        clock=clock,
+        default_timeout_minutes=settings.runtime.idle_timeout_minutes,
+        activity_resolution_s=idle.activity_resolution_s,
+        status_writes_per_sweep=idle.status_writes_per_sweep,
+        prober=prober,
+        activity_publisher=JetStreamActivity(js) if prober is not None else None,
+        probe_concurrency=idle.probe_concurrency,
+    )
+    return IdleLifecycle(settings=idle, sweeper=sweeper, desired=view, activity=feed, prober=prober)
+
+
+# --- the scaler process -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScalerConfig:
+    """What ``sandboxd scaler`` reads: NATS, the consumer's limits, backoff, the cluster and its own group."""
+
+    nats: NatsSettings
+    topology: TopologySettings
+    worker: WorkerSettings
+    applier: ApplierSettings
+    scaler: ScalerSettings
+
+    @classmethod
+    def from_environment(cls) -> ScalerConfig:
+        return cls(
+            nats=load(NatsSettings),
+            topology=load(TopologySettings),
+            worker=load(WorkerSettings),
+            applier=load(ApplierSettings),
+            scaler=load(ScalerSettings),
+        )
+
+
+class ScaleWorker:
+    """Carries out fetched commands and settles each delivery exactly once."""
+
+    def __init__(
+        self, *, desired: Store[DesiredState], target: ScaleTarget, disposition: Disposition, concurrency: int
+    ) -> None:
+        self._desired = desired
+        self._target = target
+        self._disposition = disposition
+        self._limit = anyio.CapacityLimiter(concurrency)
+
+    async def handle(self, batch: Sequence[Delivery]) -> None:
+        by_sandbox: dict[str, list[Delivery]] = defaultdict(list)
+        for delivery in sorted(batch, key=lambda d: d.stream_sequence):
+            by_sandbox[delivery.subject].append(delivery)
+        async with anyio.create_task_group() as tg:
+            for subject, deliveries in by_sandbox.items():
+                tg.start_soon(self._serially, deliveries, name=f"scale-{subject}")
+
+    async def _serially(self, deliveries: list[Delivery]) -> None:
+        async with self._limit:
+            for delivery in deliveries:
+                await self.handle_one(delivery)
+
+    async def handle_one(self, delivery: Delivery) -> None:
+        try:
+            command = ScaleCommand.model_validate_json(delivery.data)
+        except ValidationError as exc:
+            await self._disposition.reject(delivery, InvalidEvent(f"invalid scale command: {describe(exc)}"))
+            return
+        if naming.scale_subject(command.sandbox_id) != delivery.subject:
+            await self._disposition.reject(
+                delivery, InvalidEvent(f"command for {command.sandbox_id} arrived on {delivery.subject}")
+            )
+            return
+        try:
+            result = await execute_scale(command, desired=self._desired, target=self._target)
+        except PermanentError as exc:
+            COMMANDS.labels(command.reason, "failed").inc()
+            log.warning("scale command %s failed: %s", command.command_id, exc.message)
+            await self._disposition.reject(delivery, exc)
+            return
+        except RetryableError as exc:
+            COMMANDS.labels(command.reason, "retry").inc()
+            log.info("scale command %s will be retried: %s", command.command_id, exc.message)
+            await self._disposition.retry([delivery], failures=delivery.num_delivered, error=exc)
+            return
+        count(command, result)
+        log.info(
+            "scale command %s (%s → %s replicas): %s",
+            command.command_id,
+            command.reason,
+            result.replicas,
+            result.outcome.value,
+        )
+        await self._disposition.done([delivery])
+
+
+class ScalerProcess:
+    """``sandboxd scaler``: run until ``stop`` is set, then finish the batch in hand and drain."""
+
+    def __init__(self, config: ScalerConfig, *, target: ScaleTarget | None = None) -> None:
+        self.config = config
+        self._target = target
+        self.worker: ScaleWorker | None = None
+        self.disposition: Disposition | None = None
+
+    async def run(self, stop: anyio.Event) -> None:
+        config = self.config
+        if config.scaler.metrics_port:
+            start_http_server(config.scaler.metrics_port, addr=config.scaler.metrics_host)
+        target = self._target
+        owned: StatefulSetScaler | None = None
+        if target is None:
+            # Imported here: the service process (which imports this module) never needs kubernetes_asyncio.
+            from sandboxd.adapters.kubernetes.scaling import StatefulSetScaler  # noqa: PLC0415
+
+            target = owned = await StatefulSetScaler.connect(config.applier, field_manager=config.scaler.field_manager)
+        nc = await connect(config.nats)
+        try:
+            js = nc.jetstream()
+            source = await bind_scale_commands(js)
+            disposition = self.disposition = Disposition(
+                dead_letters=ScaleDeadLetters(js),
+                backoff=Backoff(config.worker.retry_base_s, config.worker.retry_cap_s),
+                max_deliver=config.topology.max_deliver,
+            )
+            desired = KvStore(await js.key_value(naming.DESIRED_BUCKET), DesiredState)
+            worker = self.worker = ScaleWorker(
+                desired=desired, target=target, disposition=disposition, concurrency=config.scaler.concurrency
+            )
+            log.info("scaler consuming %s/%s", naming.SCALE_STREAM, naming.SCALE_CONSUMER)
+            while not stop.is_set():
+                batch = await source.fetch(config.scaler.fetch_batch, config.scaler.fetch_timeout_s)
+                await worker.handle(batch)
+            await source.close()
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await nc.drain()
+                except Exception:  # noqa: BLE001 - draining a reconnecting connection fails; closing is enough
+                    await nc.close()
+                if owned is not None:
+                    with contextlib.suppress(Exception):
+                        await owned.aclose()
