@@ -3,15 +3,20 @@
 Level-triggered: the pass never looks at the event that caused it, only at the desired state it reads at the
 start, so duplicate, reordered and coalesced kicks are harmless. The caller (the runtime's keyed queue)
 guarantees one pass at a time per sandbox. Errors are returned, not raised, as an ``Outcome`` the runtime's
-disposition turns into ack / nak / dead-letter; the status record already says what happened.
+disposition turns into ack / nak / dead-letter; the status record already says what happened. Each pass is a
+``reconcile`` span, a child of the event that last changed the desired state (its ``traceparent``), with
+``render``, ``apply``/``delete`` and ``write status`` below it, and one ``sandboxd.reconcile.duration`` sample.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from opentelemetry.trace import Tracer
 
 from sandboxd import naming
 from sandboxd.errors import PermanentError, RetryableError, SandboxdError
@@ -23,6 +28,8 @@ from sandboxd.reconcile.ports import Applier, Clock, Store
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.render import RenderedSandbox, RenderRequest, Workload
 from sandboxd.settings import RuntimeSettings
+from sandboxd.telemetry import logs, tracing
+from sandboxd.telemetry.metrics import Instruments, noop_instruments
 
 Renderer = Callable[[RenderRequest, RuntimeSettings], RenderedSandbox]
 
@@ -78,6 +85,8 @@ class Reconciler:
         settings: RuntimeSettings,
         render: Renderer,
         clock: Clock,
+        tracer: Tracer | None = None,
+        metrics: Instruments | None = None,
     ) -> None:
         self._desired = desired
         self._owners = owners
@@ -86,31 +95,77 @@ class Reconciler:
         self._settings = settings
         self._render = render
         self._clock = clock
+        self._tracer = tracer
+        self._metrics = metrics or noop_instruments()
         # Rendering is pure: the same (sandbox, generation, workload) renders the same objects, so resyncs
         # and readiness kicks reuse the last result instead of rendering again.
         self._rendered: Lru[tuple[str, int, Workload], RenderedSandbox] = Lru(1024)
 
     async def reconcile(self, sandbox_id: str) -> Outcome:
+        started = time.perf_counter()
+        with logs.bound(sandbox_id=sandbox_id):
+            try:
+                outcome = await self._reconcile(sandbox_id)
+            except Exception:
+                self._metrics.reconciled(time.perf_counter() - started, "error")
+                raise
+        self._metrics.reconciled(time.perf_counter() - started, str(outcome.result))
+        return outcome
+
+    async def _reconcile(self, sandbox_id: str) -> Outcome:
         watch = _Stopwatch()
+        start_ns = time.time_ns() if self._tracer is not None else 0
         stored = await self._desired.get(naming.desired_key(sandbox_id))
         watch.lap("read")
         if stored is None:
             return Outcome(Result.DONE)
         desired = stored.value
+        with (
+            logs.bound(event_id=desired.event_id),
+            tracing.reconciling(
+                self._tracer,
+                sandbox_id=sandbox_id,
+                generation=desired.generation,
+                traceparent=desired.traceparent,
+                start_time_ns=start_ns,
+            ) as span,
+        ):
+            outcome = await self._converge(desired, stored.revision, watch)
+            if span is not None:
+                span.set_attribute("sandboxd.reconcile.result", str(outcome.result))
+                if outcome.error is not None:
+                    tracing.fail(span, outcome.error.reason, outcome.error.message)
+        return outcome
+
+    async def _converge(self, desired: DesiredState, revision: int, watch: _Stopwatch) -> Outcome:
         try:
-            rendered = self._render_cached(desired)
+            with tracing.stage(self._tracer, "render"):
+                rendered = self._render_cached(desired)
             watch.lap("render")
             if desired.lifecycle is Lifecycle.DELETED:
-                return await self._delete(desired, stored.revision, rendered, watch)
+                return await self._delete(desired, revision, rendered, watch)
             return await self._apply(desired, rendered, watch)
         except (PermanentError, RetryableError) as exc:
             error: SandboxdError = exc
         retryable = isinstance(error, RetryableError)
-        await self._status.write(
-            sandbox_id,
-            lambda prev: statuses.failed(prev, desired=desired, error=error, retryable=retryable, now=self._clock()),
-        )
+        with tracing.stage(self._tracer, "write status"):
+            await self._status.write(
+                desired.sandbox_id,
+                lambda prev: statuses.failed(
+                    prev, desired=desired, error=error, retryable=retryable, now=self._clock()
+                ),
+            )
         return Outcome(Result.RETRY if retryable else Result.FAILED, desired.generation, error, watch.timings)
+
+    @contextmanager
+    def _calling_applier(self, stage: str) -> Iterator[None]:
+        """A span around one applier call; its failures are counted by reason."""
+        with tracing.stage(self._tracer, stage):
+            try:
+                yield
+            except SandboxdError as exc:
+                self._metrics.apply_failed(exc.reason)
+                raise
 
     def _render_cached(self, desired: DesiredState) -> RenderedSandbox:
         workload = workload_of(desired)
@@ -123,7 +178,8 @@ class Reconciler:
         return rendered
 
     async def _apply(self, desired: DesiredState, rendered: RenderedSandbox, watch: _Stopwatch) -> Outcome:
-        result = await self._applier.apply(rendered, generation=desired.generation)
+        with self._calling_applier("apply"):
+            result = await self._applier.apply(rendered, generation=desired.generation)
         watch.lap("apply")
         timings = dict(watch.timings)
 
@@ -140,20 +196,23 @@ class Reconciler:
                 now=self._clock(),
             )
 
-        await self._status.write(desired.sandbox_id, transition)
+        with tracing.stage(self._tracer, "write status"):
+            await self._status.write(desired.sandbox_id, transition)
         watch.lap("status")
         return Outcome(Result.DONE, desired.generation, timings_ms=watch.timings)
 
     async def _delete(
         self, desired: DesiredState, revision: int, rendered: RenderedSandbox, watch: _Stopwatch
     ) -> Outcome:
-        await self._applier.delete(rendered, purge=desired.purge)
+        with self._calling_applier("delete"):
+            await self._applier.delete(rendered, purge=desired.purge)
         watch.lap("delete")
         timings = dict(watch.timings)
-        await self._status.write(
-            desired.sandbox_id,
-            lambda prev: statuses.deleted(prev, desired=desired, timings_ms=timings, now=self._clock()),
-        )
+        with tracing.stage(self._tracer, "write status"):
+            await self._status.write(
+                desired.sandbox_id,
+                lambda prev: statuses.deleted(prev, desired=desired, timings_ms=timings, now=self._clock()),
+            )
         await self._release_owner(desired)
         try:
             # Only if no newer event arrived meanwhile (a create right after a delete must survive).

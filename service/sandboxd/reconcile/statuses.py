@@ -27,6 +27,7 @@ from sandboxd.models.status import (
 )
 from sandboxd.reconcile.caching import Lru
 from sandboxd.reconcile.ports import Store, Versioned
+from sandboxd.telemetry.metrics import Instruments
 
 Transition = Callable[[SandboxStatus | None], SandboxStatus]
 MAX_CAS_ATTEMPTS = 20
@@ -230,9 +231,12 @@ class StatusWriter:
     only recent writer, is one round trip instead of a read and a write.
     """
 
-    def __init__(self, store: Store[SandboxStatus], *, cache_size: int = 4096) -> None:
+    def __init__(
+        self, store: Store[SandboxStatus], *, cache_size: int = 4096, metrics: Instruments | None = None
+    ) -> None:
         self._store = store
         self._cache: Lru[str, Versioned[SandboxStatus]] = Lru(cache_size)
+        self._phases = metrics.phases if metrics is not None else None
 
     async def write(self, sandbox_id: str, transition: Transition) -> SandboxStatus:
         key = naming.status_key(sandbox_id)
@@ -250,5 +254,7 @@ class StatusWriter:
                 current = None
                 continue
             self._cache.put(key, Versioned(new, revision))
+            if self._phases is not None:
+                self._phases.observe(sandbox_id, str(new.phase))
             return new
         raise StoreConflict(f"status of {sandbox_id} kept changing; gave up after {MAX_CAS_ATTEMPTS} tries")
