@@ -24,6 +24,7 @@ from sandboxd.adapters.jetstream.deliveries import EventSource
 from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters
 from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.jetstream.topology import ensure_topology
+from sandboxd.app.scaler import idle_lifecycle
 from sandboxd.models.desired import DesiredState, OwnerClaim
 from sandboxd.models.status import SandboxStatus
 from sandboxd.reconcile.intake import Intake
@@ -160,6 +161,10 @@ class Service:
             tg.start_soon(consume, name="consume")
             if isinstance(self.applier, Observer):
                 tg.start_soon(self.applier.observe, self._kicker(queue), name="observe-target")
+            self.idle = idle_lifecycle(
+                js, self.settings, desired=stores.desired, status=status, kick=self._kicker(queue), clock=self.clock
+            )
+            tg.start_soon(self.idle.run, name="idle-lifecycle")
             await stop.wait()
             log.info("stopping: no more fetches; %d deliveries held", queue.held)
             consumer.stop()
