@@ -9,6 +9,10 @@ redone on the fresh record.
 An event older (by stream sequence) than the stored desired state is *stale*: it changes nothing and is
 acknowledged. An event whose sequence equals the stored one was already recorded (a redelivery after a failed
 reconcile): it changes nothing but still asks for a reconcile.
+
+Each event gets a ``process sandbox.<verb>.*`` span, a child of its publisher's ``traceparent`` header. The
+desired state keeps the event's trace parent (the CloudEvents ``traceparent`` attribute, else the header, else
+the process span's own) so the reconcile it causes joins the same trace.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from opentelemetry.trace import Tracer
 from pydantic import ValidationError
 
 from sandboxd import naming
@@ -36,6 +41,7 @@ from sandboxd.reconcile import statuses
 from sandboxd.reconcile.caching import Lru
 from sandboxd.reconcile.ports import Clock, InboundEvent, Store, Versioned
 from sandboxd.reconcile.statuses import StatusWriter
+from sandboxd.telemetry import logs, tracing
 
 MAX_FOLD_ATTEMPTS = 10
 
@@ -91,21 +97,43 @@ class Intake:
         status: StatusWriter,
         clock: Clock,
         cache_size: int = 4096,
+        tracer: Tracer | None = None,
     ) -> None:
         self._desired = desired
         self._owners = owners
         self._status = status
         self._clock = clock
         self._known: Lru[str, Versioned[DesiredState]] = Lru(cache_size)
+        self._tracer = tracer
 
     async def admit(self, sandbox_id: str, events: Sequence[InboundEvent]) -> list[Admission]:
         """Admit one sandbox's events (stream order); one verdict per event, in the same order."""
+        ordered = sorted(events, key=lambda e: e.stream_sequence)
+        with (
+            logs.bound(sandbox_id=sandbox_id),
+            tracing.Processing(self._tracer, ordered, sandbox_id=sandbox_id) as spans,
+        ):
+            verdicts = await self._admit(sandbox_id, ordered, spans)
+            if self._tracer is not None:
+                for index, verdict in enumerate(verdicts):
+                    error = verdict.error
+                    spans.settle(
+                        index,
+                        verdict.verdict,
+                        error_type=error.reason if error else None,
+                        description=error.message if error else "",
+                    )
+        return verdicts
+
+    async def _admit(
+        self, sandbox_id: str, events: Sequence[InboundEvent], spans: tracing.Processing
+    ) -> list[Admission]:
         key = naming.desired_key(sandbox_id)
         stored = self._known.get(key)
         for _ in range(MAX_FOLD_ATTEMPTS):
             if stored is None:
                 stored = await self._desired.get(key)
-            verdicts, state = await self._fold(sandbox_id, stored, events)
+            verdicts, state = await self._fold(sandbox_id, stored, events, spans)
             if state is not None and (stored is None or state != stored.value):
                 try:
                     revision = await self._desired.put(key, state, revision=stored.revision if stored else None)
@@ -119,11 +147,16 @@ class Intake:
         raise StoreConflict(f"desired state of {sandbox_id} kept changing; gave up after {MAX_FOLD_ATTEMPTS}")
 
     async def _fold(
-        self, sandbox_id: str, stored: Versioned[DesiredState] | None, events: Sequence[InboundEvent]
+        self,
+        sandbox_id: str,
+        stored: Versioned[DesiredState] | None,
+        events: Sequence[InboundEvent],
+        spans: tracing.Processing,
     ) -> tuple[list[Admission], DesiredState | None]:
+        """Fold events (in stream order) into the stored state; a verdict per event, the state to write."""
         state = stored.value if stored else None
         verdicts: list[Admission] = []
-        for event in sorted(events, key=lambda e: e.stream_sequence):
+        for index, event in enumerate(events):
             if state is not None and event.stream_sequence < state.sequence:
                 verdicts.append(Admission(Verdict.STALE, sandbox_id))
                 continue
@@ -132,14 +165,18 @@ class Intake:
                 continue
             try:
                 body = validate(event)
-                state = await self._apply(state, body, sequence=event.stream_sequence)
+                state = await self._apply(
+                    state, body, sequence=event.stream_sequence, traceparent=spans.traceparent(index)
+                )
             except PermanentError as exc:
                 verdicts.append(Admission(Verdict.REJECTED, sandbox_id, exc, _event_id(event)))
                 continue
             verdicts.append(Admission(Verdict.ACCEPTED, sandbox_id, event_id=body.id))
         return verdicts, state
 
-    async def _apply(self, state: DesiredState | None, event: SandboxEvent, *, sequence: int) -> DesiredState:
+    async def _apply(
+        self, state: DesiredState | None, event: SandboxEvent, *, sequence: int, traceparent: str | None = None
+    ) -> DesiredState:
         now = self._clock()
         generation = (state.generation + 1) if state else 1
         common = {
@@ -147,7 +184,7 @@ class Intake:
             "sequence": sequence,
             "event_id": event.id,
             "accepted_at": now,
-            "traceparent": event.traceparent,
+            "traceparent": event.traceparent or traceparent,
         }
         if isinstance(event, CreateEvent | UpdateEvent):
             uid = await self._claim_owner(event.subject, event.data.spec.owner.email, state)
