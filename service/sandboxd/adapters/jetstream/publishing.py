@@ -2,7 +2,8 @@
 
 Every publish names its dedupe key in ``Nats-Msg-Id`` (the CloudEvents id, ``dlq:<stream>:<seq>``, or the
 scale command id), so retried publishes are stored once. Headers are passed as fresh dicts (nats-py mutates
-the dict it is given).
+the dict it is given). Events and scale commands are published inside a PRODUCER ``send`` span and carry its
+W3C ``traceparent`` (a caller's own ``traceparent`` header wins); dead letters keep the original event's.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.events import Envelope
 from sandboxd.reconcile.ports import Delivery
+from sandboxd.telemetry import tracing
 
 _TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError, NoStreamResponseError)
 
@@ -42,7 +44,8 @@ async def publish_event(
 ) -> tuple[int, bool]:
     """Publish one lifecycle event; returns (stream sequence, whether JetStream deduplicated it)."""
     subject = naming.event_subject(event.verb, event.subject)
-    return await _publish(js, subject, event.to_json(), {**(headers or {}), "Nats-Msg-Id": event.id})
+    with tracing.sending(subject, message_id=event.id, sandbox_id=event.subject) as traced:
+        return await _publish(js, subject, event.to_json(), {**traced, **(headers or {}), "Nats-Msg-Id": event.id})
 
 
 class JetStreamDeadLetters:
@@ -73,4 +76,7 @@ async def publish_scale(
     js: JetStreamContext, command: ScaleCommand, *, headers: Mapping[str, str] | None = None
 ) -> tuple[int, bool]:
     subject = naming.scale_subject(command.sandbox_id)
-    return await _publish(js, subject, command.to_json(), {**(headers or {}), "Nats-Msg-Id": command.command_id})
+    with tracing.sending(subject, message_id=command.command_id, sandbox_id=command.sandbox_id) as traced:
+        return await _publish(
+            js, subject, command.to_json(), {**traced, **(headers or {}), "Nats-Msg-Id": command.command_id}
+        )
