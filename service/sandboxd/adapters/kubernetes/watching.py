@@ -200,7 +200,10 @@ class TargetWatch:
                 tg.start_soon(self.follow, feed, kick, name=f"watch-{feed.name}")
 
     async def follow(self, feed: Feed, kick: Kick) -> None:
-        """List, then watch from the list's version, for ever; relist on 410, back off on failures."""
+        """List, then watch from the list's version, for ever; relist on 410, back off on failures.
+
+        A watch the server ended normally resets the failure count; a 410 relists at once the first time in a row.
+        """
         tracker = Tracker(feed, kick)
         cursor = Cursor()
         failures = 0
@@ -213,6 +216,9 @@ class TargetWatch:
             except ResourceVersionGone:
                 log.info("watch %s: resourceVersion %s expired, listing again", feed.name, cursor.version)
                 cursor.version = None
+                failures += 1
+                if failures > 1:  # gone again right after a fresh list: do not spin
+                    await anyio.sleep(self.timing.backoff(failures - 1))
             except SandboxdError as exc:
                 failures += 1
                 pause = self.timing.backoff(failures)
