@@ -44,8 +44,8 @@ SUSPENDED_REASON: Final = "Suspended"
 class Action(StrEnum):
     IDLE = "idle"  # the sweeper decided: scale to zero
     WAKE = "wake"  # the sweeper decided: scale back to concurrentSessions
-    SUSPEND = "suspend"  # a suspend event was accepted (intake changed the lifecycle)
-    RESUME = "resume"  # a resume event was accepted
+    SUSPEND = "suspend"  # an accepted event suspended the sandbox
+    RESUME = "resume"  # an accepted event made it run again (a resume, of a suspended or an idle sandbox)
 
 
 #: ``ScaleCommand.reason`` for each action (the contract's words).
@@ -142,13 +142,26 @@ def _wake(desired: DesiredState, idle_since: datetime, report: ActivityReport | 
     return None
 
 
-def lifecycle_change(before: Lifecycle | None, after: Lifecycle) -> Action | None:
-    """A suspend or resume seen between two looks at a sandbox (``before`` None: first look, no change)."""
-    if before is Lifecycle.ACTIVE and after is Lifecycle.SUSPENDED:
-        return Action.SUSPEND
-    if before is Lifecycle.SUSPENDED and after is Lifecycle.ACTIVE:
-        return Action.RESUME
-    return None
+#: What a sweep remembers of a sandbox to spot what events changed: its workload and the event sequence.
+Look = tuple[Workload, int]
+_EVENT_ACTIONS: Final = {Workload.SUSPENDED: Action.SUSPEND, Workload.ACTIVE: Action.RESUME, Workload.IDLE: Action.IDLE}
+
+
+def look(desired: DesiredState) -> Look:
+    return workload_of(desired), desired.sequence
+
+
+def event_change(before: Look | None, after: DesiredState) -> Action | None:
+    """The workload change an accepted event made since the last look (``before``), if any.
+
+    Sweeper decisions change the workload but never the event sequence, so they are not counted: only a
+    suspend (→ SUSPEND), a resume (→ RESUME, also of a sandbox that was only idle) or an update that
+    changed the opt-out is. ``before`` None is the first look: no change.
+    """
+    if before is None or after.lifecycle is Lifecycle.DELETED or after.sequence == before[1]:
+        return None
+    workload = workload_of(after)
+    return None if workload is before[0] else _EVENT_ACTIONS[workload]
 
 
 def replicas_for(desired: DesiredState) -> int:

@@ -6,9 +6,11 @@ One sweep (``sweep_once(now)``) walks this process's view of every desired state
 - idle / wake: write the desired state with compare-and-set (``idleSince`` set or cleared, generation
   bumped), publish the scale command, note the reason in the status and kick the reconcile, which renders the
   same replica count the command carries (so a resync never undoes a scale-down);
-- a suspend or resume that intake accepted since the last sweep: publish the matching scale command (the
-  reconcile the event kicked applies it too; the command makes the scaler act without waiting for it, which
-  matters when the applier is GitOps) and note the reason in the status;
+- a suspend or resume that intake accepted since the last sweep (the workload changed and so did the event
+  sequence): publish the matching scale command (the reconcile the event kicked applies the same count; the
+  command makes the scaler act without waiting for it, which matters when the applier is GitOps) and note the
+  reason in the status. A replica that was not running when the event came sends nothing: the reconcile
+  still applies it;
 - activity that moved by more than the resolution: write ``status.lastActivityAt``.
 
 Concurrency: every replica of the service runs a sweeper over the same records. Two that decide at once
@@ -57,7 +59,7 @@ class SweepStats:
     not_ready: int = 0
     idled: int = 0
     woken: int = 0
-    lifecycle_commands: int = 0
+    event_commands: int = 0
     lost_races: int = 0
     errors: int = 0
     unsent: int = 0
@@ -71,7 +73,7 @@ class _Plan:
     """What one pass over the records found to do."""
 
     decisions: list[tuple[Versioned[DesiredState], Decision]] = field(default_factory=list)
-    lifecycle: list[tuple[DesiredState, Action]] = field(default_factory=list)
+    events: list[tuple[DesiredState, Action]] = field(default_factory=list)
     activity: list[tuple[str, datetime]] = field(default_factory=list)
 
 
@@ -106,7 +108,7 @@ class Sweeper:
         self._prober = prober
         self._activity_publisher = activity_publisher
         self._probe_limit = anyio.CapacityLimiter(probe_concurrency)
-        self._lifecycles: dict[str, Lifecycle] = {}  # as seen by the last sweep, to spot suspend/resume
+        self._looks: dict[str, idle.Look] = {}  # as seen by the last sweep, to spot suspend and resume
         self._noted: dict[str, datetime] = {}  # lastActivityAt this process last wrote into status
         self._unsent: dict[str, ScaleCommand] = {}  # decided, but the publish failed: retried next sweep
         self.stats = SweepStats()
@@ -123,8 +125,8 @@ class Sweeper:
         plan = self._plan(now)
         for record, decision in plan.decisions:
             await self._guarded(record.value.sandbox_id, self._carry_out(record, decision, now))
-        for desired, action in plan.lifecycle:
-            await self._guarded(desired.sandbox_id, self._lifecycle(desired, action, now))
+        for desired, action in plan.events:
+            await self._guarded(desired.sandbox_id, self._after_event(desired, action, now))
         for sandbox_id, at in plan.activity[: self._status_budget]:
             await self._guarded(sandbox_id, self._note_activity(sandbox_id, at, now))
         self.stats.sweeps += 1
@@ -133,17 +135,17 @@ class Sweeper:
     def _plan(self, now: datetime) -> _Plan:
         """The pure part of a sweep: no I/O, one pass over every record."""
         plan = _Plan()
-        seen: dict[str, Lifecycle] = {}
+        looks: dict[str, idle.Look] = {}
         noted: dict[str, datetime] = {}
         latest, default, resolution = self._activity.latest, self._default_timeout, self._resolution
-        previous_lifecycles, previous_noted = self._lifecycles, self._noted
+        previous_looks, previous_noted = self._looks, self._noted
         for record in self._view.snapshot():
             desired = record.value
             sandbox_id = desired.sandbox_id
-            seen[sandbox_id] = desired.lifecycle
-            change = idle.lifecycle_change(previous_lifecycles.get(sandbox_id), desired.lifecycle)
+            looks[sandbox_id] = idle.look(desired)
+            change = idle.event_change(previous_looks.get(sandbox_id), desired)
             if change is not None:
-                plan.lifecycle.append((desired, change))
+                plan.events.append((desired, change))
             report = latest(sandbox_id)
             decision = idle.decide(desired, report, now=now, default_timeout_minutes=default)
             if decision is not None:
@@ -153,7 +155,7 @@ class Sweeper:
                 noted[sandbox_id] = written
             if report is not None and (written is None or report.last_activity_at - written >= resolution):
                 plan.activity.append((sandbox_id, report.last_activity_at))
-        self._lifecycles, self._noted = seen, noted
+        self._looks, self._noted = looks, noted
         return plan
 
     async def _guarded(self, sandbox_id: str, step: Awaitable[object]) -> None:
@@ -181,6 +183,7 @@ class Sweeper:
                 self._view.note(fresh)
             return
         self._view.note(Versioned(new, revision))
+        self._looks[sandbox_id] = idle.look(new)
         if decision.action is Action.IDLE:
             self.stats.idled += 1
         else:
@@ -199,8 +202,8 @@ class Sweeper:
 
     # --- suspend and resume --------------------------------------------------------------------------------
 
-    async def _lifecycle(self, desired: DesiredState, action: Action, now: datetime) -> None:
-        self.stats.lifecycle_commands += 1
+    async def _after_event(self, desired: DesiredState, action: Action, now: datetime) -> None:
+        self.stats.event_commands += 1
         sandbox_id = desired.sandbox_id
         await self._guarded(sandbox_id, self._send(idle.scale_command(desired, action, now=now)))
         reason = idle.idle_reason(desired)

@@ -149,12 +149,22 @@ def test_replicas_follow_the_renderer() -> None:
     assert idle.replicas_for(desired(sessions=4, lifecycle=Lifecycle.DELETED)) == 0
 
 
-def test_lifecycle_changes() -> None:
-    assert idle.lifecycle_change(None, Lifecycle.SUSPENDED) is None  # first look: no change
-    assert idle.lifecycle_change(Lifecycle.ACTIVE, Lifecycle.SUSPENDED) is Action.SUSPEND
-    assert idle.lifecycle_change(Lifecycle.SUSPENDED, Lifecycle.ACTIVE) is Action.RESUME
-    assert idle.lifecycle_change(Lifecycle.ACTIVE, Lifecycle.ACTIVE) is None
-    assert idle.lifecycle_change(Lifecycle.ACTIVE, Lifecycle.DELETED) is None
+def test_changes_made_by_events_are_told_from_sweeper_decisions() -> None:
+    running = desired(generation=1)
+    suspended = running.model_copy(update={"lifecycle": Lifecycle.SUSPENDED, "generation": 2, "sequence": 2})
+    resumed = suspended.model_copy(update={"lifecycle": Lifecycle.ACTIVE, "generation": 3, "sequence": 3})
+    assert idle.event_change(None, suspended) is None  # first look: no change
+    assert idle.event_change(idle.look(running), suspended) is Action.SUSPEND
+    assert idle.event_change(idle.look(suspended), resumed) is Action.RESUME
+    assert idle.event_change(idle.look(running), resumed) is None  # same workload in the end
+    went_idle = idle.decided(running, idle.Decision(Action.IDLE, "x"), now=T0)
+    assert idle.event_change(idle.look(running), went_idle) is None  # a sweeper's decision: same sequence
+    resumed_from_idle = went_idle.model_copy(update={"idle_since": None, "generation": 3, "sequence": 2})
+    assert idle.event_change(idle.look(went_idle), resumed_from_idle) is Action.RESUME
+    updated = went_idle.model_copy(update={"generation": 3, "sequence": 2})  # an update keeps idleSince
+    assert idle.event_change(idle.look(went_idle), updated) is None
+    deleted = running.model_copy(update={"lifecycle": Lifecycle.DELETED, "generation": 2, "sequence": 2})
+    assert idle.event_change(idle.look(running), deleted) is None
 
 
 def test_idle_reasons() -> None:

@@ -204,7 +204,7 @@ async def test_suspend_holds_and_resume_wakes() -> None:
     active = desired("sb-1", sessions=2)
     await r.put(active)
     await r.sweep(1)  # first look
-    suspended = active.model_copy(update={"lifecycle": Lifecycle.SUSPENDED, "generation": 2})
+    suspended = active.model_copy(update={"lifecycle": Lifecycle.SUSPENDED, "generation": 2, "sequence": 2})
     await r.put(suspended)  # what intake writes for a suspend event
     await r.sweep(2)
     [command] = r.commands.sent
@@ -214,7 +214,7 @@ async def test_suspend_holds_and_resume_wakes() -> None:
     await r.sweep(60 * 24)
     assert len(r.commands.sent) == 1 and (await r.get("sb-1")).lifecycle is Lifecycle.SUSPENDED
     resumed = suspended.model_copy(
-        update={"lifecycle": Lifecycle.ACTIVE, "generation": 3, "accepted_at": T0 + minutes(60 * 24 + 1)}
+        update={"lifecycle": Lifecycle.ACTIVE, "generation": 3, "sequence": 3, "accepted_at": T0 + minutes(60 * 24 + 1)}
     )
     await r.put(resumed)
     await r.sweep(60 * 24 + 2)
@@ -222,6 +222,33 @@ async def test_suspend_holds_and_resume_wakes() -> None:
     assert (resume.command_id, resume.replicas, resume.reason) == ("sb-1:3:resume", 2, "Resumed")
     assert (await r.status_of("sb-1")).idle_reason is None
     assert r.kicked == []  # intake's events kick those reconciles; the sweeper made no decision of its own
+
+
+async def test_resuming_an_idle_sandbox_sends_a_resume_command() -> None:
+    r = rig()
+    await r.put(desired("sb-1", sessions=3))
+    await r.sweep(30)
+    went_idle = await r.get("sb-1")
+    assert went_idle.idle_since is not None
+    resumed = went_idle.model_copy(  # what intake writes for a resume event
+        update={"idle_since": None, "generation": 3, "sequence": 2, "accepted_at": T0 + minutes(45)}
+    )
+    await r.put(resumed)
+    await r.sweep(46)
+    assert [(c.command_id, c.replicas) for c in r.commands.sent] == [("sb-1:2:idle", 0), ("sb-1:3:resume", 3)]
+
+
+async def test_another_replicas_decision_is_not_repeated() -> None:
+    desired_store: MemoryStore[DesiredState] = MemoryStore()
+    status_store: MemoryStore[SandboxStatus] = MemoryStore()
+    a, b = rig(desired_store, status_store), rig(desired_store, status_store)
+    await a.put(desired("sb-1"))
+    await b.view.refresh()
+    await b.sweep(1)  # b's first look
+    await a.sweep(30)  # a decides
+    await b.view.refresh()
+    await b.sweep(31)
+    assert len(a.commands.sent) == 1 and b.commands.sent == []
 
 
 async def test_two_sweepers_deciding_at_once_publish_one_command() -> None:
