@@ -75,7 +75,9 @@ def service_settings(url: str, **worker: Any) -> Settings:
         runtime=runtime,
         nats=NatsSettings(url=url),
         topology=TopologySettings(max_ack_pending=20_000, ack_wait_s=30),
-        worker=WorkerSettings(**{"concurrency": 64, "resync_interval_s": 3600, **worker}),
+        worker=WorkerSettings(
+            **{"concurrency": 64, "resync_interval_s": 3600, "health_host": "127.0.0.1", "health_port": 0, **worker}
+        ),
         applier=ApplierSettings(kind="directory"),
     )
 
@@ -133,7 +135,7 @@ async def service_running(url: str, **worker: Any) -> AsyncIterator[Service]:
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(svc.run, stop)
-        while not svc.health.ready:
+        while not svc.health.ready:  # noqa: ASYNC110 - Health is a plain record the service updates
             await anyio.sleep(0.01)
         try:
             yield svc

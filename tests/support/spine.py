@@ -58,7 +58,15 @@ def service_settings(
         nats=NatsSettings(url=url),
         topology=TopologySettings(**{"ack_wait_s": 5.0, "max_deliver": 6, **(topology or {})}),
         worker=WorkerSettings(
-            **{"concurrency": 8, "retry_base_s": 0.2, "retry_cap_s": 2.0, "shutdown_grace_s": 5.0, **(worker or {})}
+            **{
+                "concurrency": 8,
+                "retry_base_s": 0.2,
+                "retry_cap_s": 2.0,
+                "shutdown_grace_s": 5.0,
+                "health_host": "127.0.0.1",
+                "health_port": 0,  # a free port: tests never collide on /healthz
+                **(worker or {}),
+            }
         ),
         applier=ApplierSettings(kind="directory"),
     )

@@ -4,7 +4,9 @@
 - ``/readyz``: 200 ``{"ready": true}`` when the readiness source reports nothing missing (NATS connected, the
   consumer bound, the apply target reachable when it can tell, not draining); otherwise 503 with
   ``{"ready": false, "notReady": {"<check>": "<why>"}}``.
-- ``/metrics``: the Prometheus text exposition of the process's registry (``sandboxd.telemetry``).
+- ``/metrics``: the Prometheus text exposition of the given registries, one after the other: the service's
+  own (``sandboxd.telemetry``) and ``prometheus_client``'s default one (process figures, and any collector a
+  module registered there). Their metric names must not overlap.
 
 ``Service.run`` opens it before connecting and closes it after draining, so a probe gets an answer (503) while
 NATS is still being reached and while in-flight work finishes. Port 0 binds a free port; ``port`` says which.
@@ -14,6 +16,7 @@ observed), or serve anything else.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Final, Protocol
 
@@ -33,9 +36,11 @@ class Readiness(Protocol):
 
 
 class HealthEndpoint:
-    def __init__(self, *, readiness: Readiness, registry: CollectorRegistry, host: str, port: int) -> None:
+    def __init__(
+        self, *, readiness: Readiness, registries: Sequence[CollectorRegistry], host: str, port: int
+    ) -> None:
         self._readiness = readiness
-        self._registry = registry
+        self._registries = tuple(registries)
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -91,5 +96,5 @@ class HealthEndpoint:
         return web.json_response({"ready": True})
 
     async def _metrics(self, _request: web.Request) -> web.Response:
-        body = generate_latest(self._registry)
+        body = b"".join(generate_latest(registry) for registry in self._registries)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

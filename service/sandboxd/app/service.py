@@ -3,6 +3,11 @@
 Structured concurrency: every loop is a named task in one task group. ``run(stop)`` returns after a clean
 shutdown: stop fetching, hand back what has not started, let in-flight reconciles finish within the grace,
 then drain the NATS connection so every ack is flushed.
+
+``/healthz``, ``/readyz`` and ``/metrics`` (``app.http``) are served for the whole of ``run``, from before the
+connect to after the drain, so probes get an answer (503) while NATS is being reached and while work drains. A
+monitor task refreshes, every few seconds, the consumer's backlog (the lag gauges), whether the connection is
+up and, for an applier that can tell (``Reachable``), whether its target answers.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 import anyio
+import prometheus_client
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -24,11 +30,13 @@ from sandboxd.adapters.jetstream.deliveries import EventSource
 from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters
 from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.jetstream.topology import ensure_topology
+from sandboxd.app.http import HealthEndpoint
 from sandboxd.app.scaler import idle_lifecycle
+from sandboxd.errors import SandboxdError
 from sandboxd.models.desired import DesiredState, OwnerClaim
 from sandboxd.models.status import SandboxStatus
 from sandboxd.reconcile.intake import Intake
-from sandboxd.reconcile.ports import Applier, Observer
+from sandboxd.reconcile.ports import Applier, Observer, Reachable
 from sandboxd.reconcile.reconciler import Reconciler, Renderer
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.runtime.consumer import Consumer
@@ -37,8 +45,13 @@ from sandboxd.runtime.queueing import Backlog, KeyedQueue
 from sandboxd.runtime.resync import resync_forever
 from sandboxd.runtime.retry import Backoff
 from sandboxd.settings import Settings
+from sandboxd.telemetry import logs
+from sandboxd.telemetry.providers import Telemetry
 
 log = logging.getLogger(__name__)
+
+#: How often the monitor samples the consumer's backlog, the connection and the apply target, s.
+MONITOR_INTERVAL_S = 5.0
 
 
 def utc_now() -> datetime:
@@ -52,11 +65,26 @@ class Health:
     connected: bool = False
     consumer_bound: bool = False
     draining: bool = False
+    #: None when the applier cannot tell (GitOps, directory); else whether its target answered last time.
+    target_reachable: bool | None = None
     details: dict[str, str] = field(default_factory=dict)
+
+    def problems(self) -> dict[str, str]:
+        """What keeps the process from being ready, by check (the body of a 503 from /readyz)."""
+        found: dict[str, str] = {}
+        if not self.connected:
+            found["nats"] = "not connected"
+        if not self.consumer_bound:
+            found["consumer"] = "not bound"
+        if self.draining:
+            found["draining"] = "shutting down"
+        if self.target_reachable is False:
+            found["target"] = self.details.get("target", "unreachable")
+        return found
 
     @property
     def ready(self) -> bool:
-        return self.connected and self.consumer_bound and not self.draining
+        return not self.problems()
 
 
 @dataclass
@@ -83,17 +111,40 @@ class Service:
         render: Renderer,
         clock: Callable[[], datetime] = utc_now,
         health: Health | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.applier = applier
         self.render = render
         self.clock = clock
         self.health = health or Health()
+        self._owns_telemetry = telemetry is None
+        self.telemetry = telemetry or Telemetry.from_environment()
         self.queue: KeyedQueue | None = None
         self.consumer: Consumer | None = None
         self.nc: Client | None = None
+        self.endpoint: HealthEndpoint | None = None
+        logs.redact(logs.known_secrets(settings))
 
     async def run(self, stop: anyio.Event) -> None:
+        worker = self.settings.worker
+        endpoint = HealthEndpoint(
+            readiness=self.health,
+            registries=[self.telemetry.registry, prometheus_client.REGISTRY],
+            host=worker.health_host,
+            port=worker.health_port,
+        )
+        if isinstance(self.applier, Reachable):
+            self.health.target_reachable = False  # until it first answers
+        async with endpoint:
+            self.endpoint = endpoint
+            try:
+                await self._run(stop)
+            finally:
+                if self._owns_telemetry:
+                    await anyio.to_thread.run_sync(self.telemetry.shutdown)
+
+    async def _run(self, stop: anyio.Event) -> None:
         nc = self.nc = await connect(self.settings.nats)
         self.health.connected = True
         try:
@@ -112,8 +163,9 @@ class Service:
     async def _serve(self, js: JetStreamContext, stop: anyio.Event) -> None:
         worker, topology = self.settings.worker, self.settings.topology
         stores = await Stores.open(js)
-        status = StatusWriter(stores.status)
-        intake = Intake(desired=stores.desired, owners=stores.owners, status=status, clock=self.clock)
+        metrics, tracer = self.telemetry.instruments, self.telemetry.tracer
+        status = StatusWriter(stores.status, metrics=metrics)
+        intake = Intake(desired=stores.desired, owners=stores.owners, status=status, clock=self.clock, tracer=tracer)
         reconciler = Reconciler(
             desired=stores.desired,
             owners=stores.owners,
@@ -122,11 +174,14 @@ class Service:
             settings=self.settings.runtime,
             render=self.render,
             clock=self.clock,
+            tracer=tracer,
+            metrics=metrics,
         )
         disposition = Disposition(
             dead_letters=JetStreamDeadLetters(js),
             backoff=Backoff(worker.retry_base_s, worker.retry_cap_s),
             max_deliver=topology.max_deliver,
+            metrics=metrics,
         )
         backlog = Backlog()
         queue = self.queue = KeyedQueue(
@@ -136,6 +191,7 @@ class Service:
             heartbeat_s=topology.ack_wait_s / 3,
             backlog=backlog,
             hold_cap_s=worker.catch_up_hold_s,
+            metrics=metrics,
         )
         source = await EventSource.bind(js)
         consumer = self.consumer = Consumer(
@@ -159,6 +215,7 @@ class Service:
             tg.start_soon(queue.run, name="keyed-queue")
             tg.start_soon(partial(resync_forever, stores.desired, queue, interval_s=worker.resync_interval_s))
             tg.start_soon(consume, name="consume")
+            tg.start_soon(self._monitor, js, name="monitor")
             if isinstance(self.applier, Observer):
                 tg.start_soon(self.applier.observe, self._kicker(queue), name="observe-target")
             self.idle = idle_lifecycle(
@@ -166,6 +223,7 @@ class Service:
             )
             tg.start_soon(self.idle.run, name="idle-lifecycle")
             await stop.wait()
+            self.health.draining = True
             log.info("stopping: no more fetches; %d deliveries held", queue.held)
             consumer.stop()
             await consumed.wait()  # the fetch in progress ends within its timeout; its batch is admitted
@@ -173,6 +231,37 @@ class Service:
             tg.cancel_scope.cancel()
         await source.close()
         self.health.consumer_bound = False
+
+    async def _monitor(self, js: JetStreamContext) -> None:
+        """Sample the consumer's backlog (lag gauges), the connection and the target (readiness) until cancelled."""
+        lag = self.telemetry.instruments.consumer
+        while True:
+            self.health.connected = self.nc is not None and self.nc.is_connected
+            try:
+                info = await js.consumer_info(naming.EVENTS_STREAM, naming.EVENTS_CONSUMER)
+            except Exception as exc:  # noqa: BLE001 - a missed sample keeps the last figures
+                log.debug("consumer_info failed: %s", exc.__class__.__name__)
+            else:
+                lag.update(
+                    pending=info.num_pending or 0,
+                    ack_pending=info.num_ack_pending or 0,
+                    redelivered=info.num_redelivered or 0,
+                )
+            if isinstance(self.applier, Reachable):
+                await self._probe_target(self.applier)
+            await anyio.sleep(MONITOR_INTERVAL_S)
+
+    async def _probe_target(self, target: Reachable) -> None:
+        try:
+            with anyio.fail_after(MONITOR_INTERVAL_S):
+                await target.check_reachable()
+        except Exception as exc:  # noqa: BLE001 - whatever the failure, the target is not reachable now
+            why = exc.message if isinstance(exc, SandboxdError) else exc.__class__.__name__
+            self.health.details["target"] = f"{self.settings.applier.kind} unreachable: {why}"
+            self.health.target_reachable = False
+            return
+        self.health.details.pop("target", None)
+        self.health.target_reachable = True
 
     @staticmethod
     def _kicker(queue: KeyedQueue) -> Callable[[str], None]:

@@ -140,3 +140,14 @@ class Observer(Protocol):
     """
 
     async def observe(self, kick: Callable[[str], None]) -> None: ...
+
+
+@runtime_checkable
+class Reachable(Protocol):
+    """An applier that can tell whether its target answers (the Kubernetes API); ``/readyz`` waits for it.
+
+    ``check_reachable`` returns when the target answers and raises ``sandboxd.errors.ApplyUnavailable`` saying
+    why when it does not. It is cheap (e.g. ``GET /version``) and called every few seconds, never per reconcile.
+    """
+
+    async def check_reachable(self) -> None: ...

@@ -1,12 +1,14 @@
 """The telemetry of one process: its tracer (or none), its instruments and the Prometheus registry they feed.
 
-``Telemetry.from_environment()`` is what ``sandboxd run`` uses: traces exported over OTLP/HTTP only when an
-``OTEL_EXPORTER_OTLP_*ENDPOINT`` is set (otherwise tracing is off and costs nothing), metrics always read by
-Prometheus from a registry of the process's own (``/metrics``) and pushed over OTLP when an endpoint is set.
-Tests build one with in-memory exporters (``sandboxd.telemetry.testing``).
+``Telemetry.from_environment()`` is what the service uses by default:
 
-What it deliberately does not do: serve HTTP (``app.http`` does), or replace a tracer provider another part of
-the process installed.
+- traces exported over OTLP/HTTP only when an ``OTEL_EXPORTER_OTLP_*ENDPOINT`` is set; otherwise the tracer is
+  None (tracing off, no span work at all);
+- metrics always read by Prometheus from a registry of the service's own (``/metrics`` serves it beside
+  ``prometheus_client``'s default one), and pushed over OTLP/HTTP when an endpoint is set.
+
+Tests build one with in-memory exporters (``sandboxd.telemetry.testing``). What it deliberately does not do:
+serve HTTP (``app.http`` does), or replace a tracer provider another part of the process installed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
-from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client import CollectorRegistry
 
 from sandboxd.telemetry import tracing
 from sandboxd.telemetry.metrics import Instruments, meter_provider
@@ -33,7 +35,6 @@ class Telemetry:
     @classmethod
     def from_environment(cls) -> Telemetry:
         registry = CollectorRegistry()
-        ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
         meters = meter_provider(registry)
         traces = tracing.tracer_provider_from_environment()
         if traces is not None:
