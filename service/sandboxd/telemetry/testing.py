@@ -4,6 +4,7 @@
     async with running_service(settings, applier, telemetry=captured.telemetry): ...
     spans = captured.spans()          # finished spans, oldest first
     names = captured.metric_names()   # every metric recorded so far
+    prometheus_sample(text, "sandboxd_dead_letters_total", reason="InvalidEvent")  # one value from /metrics
 
 Nothing is installed process-wide, so each test gets a fresh capture and no test sees another's spans.
 """
@@ -17,6 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from sandboxd.telemetry import tracing
 from sandboxd.telemetry.environment import resource
@@ -64,3 +66,12 @@ def capture() -> Captured:
         tracer=tracing.tracer_of(traces),
     )
     return Captured(telemetry, exporter, reader)
+
+
+def prometheus_sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of the first sample called ``name`` whose labels include ``labels`` (None if there is none)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None

@@ -1,0 +1,61 @@
+"""The health and metrics endpoint on its own: a loopback port, a readiness record, a registry."""
+
+from __future__ import annotations
+
+import aiohttp
+import prometheus_client
+import pytest
+
+from sandboxd.app.http import HealthEndpoint
+from sandboxd.app.service import Health
+from sandboxd.errors import ConfigurationError
+from sandboxd.telemetry.testing import capture, prometheus_sample
+
+pytestmark = pytest.mark.anyio
+
+
+async def get(port: int, path: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}{path}") as response:
+        return response.status, await response.text()
+
+
+async def test_probes_follow_the_health_record_and_metrics_serve_the_registry() -> None:
+    health = Health()
+    captured = capture()
+    captured.telemetry.instruments.dead_lettered("InvalidEvent")
+    endpoint = HealthEndpoint(
+        readiness=health,
+        registries=[captured.telemetry.registry, prometheus_client.REGISTRY],
+        host="127.0.0.1",
+        port=0,
+    )
+    async with endpoint:
+        assert endpoint.port > 0
+        assert (await get(endpoint.port, "/healthz"))[0] == 200
+        status, body = await get(endpoint.port, "/readyz")
+        assert status == 503
+        assert '"nats": "not connected"' in body and '"consumer": "not bound"' in body
+        health.connected = health.consumer_bound = True
+        assert await get(endpoint.port, "/readyz") == (200, '{"ready": true}')
+        health.target_reachable = False
+        health.details["target"] = "kubernetes unreachable: connection refused"
+        status, body = await get(endpoint.port, "/readyz")
+        assert status == 503 and "kubernetes unreachable: connection refused" in body
+        health.target_reachable, health.draining = True, True
+        status, body = await get(endpoint.port, "/readyz")
+        assert status == 503 and '"draining": "shutting down"' in body
+        status, text = await get(endpoint.port, "/metrics")
+        assert status == 200
+        assert prometheus_sample(text, "sandboxd_dead_letters_total", reason="InvalidEvent") == 1
+        assert prometheus_sample(text, "process_virtual_memory_bytes") is not None  # the default registry too
+        assert (await get(endpoint.port, "/nothing"))[0] == 404
+    with pytest.raises(RuntimeError):
+        _ = endpoint.port
+
+
+async def test_a_port_in_use_is_a_configuration_error_naming_the_variables() -> None:
+    health = Health()
+    async with HealthEndpoint(readiness=health, registries=[], host="127.0.0.1", port=0) as first:
+        second = HealthEndpoint(readiness=health, registries=[], host="127.0.0.1", port=first.port)
+        with pytest.raises(ConfigurationError, match="SANDBOXD_HEALTH_PORT"):
+            await second.start()

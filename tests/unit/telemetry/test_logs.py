@@ -1,0 +1,129 @@
+"""Logs: JSON lines with the context's sandbox, event and trace; text for people; secrets never written."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from sandboxd.settings import NatsSettings
+from sandboxd.telemetry import logs
+from sandboxd.telemetry.testing import capture
+
+PASSWORD = "hunter2-Correct-Horse"
+TOKEN = "tok_5f3b9c2e8a"
+SEED = "SUAMK2FG4MI6UE3ACF3FK3OIQBCEIEZV7NSWFFEW63UXMRLFM2XLAXK4GY"  # shaped like an NKey user seed
+log = logging.getLogger("sandboxd.tests.logs")
+
+
+@pytest.fixture
+def stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    monkeypatch.delenv(logs.FORMAT_VARIABLE, raising=False)
+    monkeypatch.delenv(logs.LEVEL_VARIABLE, raising=False)
+    out = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    handler = logs.configure(default_format="json", stream=out, secrets=[PASSWORD, TOKEN])
+    try:
+        yield out
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_a_json_line_has_time_level_logger_message_and_extras(stream: io.StringIO) -> None:
+    log.info("applied %d objects", 9, extra={"duration_ms": 12.5})
+    (line,) = lines(stream)
+    assert line["level"] == "INFO"
+    assert line["logger"] == "sandboxd.tests.logs"
+    assert line["message"] == "applied 9 objects"
+    assert line["duration_ms"] == 12.5
+    assert line["time"].endswith("Z") and len(line["time"]) == len("2026-11-27T05:11:00.123Z")
+    assert "sandbox_id" not in line and "trace_id" not in line
+
+
+def test_the_context_sandbox_event_and_trace_ride_along(stream: io.StringIO) -> None:
+    captured = capture()
+    tracer = captured.telemetry.tracer
+    assert tracer is not None
+    with logs.bound(sandbox_id="sb-1"), logs.bound(event_id="evt-1"), tracer.start_as_current_span("x") as span:
+        log.warning("inside")
+    log.warning("outside")
+    inside, outside = lines(stream)
+    context = span.get_span_context()
+    assert inside["sandbox_id"] == "sb-1" and inside["event_id"] == "evt-1"
+    assert inside["trace_id"] == format(context.trace_id, "032x")
+    assert inside["span_id"] == format(context.span_id, "016x")
+    assert not {"sandbox_id", "event_id", "trace_id", "span_id"} & set(outside)
+
+
+def test_known_secrets_never_reach_a_line(stream: io.StringIO) -> None:
+    log.error("connecting with password %s and token %s", PASSWORD, TOKEN, extra={"auth": f"Bearer {TOKEN}"})
+    try:
+        raise RuntimeError(f"authorization violation for {PASSWORD}")
+    except RuntimeError:
+        log.exception("failed")
+    text = stream.getvalue()
+    assert PASSWORD not in text and TOKEN not in text
+    first, second = lines(stream)
+    assert first["message"] == "connecting with password *** and token ***"
+    assert first["auth"] == "Bearer ***"
+    assert "authorization violation for ***" in second["exception"]
+
+
+def test_secret_shapes_are_masked_even_when_nobody_registered_them(stream: io.StringIO) -> None:
+    log.info("seed %s; url nats://sandboxd:pa55w0rd@nats.internal:4222", SEED)
+    (line,) = lines(stream)
+    assert SEED not in line["message"] and "pa55w0rd" not in line["message"]
+    assert line["message"] == "seed ***; url nats://sandboxd:***@nats.internal:4222"
+
+
+def test_known_secrets_come_from_every_secret_field_of_a_settings_tree() -> None:
+    nats = NatsSettings(user="svc", password=SecretStr(PASSWORD), token=SecretStr(TOKEN), nkey_seed=SecretStr(SEED))
+    assert sorted(logs.known_secrets(nats)) == sorted([PASSWORD, TOKEN, SEED])
+    assert logs.known_secrets(NatsSettings(url="nats://127.0.0.1:4222")) == []
+
+
+def test_a_secret_registered_later_is_masked_from_then_on(stream: io.StringIO) -> None:
+    late = "registered-later-0xBEEF"
+    logs.redact([late, ""])
+    log.info("value %s", late)
+    assert late not in stream.getvalue()
+
+
+def test_text_format_for_people(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    handler = logs.configure(default_format="text", stream=out, level="DEBUG")
+    try:
+        with logs.bound(sandbox_id="sb-9"):
+            log.debug("hello %s", PASSWORD)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    text = out.getvalue()
+    assert " DEBUG sandboxd.tests.logs: hello *** [sandbox_id=sb-9]" in text
+
+
+def test_the_environment_picks_format_and_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(logs.FORMAT_VARIABLE, "json")
+    monkeypatch.setenv(logs.LEVEL_VARIABLE, "warning")
+    out = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    handler = logs.configure(default_format="text", stream=out)
+    try:
+        assert isinstance(handler.formatter, logs.JsonFormatter)
+        assert root.level == logging.WARNING
+        again = logs.configure(default_format="text", stream=out)  # replaces, never duplicates, its handler
+        assert [h for h in root.handlers if h.get_name() == "sandboxd"] == [again]
+    finally:
+        root.removeHandler(again)
+        root.setLevel(level)

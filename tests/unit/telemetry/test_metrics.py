@@ -1,0 +1,93 @@
+"""Metrics: the instruments, what Prometheus reads from them, and the cardinality guards."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import generate_latest
+
+from sandboxd.telemetry.metrics import PhaseTally, bounded, noop_instruments
+from sandboxd.telemetry.testing import Captured, capture, prometheus_sample
+
+
+@pytest.fixture
+def captured() -> Captured:
+    return capture()
+
+
+def prometheus(captured: Captured) -> str:
+    return generate_latest(captured.telemetry.registry).decode()
+
+
+def test_every_recording_reaches_prometheus_with_its_attributes(captured: Captured) -> None:
+    metrics = captured.telemetry.instruments
+    metrics.reconciled(0.042, "done")
+    metrics.reconciled(1.5, "retry")
+    metrics.retried("ApplyUnavailable")
+    metrics.dead_lettered("InvalidEvent")
+    metrics.settled("ack")
+    metrics.apply_failed("ApplyRejected")
+    metrics.scaled_down()
+    metrics.woke("activity")
+    text = prometheus(captured)
+    assert prometheus_sample(text, "sandboxd_reconcile_duration_seconds_bucket", result="done", le="0.05") == 1
+    assert prometheus_sample(text, "sandboxd_reconcile_duration_seconds_bucket", result="done", le="0.025") == 0
+    assert prometheus_sample(text, "sandboxd_reconcile_duration_seconds_count", result="retry") == 1
+    assert prometheus_sample(text, "sandboxd_retries_total", reason="ApplyUnavailable") == 1
+    assert prometheus_sample(text, "sandboxd_dead_letters_total", reason="InvalidEvent") == 1
+    assert prometheus_sample(text, "sandboxd_deliveries_settled_total", action="ack") == 1
+    assert prometheus_sample(text, "sandboxd_apply_errors_total", reason="ApplyRejected") == 1
+    assert prometheus_sample(text, "sandboxd_idle_scale_downs_total") == 1
+    assert prometheus_sample(text, "sandboxd_idle_wakes_total", trigger="activity") == 1
+    assert prometheus_sample(text, "target_info", service_name="sandboxd") == 1
+
+
+def test_gauges_read_the_queue_the_consumer_figures_and_the_phases(captured: Captured) -> None:
+    metrics = captured.telemetry.instruments
+    text = prometheus(captured)
+    # Nothing registered, nothing sampled: no made-up zeros.
+    assert prometheus_sample(text, "sandboxd_queue_depth") is None
+    assert prometheus_sample(text, "sandboxd_consumer_lag") is None
+    metrics.watch_queue(depth=lambda: 3, held=lambda: 7)
+    metrics.consumer.update(pending=12, ack_pending=4, redelivered=1)
+    metrics.phases.observe("sb-1", "Ready")
+    metrics.phases.observe("sb-2", "Ready")
+    metrics.phases.observe("sb-3", "Failed")
+    text = prometheus(captured)
+    assert prometheus_sample(text, "sandboxd_queue_depth") == 3
+    assert prometheus_sample(text, "sandboxd_queue_held") == 7
+    assert prometheus_sample(text, "sandboxd_consumer_lag") == 12
+    assert prometheus_sample(text, "sandboxd_consumer_ack_pending") == 4
+    assert prometheus_sample(text, "sandboxd_sandboxes", phase="Ready") == 2
+    assert prometheus_sample(text, "sandboxd_sandboxes", phase="Failed") == 1
+    assert "sb-1" not in text and "sb-3" not in text  # never a sandbox id in a metric
+
+
+def test_metric_names_are_seen_by_an_otlp_style_reader_too(captured: Captured) -> None:
+    captured.telemetry.instruments.reconciled(0.1, "done")
+    captured.telemetry.instruments.dead_lettered("InvalidEvent")
+    assert {"sandboxd.reconcile.duration", "sandboxd.dead_letters"} <= captured.metric_names()
+
+
+def test_phase_tally_moves_a_sandbox_between_phases_and_keeps_zeros() -> None:
+    tally = PhaseTally()
+    tally.observe("sb-1", "Provisioning")
+    tally.observe("sb-1", "Provisioning")
+    assert tally.counts() == {"Provisioning": 1}
+    tally.observe("sb-1", "Ready")
+    assert tally.counts() == {"Provisioning": 0, "Ready": 1}
+    tally.observe("sb-1", None)
+    assert tally.counts() == {"Provisioning": 0, "Ready": 0}
+
+
+def test_reasons_outside_the_vocabulary_are_folded_into_other() -> None:
+    assert bounded("ApplyRejected") == "ApplyRejected"
+    assert bounded("sandbox sb-1 failed: quota") == "Other"
+    assert bounded("x" * 65) == "Other"
+    assert bounded("") == "Other"
+
+
+def test_noop_instruments_accept_everything() -> None:
+    metrics = noop_instruments()
+    metrics.reconciled(0.1, "done")
+    metrics.dead_lettered("InvalidEvent")
+    metrics.watch_queue(depth=lambda: 1, held=lambda: 1)
