@@ -186,6 +186,15 @@ def replicas_on_disk(root: Path, owner_uid: str) -> int | None:
     return int(body["spec"]["replicas"])
 
 
+def replicas_in_git(repo: Path, owner_uid: str, branch: str = "main") -> int | None:
+    """``spec.replicas`` of the StatefulSet committed to a (bare) GitOps repository, if committed."""
+    path = f"{branch}:{naming.gitops_folder(owner_uid)}/statefulset-pty-server.yaml"
+    shown = subprocess.run(["git", "--git-dir", str(repo), "show", path], capture_output=True, text=True, check=False)
+    if shown.returncode != 0:
+        return None
+    return int(yaml.safe_load(shown.stdout)["spec"]["replicas"])
+
+
 async def desired(c: Client, sandbox_id: str) -> DesiredState | None:
     kv = await c.js.key_value(naming.DESIRED_BUCKET)
     try:
