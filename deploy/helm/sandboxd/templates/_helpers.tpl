@@ -226,6 +226,8 @@ Environment blocks. Values become strings exactly as the service parses them; se
   value: {{ include "sandboxd.num" $w.concurrency | quote }}
 - name: SANDBOXD_RESYNC_SECONDS
   value: {{ include "sandboxd.num" $w.resyncSeconds | quote }}
+- name: SANDBOXD_CATCH_UP_HOLD_SECONDS
+  value: {{ include "sandboxd.num" $w.catchUpHoldSeconds | quote }}
 - name: SANDBOXD_RETRY_BASE_SECONDS
   value: {{ include "sandboxd.num" $w.retryBaseSeconds | quote }}
 - name: SANDBOXD_RETRY_CAP_SECONDS

@@ -1,0 +1,60 @@
+"""Fixtures for the deployment files: the pinned helm binary.
+
+``helm`` (session) is a ``charts.Helm`` on the binary ``tools/kube/build.sh helm`` caches (or ``$SANDBOXD_HELM``).
+When it is not built yet and Go is on PATH, it is built once right after collection, outside any test's
+timeout, as the kube-apiserver is. Without Go the helm tests skip with one line, except with ``CI=true``,
+where that is a failure. A failed build is always a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from contextlib import nullcontext
+
+import pytest
+
+from support.kube_fixtures import in_ci
+
+from .charts import ENV_HELM, Helm, HelmUnavailable, build_helm, find_helm, helm_bin_dir
+
+_state: dict[str, str] = {}  # "build_error" -> message
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly or os.environ.get(ENV_HELM):
+        return
+    if not any("helm" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    try:
+        _, complete = helm_bin_dir()
+    except HelmUnavailable as exc:
+        _state["build_error"] = str(exc)
+        return
+    if complete or shutil.which("go") is None:
+        return
+    capman = session.config.pluginmanager.getplugin("capturemanager")
+    ctx = capman.global_and_fixture_disabled() if capman is not None else nullcontext()
+    with ctx:
+        try:
+            build_helm(stream=sys.stderr)
+        except HelmUnavailable as exc:
+            _state["build_error"] = str(exc)
+
+
+@pytest.fixture(scope="session")
+def helm() -> Helm:
+    if "build_error" in _state:
+        pytest.fail(f"building helm failed: {_state['build_error']}")
+    binary = find_helm()
+    if binary is None and shutil.which("go") is not None:
+        pytest.fail("helm is not built; run tools/kube/build.sh helm")
+    if binary is None:
+        msg = "helm is not built (tools/kube/build.sh helm) and 'go' is not on PATH; install Go >= 1.26 to run it"
+        if in_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"{binary} is not an executable helm")
+    return Helm(binary)
