@@ -120,8 +120,9 @@ class KubernetesApplier:
         self.field_manager = field_manager
         self.apply_concurrency = apply_concurrency
         self.watch_transport = watch_transport or transport
-        self.watch_timing = watch_timing or WatchTiming()
         self.purge_timeout_s = purge_timeout_s
+        #: The feeds ``observe`` runs (``lists`` says which have listed: tests wait on it).
+        self.target_watch = TargetWatch(self.watch_transport, timing=watch_timing)
 
     @classmethod
     async def from_settings(
@@ -188,6 +189,7 @@ class KubernetesApplier:
             await self._retain(sandbox)
 
     async def ready_replicas(self, sandbox: RenderedSandbox) -> int | None:
+        """Ready pods of the sandbox's pty-server StatefulSet; 0 when there is none."""
         current = await self.transport.get(STATEFUL_SET.item(PTY_SERVER, sandbox.namespace))
         return 0 if current is None else _ready_replicas(current)
 
@@ -200,7 +202,18 @@ class KubernetesApplier:
 
     async def observe(self, kick: Callable[[str], None]) -> None:
         """Kick a sandbox when its session pods' readiness changes or one of its objects is deleted."""
-        await TargetWatch(self.watch_transport, timing=self.watch_timing).run(kick)
+        await self.target_watch.run(kick)
+
+    # --- Reachable -------------------------------------------------------------------------------------------
+
+    async def check_reachable(self) -> None:
+        """Return when the API server answers ``GET /version``; ``ApplyUnavailable`` saying why when it does not."""
+        try:
+            await self.transport.get("/version")
+        except ApplyUnavailable:
+            raise
+        except SandboxdError as exc:
+            raise ApplyUnavailable(exc.message) from exc
 
     # --- apply and prune -------------------------------------------------------------------------------------
 

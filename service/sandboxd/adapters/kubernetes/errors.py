@@ -61,7 +61,9 @@ def translated(request: str, *, secret_values: Collection[str] = ()) -> Iterator
         headers: Mapping[str, str] = exc.headers or {}
         raise from_status(exc.status, exc.body, headers, request=request, secret_values=secret_values) from exc
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        detail = redact(str(exc) or "no detail", secret_values)
+        detail = redact(
+            str(exc) or ("no answer in time" if isinstance(exc, TimeoutError) else "no detail"), secret_values
+        )
         raise ApplyUnavailable(f"{request}: Kubernetes API unreachable ({exc.__class__.__name__}: {detail})") from exc
 
 
