@@ -11,17 +11,12 @@ first apply, and ``Service.run`` closes them.
 from __future__ import annotations
 
 import importlib
-import inspect
 from pathlib import Path
-from typing import Any, Final
 
 from sandboxd.adapters.directory import DirectoryApplier
 from sandboxd.errors import ConfigurationError
 from sandboxd.reconcile.ports import Applier
 from sandboxd.settings import ApplierSettings
-
-KUBERNETES_MODULE: Final = "sandboxd.adapters.kubernetes"
-KUBERNETES_CLASS: Final = "KubernetesApplier"
 
 
 def gitops_available() -> bool:
@@ -46,16 +41,10 @@ async def build_applier(settings: ApplierSettings, *, cache_dir: Path | None = N
 
 async def _kubernetes(settings: ApplierSettings) -> Applier:
     try:
-        module = importlib.import_module(KUBERNETES_MODULE)
+        from sandboxd.adapters.kubernetes import KubernetesApplier  # noqa: PLC0415 - only when chosen
     except ImportError as exc:
         raise ConfigurationError(
-            f"SANDBOXD_APPLIER=kubernetes, but the Kubernetes applier ({KUBERNETES_MODULE}) is not available: "
-            f"{exc}; use SANDBOXD_APPLIER=gitops or directory"
+            f"SANDBOXD_APPLIER=kubernetes, but the Kubernetes applier cannot be loaded ({exc}); "
+            "use SANDBOXD_APPLIER=gitops or directory"
         ) from exc
-    factory: Any = getattr(module, KUBERNETES_CLASS, None)
-    if factory is None:
-        raise ConfigurationError(f"SANDBOXD_APPLIER=kubernetes, but {KUBERNETES_MODULE} has no {KUBERNETES_CLASS}")
-    # ``from_settings`` may be async: loading a kubeconfig with kubernetes_asyncio is.
-    built = factory.from_settings(settings)
-    applier: Applier = await built if inspect.isawaitable(built) else built
-    return applier
+    return await KubernetesApplier.from_settings(settings)

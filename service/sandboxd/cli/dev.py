@@ -52,6 +52,8 @@ DEMO_RUNTIME: Final = {
     "SANDBOX_NEWAPI_URL": "https://newapi.sandbox.localhost/v1",
     "SANDBOX_SOVEREIGN_FQDN": "sandbox.localhost",
 }
+#: /healthz, /readyz and /metrics on loopback and a free port unless the environment says otherwise.
+DEV_WORKER: Final = {"SANDBOXD_HEALTH_HOST": "127.0.0.1", "SANDBOXD_HEALTH_PORT": "0"}
 DEMO_ID: Final = "demo"
 DEMO_SPEC: Final[dict[str, Any]] = {
     "owner": {"email": "demo@example.com", "orgRef": {"slug": "acme"}},
@@ -83,11 +85,14 @@ class Target:
     inspect: str
 
 
+def unset_only(defaults: dict[str, str]) -> dict[str, str]:
+    """``defaults`` (variable → value) without the variables the environment sets: the environment wins."""
+    return {variable: value for variable, value in defaults.items() if variable not in os.environ}
+
+
 def runtime_settings() -> RuntimeSettings:
     """The environment's runtime settings, with demo values for the required ones it leaves unset."""
-    by_variable = {field.validation_alias: name for name, field in RuntimeSettings.model_fields.items()}
-    defaults = {by_variable[var]: value for var, value in DEMO_RUNTIME.items() if var not in os.environ}
-    return load(RuntimeSettings, defaults)
+    return load(RuntimeSettings, unset_only(DEMO_RUNTIME))
 
 
 def target(data: Path) -> Target:
@@ -119,18 +124,19 @@ def dev_settings(url: str, applier: ApplierSettings) -> Settings:
         runtime=runtime_settings(),
         nats=nats,
         topology=load(TopologySettings),
-        worker=load(WorkerSettings),
+        worker=load(WorkerSettings, unset_only(DEV_WORKER)),
         applier=applier,
     )
 
 
-def banner(url: str, data: Path, where: Target) -> str:
+def banner(url: str, data: Path, where: Target, health: str) -> str:
     return "\n".join(
         [
             "",
             "sandboxd dev is running.",
             f"  NATS     {url}  (data in {data / 'nats'})",
             f"  Applier  {where.describe}",
+            f"  Health   {health}/readyz  (and /healthz, /metrics)",
             "",
             "Try it from another terminal:",
             f"  export NATS_URL={url}",
@@ -175,12 +181,14 @@ async def run_dev(args: argparse.Namespace, server: NatsServer) -> int:
         async def announce() -> None:
             if not await wait_ready(service):
                 raise BrokerUnavailable(f"the service did not become ready within {READY_TIMEOUT_S:g}s")
-            print(banner(server.url, data, where), flush=True)
+            health = service.settings.worker.health_host
+            port = service.endpoint.port if service.endpoint is not None else service.settings.worker.health_port
+            print(banner(server.url, data, where, f"http://{health}:{port}"), flush=True)
             if args.demo:
                 await publish_demo(service)
 
         tg.start_soon(announce, name="announce")
-        result = await serve(service, stop=stop)
+        result = await serve(service.run, connected=lambda: service.health.connected, stop=stop)
         tg.cancel_scope.cancel()
     return result
 

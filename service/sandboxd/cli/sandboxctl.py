@@ -15,7 +15,6 @@ This module parses arguments and dispatches to ``cli.actions``; errors end as on
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
@@ -29,6 +28,7 @@ from sandboxd.cli.exits import finish
 from sandboxd.cli.output import FORMATS
 from sandboxd.cli.signals import until_interrupted
 from sandboxd.naming import is_sandbox_id
+from sandboxd.telemetry import logs
 
 PROG = "sandboxctl"
 Action = Callable[[argparse.Namespace, JetStreamContext], Awaitable[int]]
@@ -125,9 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check(parser, args)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.ERROR, format=f"{PROG}: %(levelname)s %(message)s"
-    )
+    logs.configure(default_format="text", level="INFO" if args.verbose else "ERROR")
     return finish(PROG, partial(run, args))
 
 

@@ -3,12 +3,14 @@
     sandboxd run      production: settings from the environment, the applier SANDBOXD_APPLIER names,
                       until SIGTERM/SIGINT (drains in-flight work; a second signal exits at once)
     sandboxd init     create or update the streams, buckets and consumers, then exit (pre-provisioning)
+    sandboxd scaler   the sibling idle scaler: carries out sandbox.scale.* commands on the StatefulSets
     sandboxd dev      everything on one machine: an embedded nats-server, the GitOps applier into a local
                       repository, demo settings (see ``cli.dev``)
 
 Thin on purpose: settings come from ``sandboxd.settings``, the applier from ``sandboxd.app.appliers``, the
-service from ``sandboxd.app.service``. Exit codes: 0 after a clean stop, 1 for an error (one line on stderr),
-2 for a usage error, 130 when a second signal cut the drain short.
+service from ``sandboxd.app.service``, the scaler from ``sandboxd.app.scaler``. Logs are JSON lines on stderr
+unless ``SANDBOXD_LOG_FORMAT=text`` (``dev`` defaults to text). Exit codes: 0 after a clean stop, 1 for an
+error (one line on stderr), 2 for a usage error, 130 when a second signal cut the drain short.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from functools import partial
 
 from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.app.appliers import build_applier
+from sandboxd.app.scaler import ScalerConfig, ScalerProcess
 from sandboxd.app.service import Service
 from sandboxd.cli import dev
 from sandboxd.cli.connection import add_connection_flags, connected, nats_settings
@@ -28,6 +31,7 @@ from sandboxd.cli.exits import OK, finish
 from sandboxd.cli.serving import configure_logging, serve
 from sandboxd.render import render
 from sandboxd.settings import TopologySettings, load, load_settings
+from sandboxd.telemetry import logs
 
 PROG = "sandboxd"
 log = logging.getLogger("sandboxd")
@@ -35,9 +39,18 @@ log = logging.getLogger("sandboxd")
 
 async def run_command(args: argparse.Namespace) -> int:
     settings = load_settings()
+    logs.redact(logs.known_secrets(settings))
     applier = await build_applier(settings.applier)
     log.info("starting: applier %s, NATS %s", settings.applier.kind, settings.nats.url)
-    return await serve(Service(settings, applier=applier, render=render))
+    service = Service(settings, applier=applier, render=render)
+    return await serve(service.run, connected=lambda: service.health.connected)
+
+
+async def scaler_command(args: argparse.Namespace) -> int:
+    config = ScalerConfig.from_environment()
+    logs.redact(logs.known_secrets(config))
+    scaler = ScalerProcess(config)
+    return await serve(scaler.run, connected=lambda: scaler.disposition is not None)
 
 
 async def init_command(args: argparse.Namespace) -> int:
@@ -62,13 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_connection_flags(init)
     init.set_defaults(handler=init_command)
+    scaler = commands.add_parser(
+        "scaler", help="run the idle scaler (settings from the environment)", description="Run the idle scaler."
+    )
+    scaler.set_defaults(handler=scaler_command)
     dev.add_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(args.verbose)
+    configure_logging(verbose=args.verbose, default_format="text" if args.command == "dev" else "json")
     return finish(PROG, partial(args.handler, args))
 
 

@@ -1,13 +1,16 @@
-"""``sandboxd run`` and ``sandboxd init`` as processes: start-up errors name the variable, init provisions."""
+"""``sandboxd run``, ``init``, ``scaler`` and ``dev`` as processes: start-up errors are one line naming what is
+missing, init provisions, dev runs everything on one machine and Ctrl-C stops all of it."""
 
 from __future__ import annotations
 
 import signal
+import socket
+import subprocess
 from pathlib import Path
 
 import anyio
 import pytest
-from sandboxd_processes import SANDBOXD, Services, clean_env, service_env, wait_converged, wait_fetching
+from sandboxd_processes import SANDBOXD, Services, clean_env, ctl, service_env, wait_converged, wait_fetching
 from sandboxd_processes import Expectation as Want
 
 from sandboxd import naming
@@ -79,3 +82,51 @@ async def test_run_reconciles_and_stops_cleanly_on_sigterm(fresh_nats_server: Na
         services.stop_all()
     log = service.output()
     assert "SIGTERM: draining" in log and "Traceback" not in log
+
+
+async def test_scaler_without_a_cluster_is_one_line(tmp_path: Path) -> None:
+    env = clean_env(NATS_URL=f"nats://127.0.0.1:{free_port()}", HOME=str(tmp_path))
+    env.pop("KUBECONFIG", None)
+    code, _, stderr = await run("scaler", env=env)
+    assert code == 1
+    assert stderr.strip().splitlines()[-1].startswith("sandboxd: error: SANDBOXD_APPLIER=kubernetes needs KUBECONFIG")
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.git
+async def test_dev_runs_everything_and_ctrl_c_stops_it_cleanly(tmp_path: Path) -> None:
+    """``sandboxd dev --demo``: the banner's commands work, the demo lands in git, Ctrl-C exits 0."""
+    data, out = tmp_path / "dev", tmp_path / "dev.out"
+    env = clean_env(SANDBOXD_LOG_FORMAT="text")
+    with out.open("wb") as sink:
+        dev = await anyio.open_process(
+            [*SANDBOXD, "dev", "--data", str(data), "--demo"], stdout=sink, stderr=subprocess.STDOUT, env=env
+        )
+    try:
+        with anyio.fail_after(60):
+            while "demo: published" not in out.read_text():
+                assert dev.returncode is None, out.read_text()
+                await anyio.sleep(0.1)
+        banner = out.read_text()
+        url = banner.split("export NATS_URL=")[1].split()[0]
+        assert f"git --git-dir {data / 'gitops.git'} log --stat" in banner
+        async with client(url) as c:
+            status = await c.wait_status("demo", lambda s: s.observed_generation == 1, timeout=30)
+        assert status.namespace == "sandbox-demo-at-example-com"
+        listed = await ctl("status", url=url)
+        assert listed.returncode == 0 and "demo" in listed.stdout
+        log = await anyio.run_process(["git", "--git-dir", str(data / "gitops.git"), "log", "--oneline"])
+        assert "sandboxd: reconcile sandbox demo generation 1" in log.stdout.decode()
+
+        dev.send_signal(signal.SIGINT)
+        with anyio.fail_after(30):
+            code = await dev.wait()
+    finally:
+        if dev.returncode is None:
+            dev.kill()
+        await dev.aclose()
+    assert code == 0, out.read_text()
+    port = int(url.rsplit(":", 1)[1])
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        pass  # nats-server is gone too
+    assert "Traceback" not in out.read_text()
