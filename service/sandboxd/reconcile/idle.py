@@ -21,7 +21,7 @@ The rules (upstream §7, with G8 and the missing scale-up fixed):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -86,6 +86,17 @@ class ActivityBook:
 
     def latest(self, sandbox_id: str) -> ActivityReport | None:
         return self._latest.get(sandbox_id)
+
+    def prune(self, *, keep: Container[str], before: datetime) -> int:
+        """Forget reports of sandboxes not in ``keep`` whose activity is older than ``before``; how many.
+
+        A report older than a sandbox's own creation never matters (its last accepted event is newer), so
+        this only bounds memory against ids that come and go.
+        """
+        gone = [sid for sid, r in self._latest.items() if r.last_activity_at < before and sid not in keep]
+        for sandbox_id in gone:
+            del self._latest[sandbox_id]
+        return len(gone)
 
     def __len__(self) -> int:
         return len(self._latest)
@@ -306,9 +317,11 @@ async def execute_scale(
     """Carry out one command if it is still current, then make sure no newer decision was overtaken.
 
     The replica count comes from the desired state the command names (so it is what the renderer renders). A
-    command older than the desired state is skipped. After patching, the desired state is read again: when a
-    newer generation appeared meanwhile (a resume reconciled while this patch was in flight), the count it
-    asks for is patched too, so a late command never leaves the workload at the wrong size.
+    command older than the desired state is skipped, and so is one issued before the desired state was
+    accepted (it was meant for an earlier sandbox of the same id); one ahead of what could be read is retried.
+    After patching, the desired state is read again: when a newer generation appeared meanwhile (a resume
+    reconciled while this patch was in flight), the count it asks for is patched too, so a late command never
+    leaves the workload at the wrong size.
     """
     key = naming.desired_key(command.sandbox_id)
     stored = await desired.get(key)
@@ -316,6 +329,8 @@ async def execute_scale(
         return ScaleResult(ScaleOutcome.GONE)
     if stored.value.generation > command.generation:
         return ScaleResult(ScaleOutcome.STALE)
+    if stored.value.generation < command.generation and command.issued_at < stored.value.accepted_at:
+        return ScaleResult(ScaleOutcome.STALE)  # from a sandbox of the same id that was deleted since
     if stored.value.generation < command.generation:
         raise StoreConflict(
             f"desired state of {command.sandbox_id} is at generation {stored.value.generation}, behind the "

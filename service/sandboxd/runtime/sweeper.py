@@ -156,6 +156,7 @@ class Sweeper:
             if report is not None and (written is None or report.last_activity_at - written >= resolution):
                 plan.activity.append((sandbox_id, report.last_activity_at))
         self._looks, self._noted = looks, noted
+        self._activity.prune(keep=looks, before=now - timedelta(minutes=default))
         return plan
 
     async def _guarded(self, sandbox_id: str, step: Awaitable[object]) -> None:

@@ -198,3 +198,13 @@ def test_noted_status_never_moves_activity_backwards() -> None:
     assert reasoned.idle_reason == "Suspended" and reasoned.updated_at == T0 + minutes(9)
     cleared = idle.noted(reasoned, sandbox_id="sb-1", now=T0 + minutes(10), reason=None, set_reason=True)
     assert cleared.idle_reason is None
+
+
+def test_reports_of_unknown_sandboxes_are_forgotten_once_they_cannot_matter() -> None:
+    book = ActivityBook(ready=True)
+    book.record("sb-known", report(T0))
+    book.record("sb-gone", report(T0))
+    book.record("sb-new", report(T0 + minutes(50)))  # its create may not have been seen yet
+    assert book.prune(keep={"sb-known"}, before=T0 + minutes(30)) == 1
+    assert book.latest("sb-gone") is None
+    assert book.latest("sb-known") is not None and book.latest("sb-new") is not None

@@ -88,6 +88,15 @@ async def test_a_command_ahead_of_the_desired_state_is_retried() -> None:
         await execute_scale(command, desired=await stored(state), target=FakeStatefulSets({NS: 2}))
 
 
+async def test_a_command_for_an_earlier_sandbox_of_the_same_id_is_skipped() -> None:
+    old = went_idle(desired(email="ceo@acme.com", generation=6))
+    command = idle.scale_command(old, Action.IDLE, now=T0 + minutes(30))
+    recreated = desired(email="ceo@acme.com", generation=1, accepted_at=T0 + minutes(60))
+    target = FakeStatefulSets({NS: 2})
+    result = await execute_scale(command, desired=await stored(recreated), target=target)
+    assert result.outcome is ScaleOutcome.STALE and target.patches == []
+
+
 async def test_gone_sandboxes_and_statefulsets_are_not_scaled() -> None:
     """Upstream case 6 (not a sandbox's StatefulSet: untouched) and NotFound-is-success."""
     state = went_idle(desired(email="ceo@acme.com"))
