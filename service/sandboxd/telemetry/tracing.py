@@ -95,6 +95,23 @@ def install(provider: TracerProvider) -> bool:
     return True
 
 
+@contextmanager
+def command_tracing() -> Iterator[None]:
+    """Tracing for a short-lived publisher (``sandboxctl``), process-wide for the block, flushed at its end.
+
+    Spans are recorded even with no exporter, so every publish (``publish_event``) carries a fresh
+    ``traceparent`` the service's spans and logs join; with an OTLP endpoint set they are exported too.
+    """
+    provider = tracer_provider_from_environment(record_without_exporter=True)
+    if provider is None or not install(provider):
+        yield
+        return
+    try:
+        yield
+    finally:
+        provider.shutdown()
+
+
 # --- W3C trace context in NATS headers ----------------------------------------------------------------------
 
 

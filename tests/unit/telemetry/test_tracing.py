@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
 
 import pytest
@@ -236,3 +240,16 @@ def test_with_tracing_off_the_span_helpers_do_nothing() -> None:
     ) as reconcile:
         assert stage is None and reconcile is None
         tracing.fail(reconcile, "X", "y")
+
+
+def test_command_tracing_gives_every_publish_a_traceparent() -> None:
+    # In a subprocess: it installs a process-wide provider, which would leak into the other tests.
+    script = (
+        "from sandboxd.telemetry import tracing\n"
+        "with tracing.command_tracing():\n"
+        "    with tracing.sending('sandbox.create.sb-1', message_id='e1') as headers:\n"
+        "        print(headers.get('traceparent', 'none'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[0-3]\n", done.stdout), done.stdout + done.stderr
