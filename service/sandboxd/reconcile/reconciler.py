@@ -46,6 +46,9 @@ class Outcome:
     generation: int = 0
     error: SandboxdError | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: The desired state moved while this pass ran (another replica's intake): run one more pass, so a slow,
+    #: older pass can never be the last word on what is applied.
+    again: bool = False
 
 
 def workload_of(desired: DesiredState) -> Workload:
@@ -144,7 +147,7 @@ class Reconciler:
             watch.lap("render")
             if desired.lifecycle is Lifecycle.DELETED:
                 return await self._delete(desired, revision, rendered, watch)
-            return await self._apply(desired, rendered, watch)
+            return await self._apply(desired, revision, rendered, watch)
         except (PermanentError, RetryableError) as exc:
             error: SandboxdError = exc
         retryable = isinstance(error, RetryableError)
@@ -177,7 +180,9 @@ class Reconciler:
             self._rendered.put(key, rendered)
         return rendered
 
-    async def _apply(self, desired: DesiredState, rendered: RenderedSandbox, watch: _Stopwatch) -> Outcome:
+    async def _apply(
+        self, desired: DesiredState, revision: int, rendered: RenderedSandbox, watch: _Stopwatch
+    ) -> Outcome:
         with self._calling_applier("apply"):
             result = await self._applier.apply(rendered, generation=desired.generation)
         watch.lap("apply")
@@ -199,7 +204,9 @@ class Reconciler:
         with tracing.stage(self._tracer, "write status"):
             await self._status.write(desired.sandbox_id, transition)
         watch.lap("status")
-        return Outcome(Result.DONE, desired.generation, timings_ms=watch.timings)
+        latest = await self._desired.get(naming.desired_key(desired.sandbox_id))
+        moved = latest is None or latest.revision != revision
+        return Outcome(Result.DONE, desired.generation, timings_ms=watch.timings, again=moved)
 
     async def _delete(
         self, desired: DesiredState, revision: int, rendered: RenderedSandbox, watch: _Stopwatch
@@ -217,8 +224,8 @@ class Reconciler:
         try:
             # Only if no newer event arrived meanwhile (a create right after a delete must survive).
             await self._desired.delete(naming.desired_key(desired.sandbox_id), revision=revision)
-        except RetryableError:
-            return Outcome(Result.DONE, desired.generation, timings_ms=watch.timings)
+        except RetryableError:  # a newer event arrived during the deletion: reconcile it
+            return Outcome(Result.DONE, desired.generation, timings_ms=watch.timings, again=True)
         watch.lap("status")
         return Outcome(Result.DONE, desired.generation, timings_ms=watch.timings)
 

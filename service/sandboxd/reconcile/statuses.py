@@ -99,7 +99,10 @@ def applied(
     timings_ms: Mapping[str, float],
     now: datetime,
 ) -> SandboxStatus:
-    """A reconcile applied the desired state."""
+    """A reconcile applied the desired state (never over a record of a newer generation: that pass is stale,
+    and the reconciler runs again)."""
+    if previous is not None and previous.observed_generation > desired.generation:
+        return previous
     status = _base(previous, desired.sandbox_id, now)
     generation = desired.generation
     phase, ready_status, ready_reason, ready_message = _phase_for(desired, replicas=replicas, ready=ready)

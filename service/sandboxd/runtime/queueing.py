@@ -169,6 +169,7 @@ class KeyedQueue:
             batch, state.in_flight = state.in_flight, []
             if outcome.result is Result.DONE:
                 state.failures = 0
+                state.kicked = state.kicked or outcome.again
                 await self._disposition.done(batch)
                 continue
             if outcome.result is Result.FAILED:
