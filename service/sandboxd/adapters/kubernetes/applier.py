@@ -2,9 +2,10 @@
 
 ``apply`` is three steps:
 
-1. **inventory**: list the sandbox's live objects (label selector ``openova.io/sandbox=<id>,
-   openova.io/managed-by=catalyst``, metadata only) of every namespaced kind in its namespace, and read the
-   Namespace, then apply the Namespace: it must exist before anything in it;
+1. **namespace and inventory**: read the Namespace. If it exists, apply it while listing the sandbox's live
+   objects (label selector ``openova.io/sandbox=<id>,openova.io/managed-by=catalyst``, metadata only) of every
+   namespaced kind in it; if not, the sandbox is new, nothing of it can exist, and only the Namespace is applied.
+   Either way the Namespace exists before anything is applied in it;
 2. **apply** every other object, at most ``apply_concurrency`` at once: server-side apply with one field manager
    and ``force`` (this reconciler is the source of truth: a field another manager took, e.g. ``kubectl scale``
    setting ``spec.replicas``, is taken back on the next pass and the other manager's claim on it is dropped);
@@ -68,6 +69,7 @@ from sandboxd.settings.service import ApplierSettings
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 #: Kinds a retained delete removes first: their pods stop using the config and volumes before those go.
 WORKLOADS: Final = frozenset({"StatefulSet", "Deployment"})
@@ -156,23 +158,19 @@ class KubernetesApplier:
         namespace, rest = _plan(sandbox)
         before: dict[Key, str] = {}
         live: list[Live] = []
-        namespace_out: list[Object] = []
-
-        async def namespace_first() -> None:
-            current = await self.transport.get(NAMESPACE.item(sandbox.namespace))
-            if current is not None:
-                before[_key(namespace)] = _resource_version(current)
-            namespace_out.append(await self._apply_one(namespace))
-
-        async def inventory() -> None:
-            live.extend(await self._inventory(sandbox, NAMESPACED))
-
-        await _gather([namespace_first, inventory], 2)
+        current = await self.transport.get(NAMESPACE.item(sandbox.namespace))
+        if current is None:  # a new sandbox: nothing of it can exist yet, no inventory to take
+            namespace_out = await self._apply_one(namespace)
+        else:
+            before[_key(namespace)] = _resource_version(current)
+            namespace_out, live = await _both(
+                partial(self._apply_one, namespace), partial(self._inventory, sandbox, NAMESPACED)
+            )
         before.update({item.key: item.resource_version for item in live})
         applied = await _gather([partial(self._apply_one, m) for m in rest], self.apply_concurrency)
         after = {
             _key(m): _resource_version(out)
-            for m, out in zip((namespace, *rest), [*namespace_out, *applied], strict=True)
+            for m, out in zip((namespace, *rest), [namespace_out, *applied], strict=True)
         }
         pruned = await self._prune(live, rendered=set(after))
         return ApplyResult(
@@ -385,6 +383,17 @@ def _require_owned(namespace: Mapping[str, Any], sandbox: RenderedSandbox) -> No
             f"namespace {sandbox.namespace} is not sandbox {sandbox.sandbox_id}'s "
             f"(labels {SANDBOX_LABEL}={sandbox_label!r}, {labels.MANAGED_BY}={manager!r}); not purging it"
         )
+
+
+async def _both(first: Callable[[], Awaitable[T]], second: Callable[[], Awaitable[U]]) -> tuple[T, U]:
+    """``first()`` and ``second()`` at once, with ``_gather``'s error rule."""
+    results: dict[int, Any] = {}
+
+    async def run(index: int, call: Callable[[], Awaitable[Any]]) -> None:
+        results[index] = await call()
+
+    await _gather([partial(run, 0, first), partial(run, 1, second)], 2)
+    return results[0], results[1]
 
 
 async def _gather(calls: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
