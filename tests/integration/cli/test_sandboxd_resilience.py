@@ -151,12 +151,6 @@ async def test_two_services_on_one_consumer_converge_on_interleaved_updates(
 
 
 @pytest.mark.git
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race, reported: a slow, older reconcile pass in one replica can write its apply and status after "
-    "a newer pass in another replica, and nothing re-checks the desired state afterwards, so the sandbox stays at "
-    "the older generation until the next resync (SANDBOXD_RESYNC_SECONDS, 600 s by default)",
-)
 async def test_two_services_with_slow_gitops_applies_converge(fresh_nats_server: NatsServer, tmp_path: Path) -> None:
     """The race above made likely: three replicas, a few sandboxes, many updates, ~300 ms GitOps applies."""
     repo = tmp_path / "gitops.git"
