@@ -1,6 +1,6 @@
 """What each ``sandboxctl`` command does once its arguments are parsed: publish, read, watch, replay.
 
-Each action takes the parsed arguments and an open JetStream context, prints to stdout, and returns the exit
+Each action takes the parsed arguments and an open NATS connection, prints to stdout, and returns the exit
 code; failures raise (``cli.exits`` prints them as one line). Publishing goes through the JetStream adapter's
 ``publish_event`` (the CloudEvents id as ``Nats-Msg-Id``), so a re-published event is deduplicated.
 """
@@ -12,6 +12,7 @@ import json
 from contextlib import aclosing
 from typing import Any
 
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from sandboxd import naming
@@ -19,6 +20,7 @@ from sandboxd.adapters.jetstream.publishing import publish_event
 from sandboxd.cli import deadletters, output, projection
 from sandboxd.cli.events import build_event, checked_spec, spec_from_file, spec_from_flags
 from sandboxd.cli.exits import OK
+from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.status import SandboxStatus
 
 
@@ -33,7 +35,7 @@ def _formatted(data: Any, fmt: str) -> str:
 # --- publishing ---------------------------------------------------------------------------------------------
 
 
-async def publish(args: argparse.Namespace, js: JetStreamContext) -> int:
+async def publish(args: argparse.Namespace, nc: Client) -> int:
     verb: str = args.command
     data: dict[str, Any] | None
     if verb in ("create", "update"):
@@ -44,7 +46,10 @@ async def publish(args: argparse.Namespace, js: JetStreamContext) -> int:
     else:
         data = {"reason": args.reason} if getattr(args, "reason", None) else None
     event = build_event(verb, args.id, data, event_id=args.event_id)
-    sequence, duplicate = await publish_event(js, event)
+    try:
+        sequence, duplicate = await publish_event(nc.jetstream(), event)
+    except BrokerUnavailable as exc:
+        raise BrokerUnavailable(f"{exc.message} (is the topology provisioned? run `sandboxd init`)") from exc
     subject = naming.event_subject(verb, args.id)
     if duplicate:
         _print(f"{subject}: duplicate of stream sequence {sequence} (event id {event.id} was already published)")
@@ -56,8 +61,8 @@ async def publish(args: argparse.Namespace, js: JetStreamContext) -> int:
 # --- reading the projection ---------------------------------------------------------------------------------
 
 
-async def status(args: argparse.Namespace, js: JetStreamContext) -> int:
-    now = output.now_utc()
+async def status(args: argparse.Namespace, nc: Client) -> int:
+    js, now = nc.jetstream(), output.now_utc()
     if args.id:
         one = await projection.get_status(js, args.id)
         if args.output == "table":
@@ -73,11 +78,12 @@ async def status(args: argparse.Namespace, js: JetStreamContext) -> int:
     return OK
 
 
-async def watch(args: argparse.Namespace, js: JetStreamContext) -> int:
+async def watch(args: argparse.Namespace, nc: Client) -> int:
     """The current state (a table, or JSON lines), then one line per change until interrupted."""
     initial: list[SandboxStatus] = []
     live = False
-    async with aclosing(projection.watch_statuses(js, args.id)) as changes:
+    watching = projection.watch_statuses(nc.jetstream(), args.id, closed=lambda: nc.is_closed)
+    async with aclosing(watching) as changes:
         async for change in changes:
             if change is None:
                 if not live:
@@ -117,8 +123,8 @@ def _show_initial(initial: list[SandboxStatus], args: argparse.Namespace) -> Non
 # --- dead letters -------------------------------------------------------------------------------------------
 
 
-async def dlq(args: argparse.Namespace, js: JetStreamContext) -> int:
-    now = output.now_utc()
+async def dlq(args: argparse.Namespace, nc: Client) -> int:
+    js, now = nc.jetstream(), output.now_utc()
     if args.dlq_command == "list":
         letters = await deadletters.list_dead_letters(js)
         if args.output == "table":

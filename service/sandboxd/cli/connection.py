@@ -4,9 +4,9 @@ A flag wins over its environment variable (``NATS_URL``, ``NATS_USER``, ...), wh
 for whatever the flags leave out. Secrets given as files (``--nkey-seed-file``, ``--creds``) are read here or by
 nats-py, never echoed.
 
-A command connects once with ``connected``: no reconnects, and a deadline, so an unreachable server is one
-line of error after ``--connect-timeout`` seconds instead of a hang (nats-py keeps retrying the first connect
-for as long as the service's reconnect policy allows).
+A command connects once with ``connected``, under a deadline, so an unreachable server is one line of error
+after ``--connect-timeout`` seconds instead of a hang (nats-py keeps retrying the first connect for as long as
+the service's reconnect policy allows, i.e. forever); only ``watch`` reconnects after a later outage.
 """
 
 from __future__ import annotations
@@ -77,11 +77,16 @@ def read_secret_file(path: str, *, what: str) -> str:
 
 
 @asynccontextmanager
-async def connected(settings: NatsSettings, *, timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> AsyncIterator[Client]:
-    """One connection for one command: no reconnects, bounded by ``timeout``, closed at the end."""
+async def connected(
+    settings: NatsSettings, *, timeout: float = DEFAULT_CONNECT_TIMEOUT_S, reconnect: bool = False
+) -> AsyncIterator[Client]:
+    """One connection for one command, the first connect bounded by ``timeout``, closed at the end.
+
+    ``reconnect``: keep reconnecting after a later outage (``watch``); otherwise the connection closes on it.
+    """
     try:
         with anyio.fail_after(timeout):
-            nc = await connect(settings, allow_reconnect=False)
+            nc = await connect(settings, allow_reconnect=reconnect)
     except TimeoutError as exc:
         raise BrokerUnavailable(
             f"cannot connect to NATS at {settings.url} within {timeout:g}s "

@@ -9,7 +9,7 @@ Read-only: nothing here writes the bucket (only reconcilers do).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -26,6 +26,7 @@ from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.status import SandboxStatus
 
 LIST_TIMEOUT_S = 30.0
+CLOSED_CHECK_S = 1.0  # how often a quiet watch checks that its connection still lives, s
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,24 +63,40 @@ async def get_status(js: JetStreamContext, sandbox_id: str) -> SandboxStatus:
 async def list_statuses(js: JetStreamContext, *, timeout: float = LIST_TIMEOUT_S) -> list[SandboxStatus]:
     """Every sandbox's latest status, sorted by id."""
     found: dict[str, SandboxStatus] = {}
-    with anyio.fail_after(timeout):
-        async with aclosing(watch_statuses(js, None)) as changes:
-            async for change in changes:
-                if change is None:
-                    break
-                if change.status is None:
-                    found.pop(change.sandbox_id, None)
-                else:
-                    found[change.sandbox_id] = change.status
+    try:
+        with anyio.fail_after(timeout):
+            async with aclosing(watch_statuses(js, None)) as changes:
+                async for change in changes:
+                    if change is None:
+                        break
+                    if change.status is None:
+                        found.pop(change.sandbox_id, None)
+                    else:
+                        found[change.sandbox_id] = change.status
+    except TimeoutError as exc:
+        raise BrokerUnavailable(f"reading the {naming.STATUS_BUCKET} bucket took longer than {timeout:g}s") from exc
     return [found[key] for key in sorted(found)]
 
 
-async def watch_statuses(js: JetStreamContext, sandbox_id: str | None) -> AsyncGenerator[Change | None, None]:
-    """Changes of one sandbox (or all): the current state, a ``None`` marker, then live changes, forever."""
+async def watch_statuses(
+    js: JetStreamContext, sandbox_id: str | None, *, closed: Callable[[], bool] = lambda: False
+) -> AsyncGenerator[Change | None, None]:
+    """Changes of one sandbox (or all): the current state, a ``None`` marker, then live changes.
+
+    Runs until the caller stops iterating, or ``closed()`` says the connection is gone for good
+    (``BrokerUnavailable``). Across a reconnect the watch resumes by itself (nats-py recreates its ordered
+    consumer after missed heartbeats, 10-20 s).
+    """
     kv = await status_bucket(js)
     watcher = await kv.watch(naming.status_key(sandbox_id) if sandbox_id else ">")
     try:
-        async for entry in watcher:
+        while True:
+            try:
+                entry = await watcher.updates(timeout=CLOSED_CHECK_S)  # type: ignore[no-untyped-call]
+            except nats.errors.TimeoutError:
+                if closed():
+                    raise BrokerUnavailable("the connection to NATS closed; the watch ended") from None
+                continue
             if entry is None:
                 yield None
                 continue

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
-from nats.js import JetStreamContext
+from nats.aio.client import Client
 
 from sandboxd.cli import actions
 from sandboxd.cli.connection import add_connection_flags, connected, nats_settings
@@ -31,7 +31,7 @@ from sandboxd.naming import is_sandbox_id
 from sandboxd.telemetry import logs
 
 PROG = "sandboxctl"
-Action = Callable[[argparse.Namespace, JetStreamContext], Awaitable[int]]
+Action = Callable[[argparse.Namespace, Client], Awaitable[int]]
 
 
 def sandbox_id(text: str) -> str:
@@ -113,9 +113,10 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     settings = nats_settings(args, client_name=PROG)
-    async with connected(settings, timeout=args.connect_timeout) as nc:
-        body = partial(args.action, args, nc.jetstream())
-        if args.command == "watch":
+    watching = args.command == "watch"  # a watch outlives server restarts; other commands fail fast
+    async with connected(settings, timeout=args.connect_timeout, reconnect=watching) as nc:
+        body = partial(args.action, args, nc)
+        if watching:
             return await until_interrupted(body)
         result: int = await body()
         return result
