@@ -38,14 +38,14 @@ def files(settings: TopologySettings | None = None) -> dict[str, str]:
     """Relative path -> content of every generated file."""
     settings = settings or TopologySettings()
     out: dict[str, str] = {}
-    for config in topology.stream_configs(settings):
-        out[f"streams/{config.name}.json"] = _json(config.as_dict())
+    for stream_config in topology.stream_configs(settings):
+        out[f"streams/{stream_config.name}.json"] = _json(stream_config.as_dict())
     consumers = (
         (naming.EVENTS_STREAM, topology.consumer_config(settings)),
         (naming.SCALE_STREAM, topology.scale_consumer_config(settings)),
     )
-    for stream, config in consumers:
-        out[f"consumers/{stream}.{config.durable_name}.json"] = _json(config.as_dict())
+    for stream, consumer_config in consumers:
+        out[f"consumers/{stream}.{consumer_config.durable_name}.json"] = _json(consumer_config.as_dict())
     buckets = {
         name: {**spec, "replicas": settings.replicas, "storage": "file", "direct": True}
         for name, spec in BUCKETS.items()
