@@ -27,6 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,7 @@ async def plain_apply(api: ApiClient, sandbox: RenderedSandbox, apply_concurrenc
 
     namespace, *rest = sandbox.manifests
     await one(namespace)
-    await bounded([lambda m=m: one(m) for m in rest], apply_concurrency)
+    await bounded([partial(one, m) for m in rest], apply_concurrency)
 
 
 async def timed(calls: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> float:
@@ -106,13 +107,13 @@ async def timed(calls: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> fl
 async def plain_run(kubeconfig: Path, batch: list[RenderedSandbox], *, concurrency: int, per_sandbox: int) -> float:
     api = await kube_config.new_client_from_config(config_file=str(kubeconfig))
     try:
-        return await timed([lambda s=s: plain_apply(api, s, per_sandbox) for s in batch], concurrency)
+        return await timed([partial(plain_apply, api, s, per_sandbox) for s in batch], concurrency)
     finally:
         await api.close()
 
 
 async def applier_run(applier: KubernetesApplier, batch: list[RenderedSandbox], *, concurrency: int) -> float:
-    return await timed([lambda s=s: applier.apply(s, generation=1) for s in batch], concurrency)
+    return await timed([partial(applier.apply, s, generation=1) for s in batch], concurrency)
 
 
 async def service_run(kubeconfig: Path, count: int, *, concurrency: int) -> float:

@@ -195,7 +195,7 @@ async def test_force_takes_a_field_back_from_another_manager(
     with pytest.raises(ApiException) as refused:
         await cluster.call("PATCH", path, theirs, content_type="application/apply-patch+yaml", fieldManager="kubectl")
     assert refused.value.status == 409
-    assert "sandboxd" in json.loads(refused.value.body)["message"]
+    assert "sandboxd" in json.loads(refused.value.body or b"{}")["message"]
 
     scaled = await cluster.merge_patch(path, {"spec": {"replicas": 5}}, manager="kubectl")
     assert scaled["spec"]["replicas"] == 5

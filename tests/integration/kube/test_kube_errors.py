@@ -48,6 +48,7 @@ def test_refusals_are_permanent_in_the_servers_words(code: int) -> None:
 @pytest.mark.parametrize("code", [401, 409, 429, 500, 502, 503, 504])
 def test_transient_answers_are_retryable_and_name_the_request(code: int) -> None:
     error = judged(code, "try later")
+    assert isinstance(error, ApplyUnavailable)
     assert type(error) is ApplyUnavailable
     assert error.message == f"{REQUEST}: HTTP {code}: try later"
     assert error.delay is None
@@ -55,8 +56,12 @@ def test_transient_answers_are_retryable_and_name_the_request(code: int) -> None
 
 @pytest.mark.parametrize("code", [429, 503])
 def test_retry_after_becomes_the_delay(code: int) -> None:
-    assert judged(code, headers={"Retry-After": "7"}).delay == 7.0
-    assert judged(code, headers={"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}).delay is None
+    seconds = judged(code, headers={"Retry-After": "7"})
+    date = judged(code, headers={"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"})
+    assert isinstance(seconds, ApplyUnavailable)
+    assert isinstance(date, ApplyUnavailable)
+    assert seconds.delay == 7.0
+    assert date.delay is None
 
 
 def test_gone_is_its_own_retryable_error() -> None:
@@ -75,7 +80,7 @@ def test_an_undeclared_field_is_permanent_despite_the_500() -> None:
 def test_a_terminating_namespace_is_retried_after_a_pause() -> None:
     message = 'configmaps "x" is forbidden: unable to create new content in namespace n because it is being terminated'
     error = judged(403, message, reason="Forbidden", causes=["NamespaceTerminating"])
-    assert type(error) is ApplyUnavailable
+    assert isinstance(error, ApplyUnavailable)
     assert error.delay == NAMESPACE_TERMINATING_DELAY_S
     assert type(judged(403, "forbidden", reason="Forbidden", causes=["FieldValueForbidden"])) is ApplyRejected
 
