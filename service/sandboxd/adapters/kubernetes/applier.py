@@ -49,6 +49,7 @@ from sandboxd.adapters.kubernetes.resources import (
     NAMESPACED,
     PERSISTENT_VOLUME_CLAIM,
     PTY_SERVER,
+    RESOURCES,
     SANDBOX_LABEL,
     STATEFUL_SET,
     Resource,
@@ -76,7 +77,7 @@ WORKLOADS: Final = frozenset({"StatefulSet", "Deployment"})
 #: Connections of the applier's pool: sandboxes reconciled at once × objects applied at once, roughly.
 DEFAULT_CONNECTIONS: Final = 64
 #: Connections of the watch pool: one long-lived watch per kind, and room to reconnect.
-WATCH_CONNECTIONS: Final = 2 * 12
+WATCH_CONNECTIONS: Final = 2 * len(RESOURCES)
 
 Key = tuple[str, str | None, str]  # kind, namespace, name
 
@@ -240,7 +241,7 @@ class KubernetesApplier:
         stale = [
             item
             for item in live
-            if item.key not in rendered and item.resource is not PERSISTENT_VOLUME_CLAIM and not item.deleting
+            if item.key not in rendered and item.resource.kind != PERSISTENT_VOLUME_CLAIM.kind and not item.deleting
         ]
         gone = await self._delete_all(stale)
         for item in gone:
