@@ -28,7 +28,7 @@ from sandboxd.cli.exits import finish
 from sandboxd.cli.output import FORMATS
 from sandboxd.cli.signals import until_interrupted
 from sandboxd.naming import is_sandbox_id
-from sandboxd.telemetry import logs
+from sandboxd.telemetry import logs, tracing
 
 PROG = "sandboxctl"
 Action = Callable[[argparse.Namespace, Client], Awaitable[int]]
@@ -112,6 +112,11 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
+    with tracing.command_tracing():  # every publish carries a traceparent the service's spans and logs join
+        return await _run(args)
+
+
+async def _run(args: argparse.Namespace) -> int:
     settings = nats_settings(args, client_name=PROG)
     watching = args.command == "watch"  # a watch outlives server restarts; other commands fail fast
     async with connected(settings, timeout=args.connect_timeout, reconnect=watching) as nc:

@@ -83,13 +83,17 @@ async def test_create_status_update_delete_round_trip(fresh_nats_server: NatsSer
 
 async def test_republishing_an_event_id_reports_the_duplicate(fresh_nats_server: NatsServer) -> None:
     url, sid = fresh_nats_server.url, unique_id()
-    async with running_service(service_settings(url), MemoryApplier()):
+    async with client(url) as c, running_service(service_settings(url), MemoryApplier()):
         flags = ("create", sid, "--email", "dup@acme.com", "--org", "acme", "--event-id", "evt-cli-1")
         first = await ctl(*flags, url=url)
         second = await ctl(*flags, url=url)
+        sequence = first.stdout.split("stream sequence ")[1].split()[0]
+        stored = await c.js.get_msg("SANDBOX_EVENTS", int(sequence))
     assert first.returncode == second.returncode == 0
-    sequence = first.stdout.split("stream sequence ")[1].split()[0]
     assert f"duplicate of stream sequence {sequence}" in second.stdout
+    headers = stored.headers or {}
+    assert headers["Nats-Msg-Id"] == "evt-cli-1"
+    assert headers["traceparent"].startswith("00-")  # the service's spans and logs join sandboxctl's trace
 
 
 async def test_dead_letters_are_listed_shown_and_replayed(fresh_nats_server: NatsServer) -> None:

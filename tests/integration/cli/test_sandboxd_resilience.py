@@ -152,7 +152,9 @@ async def test_two_services_on_one_consumer_converge_on_interleaved_updates(
 
 @pytest.mark.git
 async def test_two_services_with_slow_gitops_applies_converge(fresh_nats_server: NatsServer, tmp_path: Path) -> None:
-    """The race above made likely: three replicas, a few sandboxes, many updates, ~300 ms GitOps applies."""
+    """Three replicas, a few sandboxes, many updates and ~300 ms GitOps applies make a race likely: an older pass
+    in one replica finishing (apply, status) after a newer pass in another. The end state must still be the last
+    event's, in the status and in git, without waiting for a resync."""
     repo = tmp_path / "gitops.git"
     env = {"SANDBOXD_CONCURRENCY": "4", "SANDBOXD_APPLIER": "gitops", "SANDBOXD_GITOPS_REPO": str(repo)}
     services = Services(fresh_nats_server.url, tmp_path / "rendered", tmp_path, env)
