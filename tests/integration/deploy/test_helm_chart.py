@@ -281,24 +281,30 @@ def test_pods_run_non_root_read_only_without_capabilities(helm: Helm, component:
             assert set(volume) == {"name", "secret"}, volume
 
 
-@pytest.mark.parametrize("component", ["reconciler", "scaler"])
-def test_probes_and_metrics_use_the_health_port(helm: Helm, component: str) -> None:
+def test_reconciler_probes_and_metrics_use_the_health_port(helm: Helm) -> None:
     objects = helm.template(set_values={"health.port": 9091})
-    main = container(one(objects, "Deployment", component))
-    env = env_of(one(objects, "Deployment", component))
+    deployment = one(objects, "Deployment", "reconciler")
+    main = container(deployment)
 
-    assert env["SANDBOXD_HEALTH_PORT"]["value"] == "9091"
-    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
-    assert ports["health"] == 9091
+    assert env_of(deployment)["SANDBOXD_HEALTH_PORT"]["value"] == "9091"
+    assert main["ports"] == [{"name": "health", "containerPort": 9091, "protocol": "TCP"}]
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
-    service = one(objects, "Service", component)
-    target = service["spec"]["ports"][0]["targetPort"]
-    assert target in ports
-    if component == "reconciler":
-        assert target == "health"  # /metrics is served on the health port
-    else:
-        assert ports[target] == int(env["SANDBOXD_SCALER_METRICS_PORT"]["value"])
+    assert one(objects, "Service", "reconciler")["spec"]["ports"][0]["targetPort"] == "health"
+
+
+def test_scaler_probes_and_metrics_use_its_metrics_port(helm: Helm) -> None:
+    """`sandboxd scaler` serves /metrics on SANDBOXD_SCALER_METRICS_PORT and nothing else."""
+    objects = helm.template(set_values={"scaler.metricsPort": 9100})
+    deployment = one(objects, "Deployment", "scaler")
+    main = container(deployment)
+
+    assert env_of(deployment)["SANDBOXD_SCALER_METRICS_PORT"]["value"] == "9100"
+    assert "SANDBOXD_HEALTH_PORT" not in env_of(deployment)
+    assert main["ports"] == [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}]
+    assert main["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert one(objects, "Service", "scaler")["spec"]["ports"][0]["targetPort"] == "metrics"
 
 
 def test_service_monitor_scrapes_both_metrics_services(helm: Helm) -> None:
@@ -327,9 +333,12 @@ def test_every_service_setting_is_a_chart_value(helm: Helm) -> None:
         if name not in reconciler and name not in scaler
     )
     assert not missing, f"settings with no value in deploy/helm/sandboxd: {missing}"
+    # What `sandboxd scaler` reads (app.scaler.ScalerConfig): NATS, topology, its own group, backoff, the cluster.
     for group_name in ("NatsSettings", "TopologySettings", "ScalerSettings"):
         group = next(g for g in settings_groups() if g.__name__ == group_name)
         assert set(variables(group)) <= set(scaler), f"the scaler lacks {set(variables(group)) - set(scaler)}"
+    read = {"SANDBOXD_RETRY_BASE_SECONDS", "SANDBOXD_RETRY_CAP_SECONDS", "KUBECONFIG", "SANDBOXD_KUBE_CONTEXT"}
+    assert read <= set(scaler)
 
 
 def test_secrets_come_from_secret_references_only(helm: Helm) -> None:

@@ -208,12 +208,16 @@ Environment blocks. Values become strings exactly as the service parses them; se
   value: {{ include "sandboxd.num" $t.maxAckPending | quote }}
 {{- end }}
 
-{{/* The process: health endpoint, log level, drain bound. Call with (dict "Values" .Values "component" $c). */}}
-{{- define "sandboxd.env.process" -}}
+{{/* The reconciler's /healthz, /readyz and /metrics. */}}
+{{- define "sandboxd.env.health" -}}
 - name: SANDBOXD_HEALTH_PORT
   value: {{ include "sandboxd.num" .Values.health.port | quote }}
 - name: SANDBOXD_HEALTH_HOST
   value: {{ .Values.health.host | quote }}
+{{- end }}
+
+{{/* Log level and drain bound; both processes. Call with (dict "Values" .Values "component" $c). */}}
+{{- define "sandboxd.env.process" -}}
 - name: SANDBOXD_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
 - name: SANDBOXD_SHUTDOWN_GRACE_SECONDS
@@ -228,10 +232,15 @@ Environment blocks. Values become strings exactly as the service parses them; se
   value: {{ include "sandboxd.num" $w.resyncSeconds | quote }}
 - name: SANDBOXD_CATCH_UP_HOLD_SECONDS
   value: {{ include "sandboxd.num" $w.catchUpHoldSeconds | quote }}
+{{ include "sandboxd.env.retry" $w }}
+{{- end }}
+
+{{/* Retry backoff of failed work; both processes. Call with the component's values. */}}
+{{- define "sandboxd.env.retry" -}}
 - name: SANDBOXD_RETRY_BASE_SECONDS
-  value: {{ include "sandboxd.num" $w.retryBaseSeconds | quote }}
+  value: {{ include "sandboxd.num" .retryBaseSeconds | quote }}
 - name: SANDBOXD_RETRY_CAP_SECONDS
-  value: {{ include "sandboxd.num" $w.retryCapSeconds | quote }}
+  value: {{ include "sandboxd.num" .retryCapSeconds | quote }}
 {{- end }}
 
 {{/* Which cluster: unset KUBECONFIG means the pod's ServiceAccount. Both processes. */}}
