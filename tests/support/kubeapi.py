@@ -639,7 +639,7 @@ class KubeAPIServer:
             still = []
             for n in pending:
                 status, body = self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{n}")
-                conds = json.loads(body).get("status", {}).get("conditions", []) if status == 200 else []
+                conds = (json.loads(body).get("status") or {}).get("conditions") or [] if status == 200 else []
                 if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conds):
                     still.append(n)
             pending = still

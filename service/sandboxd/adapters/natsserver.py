@@ -70,7 +70,10 @@ class NatsServer:
         log = self.log_file or self.store_dir / "nats-server.log"
         args = [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
         with log.open("ab") as sink:
-            self._process = subprocess.Popen([*args, *self.extra_args], stdout=sink, stderr=subprocess.STDOUT)
+            # Its own session: a terminal Ctrl-C reaches the service, which drains before it stops the server.
+            self._process = subprocess.Popen(
+                [*args, *self.extra_args], stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

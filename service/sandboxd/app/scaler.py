@@ -108,9 +108,7 @@ def count(command: ScaleCommand, result: ScaleResult) -> None:
 
 
 def idle_settings_of(settings: Settings) -> IdleSettings:
-    """``settings.idle`` once the settings tree carries the group; until then, read from the environment."""
-    value = getattr(settings, "idle", None)
-    return value if isinstance(value, IdleSettings) else load(IdleSettings)
+    return settings.idle
 
 
 @dataclass

@@ -39,7 +39,13 @@ class Disposition:
         await self._settle(delivery.ack(), "ack")
 
     async def retry(self, deliveries: Iterable[Delivery], *, failures: int, error: SandboxdError) -> float:
-        """Nak with the per-sandbox backoff; returns the delay used (for triggers that have no delivery)."""
+        """Nak with the per-sandbox backoff; returns the delay used (for triggers that have no delivery).
+
+        A redelivered event remembers how often it failed (``num_delivered``) even when the queue forgot the
+        sandbox in between, so the delay keeps growing across redeliveries.
+        """
+        deliveries = list(deliveries)
+        failures = max([failures, *(d.num_delivered for d in deliveries)])
         delay = self._backoff.delay(failures, hint=getattr(error, "delay", None))
         self._metrics.retried(error.reason)
         for delivery in deliveries:

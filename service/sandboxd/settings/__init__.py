@@ -7,7 +7,7 @@ invalid value fails start-up with a ``ConfigurationError`` that names the variab
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -15,13 +15,16 @@ from pydantic import ValidationError
 from sandboxd.errors import ConfigurationError
 from sandboxd.settings.broker import NatsSettings, TopologySettings
 from sandboxd.settings.fields import Group
+from sandboxd.settings.idle import IdleSettings, ScalerSettings
 from sandboxd.settings.runtime import RuntimeSettings
 from sandboxd.settings.service import ApplierSettings, WorkerSettings
 
 __all__ = [
     "ApplierSettings",
+    "IdleSettings",
     "NatsSettings",
     "RuntimeSettings",
+    "ScalerSettings",
     "Settings",
     "TopologySettings",
     "WorkerSettings",
@@ -39,6 +42,7 @@ class Settings:
     topology: TopologySettings
     worker: WorkerSettings
     applier: ApplierSettings
+    idle: IdleSettings = field(default_factory=IdleSettings)
 
 
 def load(group: type[G], overrides: Mapping[str, Any] | None = None) -> G:
@@ -65,4 +69,5 @@ def load_settings() -> Settings:
         topology=load(TopologySettings),
         worker=load(WorkerSettings),
         applier=load(ApplierSettings),
+        idle=load(IdleSettings),
     )

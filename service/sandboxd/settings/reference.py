@@ -14,6 +14,7 @@ from pydantic_core import PydanticUndefined
 
 from sandboxd.settings.broker import NatsSettings, TopologySettings
 from sandboxd.settings.fields import Group
+from sandboxd.settings.idle import IdleSettings, ScalerSettings
 from sandboxd.settings.runtime import RuntimeSettings
 from sandboxd.settings.service import ApplierSettings, WorkerSettings
 
@@ -23,6 +24,8 @@ GROUPS: tuple[tuple[str, type[Group]], ...] = (
     ("JetStream topology", TopologySettings),
     ("Worker pool, retries and health", WorkerSettings),
     ("Applier (Kubernetes, GitOps, directory)", ApplierSettings),
+    ("Idle lifecycle: sweeper and prober", IdleSettings),
+    ("Sibling scaler (sandboxd scaler)", ScalerSettings),
 )
 
 

@@ -28,13 +28,14 @@ def tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
     return context
 
 
-def connect_options(settings: NatsSettings) -> dict[str, Any]:
+def connect_options(settings: NatsSettings, *, reconnect: bool = True) -> dict[str, Any]:
     """Keyword arguments for ``nats.connect``; pure, so tests can check what each setting turns into."""
     options: dict[str, Any] = {
         "servers": [url.strip() for url in settings.url.split(",") if url.strip()],
         "name": settings.name,
-        "max_reconnect_attempts": -1,
-        "reconnect_time_wait": 2,
+        # A service reconnects forever; a one-shot command (sandboxctl) gives up at once.
+        "max_reconnect_attempts": -1 if reconnect else 1,  # nats-py reads 0 as "forever"
+        "reconnect_time_wait": 2 if reconnect else 0.1,
         "ping_interval": 20,
         "max_outstanding_pings": 3,
         "connect_timeout": 5,
@@ -61,12 +62,12 @@ async def connect(settings: NatsSettings, *, allow_reconnect: bool = True) -> Cl
         log.warning("nats error: %s", exc.__class__.__name__, extra={"error": str(exc)})
 
     async def on_disconnect() -> None:
-        log.warning("nats disconnected")
+        log.info("nats disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats reconnected")
 
-    options = connect_options(settings)
+    options = connect_options(settings, reconnect=allow_reconnect)
     try:
         return await nats.connect(
             **options,
