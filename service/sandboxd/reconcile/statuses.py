@@ -155,6 +155,7 @@ def applied(
         applied_objects=list(objects),
         replicas=Replicas(desired=replicas, ready=ready or 0),
         idle_since=desired.idle_since,
+        idle_reason=status.idle_reason if idle else None,
         last_error=None,
         attempts=(status.attempts + 1) if same_generation else 1,
         timings_ms=dict(timings_ms),
