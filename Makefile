@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv run test test-fast test-nats-2.9 lint typecheck contracts bench bench-render kube-bins nats-debian clean
+.PHONY: venv run test test-fast test-nats-2.9 lint typecheck contracts nats-defs bench bench-render bench-kube bench-sweep kube-bins helm-bin nats-debian clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(BIN)/sandboxd dev
 
 ## The whole suite, real nats-server and kube-apiserver included (built on first use).
-test: $(STAMP) kube-bins
+test: $(STAMP) kube-bins helm-bin
 	$(BIN)/python -m pytest
 
 ## Unit tests only (no servers).
@@ -27,7 +27,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check service tests bench
+	$(BIN)/ruff check service tests bench deploy
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
@@ -49,14 +49,29 @@ nats-debian: $(NATS29)
 test-nats-2.9: $(STAMP) $(NATS29)
 	SANDBOXD_NATS_SERVER=$(CURDIR)/$(NATS29) $(BIN)/python -m pytest -m nats
 
+## kube-apiserver, etcd and kustomize for the tests, built from Go modules into a cache keyed by versions.
 kube-bins:
-	@if command -v go >/dev/null 2>&1 && [ -x tools/kube/build.sh ]; then bash tools/kube/build.sh >/dev/null; fi
+	@if command -v go >/dev/null 2>&1; then bash tools/kube/build.sh >/dev/null; fi
+
+## helm for the chart tests, built the same way.
+helm-bin:
+	@if command -v go >/dev/null 2>&1; then bash tools/kube/build.sh helm >/dev/null; fi
+
+## deploy/nats/*.json from the topology code.
+nats-defs: $(STAMP)
+	$(BIN)/python deploy/nats/generate.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.spine
 
 bench-render: $(STAMP)
 	$(BIN)/python -m bench.render
+
+bench-kube: $(STAMP) kube-bins
+	$(BIN)/python -m bench.kube
+
+bench-sweep: $(STAMP)
+	$(BIN)/python -m bench.sweep
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
