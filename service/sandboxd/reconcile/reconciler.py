@@ -11,8 +11,7 @@ disposition turns into ack / nak / dead-letter; the status record already says w
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -106,12 +105,11 @@ class Reconciler:
 
     async def reconcile(self, sandbox_id: str) -> Outcome:
         started = time.perf_counter()
-        with logs.bound(sandbox_id=sandbox_id):
-            try:
-                outcome = await self._reconcile(sandbox_id)
-            except Exception:
-                self._metrics.reconciled(time.perf_counter() - started, "error")
-                raise
+        try:
+            outcome = await self._reconcile(sandbox_id)
+        except Exception:
+            self._metrics.reconciled(time.perf_counter() - started, "error")
+            raise
         self._metrics.reconciled(time.perf_counter() - started, str(outcome.result))
         return outcome
 
@@ -124,7 +122,7 @@ class Reconciler:
             return Outcome(Result.DONE)
         desired = stored.value
         with (
-            logs.bound(event_id=desired.event_id),
+            logs.bound(sandbox_id=sandbox_id, event_id=desired.event_id),
             tracing.reconciling(
                 self._tracer,
                 sandbox_id=sandbox_id,
@@ -160,16 +158,6 @@ class Reconciler:
             )
         return Outcome(Result.RETRY if retryable else Result.FAILED, desired.generation, error, watch.timings)
 
-    @contextmanager
-    def _calling_applier(self, stage: str) -> Iterator[None]:
-        """A span around one applier call; its failures are counted by reason."""
-        with tracing.stage(self._tracer, stage):
-            try:
-                yield
-            except SandboxdError as exc:
-                self._metrics.apply_failed(exc.reason)
-                raise
-
     def _render_cached(self, desired: DesiredState) -> RenderedSandbox:
         workload = workload_of(desired)
         key = (desired.sandbox_id, desired.generation, workload)
@@ -183,8 +171,12 @@ class Reconciler:
     async def _apply(
         self, desired: DesiredState, revision: int, rendered: RenderedSandbox, watch: _Stopwatch
     ) -> Outcome:
-        with self._calling_applier("apply"):
-            result = await self._applier.apply(rendered, generation=desired.generation)
+        with tracing.stage(self._tracer, "apply"):
+            try:
+                result = await self._applier.apply(rendered, generation=desired.generation)
+            except SandboxdError as exc:
+                self._metrics.apply_failed(exc.reason)
+                raise
         watch.lap("apply")
         timings = dict(watch.timings)
 
@@ -211,8 +203,12 @@ class Reconciler:
     async def _delete(
         self, desired: DesiredState, revision: int, rendered: RenderedSandbox, watch: _Stopwatch
     ) -> Outcome:
-        with self._calling_applier("delete"):
-            await self._applier.delete(rendered, purge=desired.purge)
+        with tracing.stage(self._tracer, "delete"):
+            try:
+                await self._applier.delete(rendered, purge=desired.purge)
+            except SandboxdError as exc:
+                self._metrics.apply_failed(exc.reason)
+                raise
         watch.lap("delete")
         timings = dict(watch.timings)
         with tracing.stage(self._tracer, "write status"):

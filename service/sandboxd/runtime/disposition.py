@@ -30,6 +30,8 @@ class Disposition:
         self._max_deliver = max_deliver
         self._metrics = metrics or noop_instruments()
         self.counts: dict[str, int] = {"ack": 0, "nak": 0, "term": 0, "dead_letter": 0}
+        if metrics is not None:
+            metrics.watch_settlements(lambda: self.counts)
 
     async def done(self, deliveries: Iterable[Delivery]) -> None:
         for delivery in deliveries:
@@ -73,4 +75,3 @@ class Disposition:
             log.warning("could not %s a delivery: %s", kind, exc.__class__.__name__)
             return
         self.counts[kind] += 1
-        self._metrics.settled(kind)

@@ -10,7 +10,8 @@ Instruments, with their attributes and the Prometheus name the exporter derives:
 - ``sandboxd.consumer.ack_pending`` (gauge): events delivered to some replica and not yet settled;
 - ``sandboxd.retries`` (counter; ``reason``): retry decisions, a nak with backoff [``sandboxd_retries_total``];
 - ``sandboxd.dead_letters`` (counter; ``reason``): events dead-lettered [``sandboxd_dead_letters_total``];
-- ``sandboxd.deliveries.settled`` (counter; ``action`` ack|nak|term): settlements that succeeded;
+- ``sandboxd.deliveries.settled`` (observable counter; ``action`` ack|nak|term): settlements that succeeded,
+  read from the disposition's running counts (nothing recorded per delivery);
 - ``sandboxd.apply.errors`` (counter; ``reason``): applier failures;
 - ``sandboxd.idle.scale_downs`` (counter) and ``sandboxd.idle.wakes`` (counter; ``trigger``): the idle lifecycle;
 - ``sandboxd.sandboxes`` (gauge; ``phase``): sandboxes by status phase, as this process last saw them.
@@ -26,7 +27,7 @@ sandbox at each resync), so across replicas take ``max by (phase)``, not ``sum``
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Final
@@ -42,6 +43,7 @@ from sandboxd.telemetry.environment import check_protocol, otlp_endpoint, resour
 
 INSTRUMENTATION: Final = "sandboxd"
 RECONCILE_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+SETTLEMENTS: Final = ("ack", "nak", "term")
 _REASON: Final = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
 
@@ -99,6 +101,7 @@ class Instruments:
         self.consumer = ConsumerLag()
         self.phases = PhaseTally()
         self._depth: Callable[[], int] | None = None
+        self._settlements: Callable[[], Mapping[str, int]] | None = None
         self._held: Callable[[], int] | None = None
         self._duration = meter.create_histogram(
             "sandboxd.reconcile.duration",
@@ -112,8 +115,11 @@ class Instruments:
         self._dead_letters = meter.create_counter(
             "sandboxd.dead_letters", unit="{event}", description="Events dead-lettered, by reason."
         )
-        self._settled = meter.create_counter(
-            "sandboxd.deliveries.settled", unit="{delivery}", description="Deliveries acked, naked or terminated."
+        meter.create_observable_counter(
+            "sandboxd.deliveries.settled",
+            [self._observe_settlements],
+            unit="{delivery}",
+            description="Deliveries acked, naked or terminated.",
         )
         self._apply_errors = meter.create_counter(
             "sandboxd.apply.errors", unit="{error}", description="Applier failures, by reason."
@@ -161,9 +167,6 @@ class Instruments:
     def dead_lettered(self, reason: str) -> None:
         self._dead_letters.add(1, _attributes("reason", bounded(reason)))
 
-    def settled(self, action: str) -> None:
-        self._settled.add(1, _attributes("action", action))
-
     def apply_failed(self, reason: str) -> None:
         self._apply_errors.add(1, _attributes("reason", bounded(reason)))
 
@@ -177,6 +180,10 @@ class Instruments:
         """Where the queue gauges read from (the keyed queue registers itself)."""
         self._depth, self._held = depth, held
 
+    def watch_settlements(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """Where the settlement counter reads from (the disposition's running counts by action)."""
+        self._settlements = counts
+
     # --- observable callbacks (synchronous, no I/O) ---------------------------------------------------------
 
     def _observe_depth(self, _options: CallbackOptions) -> Iterable[Observation]:
@@ -184,6 +191,12 @@ class Instruments:
 
     def _observe_held(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(self._held())] if self._held is not None else []
+
+    def _observe_settlements(self, _options: CallbackOptions) -> Iterable[Observation]:
+        if self._settlements is None:
+            return []
+        counts = self._settlements()
+        return [Observation(counts[action], {"action": action}) for action in SETTLEMENTS if action in counts]
 
     def _observe_lag(self, _options: CallbackOptions) -> Iterable[Observation]:
         pending = self.consumer.pending

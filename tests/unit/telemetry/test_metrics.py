@@ -24,7 +24,7 @@ def test_every_recording_reaches_prometheus_with_its_attributes(captured: Captur
     metrics.reconciled(1.5, "retry")
     metrics.retried("ApplyUnavailable")
     metrics.dead_lettered("InvalidEvent")
-    metrics.settled("ack")
+    metrics.watch_settlements(lambda: {"ack": 5, "nak": 1, "term": 0, "dead_letter": 0})
     metrics.apply_failed("ApplyRejected")
     metrics.scaled_down()
     metrics.woke("activity")
@@ -34,7 +34,9 @@ def test_every_recording_reaches_prometheus_with_its_attributes(captured: Captur
     assert prometheus_sample(text, "sandboxd_reconcile_duration_seconds_count", result="retry") == 1
     assert prometheus_sample(text, "sandboxd_retries_total", reason="ApplyUnavailable") == 1
     assert prometheus_sample(text, "sandboxd_dead_letters_total", reason="InvalidEvent") == 1
-    assert prometheus_sample(text, "sandboxd_deliveries_settled_total", action="ack") == 1
+    assert prometheus_sample(text, "sandboxd_deliveries_settled_total", action="ack") == 5
+    assert prometheus_sample(text, "sandboxd_deliveries_settled_total", action="nak") == 1
+    assert prometheus_sample(text, "sandboxd_deliveries_settled_total", action="dead_letter") is None
     assert prometheus_sample(text, "sandboxd_apply_errors_total", reason="ApplyRejected") == 1
     assert prometheus_sample(text, "sandboxd_idle_scale_downs_total") == 1
     assert prometheus_sample(text, "sandboxd_idle_wakes_total", trigger="activity") == 1
