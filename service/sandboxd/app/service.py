@@ -221,6 +221,8 @@ class Service:
             self.idle = idle_lifecycle(
                 js, self.settings, desired=stores.desired, status=status, kick=self._kicker(queue), clock=self.clock
             )
+            stats = self.idle.sweeper.stats
+            metrics.watch_idle(idled=lambda: stats.idled, woken=lambda: stats.woken)
             tg.start_soon(self.idle.run, name="idle-lifecycle")
             await stop.wait()
             self.health.draining = True

@@ -13,7 +13,8 @@ Instruments, with their attributes and the Prometheus name the exporter derives:
 - ``sandboxd.deliveries.settled`` (observable counter; ``action`` ack|nak|term): settlements that succeeded,
   read from the disposition's running counts (nothing recorded per delivery);
 - ``sandboxd.apply.errors`` (counter; ``reason``): applier failures;
-- ``sandboxd.idle.scale_downs`` (counter) and ``sandboxd.idle.wakes`` (counter; ``trigger``): the idle lifecycle;
+- ``sandboxd.idle.scale_downs`` and ``sandboxd.idle.wakes`` (observable counters): the sweeper's idle and wake
+  decisions, read from its running counts;
 - ``sandboxd.sandboxes`` (gauge; ``phase``): sandboxes by status phase, as this process last saw them.
 
 No sandbox id is ever an attribute (one series per sandbox would not scale); reasons are the error tree's
@@ -102,6 +103,8 @@ class Instruments:
         self.phases = PhaseTally()
         self._depth: Callable[[], int] | None = None
         self._settlements: Callable[[], Mapping[str, int]] | None = None
+        self._idled: Callable[[], int] | None = None
+        self._woken: Callable[[], int] | None = None
         self._held: Callable[[], int] | None = None
         self._duration = meter.create_histogram(
             "sandboxd.reconcile.duration",
@@ -124,11 +127,17 @@ class Instruments:
         self._apply_errors = meter.create_counter(
             "sandboxd.apply.errors", unit="{error}", description="Applier failures, by reason."
         )
-        self._scale_downs = meter.create_counter(
-            "sandboxd.idle.scale_downs", unit="{sandbox}", description="Idle sandboxes scaled to zero."
+        meter.create_observable_counter(
+            "sandboxd.idle.scale_downs",
+            [self._observe_scale_downs],
+            unit="{sandbox}",
+            description="Sandboxes the sweeper decided to scale to zero for inactivity.",
         )
-        self._wakes = meter.create_counter(
-            "sandboxd.idle.wakes", unit="{sandbox}", description="Idle sandboxes woken, by trigger."
+        meter.create_observable_counter(
+            "sandboxd.idle.wakes",
+            [self._observe_wakes],
+            unit="{sandbox}",
+            description="Idle sandboxes the sweeper woke (activity).",
         )
         meter.create_observable_gauge(
             "sandboxd.queue.depth", [self._observe_depth], unit="{sandbox}", description="Sandboxes waiting."
@@ -170,12 +179,6 @@ class Instruments:
     def apply_failed(self, reason: str) -> None:
         self._apply_errors.add(1, _attributes("reason", bounded(reason)))
 
-    def scaled_down(self) -> None:
-        self._scale_downs.add(1)
-
-    def woke(self, trigger: str) -> None:
-        self._wakes.add(1, _attributes("trigger", bounded(trigger)))
-
     def watch_queue(self, *, depth: Callable[[], int], held: Callable[[], int]) -> None:
         """Where the queue gauges read from (the keyed queue registers itself)."""
         self._depth, self._held = depth, held
@@ -183,6 +186,10 @@ class Instruments:
     def watch_settlements(self, counts: Callable[[], Mapping[str, int]]) -> None:
         """Where the settlement counter reads from (the disposition's running counts by action)."""
         self._settlements = counts
+
+    def watch_idle(self, *, idled: Callable[[], int], woken: Callable[[], int]) -> None:
+        """Where the idle counters read from (the sweeper's running counts of its decisions)."""
+        self._idled, self._woken = idled, woken
 
     # --- observable callbacks (synchronous, no I/O) ---------------------------------------------------------
 
@@ -197,6 +204,12 @@ class Instruments:
             return []
         counts = self._settlements()
         return [Observation(counts[action], {"action": action}) for action in SETTLEMENTS if action in counts]
+
+    def _observe_scale_downs(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self._idled())] if self._idled is not None else []
+
+    def _observe_wakes(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self._woken())] if self._woken is not None else []
 
     def _observe_lag(self, _options: CallbackOptions) -> Iterable[Observation]:
         pending = self.consumer.pending

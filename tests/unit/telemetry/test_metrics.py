@@ -26,8 +26,7 @@ def test_every_recording_reaches_prometheus_with_its_attributes(captured: Captur
     metrics.dead_lettered("InvalidEvent")
     metrics.watch_settlements(lambda: {"ack": 5, "nak": 1, "term": 0, "dead_letter": 0})
     metrics.apply_failed("ApplyRejected")
-    metrics.scaled_down()
-    metrics.woke("activity")
+    metrics.watch_idle(idled=lambda: 4, woken=lambda: 2)
     text = prometheus(captured)
     assert prometheus_sample(text, "sandboxd_reconcile_duration_seconds_bucket", result="done", le="0.05") == 1
     assert prometheus_sample(text, "sandboxd_reconcile_duration_seconds_bucket", result="done", le="0.025") == 0
@@ -38,8 +37,8 @@ def test_every_recording_reaches_prometheus_with_its_attributes(captured: Captur
     assert prometheus_sample(text, "sandboxd_deliveries_settled_total", action="nak") == 1
     assert prometheus_sample(text, "sandboxd_deliveries_settled_total", action="dead_letter") is None
     assert prometheus_sample(text, "sandboxd_apply_errors_total", reason="ApplyRejected") == 1
-    assert prometheus_sample(text, "sandboxd_idle_scale_downs_total") == 1
-    assert prometheus_sample(text, "sandboxd_idle_wakes_total", trigger="activity") == 1
+    assert prometheus_sample(text, "sandboxd_idle_scale_downs_total") == 4
+    assert prometheus_sample(text, "sandboxd_idle_wakes_total") == 2
     assert prometheus_sample(text, "target_info", service_name="sandboxd") == 1
 
 
