@@ -39,8 +39,8 @@ from sandboxd.adapters.jetstream.activity import (
     DesiredFeed,
     JetStreamActivity,
     JetStreamCommands,
-    ScaleDeadLetters,
     bind_scale_commands,
+    scale_dead_letters,
 )
 from sandboxd.adapters.jetstream.connection import connect
 from sandboxd.adapters.jetstream.stores import KvStore
@@ -279,7 +279,7 @@ class ScalerProcess:
             js = nc.jetstream()
             source = await bind_scale_commands(js)
             disposition = self.disposition = Disposition(
-                dead_letters=ScaleDeadLetters(js),
+                dead_letters=scale_dead_letters(js),
                 backoff=Backoff(config.worker.retry_base_s, config.worker.retry_cap_s),
                 max_deliver=config.topology.max_deliver,
             )

@@ -8,7 +8,7 @@
 - ``JetStreamCommands`` / ``JetStreamActivity``: publish scale commands (``Nats-Msg-Id`` = command id) and
   probed activity reports (``Nats-Msg-Id`` = sandbox id and report, so replicas probing the same answer store
   it once).
-- ``bind_scale_commands`` and ``ScaleDeadLetters``: what the sibling scaler consumes and where it puts a
+- ``bind_scale_commands`` and ``scale_dead_letters``: what the sibling scaler consumes and where it puts a
   command it cannot carry out.
 
 Ordering: nats-py runs one subscription's callbacks one at a time, in stream order; the watch is drained by one
@@ -31,18 +31,14 @@ from pydantic import ValidationError
 from sandboxd import naming
 from sandboxd.adapters.jetstream.deliveries import EventSource
 from sandboxd.adapters.jetstream.publishing import (
-    H_DELIVERIES,
-    H_MESSAGE,
-    H_REASON,
-    H_SEQUENCE,
-    H_SUBJECT,
+    JetStreamDeadLetters,
     _publish,
     publish_scale,
 )
 from sandboxd.models.activity import ActivityReport, ScaleCommand
 from sandboxd.models.desired import DesiredState
 from sandboxd.reconcile.idle import ActivityBook
-from sandboxd.reconcile.ports import Delivery, Versioned
+from sandboxd.reconcile.ports import Versioned
 
 log = logging.getLogger(__name__)
 
@@ -185,25 +181,6 @@ async def bind_scale_commands(js: JetStreamContext) -> EventSource:
     return await EventSource.bind(js, stream=naming.SCALE_STREAM, durable=naming.SCALE_CONSUMER)
 
 
-class ScaleDeadLetters:
-    """``reconcile.ports.DeadLetters`` for scale commands: SANDBOX_DLQ, the same headers as dead events."""
-
-    def __init__(self, js: JetStreamContext) -> None:
-        self._js = js
-
-    async def send(self, delivery: Delivery, *, reason: str, message: str) -> None:
-        headers = {k: v for k, v in delivery.headers.items() if k in ("traceparent", "tracestate")}
-        original_id = delivery.headers.get("Nats-Msg-Id")
-        if original_id:
-            headers["Sandboxd-Original-Msg-Id"] = original_id
-        headers.update(
-            {
-                "Nats-Msg-Id": f"dlq:{naming.SCALE_STREAM}:{delivery.stream_sequence}",
-                H_REASON: reason,
-                H_MESSAGE: " ".join(message.split())[:4000],
-                H_SUBJECT: delivery.subject,
-                H_SEQUENCE: str(delivery.stream_sequence),
-                H_DELIVERIES: str(delivery.num_delivered),
-            }
-        )
-        await _publish(self._js, naming.dlq_subject(delivery.subject), delivery.data, headers)
+def scale_dead_letters(js: JetStreamContext) -> JetStreamDeadLetters:
+    """Dead letters for scale commands: SANDBOX_DLQ, the same headers as dead events."""
+    return JetStreamDeadLetters(js, stream=naming.SCALE_STREAM)

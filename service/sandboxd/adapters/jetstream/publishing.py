@@ -49,10 +49,11 @@ async def publish_event(
 
 
 class JetStreamDeadLetters:
-    """``runtime.deliveries.DeadLetters`` on the SANDBOX_DLQ stream."""
+    """``reconcile.ports.DeadLetters`` on the SANDBOX_DLQ stream, for deliveries of ``stream``."""
 
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, *, stream: str = naming.EVENTS_STREAM) -> None:
         self._js = js
+        self._stream = stream
 
     async def send(self, delivery: Delivery, *, reason: str, message: str) -> None:
         headers = {k: v for k, v in delivery.headers.items() if k in ("traceparent", "tracestate")}
@@ -61,7 +62,7 @@ class JetStreamDeadLetters:
             headers["Sandboxd-Original-Msg-Id"] = original_id
         headers.update(
             {
-                "Nats-Msg-Id": f"dlq:{naming.EVENTS_STREAM}:{delivery.stream_sequence}",
+                "Nats-Msg-Id": f"dlq:{self._stream}:{delivery.stream_sequence}",
                 H_REASON: reason,
                 H_MESSAGE: " ".join(message.split())[:4000],
                 H_SUBJECT: delivery.subject,
