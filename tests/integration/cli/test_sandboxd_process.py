@@ -60,10 +60,9 @@ async def test_init_against_no_server_is_one_line() -> None:
     code, _, stderr = await run("init", "--server", url, "--connect-timeout", "1", env=clean_env())
     assert code == 1
     assert "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1] == (  # after the warnings the connection attempts logged
-        f"sandboxd: error: cannot connect to NATS at {url} within 1s "
-        "(is the server running, and are the URL and credentials right?)"
-    )
+    line = stderr.strip().splitlines()[-1]  # after the warnings the connection attempts logged
+    assert line.startswith(f"sandboxd: error: cannot connect to NATS at {url} ")
+    assert line.endswith("is the server running, and are the URL and credentials right?)")
 
 
 async def test_run_reconciles_and_stops_cleanly_on_sigterm(fresh_nats_server: NatsServer, tmp_path: Path) -> None:

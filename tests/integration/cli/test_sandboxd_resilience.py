@@ -93,7 +93,9 @@ async def test_sigkill_mid_reconcile_then_restart_converges(fresh_nats_server: N
 
 
 async def test_sigterm_drains_exits_zero_and_loses_nothing(fresh_nats_server: NatsServer, tmp_path: Path) -> None:
-    services = Services(fresh_nats_server.url, tmp_path / "rendered", tmp_path, {"SANDBOXD_CONCURRENCY": "2"})
+    # No catch-up hold: this test needs reconciles running while most events still wait.
+    env = {"SANDBOXD_CONCURRENCY": "2", "SANDBOXD_CATCH_UP_HOLD_SECONDS": "0"}
+    services = Services(fresh_nats_server.url, tmp_path / "rendered", tmp_path, env)
     wants = sandboxes("term", 40)
     last = 0
     try:

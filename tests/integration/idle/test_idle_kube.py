@@ -101,11 +101,17 @@ def counted(name: str, **labels: str) -> float:
 
 
 async def reconciled_again(c: Client, service: Service, sandbox_id: str) -> SandboxStatus:
-    """Kick one more reconcile, as a resync does, and wait until a pass started after the kick has finished."""
-    assert service.queue is not None
-    passes = service.queue.stats.passes
-    service.queue.submit(sandbox_id)
-    await until(lambda: service.queue is not None and service.queue.stats.passes > passes, what="a reconcile pass")
+    """Kick one more reconcile, as a resync does, and wait until a pass started after the kick has finished.
+
+    Waits for the queue to be idle first: a pass already running (say, one more pass because the desired
+    state moved under it) must not be mistaken for the kicked one.
+    """
+    queue = service.queue
+    assert queue is not None
+    await until(queue.idle, what="the queue to be idle")
+    passes = queue.stats.passes
+    queue.submit(sandbox_id)
+    await until(lambda: queue.stats.passes > passes and queue.idle(), what="a reconcile pass")
     status = await c.status(sandbox_id)
     assert status is not None
     return status

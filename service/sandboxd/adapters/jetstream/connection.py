@@ -78,4 +78,7 @@ async def connect(settings: NatsSettings, *, allow_reconnect: bool = True) -> Cl
         )
     except Exception as exc:
         servers = ", ".join(options["servers"])
-        raise BrokerUnavailable(f"cannot connect to NATS at {servers}: {exc.__class__.__name__}") from exc
+        raise BrokerUnavailable(
+            f"cannot connect to NATS at {servers} ({exc.__class__.__name__}; is the server running, and are the "
+            "URL and credentials right?)"
+        ) from exc
