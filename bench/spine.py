@@ -29,13 +29,29 @@ import nats
 from nats.js import JetStreamContext, api
 
 from sandboxd import naming
-from sandboxd.adapters.memory import MemoryApplier
 from sandboxd.adapters.natsserver import NatsServer
 from sandboxd.app.service import Service
 from sandboxd.models.events import EVENT_CLASSES
 from sandboxd.models.status import Phase, SandboxStatus
-from sandboxd.render import render
+from sandboxd.reconcile.ports import ApplyResult
+from sandboxd.render import RenderedSandbox, render
 from sandboxd.settings import ApplierSettings, NatsSettings, RuntimeSettings, Settings, TopologySettings, WorkerSettings
+
+
+class NoopApplier:
+    """Applies nothing and remembers nothing: the service's own cost, not a fake cluster's memory."""
+
+    async def apply(self, sandbox: RenderedSandbox, *, generation: int) -> ApplyResult:
+        return ApplyResult(applied=(), changed=True, ready_replicas=sandbox.replicas)
+
+    async def delete(self, sandbox: RenderedSandbox, *, purge: bool) -> None:
+        return None
+
+    async def ready_replicas(self, sandbox: RenderedSandbox) -> int | None:
+        return sandbox.replicas
+
+    async def aclose(self) -> None:
+        return None
 
 
 def rss_mb() -> float:
@@ -131,7 +147,7 @@ class StatusCounter:
 @asynccontextmanager
 async def service_running(url: str, **worker: Any) -> AsyncIterator[Service]:
     settings = service_settings(url, **worker)
-    svc = Service(settings, applier=MemoryApplier(), render=render)
+    svc = Service(settings, applier=NoopApplier(), render=render)
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(svc.run, stop)

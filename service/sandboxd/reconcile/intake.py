@@ -96,7 +96,7 @@ class Intake:
         owners: Store[OwnerClaim],
         status: StatusWriter,
         clock: Clock,
-        cache_size: int = 4096,
+        cache_size: int = 1024,
         tracer: Tracer | None = None,
     ) -> None:
         self._desired = desired

@@ -101,7 +101,7 @@ class Reconciler:
         self._metrics = metrics or noop_instruments()
         # Rendering is pure: the same (sandbox, generation, workload) renders the same objects, so resyncs
         # and readiness kicks reuse the last result instead of rendering again.
-        self._rendered: Lru[tuple[str, int, Workload], RenderedSandbox] = Lru(1024)
+        self._rendered: Lru[tuple[str, int, Workload], RenderedSandbox] = Lru(256)
 
     async def reconcile(self, sandbox_id: str) -> Outcome:
         started = time.perf_counter()

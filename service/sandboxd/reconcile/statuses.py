@@ -236,7 +236,7 @@ class StatusWriter:
     """
 
     def __init__(
-        self, store: Store[SandboxStatus], *, cache_size: int = 4096, metrics: Instruments | None = None
+        self, store: Store[SandboxStatus], *, cache_size: int = 1024, metrics: Instruments | None = None
     ) -> None:
         self._store = store
         self._cache: Lru[str, Versioned[SandboxStatus]] = Lru(cache_size)

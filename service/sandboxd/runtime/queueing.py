@@ -46,10 +46,13 @@ class Backlog:
 
     waiting: int = 0  # events in the stream after the last batch fetched
     room: bool = True  # the consume loop may still fetch (held deliveries below its limit)
+    #: Fewer waiting events than this is normal traffic arriving during a fetch, not a backlog worth waiting
+    #: for: holding then would only add latency.
+    threshold: int = 64
 
     @property
     def behind(self) -> bool:
-        return self.waiting > 0 and self.room
+        return self.waiting >= self.threshold and self.room
 
 
 @dataclass

@@ -24,6 +24,7 @@ from sandboxd.app.appliers import build_applier
 from sandboxd.models.spec import SandboxSpec
 from sandboxd.render import RenderedSandbox, RenderRequest, rbac, render
 from sandboxd.settings import ApplierSettings
+from support import kuberaw
 from support.kube_fixtures import KubeTarget
 from support.spine import runtime_settings, spec
 
@@ -154,16 +155,7 @@ class Api:
     async def call(
         self, method: str, path: str, body: Any = None, *, content_type: str = "application/json", **query: str
     ) -> Any:
-        return await self.client.call_api(
-            path,
-            method,
-            query_params=list(query.items()),
-            header_params={"Accept": "application/json", "Content-Type": content_type},
-            body=body,
-            auth_settings=["BearerToken"],
-            response_types_map={200: "object", 201: "object"},
-            _return_http_data_only=True,
-        )
+        return await kuberaw.call(self.client, method, path, body, content_type=content_type, **query)
 
     async def apply(self, obj: dict[str, Any], *, namespace: str | None, dry_run: bool = False) -> Any:
         query = {"fieldManager": "sandboxd-chart-test", "force": "true"}

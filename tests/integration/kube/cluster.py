@@ -15,6 +15,7 @@ from sandboxd.adapters.kubernetes.resources import resource_of
 from sandboxd.models.spec import SandboxSpec
 from sandboxd.render import RenderedSandbox, RenderRequest, render
 from sandboxd.render.model import Manifest
+from support import kuberaw
 from support.spine import runtime_settings, spec
 
 MANAGER = "sandboxd"
@@ -30,16 +31,7 @@ class Cluster:
     async def call(
         self, method: str, path: str, body: Any = None, *, content_type: str = "application/json", **query: str
     ) -> Any:
-        return await self.api.call_api(
-            path,
-            method,
-            query_params=list(query.items()),
-            header_params={"Accept": "application/json", "Content-Type": content_type},
-            body=body,
-            auth_settings=["BearerToken"],
-            response_types_map={200: "object", 201: "object"},
-            _return_http_data_only=True,
-        )
+        return await kuberaw.call(self.api, method, path, body, content_type=content_type, **query)
 
     async def read(self, path: str) -> dict[str, Any] | None:
         try:
