@@ -1,9 +1,6 @@
-"""Wiring of the idle lifecycle: the sweeper half inside the service, and the sibling scaler process.
+"""The sibling scaler process (the idle lifecycle's sweeper half inside the service is ``app.idle``).
 
-- ``idle_lifecycle(...)`` builds what the service runs beside its reconcilers (``Service._serve`` starts
-  ``IdleLifecycle.run`` in its task group): the desired-state watch, the activity feed, the optional prober and
-  the sweeper. Nothing touches the network until ``run``.
-- ``ScalerProcess`` is ``sandboxd scaler``: it consumes SANDBOX_SCALE through the durable scaler consumer,
+``ScalerProcess`` is ``sandboxd scaler``: it consumes SANDBOX_SCALE through the durable scaler consumer,
   carries out each command (``reconcile.idle.execute_scale``) against the StatefulSet's ``scale`` subresource,
   and settles the delivery through the runtime's one disposition module: ack after success (or a skip),
   nak with backoff on a transient failure, dead-letter then term on a permanent one.
@@ -23,47 +20,37 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 import anyio
-from nats.js import JetStreamContext
 from prometheus_client import Counter, start_http_server
 from pydantic import ValidationError
 
 from sandboxd import naming
 from sandboxd.adapters.jetstream.activity import (
-    ActivityFeed,
-    DesiredFeed,
-    JetStreamActivity,
-    JetStreamCommands,
     bind_scale_commands,
     scale_dead_letters,
 )
 from sandboxd.adapters.jetstream.connection import connect
 from sandboxd.adapters.jetstream.stores import KvStore
-from sandboxd.adapters.probing import HttpProber
 from sandboxd.errors import InvalidEvent, PermanentError, RetryableError
 from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.base import describe
 from sandboxd.models.desired import DesiredState
-from sandboxd.reconcile.idle import REASONS, Action, ActivityBook, ScaleOutcome, ScaleResult, ScaleTarget, execute_scale
+from sandboxd.reconcile.idle import REASONS, Action, ScaleOutcome, ScaleResult, ScaleTarget, execute_scale
 from sandboxd.reconcile.ports import Delivery, Store
-from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.runtime.disposition import Disposition
 from sandboxd.runtime.retry import Backoff
-from sandboxd.runtime.sweeper import Sweeper
 from sandboxd.settings import (
     ApplierSettings,
     NatsSettings,
-    Settings,
     TopologySettings,
     WorkerSettings,
     load,
 )
-from sandboxd.settings.idle import IdleSettings, ScalerSettings
+from sandboxd.settings.idle import ScalerSettings
 
 if TYPE_CHECKING:
     from sandboxd.adapters.kubernetes.scaling import StatefulSetScaler
@@ -105,74 +92,6 @@ def count(command: ScaleCommand, result: ScaleResult) -> None:
 
 
 # --- the service's half -------------------------------------------------------------------------------------
-
-
-def idle_settings_of(settings: Settings) -> IdleSettings:
-    return settings.idle
-
-
-@dataclass
-class IdleLifecycle:
-    settings: IdleSettings
-    sweeper: Sweeper
-    desired: DesiredFeed
-    activity: ActivityFeed
-    prober: HttpProber | None
-
-    async def run(self) -> None:
-        """Run the feeds and the sweeper until cancelled (returns at once when the sweeper is turned off)."""
-        if not self.settings.sweeper:
-            log.info("idle sweeper off (SANDBOXD_IDLE_SWEEPER=false)")
-            return
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self.desired.run, name="idle-desired-watch")
-                await self.activity.start()
-                await self.sweeper.run(interval_s=self.settings.sweep_interval_s)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.activity.close()
-                if self.prober is not None:
-                    await self.prober.aclose()
-
-
-def idle_lifecycle(
-    js: JetStreamContext,
-    settings: Settings,
-    *,
-    desired: Store[DesiredState],
-    status: StatusWriter,
-    kick: Callable[[str], None],
-    clock: Callable[[], datetime],
-) -> IdleLifecycle:
-    """Build the service's idle lifecycle (no I/O here; ``run`` opens the feeds)."""
-    idle = idle_settings_of(settings)
-    view = DesiredFeed(js)
-    feed = ActivityFeed(js, ActivityBook())
-    prober = (
-        HttpProber(url_template=idle.probe_url, timeout_s=idle.probe_timeout_s, concurrency=idle.probe_concurrency)
-        if idle.probe
-        else None
-    )
-    sweeper = Sweeper(
-        view=view,
-        activity=feed.book,
-        desired=desired,
-        status=status,
-        publisher=JetStreamCommands(js),
-        kick=kick,
-        clock=clock,
-        default_timeout_minutes=settings.runtime.idle_timeout_minutes,
-        activity_resolution_s=idle.activity_resolution_s,
-        status_writes_per_sweep=idle.status_writes_per_sweep,
-        prober=prober,
-        activity_publisher=JetStreamActivity(js) if prober is not None else None,
-        probe_concurrency=idle.probe_concurrency,
-    )
-    return IdleLifecycle(settings=idle, sweeper=sweeper, desired=view, activity=feed, prober=prober)
-
-
-# --- the scaler process -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters
 from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.app.http import HealthEndpoint
-from sandboxd.app.scaler import idle_lifecycle
+from sandboxd.app.idle import idle_lifecycle
 from sandboxd.errors import SandboxdError
 from sandboxd.models.desired import DesiredState, OwnerClaim
 from sandboxd.models.status import SandboxStatus

@@ -19,7 +19,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from sandboxd import naming
-from sandboxd.app.scaler import IdleLifecycle, ScalerConfig, ScalerProcess
+from sandboxd.app.idle import IdleLifecycle
+from sandboxd.app.scaler import ScalerConfig, ScalerProcess
 from sandboxd.app.service import Service
 from sandboxd.models.activity import ActivityReport, ScaleCommand
 from sandboxd.models.desired import DesiredState

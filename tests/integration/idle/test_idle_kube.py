@@ -22,7 +22,7 @@ from sandboxd.adapters.jetstream.publishing import publish_scale
 from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.kubernetes import KubernetesApplier, WatchTiming
 from sandboxd.adapters.natsserver import NatsServer
-from sandboxd.app.scaler import IdleLifecycle, idle_lifecycle
+from sandboxd.app.idle import IdleLifecycle, idle_lifecycle
 from sandboxd.app.service import Service
 from sandboxd.models.desired import DesiredState
 from sandboxd.models.status import Phase, SandboxStatus

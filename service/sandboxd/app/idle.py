@@ -1,0 +1,97 @@
+"""Wiring of the idle lifecycle inside the service: the sweeper half (the scaler process is ``app.scaler``).
+
+``idle_lifecycle(...)`` builds what the service runs beside its reconcilers (``Service._serve`` starts
+``IdleLifecycle.run`` in its task group): the desired-state watch, the activity feed, the optional prober and
+the sweeper. Nothing touches the network until ``run``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import anyio
+from nats.js import JetStreamContext
+
+from sandboxd.adapters.jetstream.activity import (
+    ActivityFeed,
+    DesiredFeed,
+    JetStreamActivity,
+    JetStreamCommands,
+)
+from sandboxd.adapters.probing import HttpProber
+from sandboxd.models.desired import DesiredState
+from sandboxd.reconcile.idle import ActivityBook
+from sandboxd.reconcile.ports import Store
+from sandboxd.reconcile.statuses import StatusWriter
+from sandboxd.runtime.sweeper import Sweeper
+from sandboxd.settings import Settings
+from sandboxd.settings.idle import IdleSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IdleLifecycle:
+    settings: IdleSettings
+    sweeper: Sweeper
+    desired: DesiredFeed
+    activity: ActivityFeed
+    prober: HttpProber | None
+
+    async def run(self) -> None:
+        """Run the feeds and the sweeper until cancelled (returns at once when the sweeper is turned off)."""
+        if not self.settings.sweeper:
+            log.info("idle sweeper off (SANDBOXD_IDLE_SWEEPER=false)")
+            return
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.desired.run, name="idle-desired-watch")
+                await self.activity.start()
+                await self.sweeper.run(interval_s=self.settings.sweep_interval_s)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.activity.close()
+                if self.prober is not None:
+                    await self.prober.aclose()
+
+
+def idle_lifecycle(
+    js: JetStreamContext,
+    settings: Settings,
+    *,
+    desired: Store[DesiredState],
+    status: StatusWriter,
+    kick: Callable[[str], None],
+    clock: Callable[[], datetime],
+) -> IdleLifecycle:
+    """Build the service's idle lifecycle (no I/O here; ``run`` opens the feeds)."""
+    idle = settings.idle
+    view = DesiredFeed(js)
+    feed = ActivityFeed(js, ActivityBook())
+    prober = (
+        HttpProber(url_template=idle.probe_url, timeout_s=idle.probe_timeout_s, concurrency=idle.probe_concurrency)
+        if idle.probe
+        else None
+    )
+    sweeper = Sweeper(
+        view=view,
+        activity=feed.book,
+        desired=desired,
+        status=status,
+        publisher=JetStreamCommands(js),
+        kick=kick,
+        clock=clock,
+        default_timeout_minutes=settings.runtime.idle_timeout_minutes,
+        activity_resolution_s=idle.activity_resolution_s,
+        status_writes_per_sweep=idle.status_writes_per_sweep,
+        prober=prober,
+        activity_publisher=JetStreamActivity(js) if prober is not None else None,
+        probe_concurrency=idle.probe_concurrency,
+    )
+    return IdleLifecycle(settings=idle, sweeper=sweeper, desired=view, activity=feed, prober=prober)
+
+
+# --- the scaler process -------------------------------------------------------------------------------------
