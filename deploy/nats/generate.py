@@ -43,6 +43,7 @@ def files(settings: TopologySettings | None = None) -> dict[str, str]:
     consumers = (
         (naming.EVENTS_STREAM, topology.consumer_config(settings)),
         (naming.SCALE_STREAM, topology.scale_consumer_config(settings)),
+        (naming.ADVISORY_STREAM, topology.advisory_consumer_config()),
     )
     for stream, consumer_config in consumers:
         out[f"consumers/{stream}.{consumer_config.durable_name}.json"] = _json(consumer_config.as_dict())

@@ -25,6 +25,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from sandboxd import naming
+from sandboxd.adapters.jetstream.advisories import REASON as MAX_DELIVERIES
+from sandboxd.adapters.jetstream.advisories import DeadLetterMover, Stranded
 from sandboxd.adapters.jetstream.connection import connect
 from sandboxd.adapters.jetstream.deliveries import EventSource
 from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters
@@ -32,10 +34,11 @@ from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.app.http import HealthEndpoint
 from sandboxd.app.idle import idle_lifecycle
-from sandboxd.errors import SandboxdError
+from sandboxd.errors import PermanentError, SandboxdError
 from sandboxd.models.desired import DesiredState, OwnerClaim
 from sandboxd.models.status import SandboxStatus
-from sandboxd.reconcile.intake import Intake
+from sandboxd.reconcile import statuses
+from sandboxd.reconcile.intake import Intake, sandbox_id_of
 from sandboxd.reconcile.ports import Applier, Observer, Reachable
 from sandboxd.reconcile.reconciler import Reconciler, Renderer
 from sandboxd.reconcile.statuses import StatusWriter
@@ -121,6 +124,7 @@ class Service:
         self._owns_telemetry = telemetry is None
         self.telemetry = telemetry or Telemetry.from_environment()
         self.queue: KeyedQueue | None = None
+        self.mover: DeadLetterMover | None = None
         self.consumer: Consumer | None = None
         self.nc: Client | None = None
         self.endpoint: HealthEndpoint | None = None
@@ -202,6 +206,7 @@ class Service:
             max_held=topology.max_ack_pending,
             backlog=backlog,
         )
+        mover = self.mover = await DeadLetterMover.bind(js, on_stranded=self._stranded_status(status))
         self.health.consumer_bound = True
         consumed = anyio.Event()
 
@@ -216,6 +221,7 @@ class Service:
             tg.start_soon(partial(resync_forever, stores.desired, queue, interval_s=worker.resync_interval_s))
             tg.start_soon(consume, name="consume")
             tg.start_soon(self._monitor, js, name="monitor")
+            tg.start_soon(mover.run, name="dead-letter-mover")
             if isinstance(self.applier, Observer):
                 tg.start_soon(self.applier.observe, self._kicker(queue), name="observe-target")
             self.idle = idle_lifecycle(
@@ -233,6 +239,20 @@ class Service:
             tg.cancel_scope.cancel()
         await source.close()
         self.health.consumer_bound = False
+
+    def _stranded_status(self, status: StatusWriter) -> Stranded:
+        """What the dead-letter mover does for a stranded event: the sandbox's status says why."""
+
+        async def record(subject: str, message: str) -> None:
+            sandbox_id = sandbox_id_of(subject)
+            if sandbox_id is not None:
+                error = PermanentError(message, reason=MAX_DELIVERIES)
+                await status.write(
+                    sandbox_id,
+                    partial(statuses.rejected, sandbox_id=sandbox_id, error=error, event_id=None, now=self.clock()),
+                )
+
+        return record
 
     async def _monitor(self, js: JetStreamContext) -> None:
         """Sample the consumer's backlog (lag gauges), the connection and the target (readiness) until cancelled."""

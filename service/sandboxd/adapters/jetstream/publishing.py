@@ -56,21 +56,43 @@ class JetStreamDeadLetters:
         self._stream = stream
 
     async def send(self, delivery: Delivery, *, reason: str, message: str) -> None:
-        headers = {k: v for k, v in delivery.headers.items() if k in ("traceparent", "tracestate")}
-        original_id = delivery.headers.get("Nats-Msg-Id")
+        await self.send_stored(
+            subject=delivery.subject,
+            data=delivery.data,
+            headers=delivery.headers,
+            sequence=delivery.stream_sequence,
+            deliveries=delivery.num_delivered,
+            reason=reason,
+            message=message,
+        )
+
+    async def send_stored(
+        self,
+        *,
+        subject: str,
+        data: bytes,
+        headers: Mapping[str, str],
+        sequence: int,
+        deliveries: int,
+        reason: str,
+        message: str,
+    ) -> None:
+        """Dead-letter a message of ``stream`` known by its sequence (a delivery, or one read back)."""
+        out = {k: v for k, v in headers.items() if k in ("traceparent", "tracestate")}
+        original_id = headers.get("Nats-Msg-Id")
         if original_id:
-            headers["Sandboxd-Original-Msg-Id"] = original_id
-        headers.update(
+            out["Sandboxd-Original-Msg-Id"] = original_id
+        out.update(
             {
-                "Nats-Msg-Id": f"dlq:{self._stream}:{delivery.stream_sequence}",
+                "Nats-Msg-Id": f"dlq:{self._stream}:{sequence}",
                 H_REASON: reason,
                 H_MESSAGE: " ".join(message.split())[:4000],
-                H_SUBJECT: delivery.subject,
-                H_SEQUENCE: str(delivery.stream_sequence),
-                H_DELIVERIES: str(delivery.num_delivered),
+                H_SUBJECT: subject,
+                H_SEQUENCE: str(sequence),
+                H_DELIVERIES: str(deliveries),
             }
         )
-        await _publish(self._js, naming.dlq_subject(delivery.subject), delivery.data, headers)
+        await _publish(self._js, naming.dlq_subject(subject), data, out)
 
 
 async def publish_scale(

@@ -90,6 +90,17 @@ def consumer_config(settings: TopologySettings) -> api.ConsumerConfig:
     )
 
 
+def advisory_consumer_config() -> api.ConsumerConfig:
+    return api.ConsumerConfig(
+        durable_name=naming.ADVISORY_CONSUMER,
+        description="sandboxd: dead-letters the events the reconciler consumer gave up on (max deliveries).",
+        ack_policy=api.AckPolicy.EXPLICIT,
+        ack_wait=30.0,
+        max_deliver=20,
+        max_ack_pending=64,
+    )
+
+
 def scale_consumer_config(settings: TopologySettings) -> api.ConsumerConfig:
     return api.ConsumerConfig(
         durable_name=naming.SCALE_CONSUMER,
@@ -130,3 +141,4 @@ async def ensure_topology(js: JetStreamContext, settings: TopologySettings) -> N
     await ensure_bucket(js, naming.OWNERS_BUCKET, history=1, replicas=settings.replicas)
     await js.add_consumer(naming.EVENTS_STREAM, config=consumer_config(settings))
     await js.add_consumer(naming.SCALE_STREAM, config=scale_consumer_config(settings))
+    await js.add_consumer(naming.ADVISORY_STREAM, config=advisory_consumer_config())
