@@ -16,7 +16,7 @@ venv: $(STAMP)
 
 ## The service on its embedded default: a local nats-server, the GitOps applier into a local repository.
 run: $(STAMP)
-	$(BIN)/sandboxd dev
+	$(BIN)/sandboxd dev --demo
 
 ## The whole suite, real nats-server and kube-apiserver included (built on first use).
 test: $(STAMP) kube-bins helm-bin
