@@ -96,7 +96,7 @@ async def test_sigterm_drains_exits_zero_and_loses_nothing(fresh_nats_server: Na
     # No catch-up hold: this test needs reconciles running while most events still wait.
     env = {"SANDBOXD_CONCURRENCY": "2", "SANDBOXD_CATCH_UP_HOLD_SECONDS": "0"}
     services = Services(fresh_nats_server.url, tmp_path / "rendered", tmp_path, env)
-    wants = sandboxes("term", 40)
+    wants = sandboxes("term", 150)
     last = 0
     try:
         async with client(fresh_nats_server.url) as c:
