@@ -17,6 +17,7 @@ import argparse
 import logging
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -129,7 +130,16 @@ def dev_settings(url: str, applier: ApplierSettings) -> Settings:
     )
 
 
+def sandboxctl_command() -> str:
+    """``sandboxctl`` when it is on PATH, else the path of the one installed beside this interpreter."""
+    if shutil.which("sandboxctl"):
+        return "sandboxctl"
+    beside = Path(sys.executable).parent / "sandboxctl"
+    return str(beside) if beside.exists() else "sandboxctl"
+
+
 def banner(url: str, data: Path, where: Target, health: str) -> str:
+    ctl = sandboxctl_command()
     return "\n".join(
         [
             "",
@@ -140,11 +150,11 @@ def banner(url: str, data: Path, where: Target, health: str) -> str:
             "",
             "Try it from another terminal:",
             f"  export NATS_URL={url}",
-            f"  sandboxctl create {DEMO_ID} --email demo@example.com --org acme --sessions 2 --repo acme/demo",
-            "  sandboxctl status",
-            f"  sandboxctl watch {DEMO_ID}",
-            f"  sandboxctl update {DEMO_ID} --email demo@example.com --org acme --sessions 3 --repo acme/demo",
-            f"  sandboxctl delete {DEMO_ID}",
+            f"  {ctl} create {DEMO_ID} --email demo@example.com --org acme --sessions 2 --repo acme/demo",
+            f"  {ctl} status",
+            f"  {ctl} watch {DEMO_ID}",
+            f"  {ctl} update {DEMO_ID} --email demo@example.com --org acme --sessions 3 --repo acme/demo",
+            f"  {ctl} delete {DEMO_ID}",
             f"  {where.inspect}",
             "",
             "Ctrl-C stops everything.",
