@@ -12,9 +12,7 @@ their own error with the field name.
 
 from __future__ import annotations
 
-import math
 import re
-from fractions import Fraction
 from typing import Final
 
 _CPU: Final = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m?)$")
@@ -35,8 +33,7 @@ def parse_cpu(text: str) -> int:
     if match is None:
         raise ValueError(f"{text!r} is not a CPU amount such as 500m or 2")
     number, milli = match.groups()
-    scale = 1 if milli else 1000
-    return math.floor(Fraction(number) * scale)
+    return _scaled(number, 1 if milli else 1000)
 
 
 def parse_bytes(text: str) -> int:
@@ -45,8 +42,17 @@ def parse_bytes(text: str) -> int:
     if match is None:
         raise ValueError(f"{text!r} is not a size such as 512Mi or 8Gi")
     number, suffix = match.groups()
-    scale = _BINARY[suffix] if suffix else 1
-    return math.floor(Fraction(number) * scale)
+    return _scaled(number, _BINARY[suffix] if suffix else 1)
+
+
+def _scaled(number: str, scale: int) -> int:
+    """``number`` (digits, maybe a ``.`` and more digits) times ``scale``, rounded down, in exact integers.
+
+    ``"1.5"`` is 15 / 10, so ``"1.5"`` × 1000 is 15 × 1000 // 10: the same answer as ``Fraction`` at a
+    fraction of its cost, and never a float.
+    """
+    whole, _, decimals = number.partition(".")
+    return int(whole + decimals) * scale // 10 ** len(decimals)
 
 
 def format_cpu(millicores: int) -> str:
