@@ -42,6 +42,10 @@ class RenderContext:
     settings: RuntimeSettings
     sandbox_id: str
     owner_uid: str
+    #: The sandbox id and owner-uid as label values (``naming.label_value``), derived once: nearly every
+    #: object carries one or both.
+    sandbox_label: str
+    owner_label: str
     email: str
     org: str
     namespace: str
@@ -89,6 +93,8 @@ def derive(request: RenderRequest, settings: RuntimeSettings) -> RenderContext:
         settings=settings,
         sandbox_id=request.sandbox_id,
         owner_uid=uid,
+        sandbox_label=naming.label_value(request.sandbox_id),
+        owner_label=naming.label_value(uid),
         email=spec.owner.email,
         org=spec.owner.org_ref.slug,
         namespace=naming.namespace_for(uid),

@@ -3,7 +3,8 @@
 Every rendered object carries the common set L0 (``openova.io/sandbox: <sandbox id>``,
 ``openova.io/managed-by: catalyst``): the Kubernetes applier prunes by exactly these two labels, so an object
 without them would never be cleaned up. Values always pass through ``naming.label_value`` so they are valid
-label values (upstream wrote a raw ``org/repo`` into a label, §10 G4).
+label values (upstream wrote a raw ``org/repo`` into a label, §10 G4); the sandbox id's and the owner-uid's
+are derived once per render, in ``RenderContext``.
 
 What it deliberately does not do: decide which object gets which extra labels (each builder says), or build
 ``metadata`` (``sandboxd.render.objects``).
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 from typing import Final
 
-from sandboxd.naming import label_value
 from sandboxd.render.context import RenderContext
 
 SANDBOX: Final = "openova.io/sandbox"
@@ -40,12 +40,12 @@ MCP_TRANSPORT: Final = "openova.io/sandbox-mcp-transport"
 
 def common(ctx: RenderContext) -> dict[str, str]:
     """L0: on every object; the applier's prune selector."""
-    return {SANDBOX: label_value(ctx.sandbox_id), MANAGED_BY: MANAGER}
+    return {SANDBOX: ctx.sandbox_label, MANAGED_BY: MANAGER}
 
 
 def owned(ctx: RenderContext) -> dict[str, str]:
     """L0 plus the owner label (upstream puts it on the workloads, the token Secret and the MCP ConfigMap)."""
-    return {**common(ctx), OWNER: label_value(ctx.owner_uid)}
+    return {**common(ctx), OWNER: ctx.owner_label}
 
 
 def app(name: str, component: str) -> dict[str, str]:
@@ -54,4 +54,4 @@ def app(name: str, component: str) -> dict[str, str]:
 
 def selector(ctx: RenderContext, name: str) -> dict[str, str]:
     """What a Service or workload selects its pods by (upstream: app name + sandbox)."""
-    return {APP_NAME: name, SANDBOX: label_value(ctx.sandbox_id)}
+    return {APP_NAME: name, SANDBOX: ctx.sandbox_label}

@@ -19,13 +19,12 @@ from sandboxd.render.objects import new_object
 
 
 def namespace(ctx: RenderContext) -> dict[str, Any]:
-    sandbox = label_value(ctx.sandbox_id)
     namespace_labels = {
         labels.ORGANIZATION: label_value(ctx.org),
         labels.SOVEREIGN: label_value(ctx.settings.sovereign_fqdn),
-        labels.SANDBOX: sandbox,
-        labels.SANDBOX_ID: sandbox,
-        labels.OWNER: label_value(ctx.owner_uid),
+        labels.SANDBOX: ctx.sandbox_label,
+        labels.SANDBOX_ID: ctx.sandbox_label,
+        labels.OWNER: ctx.owner_label,
         labels.MANAGED_BY: labels.MANAGER,
     }
     annotations = {labels.OWNER_EMAIL: ctx.email}

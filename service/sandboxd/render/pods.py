@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandboxd.naming import label_value
 from sandboxd.render import components, labels
 from sandboxd.render.context import RenderContext
 
@@ -58,8 +57,8 @@ def template_labels(ctx: RenderContext, *, name: str, component: str) -> dict[st
     """Upstream's pod labels: app name and component, then the sandbox, owner and manager."""
     return {
         **labels.app(name, component),
-        labels.SANDBOX: label_value(ctx.sandbox_id),
-        labels.OWNER: label_value(ctx.owner_uid),
+        labels.SANDBOX: ctx.sandbox_label,
+        labels.OWNER: ctx.owner_label,
         labels.MANAGED_BY: labels.MANAGER,
     }
 
