@@ -52,7 +52,8 @@ def _scaled(number: str, scale: int) -> int:
     fraction of its cost, and never a float.
     """
     whole, _, decimals = number.partition(".")
-    return int(whole + decimals) * scale // 10 ** len(decimals)
+    divisor: int = 10 ** len(decimals)  # typed: mypy reads int ** int as Any (a negative power is a float)
+    return int(whole + decimals) * scale // divisor
 
 
 def format_cpu(millicores: int) -> str:
