@@ -19,6 +19,7 @@ plan), or consult the spec's ``planId`` (plans are the publisher's business; the
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -86,8 +87,13 @@ class ResourcePlan:
         }
 
 
+@functools.lru_cache(maxsize=256)
 def plan_resources(quota: Quota, *, repo_count: int, settings: RuntimeSettings) -> ResourcePlan:
-    """Split ``quota`` across the session pods; ``RenderError`` when a share or the storage cannot fit."""
+    """Split ``quota`` across the session pods; ``RenderError`` when a share or the storage cannot fit.
+
+    Memoised: sandboxes share a handful of quota plans and one settings object, every input is frozen and
+    so is the plan, so one plan serves every sandbox that asks for the same split. A refusal is not cached.
+    """
     sessions = quota.concurrent_sessions
     try:
         cpu_m = parse_cpu(quota.cpu)
