@@ -21,30 +21,56 @@ from sandboxd.render.model import RenderedSandbox
 T = TypeVar("T")
 
 
+@dataclass
+class _Bucket(Generic[T]):
+    data: dict[str, Versioned[T]] = field(default_factory=dict)
+    revision: int = 0
+
+
 class MemoryStore(Generic[T]):
-    def __init__(self) -> None:
-        self._data: dict[str, Versioned[T]] = {}
-        self._revision = 0
+    """One process's view of a bucket. ``replica()`` is another process's view of the same bucket: it shares
+    the records but remembers (``recent``) only what it wrote or read itself, as ``KvStore`` does."""
+
+    def __init__(self, bucket: _Bucket[T] | None = None) -> None:
+        self._bucket: _Bucket[T] = bucket or _Bucket()
+        self._seen: dict[str, Versioned[T]] = {}
+
+    def replica(self) -> MemoryStore[T]:
+        return MemoryStore(self._bucket)
 
     async def get(self, key: str) -> Versioned[T] | None:
-        return self._data.get(key)
+        record = self._bucket.data.get(key)
+        self._remember(key, record)
+        return record
+
+    def recent(self, key: str) -> Versioned[T] | None:
+        return self._seen.get(key)
 
     async def put(self, key: str, value: T, *, revision: int | None) -> int:
-        current = self._data.get(key)
+        current = self._bucket.data.get(key)
         if (current.revision if current else None) != revision:
+            self._remember(key, None)
             raise StoreConflict(f"{key}: expected revision {revision}")
-        self._revision += 1
-        self._data[key] = Versioned(value, self._revision)
-        return self._revision
+        self._bucket.revision += 1
+        record = self._bucket.data[key] = Versioned(value, self._bucket.revision)
+        self._remember(key, record)
+        return record.revision
 
     async def delete(self, key: str, *, revision: int | None = None) -> None:
-        current = self._data.get(key)
+        current = self._bucket.data.get(key)
+        self._remember(key, None)
         if revision is not None and (current is None or current.revision != revision):
             raise StoreConflict(f"{key}: expected revision {revision}")
-        self._data.pop(key, None)
+        self._bucket.data.pop(key, None)
 
     async def keys(self) -> list[str]:
-        return sorted(self._data)
+        return sorted(self._bucket.data)
+
+    def _remember(self, key: str, record: Versioned[T] | None) -> None:
+        if record is None:
+            self._seen.pop(key, None)
+        else:
+            self._seen[key] = record
 
 
 @dataclass

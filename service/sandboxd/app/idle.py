@@ -21,10 +21,10 @@ from sandboxd.adapters.jetstream.activity import (
     JetStreamActivity,
     JetStreamCommands,
 )
+from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.probing import HttpProber
 from sandboxd.models.desired import DesiredState
 from sandboxd.reconcile.idle import ActivityBook
-from sandboxd.reconcile.ports import Store
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.runtime.sweeper import Sweeper
 from sandboxd.settings import Settings
@@ -62,14 +62,14 @@ def idle_lifecycle(
     js: JetStreamContext,
     settings: Settings,
     *,
-    desired: Store[DesiredState],
+    desired: KvStore[DesiredState],
     status: StatusWriter,
     kick: Callable[[str], None],
     clock: Callable[[], datetime],
 ) -> IdleLifecycle:
     """Build the service's idle lifecycle (no I/O here; ``run`` opens the feeds)."""
     idle = settings.idle
-    view = DesiredFeed(js)
+    view = DesiredFeed(js, decode=desired.decode)
     feed = ActivityFeed(js, ActivityBook())
     prober = (
         HttpProber(url_template=idle.probe_url, timeout_s=idle.probe_timeout_s, concurrency=idle.probe_concurrency)

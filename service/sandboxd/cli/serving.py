@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+from sandboxd.app.tuning import tune_gc
 from sandboxd.cli.exits import OK
 from sandboxd.cli.signals import stop_on_signals
 from sandboxd.telemetry import logs
@@ -34,6 +35,7 @@ async def serve(run: Runner, *, connected: Callable[[], bool], stop: anyio.Event
     ``connected`` says whether the process got past its first connect; before that a stop cancels the run.
     """
     stop = stop or anyio.Event()
+    tune_gc()
     async with anyio.create_task_group() as tg:
         tg.start_soon(stop_on_signals, stop, name="signals")
 

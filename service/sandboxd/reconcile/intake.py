@@ -38,7 +38,6 @@ from sandboxd.models.events import (
     parse_event,
 )
 from sandboxd.reconcile import statuses
-from sandboxd.reconcile.caching import Lru
 from sandboxd.reconcile.ports import Clock, InboundEvent, Store, Versioned
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.telemetry import logs, tracing
@@ -96,14 +95,12 @@ class Intake:
         owners: Store[OwnerClaim],
         status: StatusWriter,
         clock: Clock,
-        cache_size: int = 1024,
         tracer: Tracer | None = None,
     ) -> None:
         self._desired = desired
         self._owners = owners
         self._status = status
         self._clock = clock
-        self._known: Lru[str, Versioned[DesiredState]] = Lru(cache_size)
         self._tracer = tracer
 
     async def admit(self, sandbox_id: str, events: Sequence[InboundEvent]) -> list[Admission]:
@@ -129,19 +126,24 @@ class Intake:
         self, sandbox_id: str, events: Sequence[InboundEvent], spans: tracing.Processing
     ) -> list[Admission]:
         key = naming.desired_key(sandbox_id)
-        stored = self._known.get(key)
+        stored = self._desired.recent(key)
+        # A sandbox this process does not remember, whose events open with a create, is most likely new: fold
+        # onto nothing and write with a blind create. Only a successful create proves that guess; anything
+        # else (the create fails because the record exists, or there is nothing to write) reads and folds again.
+        guess_new = stored is None and _opens_with_create(events)
         for _ in range(MAX_FOLD_ATTEMPTS):
-            if stored is None:
+            if stored is None and not guess_new:
                 stored = await self._desired.get(key)
             verdicts, state = await self._fold(sandbox_id, stored, events, spans)
             if state is not None and (stored is None or state != stored.value):
                 try:
-                    revision = await self._desired.put(key, state, revision=stored.revision if stored else None)
+                    await self._desired.put(key, state, revision=stored.revision if stored else None)
                 except StoreConflict:
-                    self._known.drop(key)
-                    stored = None
+                    stored, guess_new = None, False
                     continue
-                self._known.put(key, Versioned(state, revision))
+            elif guess_new:
+                guess_new = False
+                continue
             await self._record_rejections(sandbox_id, verdicts)
             return verdicts
         raise StoreConflict(f"desired state of {sandbox_id} kept changing; gave up after {MAX_FOLD_ATTEMPTS}")
@@ -260,6 +262,11 @@ class Intake:
                         prev, sandbox_id=sandbox_id, error=e, event_id=v.event_id, now=self._clock()
                     ),
                 )
+
+
+def _opens_with_create(events: Sequence[InboundEvent]) -> bool:
+    parsed = naming.parse_event_subject(events[0].subject) if events else None
+    return parsed is not None and parsed[0] == "create"
 
 
 def _event_id(event: InboundEvent) -> str | None:

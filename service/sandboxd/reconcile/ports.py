@@ -71,6 +71,13 @@ class Store(Protocol[T]):
 
     async def get(self, key: str) -> Versioned[T] | None: ...
 
+    def recent(self, key: str) -> Versioned[T] | None:
+        """The record this process last wrote or read for ``key``, if remembered: no I/O, possibly stale.
+
+        Good as the expected revision of a compare-and-set (a stale one just fails); anything that needs the
+        current record must ``get`` it."""
+        ...
+
     async def put(self, key: str, value: T, *, revision: int | None) -> int: ...
 
     async def delete(self, key: str, *, revision: int | None = None) -> None: ...

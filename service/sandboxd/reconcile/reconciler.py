@@ -103,20 +103,24 @@ class Reconciler:
         # and readiness kicks reuse the last result instead of rendering again.
         self._rendered: Lru[tuple[str, int, Workload], RenderedSandbox] = Lru(256)
 
-    async def reconcile(self, sandbox_id: str) -> Outcome:
+    async def reconcile(self, sandbox_id: str, after_intake: bool = False) -> Outcome:
+        """One pass. ``after_intake``: the pass follows events this process's intake just recorded, so it starts
+        from the desired state the store remembers instead of reading it (if another replica wrote a newer one
+        meanwhile, the check after applying sees it and asks for another pass)."""
         started = time.perf_counter()
         try:
-            outcome = await self._reconcile(sandbox_id)
+            outcome = await self._reconcile(sandbox_id, after_intake)
         except Exception:
             self._metrics.reconciled(time.perf_counter() - started, "error")
             raise
         self._metrics.reconciled(time.perf_counter() - started, str(outcome.result))
         return outcome
 
-    async def _reconcile(self, sandbox_id: str) -> Outcome:
+    async def _reconcile(self, sandbox_id: str, after_intake: bool) -> Outcome:
         watch = _Stopwatch()
         start_ns = time.time_ns() if self._tracer is not None else 0
-        stored = await self._desired.get(naming.desired_key(sandbox_id))
+        key = naming.desired_key(sandbox_id)
+        stored = (self._desired.recent(key) if after_intake else None) or await self._desired.get(key)
         watch.lap("read")
         if stored is None:
             return Outcome(Result.DONE)

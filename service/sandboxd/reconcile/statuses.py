@@ -25,8 +25,7 @@ from sandboxd.models.status import (
     SandboxStatus,
     set_condition,
 )
-from sandboxd.reconcile.caching import Lru
-from sandboxd.reconcile.ports import Store, Versioned
+from sandboxd.reconcile.ports import Store
 from sandboxd.telemetry.metrics import Instruments
 
 Transition = Callable[[SandboxStatus | None], SandboxStatus]
@@ -231,20 +230,17 @@ def deleted(
 class StatusWriter:
     """Writes one transition with compare-and-set, re-reading and re-applying it when another writer won.
 
-    It remembers the last record it wrote per sandbox (bounded), so the common case, this process being the
-    only recent writer, is one round trip instead of a read and a write.
+    It starts from the record the store remembers (``Store.recent``), so the common case, this process being
+    the only recent writer, is one round trip instead of a read and a write.
     """
 
-    def __init__(
-        self, store: Store[SandboxStatus], *, cache_size: int = 1024, metrics: Instruments | None = None
-    ) -> None:
+    def __init__(self, store: Store[SandboxStatus], *, metrics: Instruments | None = None) -> None:
         self._store = store
-        self._cache: Lru[str, Versioned[SandboxStatus]] = Lru(cache_size)
         self._phases = metrics.phases if metrics is not None else None
 
     async def write(self, sandbox_id: str, transition: Transition) -> SandboxStatus:
         key = naming.status_key(sandbox_id)
-        current = self._cache.get(key)
+        current = self._store.recent(key)
         for attempt in range(MAX_CAS_ATTEMPTS):
             # Unknown to this process: try a blind create first (a new sandbox is the common case); if the
             # record exists the create fails and the next attempt reads it.
@@ -252,12 +248,10 @@ class StatusWriter:
                 current = await self._store.get(key)
             new = transition(current.value if current else None)
             try:
-                revision = await self._store.put(key, new, revision=current.revision if current else None)
+                await self._store.put(key, new, revision=current.revision if current else None)
             except StoreConflict:
-                self._cache.drop(key)
                 current = None
                 continue
-            self._cache.put(key, Versioned(new, revision))
             if self._phases is not None:
                 self._phases.observe(sandbox_id, str(new.phase))
             return new

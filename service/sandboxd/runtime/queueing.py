@@ -37,7 +37,9 @@ from sandboxd.telemetry.metrics import Instruments
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[str], Awaitable[Outcome]]
+#: ``handler(key, after_intake)``: one pass for ``key``; ``after_intake`` is true when the pass settles events
+#: this process's intake just recorded (it may start from the desired state the store remembers).
+Handler = Callable[[str, bool], Awaitable[Outcome]]
 
 
 @dataclass
@@ -164,7 +166,7 @@ class KeyedQueue:
         while (state.pending or state.kicked) and not self._closing:
             state.in_flight, state.pending, state.kicked = state.pending, [], False
             try:
-                outcome = await self._handler(key)
+                outcome = await self._handler(key, bool(state.in_flight))
             except Exception:
                 log.exception("reconcile of %s raised; retrying", key)
                 outcome = Outcome(Result.RETRY, error=RetryableError("unexpected error in reconcile"))

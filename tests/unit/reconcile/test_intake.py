@@ -130,3 +130,54 @@ async def test_lifecycle_transitions(intake: Intake, stores: tuple[Any, Any, Any
     assert state.lifecycle is Lifecycle.DELETED and state.purge
     [late] = await intake.admit("sb-1", [inbound("suspend", "sb-1", 6)])
     assert late.verdict is Verdict.REJECTED
+
+
+def replica_of(stores: tuple[Any, Any, Any]) -> tuple[Intake, MemoryStore[DesiredState]]:
+    """Another process's intake over the same buckets: it remembers nothing this one wrote."""
+    desired, owners, status = (store.replica() for store in stores)
+    return Intake(desired=desired, owners=owners, status=StatusWriter(status), clock=lambda: NOW), desired
+
+
+async def test_a_create_another_replica_already_recorded_folds_onto_it(
+    intake: Intake, stores: tuple[Any, Any, Any]
+) -> None:
+    await intake.admit("sb-1", [inbound("create", "sb-1", 1, {"spec": spec("a@acme.com", sessions=1)})])
+    other, desired = replica_of(stores)
+    # a create this replica has never seen the sandbox of: its blind create fails and it folds onto the record
+    [verdict] = await other.admit("sb-1", [inbound("create", "sb-1", 2, {"spec": spec("a@acme.com", sessions=2)})])
+    assert verdict.verdict is Verdict.ACCEPTED
+    stored = await desired.get("sb-1")
+    assert stored is not None
+    assert (stored.value.generation, stored.value.spec.quota.concurrent_sessions) == (2, 2)
+
+
+async def test_a_redelivered_create_on_another_replica_writes_nothing(
+    intake: Intake, stores: tuple[Any, Any, Any]
+) -> None:
+    create = inbound("create", "sb-1", 1, {"spec": spec("a@acme.com")})
+    await intake.admit("sb-1", [create])
+    before = await stores[0].get("sb-1")
+    other, desired = replica_of(stores)
+    assert [v.verdict for v in await other.admit("sb-1", [create])] == [Verdict.ACCEPTED]
+    assert await desired.get("sb-1") == before
+
+
+async def test_an_older_create_on_another_replica_is_stale(intake: Intake, stores: tuple[Any, Any, Any]) -> None:
+    await intake.admit("sb-1", [inbound("create", "sb-1", 5, {"spec": spec("a@acme.com", sessions=5)})])
+    other, desired = replica_of(stores)
+    [verdict] = await other.admit("sb-1", [inbound("create", "sb-1", 3, {"spec": spec("a@acme.com", sessions=3)})])
+    assert verdict.verdict is Verdict.STALE
+    stored = await desired.get("sb-1")
+    assert stored is not None and stored.value.spec.quota.concurrent_sessions == 5
+
+
+async def test_a_write_from_stale_memory_rereads_and_folds_again(
+    intake: Intake, stores: tuple[Any, Any, Any]
+) -> None:
+    await intake.admit("sb-1", [inbound("create", "sb-1", 1, {"spec": spec("a@acme.com", sessions=1)})])
+    other, _ = replica_of(stores)
+    await other.admit("sb-1", [inbound("update", "sb-1", 2, {"spec": spec("a@acme.com", sessions=2)})])
+    # this intake still remembers generation 1; its compare-and-set fails and it folds onto generation 2
+    await intake.admit("sb-1", [inbound("update", "sb-1", 3, {"spec": spec("a@acme.com", sessions=3)})])
+    stored = await stores[0].get("sb-1")
+    assert (stored.value.generation, stored.value.sequence) == (3, 3)

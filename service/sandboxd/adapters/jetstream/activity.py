@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable
+from typing import Protocol
 
 import anyio
 from nats.aio.msg import Msg
@@ -96,12 +97,29 @@ class ActivityFeed:
                 await self._sub.unsubscribe()
 
 
+class Decode(Protocol):
+    """Parse one desired-state entry (``KvStore.decode``: reuses what the store already parsed)."""
+
+    def __call__(self, key: str, data: bytes, revision: int, *, remember: bool = ...) -> Versioned[DesiredState]: ...
+
+
+def _parse(key: str, data: bytes, revision: int, *, remember: bool = False) -> Versioned[DesiredState]:
+    return Versioned(DesiredState.model_validate_json(data), revision)
+
+
 class DesiredFeed:
     """``reconcile.idle.DesiredView`` over a watch of the desired-state bucket."""
 
-    def __init__(self, js: JetStreamContext, *, bucket: str = naming.DESIRED_BUCKET) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        bucket: str = naming.DESIRED_BUCKET,
+        decode: Decode | None = None,
+    ) -> None:
         self._js = js
         self._bucket = bucket
+        self._decode = decode or _parse
         self._records: dict[str, Versioned[DesiredState]] = {}
         self._ready = False
         self.ignored = 0
@@ -146,12 +164,11 @@ class DesiredFeed:
         if current is not None and current.revision > revision:
             return  # this process already wrote something newer
         try:
-            desired = DesiredState.model_validate_json(value)
+            # The service's store usually wrote this very revision and still has it parsed.
+            self._records[key] = self._decode(key, value, int(revision), remember=False)
         except ValidationError:
             self.ignored += 1
             log.warning("desired state %s does not parse; the sweeper leaves it alone", key)
-            return
-        self._records[key] = Versioned(desired, int(revision))
 
 
 class JetStreamCommands:

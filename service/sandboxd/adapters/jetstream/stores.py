@@ -1,4 +1,9 @@
-"""JetStream KV buckets as ``sandboxd.reconcile.ports.Store``: pydantic JSON values, compare-and-set writes."""
+"""JetStream KV buckets as ``sandboxd.reconcile.ports.Store``: pydantic JSON values, compare-and-set writes.
+
+Each store remembers the last record it wrote or read per key (bounded). A revision names one exact value in
+a bucket, so a get that returns a remembered revision is not parsed again, and ``recent`` lets callers skip
+the read before a compare-and-set (a stale memory costs one failed write and a read, never a wrong write).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from nats.js.kv import KeyValue
 
 from sandboxd.errors import BrokerUnavailable, StoreConflict
 from sandboxd.models.base import Contract
+from sandboxd.reconcile.caching import Lru
 from sandboxd.reconcile.ports import Versioned
 
 M = TypeVar("M", bound=Contract)
@@ -20,9 +26,10 @@ _TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.erro
 class KvStore(Generic[M]):
     """One bucket holding one record type."""
 
-    def __init__(self, kv: KeyValue, model: type[M]) -> None:
+    def __init__(self, kv: KeyValue, model: type[M], *, remember: int = 1024) -> None:
         self._kv = kv
         self._model = model
+        self._memo: Lru[str, Versioned[M]] = Lru(remember)
 
     @property
     def bucket(self) -> str:
@@ -32,25 +39,47 @@ class KvStore(Generic[M]):
         try:
             entry = await self._kv.get(key)
         except KeyNotFoundError:
+            self._memo.drop(key)
             return None
         except _TRANSIENT as exc:
             raise BrokerUnavailable(f"KV get {self.bucket}/{key} failed: {exc.__class__.__name__}") from exc
         if entry.value is None or entry.revision is None:
+            self._memo.drop(key)
             return None
-        return Versioned(self._model.model_validate_json(entry.value), int(entry.revision))
+        return self.decode(key, entry.value, int(entry.revision))
+
+    def recent(self, key: str) -> Versioned[M] | None:
+        return self._memo.get(key)
+
+    def decode(self, key: str, data: bytes, revision: int, *, remember: bool = True) -> Versioned[M]:
+        """The record an entry of this bucket holds, parsed once per revision this store remembers."""
+        known = self._memo.peek(key)
+        if known is not None and known.revision == revision:
+            return known
+        record = Versioned(self._model.model_validate_json(data), revision)
+        if remember:
+            self._memo.put(key, record)
+        return record
 
     async def put(self, key: str, value: M, *, revision: int | None) -> int:
         data = value.to_json()
         try:
             if revision is None:
-                return int(await self._kv.create(key, data))
-            return int(await self._kv.update(key, data, last=revision))
+                written = int(await self._kv.create(key, data))
+            else:
+                written = int(await self._kv.update(key, data, last=revision))
         except KeyWrongLastSequenceError as exc:
+            self._memo.drop(key)
             raise StoreConflict(f"{self.bucket}/{key} changed under us (expected revision {revision})") from exc
         except _TRANSIENT as exc:
             raise BrokerUnavailable(f"KV put {self.bucket}/{key} failed: {exc.__class__.__name__}") from exc
+        known = self._memo.peek(key)
+        if known is None or known.revision < written:  # two writes of one key may finish out of order
+            self._memo.put(key, Versioned(value, written))
+        return written
 
     async def delete(self, key: str, *, revision: int | None = None) -> None:
+        self._memo.drop(key)
         try:
             await self._kv.delete(key, last=revision)
         except KeyWrongLastSequenceError as exc:
