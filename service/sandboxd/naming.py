@@ -22,6 +22,10 @@ DNS_LABEL_MAX: Final = 63
 DNS_LABEL_RE: Final = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 LABEL_VALUE_RE: Final = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 SANDBOX_ID_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+#: Compiled once: every render derives an owner-uid and one slug per repo through them.
+_NOT_DNS_SAFE: Final = re.compile(r"[^a-z0-9-]")
+_DASH_RUNS: Final = re.compile(r"-{2,}")
+_REPO_SEPARATORS: Final = re.compile(r"[/_. ]")
 
 NAMESPACE_PREFIX: Final = "sandbox-"
 PVC_PREFIX: Final = "repo-"
@@ -53,8 +57,7 @@ def short_hash(text: str, length: int = HASH_LEN) -> str:
 
 
 def _collapse(text: str) -> str:
-    text = re.sub(r"-{2,}", "-", text)
-    return text.strip("-")
+    return _DASH_RUNS.sub("-", text).strip("-")
 
 
 def cap_with_hash(name: str, limit: int, *, source: str) -> tuple[str, bool]:
@@ -95,7 +98,7 @@ def owner_uid(email: str) -> OwnerUid:
     """
     normal = normalise_email(email)
     text = normal.replace("@", "-at-").replace(".", "-").replace("+", "-plus-").replace("_", "-")
-    text = _collapse(re.sub(r"[^a-z0-9-]", "", text))
+    text = _collapse(_NOT_DNS_SAFE.sub("", text))
     if not text:
         raise ValueError(f"email {email!r} does not yield a DNS-safe owner uid")
     value, cut = cap_with_hash(text, OWNER_UID_MAX, source=normal)
@@ -125,7 +128,7 @@ def sandbox_id_for_owner(email: str = "", owner_id: str = "") -> SandboxId:
     """
     source = (email.strip() or owner_id.strip()).lower()
     text = source.replace("@", "-at-").replace(".", "-").replace("+", "-plus-").replace("_", "-")
-    leaf = _collapse(re.sub(r"[^a-z0-9-]", "-", text)) or "user"
+    leaf = _collapse(_NOT_DNS_SAFE.sub("-", text)) or "user"
     name, _ = cap_with_hash(f"sandbox-{leaf}", DNS_LABEL_MAX, source=source)
     return SandboxId(name)
 
@@ -138,8 +141,8 @@ REPO_SLUG_MAX: Final = DNS_LABEL_MAX - len(PVC_PREFIX)
 def repo_slug(repo: str) -> str:
     """``acme/internal-tools`` → ``acme-internal-tools`` (upstream rule), capped so ``repo-<slug>`` is a label."""
     text = repo.strip().lower()
-    text = re.sub(r"[/_. ]", "-", text)
-    text = _collapse(re.sub(r"[^a-z0-9-]", "", text))
+    text = _REPO_SEPARATORS.sub("-", text)
+    text = _collapse(_NOT_DNS_SAFE.sub("", text))
     if not text:
         raise ValueError(f"repo {repo!r} does not yield a DNS-safe slug")
     value, _ = cap_with_hash(text, REPO_SLUG_MAX, source=repo.strip().lower())
