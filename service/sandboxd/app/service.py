@@ -97,10 +97,13 @@ class Stores:
     owners: KvStore[OwnerClaim]
 
     @classmethod
-    async def open(cls, js: JetStreamContext) -> Stores:
+    async def open(cls, js: JetStreamContext, *, in_flight: int) -> Stores:
+        """``in_flight``: how many sandboxes can have events between intake and their pass (max ack pending);
+        the desired store remembers that many, so a pass never has to read back what intake just wrote (the
+        records are the very objects the idle sweeper's feed keeps, so this costs little memory)."""
         return cls(
-            desired=KvStore(await js.key_value(naming.DESIRED_BUCKET), DesiredState),
-            status=KvStore(await js.key_value(naming.STATUS_BUCKET), SandboxStatus),
+            desired=KvStore(await js.key_value(naming.DESIRED_BUCKET), DesiredState, remember=in_flight),
+            status=KvStore(await js.key_value(naming.STATUS_BUCKET), SandboxStatus, remember=4096),
             owners=KvStore(await js.key_value(naming.OWNERS_BUCKET), OwnerClaim),
         )
 
@@ -166,7 +169,7 @@ class Service:
 
     async def _serve(self, js: JetStreamContext, stop: anyio.Event) -> None:
         worker, topology = self.settings.worker, self.settings.topology
-        stores = await Stores.open(js)
+        stores = await Stores.open(js, in_flight=topology.max_ack_pending)
         metrics, tracer = self.telemetry.instruments, self.telemetry.tracer
         status = StatusWriter(stores.status, metrics=metrics)
         intake = Intake(desired=stores.desired, owners=stores.owners, status=status, clock=self.clock, tracer=tracer)
