@@ -40,6 +40,9 @@ class ConditionType(StrEnum):
     IDLE = "Idle"  # scaled to zero for inactivity (or suspended)
 
 
+_CONDITION_ORDER = {kind: index for index, kind in enumerate(ConditionType)}  # the order conditions are listed in
+
+
 class Condition(Contract):
     type: ConditionType
     status: ConditionStatus
@@ -116,4 +119,4 @@ def set_condition(
         observed_generation=generation,
     )
     kept = [c for c in conditions if c.type != kind]
-    return sorted([*kept, new], key=lambda c: list(ConditionType).index(c.type))
+    return sorted([*kept, new], key=lambda c: _CONDITION_ORDER[c.type])

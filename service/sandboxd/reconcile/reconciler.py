@@ -59,8 +59,9 @@ def workload_of(desired: DesiredState) -> Workload:
 
 
 def object_refs(rendered: RenderedSandbox) -> tuple[ObjectRef, ...]:
+    # The renderer's own output: nothing to validate.
     return tuple(
-        ObjectRef(api_version=m.api_version, kind=m.kind, name=m.name, namespace=m.namespace)
+        ObjectRef.model_construct(api_version=m.api_version, kind=m.kind, name=m.name, namespace=m.namespace)
         for m in rendered.manifests
     )
 

@@ -108,7 +108,12 @@ def _parse(key: str, data: bytes, revision: int, *, remember: bool = False) -> V
 
 
 class DesiredFeed:
-    """``reconcile.idle.DesiredView`` over a watch of the desired-state bucket."""
+    """``reconcile.idle.DesiredView`` over a watch of the desired-state bucket.
+
+    Entries are kept as they arrive and parsed when a sweep first looks at them (``snapshot``): a sandbox
+    updated many times between two sweeps is parsed once, and by then the service's store, which wrote most
+    of these revisions, usually hands back the record it already holds.
+    """
 
     def __init__(
         self,
@@ -121,6 +126,7 @@ class DesiredFeed:
         self._bucket = bucket
         self._decode = decode or _parse
         self._records: dict[str, Versioned[DesiredState]] = {}
+        self._unparsed: dict[str, tuple[bytes, int]] = {}  # newer than the parsed record of the same key
         self._ready = False
         self.ignored = 0
 
@@ -129,16 +135,24 @@ class DesiredFeed:
         return self._ready
 
     def snapshot(self) -> Iterable[Versioned[DesiredState]]:
+        for key, (data, revision) in self._unparsed.items():
+            try:
+                self._records[key] = self._decode(key, data, revision, remember=False)
+            except ValidationError:
+                self.ignored += 1
+                self._records.pop(key, None)
+                log.warning("desired state %s does not parse; the sweeper leaves it alone", key)
+        self._unparsed.clear()
         return list(self._records.values())
 
     def note(self, record: Versioned[DesiredState]) -> None:
         key = record.value.sandbox_id
-        current = self._records.get(key)
-        if current is None or current.revision <= record.revision:
+        if self._revision(key) <= record.revision:
             self._records[key] = record
+            self._unparsed.pop(key, None)
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._records.keys() | self._unparsed.keys())
 
     async def run(self) -> None:
         """Follow the bucket until cancelled (start it in a task group; ``ready`` turns true after the replay)."""
@@ -154,21 +168,18 @@ class DesiredFeed:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
 
+    def _revision(self, key: str) -> int:
+        unparsed, record = self._unparsed.get(key), self._records.get(key)
+        return unparsed[1] if unparsed is not None else record.revision if record is not None else 0
+
     def _apply(self, key: str, value: bytes | None, revision: int | None, operation: str | None) -> None:
         if operation in (KV_DEL, KV_PURGE):
             self._records.pop(key, None)
+            self._unparsed.pop(key, None)
             return
-        if value is None or revision is None:
-            return
-        current = self._records.get(key)
-        if current is not None and current.revision > revision:
-            return  # this process already wrote something newer
-        try:
-            # The service's store usually wrote this very revision and still has it parsed.
-            self._records[key] = self._decode(key, value, int(revision), remember=False)
-        except ValidationError:
-            self.ignored += 1
-            log.warning("desired state %s does not parse; the sweeper leaves it alone", key)
+        if value is None or revision is None or self._revision(key) > revision:
+            return  # nothing to keep, or this process already noted something newer
+        self._unparsed[key] = (value, int(revision))
 
 
 class JetStreamCommands:
