@@ -246,6 +246,9 @@ async def coalescing(count: int, updates: int) -> tuple[int, float]:
                 await publish_all(js, payloads(count, updates=updates, prefix="c"))
             elapsed = time.perf_counter() - start
             assert svc.queue is not None
+            # passes that wrote their status may still be settling their events
+            while not svc.queue.idle():  # noqa: ASYNC110 - the queue is a plain record
+                await asyncio.sleep(0.01)
             passes = svc.queue.stats.passes
         await nc.close()
         return passes, elapsed

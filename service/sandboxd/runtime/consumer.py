@@ -66,7 +66,7 @@ class Consumer:
                 log.warning("fetch failed: %s; retrying", exc.message)
                 await anyio.sleep(1.0)
                 continue
-            self._backlog.waiting = deliveries[-1].num_pending if deliveries else 0
+            self._backlog.fetched(len(deliveries), deliveries[-1].num_pending if deliveries else 0)
             if not deliveries:
                 continue
             self.fetched += len(deliveries)
@@ -74,6 +74,7 @@ class Consumer:
                 await self._disposition.hand_back(deliveries)
                 return
             await self.admit(deliveries)
+            self._backlog.admitted()
 
     async def admit(self, deliveries: Sequence[Delivery]) -> None:
         groups: dict[str | None, list[Delivery]] = defaultdict(list)

@@ -11,9 +11,10 @@ Ordering and concurrency:
   reconcile is not redelivered elsewhere.
 - Retryable failures nak the held deliveries with a per-key growing delay; a kick without deliveries (resync,
   watch) is re-submitted after the same delay.
-- Catch-up: while intake is behind (the consumer reports a backlog in the stream), a worker waits before it
-  starts a key, at most ``hold_cap_s`` after the key became ready, so the backlog's later events for that key
-  join the same pass. With no backlog (normal load) keys start at once.
+- Catch-up: while intake is behind (a fetch brought, or left in the stream, ``Backlog.threshold`` events or
+  more: a burst), a worker waits before it starts a key, at most ``hold_cap_s`` after the key became ready,
+  so the burst's later events for that key join the same pass. With no backlog (normal load) keys start at
+  once.
 - ``close()`` hands back (nak, no delay) everything not started, lets running passes finish within the grace,
   then cancels them and hands back what they held.
 """
@@ -46,15 +47,32 @@ Handler = Callable[[str, bool], Awaitable[Outcome]]
 class Backlog:
     """What the consume loop knows about the events not yet admitted; read by the queue's workers."""
 
-    waiting: int = 0  # events in the stream after the last batch fetched
+    waiting: int = 0  # events not yet admitted: the batch being admitted and those still in the stream
     room: bool = True  # the consume loop may still fetch (held deliveries below its limit)
     #: Fewer waiting events than this is normal traffic arriving during a fetch, not a backlog worth waiting
     #: for: holding then would only add latency.
     threshold: int = 64
+    #: During a burst, intake and the publishers race: the stream empties for a moment and fills again. Intake
+    #: counts as behind until this long after it admitted the last burst-sized batch, so such a dip does not
+    #: start every held sandbox only for its next events to need another pass.
+    settle_s: float = 0.25
+    _pending: int = field(default=0, repr=False)
+    _burst_admitted_at: float = field(default=-math.inf, repr=False)
+
+    def fetched(self, count: int, pending: int) -> None:
+        """A fetch brought ``count`` events (intake admits them next) and left ``pending`` in the stream."""
+        self.waiting, self._pending = count + pending, pending
+
+    def admitted(self) -> None:
+        """Intake has admitted the last fetch."""
+        if self.waiting >= self.threshold:
+            self._burst_admitted_at = time.monotonic()
+        self.waiting = self._pending
 
     @property
     def behind(self) -> bool:
-        return self.waiting >= self.threshold and self.room
+        settling = time.monotonic() - self._burst_admitted_at < self.settle_s
+        return (self.waiting >= self.threshold or settling) and self.room
 
 
 @dataclass
