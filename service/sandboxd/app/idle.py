@@ -69,7 +69,7 @@ def idle_lifecycle(
 ) -> IdleLifecycle:
     """Build the service's idle lifecycle (no I/O here; ``run`` opens the feeds)."""
     idle = settings.idle
-    view = DesiredFeed(js, decode=desired.decode)
+    view = DesiredFeed(js, records=desired)
     feed = ActivityFeed(js, ActivityBook())
     prober = (
         HttpProber(url_template=idle.probe_url, timeout_s=idle.probe_timeout_s, concurrency=idle.probe_concurrency)

@@ -103,7 +103,7 @@ class Stores:
         records are the very objects the idle sweeper's feed keeps, so this costs little memory)."""
         return cls(
             desired=KvStore(await js.key_value(naming.DESIRED_BUCKET), DesiredState, remember=in_flight),
-            status=KvStore(await js.key_value(naming.STATUS_BUCKET), SandboxStatus, remember=4096),
+            status=KvStore(await js.key_value(naming.STATUS_BUCKET), SandboxStatus),
             owners=KvStore(await js.key_value(naming.OWNERS_BUCKET), OwnerClaim),
         )
 

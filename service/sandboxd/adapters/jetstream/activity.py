@@ -97,22 +97,28 @@ class ActivityFeed:
                 await self._sub.unsubscribe()
 
 
-class Decode(Protocol):
-    """Parse one desired-state entry (``KvStore.decode``: reuses what the store already parsed)."""
+class Records(Protocol):
+    """Where the feed gets parsed records (``KvStore``: it shares the ones the service's store already parsed)."""
 
-    def __call__(self, key: str, data: bytes, revision: int, *, remember: bool = ...) -> Versioned[DesiredState]: ...
+    def held(self, key: str, revision: int) -> Versioned[DesiredState] | None: ...
+
+    def decode(self, key: str, data: bytes, revision: int, *, remember: bool = ...) -> Versioned[DesiredState]: ...
 
 
-def _parse(key: str, data: bytes, revision: int, *, remember: bool = False) -> Versioned[DesiredState]:
-    return Versioned(DesiredState.model_validate_json(data), revision)
+class _Parser:
+    def held(self, key: str, revision: int) -> Versioned[DesiredState] | None:
+        return None
+
+    def decode(self, key: str, data: bytes, revision: int, *, remember: bool = False) -> Versioned[DesiredState]:
+        return Versioned(DesiredState.model_validate_json(data), revision)
 
 
 class DesiredFeed:
     """``reconcile.idle.DesiredView`` over a watch of the desired-state bucket.
 
-    Entries are kept as they arrive and parsed when a sweep first looks at them (``snapshot``): a sandbox
-    updated many times between two sweeps is parsed once, and by then the service's store, which wrote most
-    of these revisions, usually hands back the record it already holds.
+    The service's own store wrote most of these revisions: the feed keeps the very record the store parsed when
+    it still holds it, and otherwise keeps the entry as it came and parses it when a sweep first looks at it
+    (``snapshot``), so a sandbox updated many times between two sweeps is parsed at most once.
     """
 
     def __init__(
@@ -120,11 +126,11 @@ class DesiredFeed:
         js: JetStreamContext,
         *,
         bucket: str = naming.DESIRED_BUCKET,
-        decode: Decode | None = None,
+        records: Records | None = None,
     ) -> None:
         self._js = js
         self._bucket = bucket
-        self._decode = decode or _parse
+        self._parsed = records or _Parser()
         self._records: dict[str, Versioned[DesiredState]] = {}
         self._unparsed: dict[str, tuple[bytes, int]] = {}  # newer than the parsed record of the same key
         self._ready = False
@@ -137,7 +143,7 @@ class DesiredFeed:
     def snapshot(self) -> Iterable[Versioned[DesiredState]]:
         for key, (data, revision) in self._unparsed.items():
             try:
-                self._records[key] = self._decode(key, data, revision, remember=False)
+                self._records[key] = self._parsed.decode(key, data, revision, remember=False)
             except ValidationError:
                 self.ignored += 1
                 self._records.pop(key, None)
@@ -179,7 +185,12 @@ class DesiredFeed:
             return
         if value is None or revision is None or self._revision(key) > revision:
             return  # nothing to keep, or this process already noted something newer
-        self._unparsed[key] = (value, int(revision))
+        record = self._parsed.held(key, int(revision))
+        if record is not None:
+            self._records[key] = record
+            self._unparsed.pop(key, None)
+        else:
+            self._unparsed[key] = (value, int(revision))
 
 
 class JetStreamCommands:

@@ -53,13 +53,17 @@ class KvStore(Generic[M]):
 
     def decode(self, key: str, data: bytes, revision: int, *, remember: bool = True) -> Versioned[M]:
         """The record an entry of this bucket holds, parsed once per revision this store remembers."""
-        known = self._memo.peek(key)
-        if known is not None and known.revision == revision:
-            return known
-        record = Versioned(self._model.model_validate_json(data), revision)
-        if remember:
-            self._memo.put(key, record)
+        record = self.held(key, revision)
+        if record is None:
+            record = Versioned(self._model.model_validate_json(data), revision)
+            if remember:
+                self._memo.put(key, record)
         return record
+
+    def held(self, key: str, revision: int) -> Versioned[M] | None:
+        """The parsed record of exactly this revision, if this store still holds it (no I/O, no parsing)."""
+        known = self._memo.peek(key)
+        return known if known is not None and known.revision == revision else None
 
     async def put(self, key: str, value: M, *, revision: int | None) -> int:
         data = value.to_json()
