@@ -191,3 +191,19 @@ async def test_suspend_of_unknown_sandbox_is_rejected(fresh_nats_server: NatsSer
         await c.publish("suspend", sid)
         status = await c.wait_status(sid, lambda s: s.phase is Phase.REJECTED)
     assert status.last_error is not None and "does not exist" in status.last_error.message
+
+
+async def test_a_service_that_ran_a_while_stops_promptly(fresh_nats_server: NatsServer) -> None:
+    """Stopping drains the NATS connection; a subscription left behind (the dead-letter mover's, whose pull
+    requests expire every few seconds) used to hold the drain for its full 30 s timeout."""
+    async with client(fresh_nats_server.url) as c, running_service(
+        service_settings(fresh_nats_server.url), MemoryApplier()
+    ) as service:
+        sid = unique_id()
+        await c.create(sid, "prompt@acme.com")
+        await c.wait_status(sid, lambda s: s.phase is Phase.READY)
+        await anyio.sleep(12)  # a few of the mover's 5 s fetches come and go
+        stopping = anyio.current_time()
+    stopped = anyio.current_time() - stopping
+    assert service.health.connected is False
+    assert stopped < 10, f"stopping took {stopped:.1f} s"

@@ -44,13 +44,18 @@ class DeadLetterMover:
         return cls(js, source, on_stranded=on_stranded)
 
     async def run(self) -> None:
-        """Move stranded events until cancelled."""
-        while True:
-            try:
-                await self.move_once(timeout=5.0)
-            except RetryableError as exc:
-                log.warning("dead-letter mover: %s", exc.message)
-                await anyio.sleep(5.0)
+        """Move stranded events until cancelled; then unsubscribe, so draining the connection does not wait
+        for the answer to a fetch nobody is reading any more."""
+        try:
+            while True:
+                try:
+                    await self.move_once(timeout=5.0)
+                except RetryableError as exc:
+                    log.warning("dead-letter mover: %s", exc.message)
+                    await anyio.sleep(5.0)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._source.close()
 
     async def move_once(self, *, timeout: float = 1.0) -> int:
         """Handle the advisories waiting now; returns how many events were dead-lettered."""
