@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import tempfile
@@ -266,6 +267,12 @@ async def memory(count: int) -> float:
         return rss_mb()
 
 
+def fresh_heap() -> None:
+    """Collect what the previous scenario left (whole services and connections are cyclic garbage), so each
+    scenario starts from the heap a fresh process would have."""
+    gc.collect()
+
+
 def line(label: str, value: str, goal: str = "") -> None:
     print(f"{label:<58} {value:>18}  {goal}")
 
@@ -274,15 +281,19 @@ async def main(args: argparse.Namespace) -> None:
     tune_gc()  # as `sandboxd run` does; the raw ceiling runs with the same collector settings
     print(f"spine benchmark: N={args.n}, nats-server {NatsServer(store_dir=Path('.')).version()}")
     raw = await raw_ceiling(args.n)
+    fresh_heap()
     svc = await service_throughput(args.n)
     line("raw ceiling (nats-py publish/fetch/KV put/ack), events/s", f"{raw:,.0f}")
     line("service (publish → status written, no-op applier), sandboxes/s", f"{svc:,.0f}")
     line("ratio service / raw", f"{svc / raw:.2f}", "goal ≥ 0.5")
+    fresh_heap()
     p50, p99, sent = await latency(svc / 2, args.seconds)
     line(f"latency at half load ({svc / 2:,.0f}/s, {sent} events) p50 ms", f"{p50:.1f}")
     line("latency at half load p99 ms", f"{p99:.1f}", "goal ≤ 100")
+    fresh_heap()
     passes, elapsed = await coalescing(args.coalesce, 10)
     line(f"reconciles for 10 updates × {args.coalesce} sandboxes ({elapsed:.1f}s)", f"{passes:,}", "goal ≤ 1,300")
+    fresh_heap()
     mb = await memory(args.tracked)
     line(f"RSS with {args.tracked:,} sandboxes tracked, MB (whole bench process)", f"{mb:.0f}", "goal ≤ 200")
 
