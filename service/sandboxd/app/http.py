@@ -1,4 +1,7 @@
-"""The process's HTTP endpoint: ``/healthz`` (alive), ``/readyz`` (ready to work, or what is not), ``/metrics``.
+"""A process's HTTP endpoint: ``/healthz`` (alive), ``/readyz`` (ready to work, or what is not), ``/metrics``.
+
+Both processes serve one: the reconciler (``app.service``, on SANDBOXD_HEALTH_PORT) and the scaler
+(``app.scaler``, on SANDBOXD_SCALER_METRICS_PORT). ``Health`` is the readiness record each of them keeps.
 
 - ``/healthz``: 200 whenever the event loop answers; a liveness probe restarts a process that hangs.
 - ``/readyz``: 200 ``{"ready": true}`` when the readiness source reports nothing missing (NATS connected, the
@@ -8,7 +11,7 @@
   own (``sandboxd.telemetry``) and ``prometheus_client``'s default one (process figures, and any collector a
   module registered there). Their metric names must not overlap.
 
-``Service.run`` opens it before connecting and closes it after draining, so a probe gets an answer (503) while
+Each process opens it before connecting and closes it after draining, so a probe gets an answer (503) while
 NATS is still being reached and while in-flight work finishes. Port 0 binds a free port; ``port`` says which.
 What it deliberately does not do: touch NATS or the target on a probe (readiness is what the service last
 observed), or serve anything else.
@@ -17,6 +20,7 @@ observed), or serve anything else.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final, Protocol
 
@@ -35,14 +39,52 @@ class Readiness(Protocol):
         ...
 
 
+@dataclass
+class Health:
+    """What /readyz reports: set by the process as it comes up and goes down."""
+
+    connected: bool = False
+    consumer_bound: bool = False
+    draining: bool = False
+    #: None when the target cannot tell (GitOps, directory); else whether it answered (or connected) last time.
+    target_reachable: bool | None = None
+    details: dict[str, str] = field(default_factory=dict)
+
+    def problems(self) -> dict[str, str]:
+        """What keeps the process from being ready, by check (the body of a 503 from /readyz)."""
+        found: dict[str, str] = {}
+        if not self.connected:
+            found["nats"] = "not connected"
+        if not self.consumer_bound:
+            found["consumer"] = "not bound"
+        if self.draining:
+            found["draining"] = "shutting down"
+        if self.target_reachable is False:
+            found["target"] = self.details.get("target", "unreachable")
+        return found
+
+    @property
+    def ready(self) -> bool:
+        return not self.problems()
+
+
 class HealthEndpoint:
+    """``variables`` names the settings of ``host`` and ``port`` for the error when the port cannot be bound."""
+
     def __init__(
-        self, *, readiness: Readiness, registries: Sequence[CollectorRegistry], host: str, port: int
+        self,
+        *,
+        readiness: Readiness,
+        registries: Sequence[CollectorRegistry],
+        host: str,
+        port: int,
+        variables: str,
     ) -> None:
         self._readiness = readiness
         self._registries = tuple(registries)
         self._host = host
         self._port = port
+        self._variables = variables
         self._runner: web.AppRunner | None = None
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
@@ -66,7 +108,7 @@ class HealthEndpoint:
             await runner.cleanup()
             raise ConfigurationError(
                 f"cannot serve /healthz /readyz /metrics on {self._host}:{self._port} "
-                f"(SANDBOXD_HEALTH_HOST/SANDBOXD_HEALTH_PORT): {exc.strerror or exc}"
+                f"({self._variables}): {exc.strerror or exc}"
             ) from exc
         self._runner = runner
 

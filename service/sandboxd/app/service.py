@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
@@ -32,7 +32,7 @@ from sandboxd.adapters.jetstream.deliveries import EventSource
 from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters
 from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.jetstream.topology import ensure_topology
-from sandboxd.app.http import HealthEndpoint
+from sandboxd.app.http import Health, HealthEndpoint
 from sandboxd.app.idle import idle_lifecycle
 from sandboxd.errors import PermanentError, SandboxdError
 from sandboxd.models.desired import DesiredState, OwnerClaim
@@ -59,35 +59,6 @@ MONITOR_INTERVAL_S = 5.0
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class Health:
-    """What /readyz reports: set by the service as it comes up and goes down."""
-
-    connected: bool = False
-    consumer_bound: bool = False
-    draining: bool = False
-    #: None when the applier cannot tell (GitOps, directory); else whether its target answered last time.
-    target_reachable: bool | None = None
-    details: dict[str, str] = field(default_factory=dict)
-
-    def problems(self) -> dict[str, str]:
-        """What keeps the process from being ready, by check (the body of a 503 from /readyz)."""
-        found: dict[str, str] = {}
-        if not self.connected:
-            found["nats"] = "not connected"
-        if not self.consumer_bound:
-            found["consumer"] = "not bound"
-        if self.draining:
-            found["draining"] = "shutting down"
-        if self.target_reachable is False:
-            found["target"] = self.details.get("target", "unreachable")
-        return found
-
-    @property
-    def ready(self) -> bool:
-        return not self.problems()
 
 
 @dataclass
@@ -140,6 +111,7 @@ class Service:
             registries=[self.telemetry.registry, prometheus_client.REGISTRY],
             host=worker.health_host,
             port=worker.health_port,
+            variables="SANDBOXD_HEALTH_HOST/SANDBOXD_HEALTH_PORT",
         )
         if isinstance(self.applier, Reachable):
             self.health.target_reachable = False  # until it first answers

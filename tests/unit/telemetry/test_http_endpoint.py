@@ -6,8 +6,7 @@ import aiohttp
 import prometheus_client
 import pytest
 
-from sandboxd.app.http import HealthEndpoint
-from sandboxd.app.service import Health
+from sandboxd.app.http import Health, HealthEndpoint
 from sandboxd.errors import ConfigurationError
 from sandboxd.telemetry.testing import capture, prometheus_sample
 
@@ -28,6 +27,7 @@ async def test_probes_follow_the_health_record_and_metrics_serve_the_registry() 
         registries=[captured.telemetry.registry, prometheus_client.REGISTRY],
         host="127.0.0.1",
         port=0,
+        variables="SANDBOXD_HEALTH_HOST/SANDBOXD_HEALTH_PORT",
     )
     async with endpoint:
         assert endpoint.port > 0
@@ -54,8 +54,8 @@ async def test_probes_follow_the_health_record_and_metrics_serve_the_registry() 
 
 
 async def test_a_port_in_use_is_a_configuration_error_naming_the_variables() -> None:
-    health = Health()
-    async with HealthEndpoint(readiness=health, registries=[], host="127.0.0.1", port=0) as first:
-        second = HealthEndpoint(readiness=health, registries=[], host="127.0.0.1", port=first.port)
-        with pytest.raises(ConfigurationError, match="SANDBOXD_HEALTH_PORT"):
+    health, variables = Health(), "SANDBOXD_SCALER_METRICS_HOST/SANDBOXD_SCALER_METRICS_PORT"
+    async with HealthEndpoint(readiness=health, registries=[], host="127.0.0.1", port=0, variables=variables) as first:
+        second = HealthEndpoint(readiness=health, registries=[], host="127.0.0.1", port=first.port, variables=variables)
+        with pytest.raises(ConfigurationError, match="SANDBOXD_SCALER_METRICS_PORT"):
             await second.start()
