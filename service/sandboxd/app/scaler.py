@@ -9,7 +9,11 @@ Concurrency (scaler): one fetch loop; a fetched batch is split by sandbox, sandb
 (``SANDBOXD_SCALER_CONCURRENCY``) and one sandbox's commands in stream order. Shutdown: no new fetch after
 ``stop``; the batch in hand finishes; the connection drains so every ack is flushed.
 
-Metrics (default ``prometheus_client`` registry, served by the scaler on ``SANDBOXD_SCALER_METRICS_PORT``):
+Probes (``app.http``, on ``SANDBOXD_SCALER_METRICS_HOST``/``SANDBOXD_SCALER_METRICS_PORT``, port 0 = a free one):
+``/healthz``; ``/readyz``, 200 while NATS is connected, the consumer bound, the Kubernetes scale target connected
+and no stop asked for, else 503 naming what is missing; served from before the connect to after the drain.
+
+Metrics (default ``prometheus_client`` registry, served on ``/metrics`` of that endpoint):
 ``sandbox_controller_idle_timeout_events_total{namespace}`` (upstream's name: one per idle scale-down
 performed), ``sandbox_controller_idle_wake_events_total{namespace,reason}`` (scale-ups out of idle or
 suspension) and ``sandboxd_scale_commands_total{reason,outcome}``.
@@ -25,7 +29,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import anyio
-from prometheus_client import Counter, start_http_server
+import prometheus_client
+from nats.aio.client import Client
+from prometheus_client import Counter
 from pydantic import ValidationError
 
 from sandboxd import naming
@@ -35,6 +41,7 @@ from sandboxd.adapters.jetstream.activity import (
 )
 from sandboxd.adapters.jetstream.connection import connect
 from sandboxd.adapters.jetstream.stores import KvStore
+from sandboxd.app.http import Health, HealthEndpoint
 from sandboxd.errors import InvalidEvent, PermanentError, RetryableError
 from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.base import describe
@@ -179,44 +186,77 @@ class ScalerProcess:
     def __init__(self, config: ScalerConfig, *, target: ScaleTarget | None = None) -> None:
         self.config = config
         self._target = target
+        self.health = Health(target_reachable=False, details={"target": "kubernetes not connected"})
+        self.endpoint: HealthEndpoint | None = None
         self.worker: ScaleWorker | None = None
         self.disposition: Disposition | None = None
 
     async def run(self, stop: anyio.Event) -> None:
+        scaler = self.config.scaler
+        endpoint = HealthEndpoint(
+            readiness=self.health,
+            registries=[prometheus_client.REGISTRY],
+            host=scaler.metrics_host,
+            port=scaler.metrics_port,
+            variables="SANDBOXD_SCALER_METRICS_HOST/SANDBOXD_SCALER_METRICS_PORT",
+        )
+        async with endpoint, anyio.create_task_group() as tg:
+            self.endpoint = endpoint
+            tg.start_soon(self._drain_on, stop, name="readiness-on-stop")
+            await self._run(stop)
+            tg.cancel_scope.cancel()
+
+    async def _drain_on(self, stop: anyio.Event) -> None:
+        """/readyz says "shutting down" as soon as a stop is asked for, not once the batch in hand is done."""
+        await stop.wait()
+        self.health.draining = True
+
+    async def _run(self, stop: anyio.Event) -> None:
         config = self.config
-        if config.scaler.metrics_port:
-            start_http_server(config.scaler.metrics_port, addr=config.scaler.metrics_host)
         target = self._target
         owned: StatefulSetScaler | None = None
         if target is None:
-            # Imported here: the service process (which imports this module) never needs kubernetes_asyncio.
+            # Imported here: only this process needs kubernetes_asyncio, not every importer of this module.
             from sandboxd.adapters.kubernetes.scaling import StatefulSetScaler  # noqa: PLC0415
 
             target = owned = await StatefulSetScaler.connect(config.applier, field_manager=config.scaler.field_manager)
+        self.health.details.pop("target", None)
+        self.health.target_reachable = True
         nc = await connect(config.nats)
+        self.health.connected = True
         try:
-            js = nc.jetstream()
-            source = await bind_scale_commands(js)
-            disposition = self.disposition = Disposition(
-                dead_letters=scale_dead_letters(js),
-                backoff=Backoff(config.worker.retry_base_s, config.worker.retry_cap_s),
-                max_deliver=config.topology.max_deliver,
-            )
-            desired = KvStore(await js.key_value(naming.DESIRED_BUCKET), DesiredState)
-            worker = self.worker = ScaleWorker(
-                desired=desired, target=target, disposition=disposition, concurrency=config.scaler.concurrency
-            )
-            log.info("scaler consuming %s/%s", naming.SCALE_STREAM, naming.SCALE_CONSUMER)
-            while not stop.is_set():
-                batch = await source.fetch(config.scaler.fetch_batch, config.scaler.fetch_timeout_s)
-                await worker.handle(batch)
-            await source.close()
+            await self._consume(nc, target, stop)
         finally:
+            self.health.draining = True
             with anyio.CancelScope(shield=True):
                 try:
                     await nc.drain()
                 except Exception:  # noqa: BLE001 - draining a reconnecting connection fails; closing is enough
                     await nc.close()
+                self.health.connected = False
                 if owned is not None:
                     with contextlib.suppress(Exception):
                         await owned.aclose()
+
+    async def _consume(self, nc: Client, target: ScaleTarget, stop: anyio.Event) -> None:
+        config = self.config
+        js = nc.jetstream()
+        source = await bind_scale_commands(js)
+        disposition = self.disposition = Disposition(
+            dead_letters=scale_dead_letters(js),
+            backoff=Backoff(config.worker.retry_base_s, config.worker.retry_cap_s),
+            max_deliver=config.topology.max_deliver,
+        )
+        desired = KvStore(await js.key_value(naming.DESIRED_BUCKET), DesiredState)
+        worker = self.worker = ScaleWorker(
+            desired=desired, target=target, disposition=disposition, concurrency=config.scaler.concurrency
+        )
+        self.health.consumer_bound = True
+        log.info("scaler consuming %s/%s", naming.SCALE_STREAM, naming.SCALE_CONSUMER)
+        while not stop.is_set():
+            batch = await source.fetch(config.scaler.fetch_batch, config.scaler.fetch_timeout_s)
+            self.health.connected = nc.is_connected  # a fetch ends at least every SANDBOXD_SCALER_FETCH_SECONDS
+            await worker.handle(batch)
+        self.health.draining = True
+        await source.close()
+        self.health.consumer_bound = False

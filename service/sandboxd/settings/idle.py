@@ -85,11 +85,12 @@ class ScalerSettings(Group):
     fetch_timeout_s: float = env(
         "SANDBOXD_SCALER_FETCH_SECONDS", 5.0, gt=0, le=60, description="Longest wait of one empty fetch, s."
     )
+    # Named for /metrics, the scaler's only endpoint once; the names stay so that deployments keep working.
     metrics_port: int = env(
-        "SANDBOXD_SCALER_METRICS_PORT", 8080, ge=0, le=65535, description="Prometheus /metrics port; 0 = off."
+        "SANDBOXD_SCALER_METRICS_PORT", 8080, ge=0, le=65535, description="/healthz /readyz /metrics; 0 = a free port."
     )
     metrics_host: str = env(
         "SANDBOXD_SCALER_METRICS_HOST",
-        "0.0.0.0",  # noqa: S104 - a pod serves /metrics on every interface
-        description="Bind address of /metrics.",
+        "0.0.0.0",  # noqa: S104 - a pod serves its probes and /metrics on every interface
+        description="Bind address of that endpoint.",
     )

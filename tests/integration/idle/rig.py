@@ -118,7 +118,7 @@ def scaler_config(nats_url: str, kubeconfig: str) -> ScalerConfig:
         topology=TopologySettings(ack_wait_s=5.0, max_deliver=6),
         worker=WorkerSettings(retry_base_s=0.2, retry_cap_s=1.0),
         applier=ApplierSettings(kind="kubernetes", kubeconfig=kubeconfig),
-        scaler=ScalerSettings(metrics_port=0, fetch_timeout_s=0.3),
+        scaler=ScalerSettings(metrics_host="127.0.0.1", metrics_port=0, fetch_timeout_s=0.3),  # a free port
     )
 
 

@@ -1,11 +1,13 @@
-"""Desired states and activity reports for the idle-lifecycle tests: one valid record, one knob per argument."""
+"""Desired states, activity reports and a fake scale target for the idle-lifecycle tests: one knob per argument."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sandboxd import naming
+from sandboxd.errors import SandboxdError
 from sandboxd.models.activity import ActivityReport
 from sandboxd.models.desired import DesiredState, Lifecycle
 from sandboxd.models.spec import SandboxSpec
@@ -54,3 +56,27 @@ def desired(
 
 def report(at: datetime, sessions: int = 0) -> ActivityReport:
     return ActivityReport(last_activity_at=at, active_sessions=sessions)
+
+
+@dataclass
+class FakeStatefulSets:
+    """``ScaleTarget`` holding replica counts by (namespace, name); ``fail`` raises on the next call."""
+
+    replicas: dict[tuple[str, str], int] = field(default_factory=dict)
+    patches: list[tuple[str, str, int]] = field(default_factory=list)
+    fail: SandboxdError | None = None
+    before_patch: object = None
+
+    async def scale(self, *, namespace: str, name: str, replicas: int) -> int | None:
+        if self.fail is not None:
+            raise self.fail
+        key = (namespace, name)
+        if key not in self.replicas:
+            return None
+        previous = self.replicas[key]
+        if previous != replicas:
+            if callable(self.before_patch):
+                await self.before_patch()
+            self.replicas[key] = replicas
+            self.patches.append((namespace, name, replicas))
+        return previous

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from sandboxd.adapters.memory import MemoryStore
 from sandboxd.app.scaler import ScaleWorker
-from sandboxd.errors import ApplyRejected, ApplyUnavailable, SandboxdError, StoreConflict
+from sandboxd.errors import ApplyRejected, ApplyUnavailable, StoreConflict
 from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.desired import DesiredState, Lifecycle
 from sandboxd.reconcile import idle
@@ -19,33 +19,9 @@ from sandboxd.reconcile.idle import Action, Decision, ScaleOutcome, execute_scal
 from sandboxd.reconcile.ports import Delivery
 from sandboxd.runtime.disposition import Disposition
 from sandboxd.runtime.retry import Backoff
-from unit.idle.factories import T0, desired, minutes
+from unit.idle.factories import T0, FakeStatefulSets, desired, minutes
 
 pytestmark = pytest.mark.anyio
-
-
-@dataclass
-class FakeStatefulSets:
-    """``ScaleTarget`` holding replica counts by (namespace, name); ``fail`` raises on the next call."""
-
-    replicas: dict[tuple[str, str], int] = field(default_factory=dict)
-    patches: list[tuple[str, str, int]] = field(default_factory=list)
-    fail: SandboxdError | None = None
-    before_patch: object = None
-
-    async def scale(self, *, namespace: str, name: str, replicas: int) -> int | None:
-        if self.fail is not None:
-            raise self.fail
-        key = (namespace, name)
-        if key not in self.replicas:
-            return None
-        previous = self.replicas[key]
-        if previous != replicas:
-            if callable(self.before_patch):
-                await self.before_patch()
-            self.replicas[key] = replicas
-            self.patches.append((namespace, name, replicas))
-        return previous
 
 
 async def stored(state: DesiredState) -> MemoryStore[DesiredState]:
