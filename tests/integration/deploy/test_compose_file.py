@@ -93,7 +93,7 @@ def test_long_running_services_have_healthchecks(compose: dict[str, Any]) -> Non
         assert "127.0.0.1:8081/readyz" in " ".join(services(compose)[name]["healthcheck"]["test"])
     scaler = services(compose)["scaler"]
     port = scaler["environment"]["SANDBOXD_SCALER_METRICS_PORT"]
-    assert f"127.0.0.1:{port}/metrics" in " ".join(scaler["healthcheck"]["test"])
+    assert f"127.0.0.1:{port}/readyz" in " ".join(scaler["healthcheck"]["test"])
 
 
 def test_reconcilers_use_an_applier_that_fits_where_they_run(compose: dict[str, Any]) -> None:

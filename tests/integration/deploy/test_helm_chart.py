@@ -294,7 +294,7 @@ def test_reconciler_probes_and_metrics_use_the_health_port(helm: Helm) -> None:
 
 
 def test_scaler_probes_and_metrics_use_its_metrics_port(helm: Helm) -> None:
-    """`sandboxd scaler` serves /metrics on SANDBOXD_SCALER_METRICS_PORT and nothing else."""
+    """`sandboxd scaler` serves /healthz, /readyz and /metrics on SANDBOXD_SCALER_METRICS_PORT."""
     objects = helm.template(set_values={"scaler.metricsPort": 9100})
     deployment = one(objects, "Deployment", "scaler")
     main = container(deployment)
@@ -302,8 +302,11 @@ def test_scaler_probes_and_metrics_use_its_metrics_port(helm: Helm) -> None:
     assert env_of(deployment)["SANDBOXD_SCALER_METRICS_PORT"]["value"] == "9100"
     assert "SANDBOXD_HEALTH_PORT" not in env_of(deployment)
     assert main["ports"] == [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}]
-    assert main["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
-    assert main["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    reconciler = container(one(objects, "Deployment", "reconciler"))
+    for probe in ("livenessProbe", "readinessProbe"):  # the same timings as the reconciler's
+        assert {**main[probe], "httpGet": None} == {**reconciler[probe], "httpGet": None}
     assert one(objects, "Service", "scaler")["spec"]["ports"][0]["targetPort"] == "metrics"
 
 

@@ -446,12 +446,15 @@ Environment blocks. Values become strings exactly as the service parses them; se
 {{- end }}
 {{- end }}
 
-{{/* Probes on the health port: /healthz (the process is alive), /readyz (connected and consuming). */}}
+{{/*
+Probes on the named container port (the argument: "health" for the reconciler, "metrics" for the scaler):
+/healthz (the process is alive), /readyz (connected and consuming).
+*/}}
 {{- define "sandboxd.probes" -}}
 livenessProbe:
   httpGet:
     path: /healthz
-    port: health
+    port: {{ . }}
   initialDelaySeconds: 10
   periodSeconds: 20
   timeoutSeconds: 3
@@ -459,7 +462,7 @@ livenessProbe:
 readinessProbe:
   httpGet:
     path: /readyz
-    port: health
+    port: {{ . }}
   initialDelaySeconds: 5
   periodSeconds: 10
   timeoutSeconds: 3
