@@ -14,8 +14,9 @@
 
 ``changed`` is whether any resourceVersion moved (inventory vs. apply response) or anything was pruned; the
 pty-server StatefulSet in the apply response gives ``ready_replicas``. Every object is attempted even when one is
-refused; then the first permanent error (else the first retryable one) is raised, so a refusal is never hidden
-behind a transient error. A second apply of the same objects writes nothing (the server sees no change).
+refused; then the first permanent error in manifest order (else the first retryable one) is raised, so a
+refusal is never hidden behind a transient error, nor its cause behind a consequence. A second apply of the
+same objects writes nothing (the server sees no change).
 
 ``delete``: **retain** deletes the kinds ``adapters.retention`` does not keep (workloads first, then Services, the
 route, Secrets and the ConfigMap) and keeps the Namespace, quota, PVCs and RBAC. **Purge** deletes every managed
@@ -401,10 +402,13 @@ async def _gather(calls: Sequence[Callable[[], Awaitable[T]]], limit: int) -> li
     """Run every call, at most ``limit`` at once, and return their results in order.
 
     A failing call does not cancel the others (every object is attempted); afterwards the first
-    ``PermanentError`` is raised, else the first other ``SandboxdError``.
+    ``PermanentError`` in call order is raised, else the first other ``SandboxdError``. Call order, not the
+    order they failed in: objects come in dependency order (a Role before its RoleBinding), so the error
+    raised is the cause (the Role refused) rather than a consequence that happened to answer first (the
+    RoleBinding's missing Role).
     """
     results: list[T | None] = [None] * len(calls)
-    errors: list[SandboxdError] = []
+    errors: dict[int, SandboxdError] = {}
     slots = anyio.Semaphore(max(1, limit))
 
     async def run(index: int, call: Callable[[], Awaitable[T]]) -> None:
@@ -412,11 +416,12 @@ async def _gather(calls: Sequence[Callable[[], Awaitable[T]]], limit: int) -> li
             try:
                 results[index] = await call()
             except SandboxdError as exc:
-                errors.append(exc)
+                errors[index] = exc
 
     async with anyio.create_task_group() as tg:
         for index, call in enumerate(calls):
             tg.start_soon(run, index, call)
     if errors:
-        raise next((e for e in errors if isinstance(e, PermanentError)), errors[0])
+        ordered = [errors[index] for index in sorted(errors)]
+        raise next((e for e in ordered if isinstance(e, PermanentError)), ordered[0])
     return cast(list[T], results)  # every slot was filled: no call failed
