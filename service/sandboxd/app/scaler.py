@@ -253,10 +253,15 @@ class ScalerProcess:
         )
         self.health.consumer_bound = True
         log.info("scaler consuming %s/%s", naming.SCALE_STREAM, naming.SCALE_CONSUMER)
-        while not stop.is_set():
-            batch = await source.fetch(config.scaler.fetch_batch, config.scaler.fetch_timeout_s)
-            self.health.connected = nc.is_connected  # a fetch ends at least every SANDBOXD_SCALER_FETCH_SECONDS
-            await worker.handle(batch)
-        self.health.draining = True
-        await source.close()
-        self.health.consumer_bound = False
+        try:
+            while not stop.is_set():
+                batch = await source.fetch(config.scaler.fetch_batch, config.scaler.fetch_timeout_s)
+                self.health.connected = nc.is_connected  # a fetch ends at least every SANDBOXD_SCALER_FETCH_SECONDS
+                await worker.handle(batch)
+        finally:
+            # Unsubscribed before the connection drains: a pull subscription left open can hold the drain
+            # for its whole timeout (see adapters.jetstream.advisories).
+            self.health.draining = True
+            with anyio.CancelScope(shield=True):
+                await source.close()
+            self.health.consumer_bound = False
