@@ -246,3 +246,11 @@ def test_settings_are_frozen(runtime_env: None) -> None:
     runtime = load(RuntimeSettings)
     with pytest.raises(ValidationError):
         runtime.pty_server_image = "a/b:2"  # type: ignore[misc]
+
+
+def test_the_kubernetes_request_timeout_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ApplierSettings().kube_request_timeout_s == 30.0
+    monkeypatch.setenv("SANDBOXD_KUBE_REQUEST_TIMEOUT_SECONDS", "7.5")
+    assert ApplierSettings().kube_request_timeout_s == 7.5
+    monkeypatch.setenv("SANDBOXD_KUBE_REQUEST_TIMEOUT_SECONDS", "0")
+    assert refusal(ApplierSettings).startswith("invalid configuration: SANDBOXD_KUBE_REQUEST_TIMEOUT_SECONDS ")

@@ -42,6 +42,13 @@ class ApplierSettings(Group):
     apply_concurrency: int = env(
         "SANDBOXD_APPLY_CONCURRENCY", 8, ge=1, le=64, description="Objects of one sandbox applied at once."
     )
+    kube_request_timeout_s: float = env(
+        "SANDBOXD_KUBE_REQUEST_TIMEOUT_SECONDS",
+        30.0,
+        gt=0,
+        description="A Kubernetes API request (a watch excepted) that has no answer after this long is retried "
+        "later, s (the reconciler and the scaler).",
+    )
     directory: str = env("SANDBOXD_DIRECTORY", "./rendered", description="Folder for the directory applier.")
     gitops_repo: str = env(
         "SANDBOXD_GITOPS_REPO", "./gitops", description="Local path or remote URL of the GitOps repository."

@@ -56,8 +56,10 @@ def idle_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 async def applier(kube_api: KubeTarget) -> AsyncIterator[KubernetesApplier]:
-    settings = ApplierSettings(kind="kubernetes", kubeconfig=str(kube_api.kubeconfig_path))
-    built = await KubernetesApplier.from_settings(settings, request_timeout_s=10.0, watch_timing=WatchTiming(5.0))
+    settings = ApplierSettings(
+        kind="kubernetes", kubeconfig=str(kube_api.kubeconfig_path), kube_request_timeout_s=10.0
+    )
+    built = await KubernetesApplier.from_settings(settings, watch_timing=WatchTiming(5.0))
     try:
         yield built
     finally:

@@ -38,7 +38,7 @@ def applier_settings(kube_api: KubeTarget, **overrides: Any) -> ApplierSettings:
 @pytest.fixture
 async def applier(kube_api: KubeTarget) -> AsyncIterator[KubernetesApplier]:
     built = await KubernetesApplier.from_settings(
-        applier_settings(kube_api), request_timeout_s=10.0, watch_timing=WatchTiming(timeout_s=5.0)
+        applier_settings(kube_api, kube_request_timeout_s=10.0), watch_timing=WatchTiming(timeout_s=5.0)
     )
     try:
         yield built

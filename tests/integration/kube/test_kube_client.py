@@ -53,7 +53,7 @@ async def test_an_unreachable_server_is_reported_as_unavailable(kube_api: KubeTa
     kubeconfig = tmp_path / "closed.yaml"
     kubeconfig.write_text(closed)
     applier = await KubernetesApplier.from_settings(
-        ApplierSettings(kind="kubernetes", kubeconfig=str(kubeconfig)), request_timeout_s=2.0
+        ApplierSettings(kind="kubernetes", kubeconfig=str(kubeconfig), kube_request_timeout_s=2.0)
     )
     try:
         with pytest.raises(ApplyUnavailable) as unreachable:

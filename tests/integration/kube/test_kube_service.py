@@ -74,7 +74,7 @@ class Recorded:
 
 async def recorded(kube_api: KubeTarget, *, request_timeout_s: float = 10.0) -> Recorded:
     inner = await KubernetesApplier.from_settings(
-        applier_settings(kube_api), request_timeout_s=request_timeout_s, watch_timing=WatchTiming(timeout_s=30.0)
+        applier_settings(kube_api, kube_request_timeout_s=request_timeout_s), watch_timing=WatchTiming(timeout_s=30.0)
     )
     return Recorded(inner)
 

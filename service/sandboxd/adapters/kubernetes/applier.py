@@ -133,16 +133,17 @@ class KubernetesApplier:
         cls,
         settings: ApplierSettings,
         *,
-        request_timeout_s: float = 30.0,
         connections: int = DEFAULT_CONNECTIONS,
         watch_timing: WatchTiming | None = None,
         purge_timeout_s: float = 120.0,
     ) -> KubernetesApplier:
         """An applier for the cluster ``settings`` name (``ConfigurationError`` now if there is none).
 
-        ``request_timeout_s`` bounds each request but a watch; no connection is opened until the first one.
+        ``SANDBOXD_KUBE_REQUEST_TIMEOUT_SECONDS`` bounds each request but a watch; no connection is opened until
+        the first one.
         """
         configuration = await load_configuration(settings)
+        request_timeout_s = settings.kube_request_timeout_s
         return cls(
             KubeTransport(api_client(configuration, connections=connections), request_timeout_s=request_timeout_s),
             watch_transport=KubeTransport(

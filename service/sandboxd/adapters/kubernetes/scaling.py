@@ -40,7 +40,11 @@ class StatefulSetScaler:
     async def connect(cls, settings: ApplierSettings, *, field_manager: str = FIELD_MANAGER) -> StatefulSetScaler:
         """A scaler for the cluster ``settings`` name (``KUBECONFIG`` and context, or the pod's account)."""
         configuration = await load_configuration(settings)
-        return cls(api_client(configuration, connections=16), field_manager=field_manager)
+        return cls(
+            api_client(configuration, connections=16),
+            field_manager=field_manager,
+            request_timeout_s=settings.kube_request_timeout_s,
+        )
 
     async def scale(self, *, namespace: str, name: str, replicas: int) -> int | None:
         path = f"{STATEFUL_SET.item(name, namespace)}/scale"
