@@ -254,6 +254,8 @@ Environment blocks. Values become strings exactly as the service parses them; se
 - name: SANDBOXD_KUBE_CONTEXT
   value: {{ $k.context | quote }}
 {{- end }}
+- name: SANDBOXD_KUBE_REQUEST_TIMEOUT_SECONDS
+  value: {{ include "sandboxd.num" .Values.applier.kubeRequestTimeoutSeconds | quote }}
 {{- end }}
 
 {{- define "sandboxd.env.applier" -}}
