@@ -261,7 +261,6 @@ class ScalerProcess:
         finally:
             # Unsubscribed before the connection drains: a pull subscription left open can hold the drain
             # for its whole timeout (see adapters.jetstream.advisories).
-            self.health.draining = True
             with anyio.CancelScope(shield=True):
                 await source.close()
             self.health.consumer_bound = False

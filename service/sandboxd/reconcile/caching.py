@@ -1,8 +1,6 @@
-"""A small bounded LRU map: the last records this process read or wrote, to skip a read before a CAS write.
-
-A cached revision is only ever used as the expected revision of a compare-and-set: if another writer moved
-the record, the write fails and the caller re-reads. So a stale entry costs one extra round trip, never a
-wrong write.
+"""A small bounded LRU map, for the memories that must not grow with the number of sandboxes: the record a KV
+store last wrote or read per key (``adapters.jetstream.stores``, which says why a stale one is harmless) and the
+reconciler's renders per generation.
 """
 
 from __future__ import annotations

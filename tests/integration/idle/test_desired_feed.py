@@ -9,6 +9,7 @@ import nats
 import pytest
 
 from sandboxd.adapters.jetstream.activity import DesiredFeed
+from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.natsserver import NatsServer
 from sandboxd.models.desired import DesiredState
 from sandboxd.models.spec import SandboxSpec
@@ -38,7 +39,7 @@ async def test_the_feed_follows_writes_and_deletes_and_skips_what_does_not_parse
         kv = await nc.jetstream().create_key_value(bucket=bucket)
         first = await kv.put("sb-a", desired("sb-a", 1).to_json())
         await kv.put("sb-b", b"{not json")
-        feed = DesiredFeed(nc.jetstream(), bucket=bucket)
+        feed = DesiredFeed(nc.jetstream(), records=KvStore(kv, DesiredState), bucket=bucket)
         async with anyio.create_task_group() as tg:
             tg.start_soon(feed.run)
             with anyio.fail_after(5):

@@ -105,14 +105,6 @@ class Records(Protocol):
     def decode(self, key: str, data: bytes, revision: int, *, remember: bool = ...) -> Versioned[DesiredState]: ...
 
 
-class _Parser:
-    def held(self, key: str, revision: int) -> Versioned[DesiredState] | None:
-        return None
-
-    def decode(self, key: str, data: bytes, revision: int, *, remember: bool = False) -> Versioned[DesiredState]:
-        return Versioned(DesiredState.model_validate_json(data), revision)
-
-
 class DesiredFeed:
     """``reconcile.idle.DesiredView`` over a watch of the desired-state bucket.
 
@@ -125,12 +117,12 @@ class DesiredFeed:
         self,
         js: JetStreamContext,
         *,
+        records: Records,
         bucket: str = naming.DESIRED_BUCKET,
-        records: Records | None = None,
     ) -> None:
         self._js = js
         self._bucket = bucket
-        self._parsed = records or _Parser()
+        self._parsed = records
         self._records: dict[str, Versioned[DesiredState]] = {}
         self._unparsed: dict[str, tuple[bytes, int]] = {}  # newer than the parsed record of the same key
         self._ready = False
