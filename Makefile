@@ -7,9 +7,11 @@ STAMP   := $(VENV)/.installed
 .PHONY: venv run test test-fast test-nats-2.9 lint typecheck contracts nats-defs bench bench-render bench-kube bench-sweep kube-bins helm-bin nats-debian clean
 
 $(STAMP): pyproject.toml
+	@echo "==> installing sandboxd and its Python packages into $(VENV) (about a minute the first time)"
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --progress-bar off -e '.[dev]' | grep --line-buffered -E '^(Collecting|Successfully)' | cut -c1-100 || true
+	@test -x $(BIN)/sandboxd || { echo "pip install failed: run $(BIN)/pip install -e '.[dev]' to see why"; exit 1; }
 	touch $(STAMP)
 
 venv: $(STAMP)

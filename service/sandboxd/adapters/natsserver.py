@@ -44,6 +44,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def preferred_port(port: int) -> int:
+    """``port`` when nothing listens on it on 127.0.0.1, otherwise 0 (a free one is chosen at start)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return 0
+    return port
+
+
 @dataclass
 class NatsServer:
     """One nats-server with JetStream; use as a context manager or call ``start``/``stop``."""

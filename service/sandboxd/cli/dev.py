@@ -27,7 +27,7 @@ import anyio
 from anyio import to_thread
 
 from sandboxd.adapters.jetstream.publishing import publish_event
-from sandboxd.adapters.natsserver import NatsServer
+from sandboxd.adapters.natsserver import NatsServer, preferred_port
 from sandboxd.app.appliers import build_applier, gitops_available
 from sandboxd.app.service import Service
 from sandboxd.cli.events import build_event
@@ -63,6 +63,8 @@ DEMO_SPEC: Final[dict[str, Any]] = {
     "agentCatalogue": ["claude-code", "opencode"],
 }
 READY_TIMEOUT_S: Final = 60.0
+#: The port a NATS client tries when told nothing, so README's ``export NATS_URL`` works on a free machine.
+NATS_PORT: Final = 4222
 
 
 def add_parser(commands: Any) -> None:
@@ -72,7 +74,12 @@ def add_parser(commands: Any) -> None:
         description="Run everything on this machine: nats-server, the reconciler, a local GitOps repository.",
     )
     sub.add_argument("--data", default=".dev", metavar="DIR", help="where nats data and the repository live")
-    sub.add_argument("--port", type=int, default=0, help="nats-server port on 127.0.0.1 (default: a free one)")
+    sub.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"nats-server port on 127.0.0.1 (default: {NATS_PORT} when free, otherwise a free one; 0: a free one)",
+    )
     sub.add_argument("--demo", action="store_true", help="publish one sample sandbox once the service is up")
     sub.set_defaults(handler=dev_command)
 
@@ -205,7 +212,8 @@ async def run_dev(args: argparse.Namespace, server: NatsServer) -> int:
 
 async def dev_command(args: argparse.Namespace) -> int:
     data = Path(args.data)
-    server = NatsServer(store_dir=data / "nats", port=args.port, log_file=data / "nats-server.log")
+    port = preferred_port(NATS_PORT) if args.port is None else args.port
+    server = NatsServer(store_dir=data / "nats", port=port, log_file=data / "nats-server.log")
     try:
         await to_thread.run_sync(server.start)
     except ConfigurationError:
