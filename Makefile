@@ -10,8 +10,9 @@ $(STAMP): pyproject.toml
 	@echo "==> installing sandboxd and its Python packages into $(VENV) (about a minute the first time)"
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --progress-bar off -e '.[dev]' | grep --line-buffered -E '^(Collecting|Successfully)' | cut -c1-100 || true
-	@test -x $(BIN)/sandboxd || { echo "pip install failed: run $(BIN)/pip install -e '.[dev]' to see why"; exit 1; }
+	@# pip's own lines, one per package, so a first install is visibly moving; its exit status is kept.
+	@{ $(BIN)/pip install --progress-bar off -e '.[dev]' 2>&1; echo $$? > $(VENV)/.pip-rc; } \
+		| grep --line-buffered -E '^(Collecting|Successfully|ERROR)' | cut -c1-100; exit $$(cat $(VENV)/.pip-rc)
 	touch $(STAMP)
 
 venv: $(STAMP)
