@@ -37,6 +37,7 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Meter, NoOpMeterProvider, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry
 
 from sandboxd import __version__
@@ -228,8 +229,24 @@ def noop_instruments() -> Instruments:
     return Instruments.from_provider(NoOpMeterProvider())
 
 
+class _ServiceMeterProvider(MeterProvider):
+    """The SDK's meter provider, except that ``OTEL_SDK_DISABLED`` does not turn its meters into no-ops.
+
+    The SDK reads ``OTEL_SDK_DISABLED=true`` as "record nothing", which would leave ``/metrics`` without a
+    single ``sandboxd_*`` series. Here that variable means "export nothing over OTLP" (``otlp_endpoint`` is
+    None then, so no exporting reader is added): the Prometheus endpoint is the service's own and stays.
+    """
+
+    def __init__(self, *, metric_readers: Sequence[MetricReader], resource: Resource) -> None:
+        super().__init__(metric_readers=metric_readers, resource=resource)
+        self._disabled = False  # the SDK's flag (private; tests/unit/telemetry/test_http_endpoint.py pins it)
+
+
 def meter_provider(registry: CollectorRegistry, *, readers: Sequence[MetricReader] = ()) -> MeterProvider:
-    """A meter provider read by Prometheus (on ``registry``), plus OTLP/HTTP when an endpoint is set."""
+    """A meter provider read by Prometheus (on ``registry``), plus OTLP/HTTP when an endpoint is set.
+
+    ``OTEL_SDK_DISABLED=true`` turns the OTLP export off, never the Prometheus reader.
+    """
     every: list[MetricReader] = [PrometheusMetricReader(registry=registry), *readers]
     endpoint = otlp_endpoint("metrics")
     if endpoint is not None:
@@ -239,4 +256,4 @@ def meter_provider(registry: CollectorRegistry, *, readers: Sequence[MetricReade
 
         check_protocol("metrics")
         every.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint)))
-    return MeterProvider(metric_readers=every, resource=resource())
+    return _ServiceMeterProvider(metric_readers=every, resource=resource())

@@ -8,6 +8,7 @@ import pytest
 
 from sandboxd.app.http import Health, HealthEndpoint
 from sandboxd.errors import ConfigurationError
+from sandboxd.telemetry.providers import Telemetry
 from sandboxd.telemetry.testing import capture, prometheus_sample
 
 pytestmark = pytest.mark.anyio
@@ -59,3 +60,28 @@ async def test_a_port_in_use_is_a_configuration_error_naming_the_variables() -> 
         second = HealthEndpoint(readiness=health, registries=[], host="127.0.0.1", port=first.port, variables=variables)
         with pytest.raises(ConfigurationError, match="SANDBOXD_SCALER_METRICS_PORT"):
             await second.start()
+
+
+async def test_metrics_keep_the_service_series_when_the_otel_sdk_is_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    # OTEL_SDK_DISABLED turns OTLP export off; /metrics is the service's own endpoint and keeps every series.
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")  # would export, were it enabled
+    telemetry = Telemetry.from_environment()
+    try:
+        telemetry.instruments.dead_lettered("InvalidEvent")
+        telemetry.instruments.reconciled(0.01, "done")
+        telemetry.instruments.watch_queue(depth=lambda: 2, held=lambda: 1)
+        endpoint = HealthEndpoint(
+            readiness=Health(), registries=[telemetry.registry], host="127.0.0.1", port=0, variables="PORT"
+        )
+        async with endpoint:
+            status, text = await get(endpoint.port, "/metrics")
+        assert status == 200
+        assert prometheus_sample(text, "sandboxd_dead_letters_total", reason="InvalidEvent") == 1
+        assert prometheus_sample(text, "sandboxd_reconcile_duration_seconds_count", result="done") == 1
+        assert prometheus_sample(text, "sandboxd_queue_depth") == 2
+        assert telemetry.tracer is None  # tracing is off, as the variable says
+        # Nothing but the Prometheus reader: no OTLP exporter was built for the endpoint above.
+        assert [type(r).__name__ for r in telemetry.meter_provider._metric_readers] == ["PrometheusMetricReader"]
+    finally:
+        telemetry.shutdown()
