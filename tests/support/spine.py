@@ -88,6 +88,7 @@ def spec(email: str, *, sessions: int = 2, repos: list[str] | None = None, **ext
 def event(verb: str, sandbox_id: str, data: dict[str, Any] | None = None, *, event_id: str | None = None) -> Any:
     cls = EVENT_CLASSES[verb]
     body: dict[str, Any] = {
+        "specversion": "1.0",
         "id": event_id or f"evt-{next(_ids)}-{uuid.uuid4().hex[:6]}",
         "source": "tests",
         "subject": sandbox_id,
@@ -142,7 +143,7 @@ class Client:
         try:
             while True:
                 out.extend(await sub.fetch(100, timeout=0.5))
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats' TimeoutError, or asyncio's from inside fetch's _fetch_n: both mean empty
             pass
         await sub.unsubscribe()
         return out

@@ -88,7 +88,7 @@ async def list_dead_letters(js: JetStreamContext, *, timeout: float = LIST_TIMEO
             while True:
                 try:
                     batch = await sub.fetch(256, timeout=2.0)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nats' or asyncio's (fetch raises both): an empty window, not fail_after's
                     break
                 letters.extend(_from_msg(msg) for msg in batch)
                 if batch and batch[-1].metadata.num_pending == 0:
