@@ -103,6 +103,7 @@ def build_event(
 ) -> Envelope:
     """One validated lifecycle event; ``CommandError`` naming every problem otherwise."""
     body: dict[str, Any] = {
+        "specversion": "1.0",
         "id": event_id or str(uuid.uuid4()),
         "source": SOURCE,
         "subject": sandbox_id,

@@ -32,13 +32,15 @@ SandboxIdField = Annotated[
 class Envelope(Contract):
     """The CloudEvents 1.0 context attributes every lifecycle event carries."""
 
-    specversion: Literal["1.0"] = "1.0"
+    specversion: Literal["1.0"] = Field(description="CloudEvents version; required, always 1.0.")
     id: str = Field(min_length=1, max_length=256, description="Unique per event; sent as Nats-Msg-Id.")
     source: str = Field(min_length=1, max_length=1024, description="URI-reference of the publisher.")
     subject: SandboxIdField
     time: Timestamp | None = None
     datacontenttype: Literal["application/json"] = "application/json"
-    traceparent: str | None = Field(default=None, description="W3C trace context (distributed tracing ext).")
+    traceparent: str | None = Field(
+        default=None, max_length=512, description="W3C trace context (distributed tracing ext)."
+    )
 
     @property
     def verb(self) -> str:

@@ -1,7 +1,8 @@
 """The Sandbox spec: what a publisher asks for (upstream CRD ``sandbox.openova.io/v1`` §1.2).
 
 Every upstream field and its validation, plus what upstream left unchecked: repos that collide on one slug
-are refused, and ``idleScaling`` may carry a per-sandbox timeout. Validation only; deriving names is
+are refused, ``idleScaling`` may carry a per-sandbox timeout, and every string has a length limit (its
+values end up in names, labels, annotations and environment variables). Validation only; deriving names is
 ``sandboxd.naming``'s job.
 """
 
@@ -27,6 +28,10 @@ DOMAIN_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a
 PLAN_PATTERN: Final = r"^[a-z0-9][a-z0-9-]{0,62}$"
 CAPABILITY_PATTERN: Final = r"^[A-Za-z0-9_.*-]{1,128}$"
 
+# Length limits, checked before the patterns so a refusal never has to quote a long value.
+QUANTITY_MAX: Final = 32  # quota.cpu, quota.memory, quota.storage
+REPO_MAX: Final = 141  # Gitea: an owner name has at most 40 characters, a repository name at most 100
+
 Email = Annotated[
     str,
     Field(max_length=254, json_schema_extra={"pattern": EMAIL_PATTERN}),
@@ -34,22 +39,22 @@ Email = Annotated[
 ]
 OrgSlug = Annotated[
     str,
-    Field(json_schema_extra={"pattern": ORG_SLUG_PATTERN}),
+    Field(max_length=32, json_schema_extra={"pattern": ORG_SLUG_PATTERN}),
     AfterValidator(matching(ORG_SLUG_PATTERN, "3-32 characters: a lowercase letter, then a-z, 0-9 or '-'")),
 ]
 Cpu = Annotated[
     str,
-    Field(json_schema_extra={"pattern": CPU_PATTERN}, examples=["500m", "2"]),
+    Field(max_length=QUANTITY_MAX, json_schema_extra={"pattern": CPU_PATTERN}, examples=["500m", "2"]),
     AfterValidator(matching(CPU_PATTERN, "a CPU amount such as 500m or 2")),
 ]
 Bytes = Annotated[
     str,
-    Field(json_schema_extra={"pattern": BYTES_PATTERN}, examples=["8Gi", "512Mi"]),
+    Field(max_length=QUANTITY_MAX, json_schema_extra={"pattern": BYTES_PATTERN}, examples=["8Gi", "512Mi"]),
     AfterValidator(matching(BYTES_PATTERN, "a size such as 512Mi or 8Gi (suffix Ki, Mi, Gi or Ti)")),
 ]
 RepoRef = Annotated[
     str,
-    Field(json_schema_extra={"pattern": REPO_PATTERN}, examples=["acme/eventforge"]),
+    Field(max_length=REPO_MAX, json_schema_extra={"pattern": REPO_PATTERN}, examples=["acme/eventforge"]),
     AfterValidator(matching(REPO_PATTERN, "<org>/<repo>, such as acme/eventforge")),
 ]
 Domain = Annotated[
@@ -59,12 +64,16 @@ Domain = Annotated[
 ]
 PlanId = Annotated[
     str,
-    Field(json_schema_extra={"pattern": PLAN_PATTERN}, examples=["sandbox-free", "sandbox-pro", "sandbox-ent"]),
+    Field(
+        max_length=63,
+        json_schema_extra={"pattern": PLAN_PATTERN},
+        examples=["sandbox-free", "sandbox-pro", "sandbox-ent"],
+    ),
     AfterValidator(matching(PLAN_PATTERN, "a plan id such as sandbox-pro")),
 ]
 Capability = Annotated[
     str,
-    Field(json_schema_extra={"pattern": CAPABILITY_PATTERN}),
+    Field(max_length=128, json_schema_extra={"pattern": CAPABILITY_PATTERN}),
     AfterValidator(matching(CAPABILITY_PATTERN, "a capability such as gitea.repo.list or sandbox.db.*")),
 ]
 

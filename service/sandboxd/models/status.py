@@ -13,6 +13,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from sandboxd.models.base import Contract, Timestamp
+from sandboxd.models.bounds import BoundedMessage
 
 
 class Phase(StrEnum):
@@ -47,7 +48,7 @@ class Condition(Contract):
     type: ConditionType
     status: ConditionStatus
     reason: str = Field(min_length=1, max_length=128)
-    message: str = Field(default="", max_length=32768)
+    message: BoundedMessage = Field(default="", description="Cut to 4,096 characters (with …) when longer.")
     last_transition_time: Timestamp
     observed_generation: int = Field(default=0, ge=0)
 
@@ -66,7 +67,7 @@ class Replicas(Contract):
 
 class LastError(Contract):
     reason: str
-    message: str
+    message: BoundedMessage
     at: Timestamp
     retryable: bool
 

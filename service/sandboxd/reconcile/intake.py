@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from sandboxd import naming
 from sandboxd.errors import InvalidEvent, OwnershipConflict, PermanentError, StoreConflict
 from sandboxd.models.base import describe
+from sandboxd.models.bounds import quote
 from sandboxd.models.desired import DesiredState, Lifecycle, OwnerClaim
 from sandboxd.models.events import (
     CreateEvent,
@@ -71,7 +72,7 @@ def validate(event: InboundEvent) -> SandboxEvent:
     """Parse one event and check it agrees with its subject; ``InvalidEvent`` says what is wrong."""
     parsed = naming.parse_event_subject(event.subject)
     if parsed is None or parsed[0] not in naming.VERBS:
-        raise InvalidEvent(f"subject {event.subject!r} is not sandbox.<verb>.<sandbox-id>")
+        raise InvalidEvent(f"subject {quote(event.subject)} is not sandbox.<verb>.<sandbox-id>")
     verb, subject_id = parsed
     try:
         body = parse_event(event.data)
@@ -83,7 +84,7 @@ def validate(event: InboundEvent) -> SandboxEvent:
         raise InvalidEvent(f"event type {body.type!r} does not match the NATS subject verb {verb!r}")
     header_id = event.headers.get("Nats-Msg-Id")
     if header_id is not None and header_id != body.id:
-        raise InvalidEvent(f"Nats-Msg-Id {header_id!r} does not match the CloudEvents id {body.id!r}")
+        raise InvalidEvent(f"Nats-Msg-Id {quote(header_id)} does not match the CloudEvents id {body.id!r}")
     return body
 
 

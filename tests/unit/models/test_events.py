@@ -51,11 +51,11 @@ def test_events_built_in_code_round_trip(make_event: EventFactory) -> None:
     spec = SandboxSpec.model_validate(make_event("create")["data"]["spec"])
     now = datetime(2026, 5, 21, 9, 30, tzinfo=UTC)
     built = [
-        CreateEvent(id="1", source="/test", subject="sb-1", time=now, data={"spec": spec}),
-        UpdateEvent(id="2", source="/test", subject="sb-1", data={"spec": spec}),
-        DeleteEvent(id="3", source="/test", subject="sb-1"),
-        SuspendEvent(id="4", source="/test", subject="sb-1"),
-        ResumeEvent(id="5", source="/test", subject="sb-1"),
+        CreateEvent(specversion="1.0", id="1", source="/test", subject="sb-1", time=now, data={"spec": spec}),
+        UpdateEvent(specversion="1.0", id="2", source="/test", subject="sb-1", data={"spec": spec}),
+        DeleteEvent(specversion="1.0", id="3", source="/test", subject="sb-1"),
+        SuspendEvent(specversion="1.0", id="4", source="/test", subject="sb-1"),
+        ResumeEvent(specversion="1.0", id="5", source="/test", subject="sb-1"),
     ]
     for event in built:
         assert parse_event(event.to_json()) == event

@@ -12,15 +12,27 @@ credential helper that prints them from two environment variables of that one pr
 never appear in argv, in the clone's ``.git/config``, or in a message. Each git process runs under a timeout.
 
 Not safe for concurrent use: the applier holds one lock around every sequence of operations.
+
+Stale clones: a process that is killed (SIGKILL, an OOM kill) cannot remove its clone, and a pod's emptyDir
+keeps it. So each clone is claimed by its process with an advisory lock (``flock``) on
+``.git/sandboxd-owner.lock``, which the kernel releases when the process ends however it ends; when a clone is
+opened, the ``clone-*`` folders beside it whose lock nobody holds are removed (``remove_stale_clones``). A
+live clone of another process on the same host (another replica sharing ``$TMPDIR``) is locked and never
+touched. A ``clone-*`` folder without a lock file is removed only once it is ``UNCLAIMED_STALE_S`` old: it was
+left by a process that died between creating it and claiming it (milliseconds), or by a version without locks.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import re
 import secrets
 import shutil
+import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +74,12 @@ _REFUSAL: Final = re.compile(
     r"|not a git repository|Permission denied|denied to"
 )
 _AUTHOR: Final = re.compile(r"^\s*(?P<name>[^<>]+?)\s*<(?P<email>[^<>\s]+)>\s*$")
+#: The name every working clone folder starts with (``GitOpsApplier`` makes them); nothing else is swept.
+CLONE_PREFIX: Final = "clone-"
+#: Inside the clone's ``.git`` (no git command touches it): locked by the process that owns the clone.
+OWNER_LOCK: Final = "sandboxd-owner.lock"
+#: A clone folder that has no owner lock file is stale once it is this old, s (see the module docstring).
+UNCLAIMED_STALE_S: Final = 3600.0
 
 
 class GitFailed(Exception):
@@ -96,6 +114,8 @@ class WorkingClone:
         self.timeout_s = timeout_s
         self._env = _environment(remote, author)
         self._opened = False
+        #: Closes the file descriptor that holds the owner lock: at ``close``, or when the clone is dropped.
+        self._owner: weakref.finalize[[int], WorkingClone] | None = None
 
     @property
     def remote_ref(self) -> str:
@@ -112,7 +132,22 @@ class WorkingClone:
             await self.git("init", "--quiet", f"--initial-branch={self.branch}", ".")
             # Fetch every branch (the default refspec): a missing branch is then simply absent, not an error.
             await self.git("remote", "add", "origin", self.remote.url)
+        if self._owner is None:
+            await to_thread.run_sync(self._claim)
         self._opened = True
+
+    def _claim(self) -> None:
+        """Lock this clone as this process's, then remove the stale clones beside it."""
+        self._owner = weakref.finalize(self, _release, claim_clone(self.path))
+        removed = remove_stale_clones(self.path.parent)
+        if removed:
+            log.info("removed %d stale GitOps working clones under %s", len(removed), self.path.parent)
+
+    def close(self) -> None:
+        """Give up the owner lock (the folder is the caller's to remove); idempotent."""
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            owner()  # a finalizer runs at most once, so the descriptor is never closed twice
 
     async def _create_bare(self, local: Path) -> None:
         """``git init --bare`` beside ``local``, then renamed into place: a writer racing us sees all or none."""
@@ -184,6 +219,74 @@ class WorkingClone:
 
     def _text(self, raw: bytes) -> str:
         return self.remote.redact(raw.decode(errors="replace"))
+
+
+def claim_clone(path: Path) -> int:
+    """Lock ``path``'s owner lock file for this process; the open file descriptor that holds the lock.
+
+    The lock file is made under a temporary name, locked, then renamed into place, so no one ever sees an owner
+    lock file that is not locked yet.
+    """
+    staging = path / ".git" / f"{OWNER_LOCK}.{secrets.token_hex(4)}"
+    descriptor = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(descriptor, f"{os.getpid()}\n".encode())  # for people; the lock is what counts
+        staging.rename(path / ".git" / OWNER_LOCK)
+    except OSError:
+        os.close(descriptor)
+        staging.unlink(missing_ok=True)
+        raise
+    return descriptor
+
+
+def remove_stale_clones(cache_dir: Path, *, now: float | None = None) -> list[Path]:
+    """Remove the ``clone-*`` folders under ``cache_dir`` no live process owns; the folders removed."""
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    try:
+        candidates = [entry for entry in cache_dir.iterdir() if entry.name.startswith(CLONE_PREFIX)]
+    except OSError:
+        return removed
+    for folder in candidates:
+        if _remove_if_stale(folder, now=now):
+            removed.append(folder)
+    return removed
+
+
+def _remove_if_stale(folder: Path, *, now: float) -> bool:
+    try:
+        descriptor = os.open(folder / ".git" / OWNER_LOCK, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return _remove_if_unclaimed(folder, now=now)
+    except OSError:
+        return False  # not ours to judge (a permission, a file where a folder should be)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(descriptor)
+        return False  # its process is alive
+    try:  # locked by us now: no other sweeper removes it at the same time
+        shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        os.close(descriptor)
+    return True
+
+
+def _remove_if_unclaimed(folder: Path, *, now: float) -> bool:
+    try:
+        age = now - folder.stat().st_mtime
+    except OSError:
+        return False
+    if not folder.is_dir() or age < UNCLAIMED_STALE_S:
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
+
+
+def _release(descriptor: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(descriptor)  # closing the only descriptor of the lock file releases the lock
 
 
 def _is_missing(local: Path) -> bool:
