@@ -12,8 +12,9 @@ from typing import Any
 
 from sandboxd.render.model import Manifest, RenderedSandbox
 
-#: Kinds a retained delete keeps (mirrors ``sandboxd.adapters.retention``; written out so a change shows here).
-KEPT_KINDS = ("Namespace", "ResourceQuota", "PersistentVolumeClaim", "ServiceAccount", "Role", "RoleBinding")
+#: Kinds a retained delete keeps: the data, not access (mirrors ``sandboxd.adapters.retention``; written out so a
+#: change shows here).
+KEPT_KINDS = ("Namespace", "ResourceQuota", "PersistentVolumeClaim")
 
 
 def _object(api_version: str, kind: str, name: str, namespace: str | None, **body: Any) -> dict[str, Any]:
@@ -30,21 +31,26 @@ def sample_sandbox(
     image: str = "ghcr.io/example/pty-server:v1",
     secret_string_data: Mapping[str, str] | None = None,
     without: tuple[str, ...] = (),
+    repos: tuple[str, ...] = ("acme-tools",),
 ) -> RenderedSandbox:
-    """A sandbox of ``owner_uid``; ``image`` changes the StatefulSet, ``without`` drops files by name."""
+    """A sandbox of ``owner_uid``; ``image`` changes the StatefulSet, ``without`` drops files by name, ``repos``
+    (slugs) are its volumes, ``pvc-repo-<slug>.yaml`` each."""
     ns = f"sandbox-{owner_uid}"
     objects: list[tuple[str, dict[str, Any]]] = [
         ("namespace.yaml", _object("v1", "Namespace", ns, None)),
         ("resourcequota.yaml", _object("v1", "ResourceQuota", "sandbox-quota", ns, spec={"hard": {"pods": "4"}})),
-        (
-            "pvc-repo-acme-tools.yaml",
-            _object(
-                "v1",
-                "PersistentVolumeClaim",
-                "repo-acme-tools",
-                ns,
-                spec={"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}},
-            ),
+        *(
+            (
+                f"pvc-repo-{slug}.yaml",
+                _object(
+                    "v1",
+                    "PersistentVolumeClaim",
+                    f"repo-{slug}",
+                    ns,
+                    spec={"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}},
+                ),
+            )
+            for slug in repos
         ),
         ("serviceaccount.yaml", _object("v1", "ServiceAccount", "pty-server", ns)),
         ("role.yaml", _object("rbac.authorization.k8s.io/v1", "Role", "pty-server", ns, rules=[])),

@@ -2,8 +2,10 @@
 
 The layout is the GitOps repository's (``sandbox/<owner-uid>/`` with a ``kustomization.yaml``), so
 ``kubectl apply -k <root>/sandbox/<owner-uid>`` applies what the reconciler would have applied. Only files whose
-bytes changed are rewritten (each atomically), files the sandbox no longer renders are removed, and
-``ApplyResult.changed`` says whether anything moved.
+bytes changed are rewritten (each atomically), files the sandbox no longer renders are removed, except its
+PersistentVolumeClaims, which stay marked retained until a purge (``sandboxd.adapters.folders.write_sandbox``),
+and ``ApplyResult.changed`` says whether anything moved. A retained delete leaves the Namespace, quota and claims
+(``sandboxd.adapters.retention``); a purge removes the folder.
 
 What it deliberately does not do: keep history (see the GitOps applier), refuse Secret values, or know whether
 anything runs (``ready_replicas`` is always None).
@@ -18,17 +20,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from anyio import to_thread
 
-from sandboxd.adapters.folders import FolderChange, object_refs, pruned, remove_folder, sync_folder
+from sandboxd.adapters.folders import object_refs, pruned, remove_folder, write_sandbox
 from sandboxd.adapters.retention import retained
 from sandboxd.errors import ApplyRejected, ApplyUnavailable
 from sandboxd.naming import gitops_folder
 from sandboxd.reconcile.ports import ApplyResult
-from sandboxd.render import files
 from sandboxd.render.model import RenderedSandbox
 from sandboxd.settings.service import ApplierSettings
+
+T = TypeVar("T")
 
 
 class DirectoryApplier:
@@ -45,19 +49,18 @@ class DirectoryApplier:
         return self.root / gitops_folder(sandbox.owner_uid)
 
     async def apply(self, sandbox: RenderedSandbox, *, generation: int) -> ApplyResult:
-        content = files(sandbox)
-        change = await self._run(sync_folder, self.folder(sandbox), content)
+        written, change = await self._run(write_sandbox, self.folder(sandbox), sandbox)
         return ApplyResult(
-            applied=object_refs(sandbox.manifests),
+            applied=object_refs(written.manifests),
             changed=change.changed,
-            pruned=pruned(change.previous, sandbox),
+            pruned=pruned(change.previous, written),
         )
 
     async def delete(self, sandbox: RenderedSandbox, *, purge: bool) -> None:
         if purge:
             await self._run(remove_folder, self.folder(sandbox))
         else:
-            await self._run(sync_folder, self.folder(sandbox), files(retained(sandbox)))
+            await self._run(write_sandbox, self.folder(sandbox), retained(sandbox))
 
     async def ready_replicas(self, sandbox: RenderedSandbox) -> int | None:
         return None
@@ -65,7 +68,7 @@ class DirectoryApplier:
     async def aclose(self) -> None:
         return None
 
-    async def _run(self, sync: Callable[..., FolderChange], *args: object) -> FolderChange:
+    async def _run(self, sync: Callable[..., T], *args: object) -> T:
         with _translated(self.root):
             return await to_thread.run_sync(sync, *args)
 

@@ -4,6 +4,11 @@ The directory applier syncs ``<root>/sandbox/<owner-uid>/`` with these functions
 same folder inside its working clone before staging it. Each file is written to a hidden temporary file beside
 it and renamed over the old one, so a reader (or ``git add``) never sees half a file.
 
+``write_sandbox`` never drops the owner's data: every PersistentVolumeClaim the folder already holds that the
+sandbox no longer renders stays, marked retained (``sandboxd.render.retained``), so no GitOps agent prunes a
+volume; only ``remove_folder`` (a purge) takes claims away. A folder file that is not valid YAML could be a
+claim, so it is refused (``ValueError``) rather than overwritten.
+
 What it deliberately does not do: decide which files a sandbox has (``sandboxd.render.files`` does), know git,
 or translate errors (callers do, at their boundary). Blocking file I/O: call these from a worker thread.
 """
@@ -14,7 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -23,7 +28,10 @@ from typing import Any, Final
 import yaml
 
 from sandboxd.models.status import ObjectRef
+from sandboxd.render import files as rendered_files
 from sandboxd.render.model import Manifest, RenderedSandbox
+from sandboxd.render.retained import keep_claims
+from sandboxd.render.storage import KIND as CLAIM
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,18 @@ class FolderChange:
     @property
     def changed(self) -> bool:
         return bool(self.written or self.removed)
+
+
+def write_sandbox(
+    folder: Path, rendered: RenderedSandbox, *, check: Callable[[Mapping[str, bytes]], None] | None = None
+) -> tuple[RenderedSandbox, FolderChange]:
+    """Make ``folder`` hold ``rendered`` plus the claims it already holds that ``rendered`` does not; ``check``
+    sees the files before anything is written. What the folder now describes, and what the sync did."""
+    kept = keep_claims(rendered, claims_in(folder))
+    content = rendered_files(kept)
+    if check is not None:
+        check(content)
+    return kept, sync_folder(folder, content)
 
 
 def sync_folder(folder: Path, files: Mapping[str, bytes]) -> FolderChange:
@@ -100,20 +120,36 @@ def pruned(previous: frozenset[ObjectRef], rendered: RenderedSandbox) -> tuple[O
 
 def objects_in(folder: Path) -> frozenset[ObjectRef]:
     """The objects the YAML files of ``folder`` describe (``kustomization.yaml`` and unreadable files skipped)."""
+    return frozenset(_ref(doc) for _, doc in _documents(folder, strict=False))
+
+
+def claims_in(folder: Path) -> tuple[Manifest, ...]:
+    """The PersistentVolumeClaims the YAML files of ``folder`` describe, each with its file's relative name;
+    ``ValueError`` naming a file that cannot be read (it could hold one)."""
+    return tuple(Manifest(name, doc) for name, doc in _documents(folder, strict=True) if doc["kind"] == CLAIM)
+
+
+def _documents(folder: Path, *, strict: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every object in the YAML files of ``folder`` (``kustomization.yaml`` and temporaries skipped) with its
+    file's relative name; an unreadable file is skipped, or ``ValueError`` when ``strict``."""
     if not folder.is_dir():
-        return frozenset()
-    found: set[ObjectRef] = set()
+        return
     for path in sorted(folder.rglob("*.yaml")):
         if path.name == KUSTOMIZATION or path.name.startswith("."):
             continue
         try:
             documents = list(yaml.safe_load_all(path.read_bytes()))
         except (OSError, yaml.YAMLError) as exc:
-            # Only the pruned report depends on it; the sync itself replaces or removes the file anyway.
-            log.debug("skipping unreadable %s: %s", path, exc)
-            continue
-        found.update(_ref(doc) for doc in documents if _is_object(doc))
-    return frozenset(found)
+            if not strict:  # only a report depends on it; the sync replaces or removes the file anyway
+                log.debug("skipping unreadable %s: %s", path, exc)
+                continue
+            if isinstance(exc, OSError):
+                raise
+            raise ValueError(
+                f"{_relative(folder, path)} is not valid YAML, so it may hold a PersistentVolumeClaim that must "
+                f"be kept; fix or remove it"
+            ) from exc
+        yield from ((_relative(folder, path), doc) for doc in documents if _is_object(doc))
 
 
 def _ref(body: Mapping[str, Any]) -> ObjectRef:

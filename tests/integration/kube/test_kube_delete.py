@@ -21,7 +21,8 @@ from .cluster import Cluster, path_of, sandbox
 
 pytestmark = [pytest.mark.kube, pytest.mark.anyio]
 
-KEPT = {"Namespace", "ResourceQuota", "PersistentVolumeClaim", "ServiceAccount", "Role", "RoleBinding"}
+#: A retained delete keeps the data, not access (``sandboxd.adapters.retention``).
+KEPT = {"Namespace", "ResourceQuota", "PersistentVolumeClaim"}
 
 
 async def live_objects(cluster: Cluster, rendered: RenderedSandbox) -> list[dict[str, Any]]:
@@ -37,7 +38,7 @@ async def live_objects(cluster: Cluster, rendered: RenderedSandbox) -> list[dict
     return found
 
 
-async def test_retain_removes_what_runs_and_keeps_the_data(
+async def test_retain_removes_what_runs_and_every_grant_and_keeps_the_data(
     applier: KubernetesApplier, cluster: Cluster, new_id: Callable[[], str]
 ) -> None:
     rendered = sandbox(new_id(), repos=["acme/app"], mcp_transport="http")
@@ -59,6 +60,9 @@ async def test_retain_removes_what_runs_and_keeps_the_data(
         "HTTPRoute",
         "Secret",
         "ConfigMap",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
     }
 
     await applier.delete(rendered, purge=False)  # idempotent: nothing left to delete is not an error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -23,6 +24,23 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 def _resources(folder: Path) -> list[str]:
     return list(yaml.safe_load((folder / "kustomization.yaml").read_bytes())["resources"])
+
+
+def _claim(folder: Path, name: str) -> dict[str, Any]:
+    body = yaml.safe_load((folder / name).read_bytes())
+    assert body["kind"] == "PersistentVolumeClaim"
+    return dict(body)
+
+
+#: What a kept claim the sandbox no longer renders carries: the retained mark and both prune opt-outs.
+RETAINED_MARKS = {
+    "kustomize.toolkit.fluxcd.io/prune": "disabled",
+    "argocd.argoproj.io/sync-options": "Prune=false",
+    "openova.io/sandbox-retained": "true",
+}
+CLAIM_TOOLS = ObjectRef(
+    api_version="v1", kind="PersistentVolumeClaim", name="repo-acme-tools", namespace="sandbox-ceo-at-acme-com"
+)
 
 
 async def test_writes_the_rendered_files_under_sandbox_owner_uid(tmp_path: Path) -> None:
@@ -82,7 +100,7 @@ async def test_sandboxes_live_in_separate_folders(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "sandbox").iterdir()) == ["b-at-x-com"]
 
 
-async def test_retained_delete_keeps_namespace_quota_volumes_and_rbac(tmp_path: Path) -> None:
+async def test_retained_delete_keeps_the_data_and_drops_access(tmp_path: Path) -> None:
     applier = DirectoryApplier(tmp_path)
     sandbox = sample_sandbox()
     await applier.apply(sandbox, generation=1)
@@ -92,6 +110,71 @@ async def test_retained_delete_keeps_namespace_quota_volumes_and_rbac(tmp_path: 
     folder = tmp_path / "sandbox" / "ceo-at-acme-com"
     assert set(_tree(folder)) == kept_files(sandbox) | {"kustomization.yaml"}
     assert sorted(_resources(folder)) == sorted(kept_files(sandbox))
+    assert not {"serviceaccount.yaml", "role.yaml", "rolebinding.yaml"} & set(_tree(folder))
+    assert _claim(folder, "pvc-repo-acme-tools.yaml")["metadata"]["annotations"] == RETAINED_MARKS
+
+
+async def test_a_repo_that_leaves_the_spec_keeps_its_volume_marked_retained(tmp_path: Path) -> None:
+    applier = DirectoryApplier(tmp_path)
+    await applier.apply(sample_sandbox(repos=("acme-tools", "acme-web")), generation=1)
+    folder = tmp_path / "sandbox" / "ceo-at-acme-com"
+
+    result = await applier.apply(sample_sandbox(repos=("acme-web",)), generation=2)
+
+    assert "pvc-repo-acme-tools.yaml" in _resources(folder)
+    assert _claim(folder, "pvc-repo-acme-tools.yaml")["metadata"]["annotations"] == RETAINED_MARKS
+    assert "annotations" not in _claim(folder, "pvc-repo-acme-web.yaml")["metadata"]
+    assert result.pruned == ()
+    assert CLAIM_TOOLS in result.applied
+    again = await applier.apply(sample_sandbox(repos=("acme-web",)), generation=3)
+    assert not again.changed  # the retained claim is stable: steady state writes nothing
+
+
+async def test_delete_then_create_with_other_repos_keeps_every_volume(tmp_path: Path) -> None:
+    applier = DirectoryApplier(tmp_path)
+    await applier.apply(sample_sandbox(repos=("acme-tools",)), generation=1)
+    await applier.delete(sample_sandbox(repos=("acme-tools",)), purge=False)
+
+    await applier.apply(sample_sandbox(repos=("acme-web",)), generation=1)  # the same owner, created again
+
+    folder = tmp_path / "sandbox" / "ceo-at-acme-com"
+    resources = _resources(folder)
+    assert {"pvc-repo-acme-tools.yaml", "pvc-repo-acme-web.yaml", "statefulset.yaml"} <= set(resources)
+    assert resources.index("pvc-repo-acme-tools.yaml") < resources.index("statefulset.yaml")
+    assert _claim(folder, "pvc-repo-acme-tools.yaml")["metadata"]["annotations"] == RETAINED_MARKS
+
+
+async def test_a_repo_that_comes_back_is_rendered_again_unmarked(tmp_path: Path) -> None:
+    applier = DirectoryApplier(tmp_path)
+    await applier.apply(sample_sandbox(repos=("acme-tools",)), generation=1)
+    await applier.apply(sample_sandbox(repos=()), generation=2)
+
+    await applier.apply(sample_sandbox(repos=("acme-tools",)), generation=3)
+
+    folder = tmp_path / "sandbox" / "ceo-at-acme-com"
+    assert _tree(folder) == files(sample_sandbox(repos=("acme-tools",)))
+
+
+async def test_purge_removes_retained_volumes_too(tmp_path: Path) -> None:
+    applier = DirectoryApplier(tmp_path)
+    await applier.apply(sample_sandbox(repos=("acme-tools",)), generation=1)
+    await applier.apply(sample_sandbox(repos=("acme-web",)), generation=2)
+
+    await applier.delete(sample_sandbox(repos=("acme-web",)), purge=True)
+
+    assert not (tmp_path / "sandbox" / "ceo-at-acme-com").exists()
+
+
+async def test_a_file_that_may_hold_a_volume_and_cannot_be_read_is_refused_not_dropped(tmp_path: Path) -> None:
+    applier = DirectoryApplier(tmp_path)
+    await applier.apply(sample_sandbox(), generation=1)
+    folder = tmp_path / "sandbox" / "ceo-at-acme-com"
+    (folder / "pvc-repo-acme-tools.yaml").write_bytes(b"kind: [PersistentVolumeClaim\n")
+
+    with pytest.raises(ApplyRejected, match=r"pvc-repo-acme-tools\.yaml"):
+        await applier.apply(sample_sandbox(repos=()), generation=2)
+
+    assert (folder / "pvc-repo-acme-tools.yaml").read_bytes() == b"kind: [PersistentVolumeClaim\n"
 
 
 async def test_purge_removes_the_folder_and_is_idempotent(tmp_path: Path) -> None:

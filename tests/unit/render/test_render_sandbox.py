@@ -255,7 +255,12 @@ def test_pvc_per_repo_with_a_valid_repo_label(upstream: Render) -> None:
         "openova.io/managed-by": "catalyst",
         "openova.io/sandbox-repo": "acme-eventforge",
     }
-    assert pvc["metadata"]["annotations"] == {"openova.io/sandbox-repo": "acme/eventforge"}
+    assert pvc["metadata"]["annotations"] == {
+        "openova.io/sandbox-repo": "acme/eventforge",
+        # No GitOps agent prunes the owner's data (a purge deletes the Namespace instead).
+        "kustomize.toolkit.fluxcd.io/prune": "disabled",
+        "argocd.argoproj.io/sync-options": "Prune=false",
+    }
     assert pvc["spec"] == {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}
 
 

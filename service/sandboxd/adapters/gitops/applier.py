@@ -4,8 +4,10 @@ Each ``apply`` or ``delete`` is one read-compare-write against the remote branch
 
 1. fetch and reset the working clone to the remote branch (so "unchanged" is judged against the remote, not a
    stale clone);
-2. make ``sandbox/<owner-uid>/`` hold exactly the rendered files (``sandboxd.render.files``), after the Secret
-   guard checked them;
+2. make ``sandbox/<owner-uid>/`` hold exactly the rendered files (``sandboxd.render.files``) plus the
+   PersistentVolumeClaims the folder already holds that are no longer rendered, marked retained
+   (``sandboxd.adapters.folders.write_sandbox``: no pruning GitOps agent ever deletes a volume before a purge),
+   after the Secret guard checked them;
 3. ``git add --all`` that folder; nothing staged → no commit, ``changed=False`` (steady state writes nothing);
 4. one commit (``sandboxd: reconcile sandbox <id> generation <n>``) and a push.
 
@@ -24,6 +26,9 @@ Errors: git and OS failures become ``sandboxd.errors`` in ``_translated`` and no
 ``ApplyRejected``; anything else (unreachable, timed out, lost too many races) is ``ApplyUnavailable``.
 Messages come from ``WorkingClone`` already redacted.
 
+``delete``: a retained delete commits what ``sandboxd.adapters.retention`` keeps (Namespace, quota, claims: the
+data, no access); a purge removes the folder, and a pruning agent then deletes the Namespace with everything in it.
+
 What it deliberately does not do: know whether anything runs (``ready_replicas`` is None), or sign commits.
 """
 
@@ -33,16 +38,17 @@ import logging
 import random
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import anyio
 from anyio import to_thread
 from pydantic import SecretStr
 
-from sandboxd.adapters.folders import FolderChange, object_refs, pruned, remove_folder, sync_folder
+from sandboxd.adapters.folders import FolderChange, object_refs, pruned, remove_folder, write_sandbox
 from sandboxd.adapters.gitops.remote import Remote, parse_remote
 from sandboxd.adapters.gitops.repository import GitFailed, Identity, WorkingClone
 from sandboxd.adapters.gitops.secret_guard import refuse_secret_values
@@ -50,7 +56,6 @@ from sandboxd.adapters.retention import retained
 from sandboxd.errors import ApplyRejected, ApplyUnavailable, ConfigurationError
 from sandboxd.naming import gitops_folder
 from sandboxd.reconcile.ports import ApplyResult
-from sandboxd.render import files
 from sandboxd.render.model import RenderedSandbox
 from sandboxd.settings.service import ApplierSettings
 
@@ -71,6 +76,8 @@ class Backoff:
 
 @dataclass(frozen=True, slots=True)
 class _Published:
+    #: What the folder describes now (None after a purge).
+    written: RenderedSandbox | None
     change: FolderChange
     committed: bool
 
@@ -116,11 +123,12 @@ class GitOpsApplier:
 
     async def apply(self, sandbox: RenderedSandbox, *, generation: int) -> ApplyResult:
         message = f"sandboxd: reconcile sandbox {sandbox.sandbox_id} generation {generation}"
-        published = await self._publish(sandbox, files(sandbox), message)
+        published = await self._publish(sandbox, sandbox, message)
+        written = published.written or sandbox
         return ApplyResult(
-            applied=object_refs(sandbox.manifests),
+            applied=object_refs(written.manifests),
             changed=published.committed,
-            pruned=pruned(published.change.previous, sandbox),
+            pruned=pruned(published.change.previous, written),
         )
 
     async def delete(self, sandbox: RenderedSandbox, *, purge: bool) -> None:
@@ -128,7 +136,7 @@ class GitOpsApplier:
             await self._publish(sandbox, None, f"sandboxd: purge sandbox {sandbox.sandbox_id}")
         else:
             message = f"sandboxd: delete sandbox {sandbox.sandbox_id}, retaining its data"
-            await self._publish(sandbox, files(retained(sandbox)), message)
+            await self._publish(sandbox, retained(sandbox), message)
 
     async def ready_replicas(self, sandbox: RenderedSandbox) -> int | None:
         return None
@@ -139,36 +147,37 @@ class GitOpsApplier:
                 await to_thread.run_sync(shutil.rmtree, self._clone.path, True)
                 self._clone = None
 
-    async def _publish(self, sandbox: RenderedSandbox, content: Mapping[str, bytes] | None, message: str) -> _Published:
-        """Make the sandbox's folder hold ``content`` (None: nothing) on the remote branch; see the module doc."""
-        if content is not None:
-            refuse_secret_values(content)
+    async def _publish(self, sandbox: RenderedSandbox, tree: RenderedSandbox | None, message: str) -> _Published:
+        """Make the sandbox's folder hold ``tree`` (None: nothing) on the remote branch; see the module doc."""
         folder = gitops_folder(sandbox.owner_uid)
         async with self._lock, self._translated():
             clone = await self._opened()
             try:
-                return await self._commit_and_push(clone, folder, content, message)
+                return await self._commit_and_push(clone, folder, tree, message)
             except BaseException:
                 # A failed, timed-out or cancelled git can leave a lock file or a half-made commit behind.
                 self._suspect = True
                 raise
 
     async def _commit_and_push(
-        self, clone: WorkingClone, folder: str, content: Mapping[str, bytes] | None, message: str
+        self, clone: WorkingClone, folder: str, tree: RenderedSandbox | None, message: str
     ) -> _Published:
         for attempt in range(self.backoff.attempts):
             await clone.sync()
             target = clone.path / folder
-            if content is None:
+            written: RenderedSandbox | None = None
+            if tree is None:
                 change = await to_thread.run_sync(remove_folder, target)
             else:
-                change = await to_thread.run_sync(sync_folder, target, content)
+                written, change = await to_thread.run_sync(
+                    partial(write_sandbox, target, tree, check=refuse_secret_values)
+                )
             if not await clone.stage(folder):
-                return _Published(change=change, committed=False)
+                return _Published(written=written, change=change, committed=False)
             await clone.commit(message)
             if await clone.push():
                 log.info("committed %s to %s: %s", folder, self.remote.url, message)
-                return _Published(change=change, committed=True)
+                return _Published(written=written, change=change, committed=True)
             await anyio.sleep(self.backoff.delay(attempt))
         raise ApplyUnavailable(
             f"{self.remote.url}: pushing {folder} lost {self.backoff.attempts} races with other writers in a row",
