@@ -2,8 +2,10 @@
 
 ``ScalerProcess`` is ``sandboxd scaler``: it consumes SANDBOX_SCALE through the durable scaler consumer,
   carries out each command (``reconcile.idle.execute_scale``) against the StatefulSet's ``scale`` subresource,
-  and settles the delivery through the runtime's one disposition module: ack after success (or a skip),
-  nak with backoff on a transient failure, dead-letter then term on a permanent one.
+  and reports what happened to the runtime's disposition, which decides like for any event: ack after success
+  (or a skip), nak with backoff on a transient failure or an unexpected exception, dead-letter then term on a
+  permanent one or once deliveries run out. A failed fetch (a leader election, a reconnect) is retried with a
+  growing pause (``runtime.loops``); only a signal or a connection closed for good ends the process.
 
 Concurrency (scaler): one fetch loop; a fetched batch is split by sandbox, sandboxes are scaled in parallel
 (``SANDBOXD_SCALER_CONCURRENCY``) and one sandbox's commands in stream order. Shutdown: no new fetch after
@@ -26,6 +28,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -40,15 +43,23 @@ from sandboxd.adapters.jetstream.activity import (
     scale_dead_letters,
 )
 from sandboxd.adapters.jetstream.connection import connect
-from sandboxd.adapters.jetstream.stores import KvStore
-from sandboxd.app.http import Health, HealthEndpoint
-from sandboxd.errors import InvalidEvent, PermanentError, RetryableError
+from sandboxd.adapters.jetstream.stores import KvStore, open_bucket
+from sandboxd.app.http import Health, HealthEndpoint, broker_check
+from sandboxd.errors import InvalidEvent, SandboxdError
 from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.base import describe
 from sandboxd.models.desired import DesiredState
-from sandboxd.reconcile.idle import REASONS, Action, ScaleOutcome, ScaleResult, ScaleTarget, execute_scale
+from sandboxd.reconcile.idle import (
+    REASONS,
+    Action,
+    ScaleOutcome,
+    ScaleResult,
+    ScaleTarget,
+    execute_scale,
+)
 from sandboxd.reconcile.ports import Delivery, Store
-from sandboxd.runtime.disposition import Disposition
+from sandboxd.runtime.disposition import DONE, Disposition, Outcome
+from sandboxd.runtime.loops import LoopGuard, until_done
 from sandboxd.runtime.retry import Backoff
 from sandboxd.settings import (
     ApplierSettings,
@@ -58,6 +69,7 @@ from sandboxd.settings import (
     load,
 )
 from sandboxd.settings.idle import ScalerSettings
+from sandboxd.telemetry.metrics import bounded
 
 if TYPE_CHECKING:
     from sandboxd.adapters.kubernetes.scaling import StatefulSetScaler
@@ -83,9 +95,20 @@ COMMANDS: Final = Counter(
 )
 
 
+LOOP_ERRORS: Final = Counter(
+    "sandboxd_scaler_loop_errors_total",
+    "Failed iterations of the scaler's loops (a fetch during a leader election, a reconnect), by error class.",
+    ["loop", "error"],
+)
+
+
 def scaler_counters() -> tuple[Counter, ...]:
     """The scaler's counters (registered in the default ``prometheus_client`` registry)."""
-    return (IDLE_TIMEOUTS, WAKES, COMMANDS)
+    return (IDLE_TIMEOUTS, WAKES, COMMANDS, LOOP_ERRORS)
+
+
+def count_loop_error(loop: str, error: str) -> None:
+    LOOP_ERRORS.labels(loop, bounded(error)).inc()
 
 
 def count(command: ScaleCommand, result: ScaleResult) -> None:
@@ -147,27 +170,20 @@ class ScaleWorker:
                 await self.handle_one(delivery)
 
     async def handle_one(self, delivery: Delivery) -> None:
+        """Carry out one command and report what happened; the disposition decides its fate."""
+        command: ScaleCommand | None = None
         try:
-            command = ScaleCommand.model_validate_json(delivery.data)
-        except ValidationError as exc:
-            await self._disposition.reject(delivery, InvalidEvent(f"invalid scale command: {describe(exc)}"))
-            return
-        if naming.scale_subject(command.sandbox_id) != delivery.subject:
-            await self._disposition.reject(
-                delivery, InvalidEvent(f"command for {command.sandbox_id} arrived on {delivery.subject}")
-            )
-            return
-        try:
+            command = self._command_of(delivery)
             result = await execute_scale(command, desired=self._desired, target=self._target)
-        except PermanentError as exc:
-            COMMANDS.labels(command.reason, "failed").inc()
-            log.warning("scale command %s failed: %s", command.command_id, exc.message)
-            await self._disposition.reject(delivery, exc)
-            return
-        except RetryableError as exc:
-            COMMANDS.labels(command.reason, "retry").inc()
-            log.info("scale command %s will be retried: %s", command.command_id, exc.message)
-            await self._disposition.retry([delivery], failures=delivery.num_delivered, error=exc)
+        except Exception as exc:  # reported as this command's outcome, never raised
+            outcome = Outcome.failed(exc, where="the scale command")
+            if not isinstance(exc, SandboxdError):
+                log.error("scale command on %s raised %s", delivery.subject, exc.__class__.__name__, exc_info=exc)
+            elif command is not None:
+                log.warning("scale command %s: %s", command.command_id, exc.message)
+            if command is not None:
+                COMMANDS.labels(command.reason, "retry" if outcome.retried else "failed").inc()
+            await self._disposition.settle([delivery], outcome)
             return
         count(command, result)
         log.info(
@@ -177,7 +193,17 @@ class ScaleWorker:
             result.replicas,
             result.outcome.value,
         )
-        await self._disposition.done([delivery])
+        await self._disposition.settle([delivery], DONE)
+
+    @staticmethod
+    def _command_of(delivery: Delivery) -> ScaleCommand:
+        try:
+            command = ScaleCommand.model_validate_json(delivery.data)
+        except ValidationError as exc:
+            raise InvalidEvent(f"invalid scale command: {describe(exc)}") from exc
+        if naming.scale_subject(command.sandbox_id) != delivery.subject:
+            raise InvalidEvent(f"command for {command.sandbox_id} arrived on {delivery.subject}")
+        return command
 
 
 class ScalerProcess:
@@ -190,6 +216,7 @@ class ScalerProcess:
         self.endpoint: HealthEndpoint | None = None
         self.worker: ScaleWorker | None = None
         self.disposition: Disposition | None = None
+        self.guard = LoopGuard("scaler", record=count_loop_error)
 
     async def run(self, stop: anyio.Event) -> None:
         scaler = self.config.scaler
@@ -241,21 +268,29 @@ class ScalerProcess:
     async def _consume(self, nc: Client, target: ScaleTarget, stop: anyio.Event) -> None:
         config = self.config
         js = nc.jetstream()
-        source = await bind_scale_commands(js)
+        source = await until_done(partial(bind_scale_commands, js), self.guard)
         disposition = self.disposition = Disposition(
             dead_letters=scale_dead_letters(js),
             backoff=Backoff(config.worker.retry_base_s, config.worker.retry_cap_s),
             max_deliver=config.topology.max_deliver,
         )
-        desired = KvStore(await js.key_value(naming.DESIRED_BUCKET), DesiredState)
+        desired = KvStore(await until_done(partial(open_bucket, js, naming.DESIRED_BUCKET), self.guard), DesiredState)
         worker = self.worker = ScaleWorker(
             desired=desired, target=target, disposition=disposition, concurrency=config.scaler.concurrency
         )
         self.health.consumer_bound = True
+        guard = self.guard
+        self.health.checks["jetstream"] = broker_check(guard)
         log.info("scaler consuming %s/%s", naming.SCALE_STREAM, naming.SCALE_CONSUMER)
         try:
             while not stop.is_set():
-                batch = await source.fetch(config.scaler.fetch_batch, config.scaler.fetch_timeout_s)
+                try:
+                    batch = await source.fetch(config.scaler.fetch_batch, config.scaler.fetch_timeout_s)
+                except Exception as exc:  # noqa: BLE001 - a leader election or a reconnect: fetch again, later
+                    self.health.connected = nc.is_connected
+                    await guard.failed(exc)
+                    continue
+                guard.succeeded()
                 self.health.connected = nc.is_connected  # a fetch ends at least every SANDBOXD_SCALER_FETCH_SECONDS
                 await worker.handle(batch)
         finally:

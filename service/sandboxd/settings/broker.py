@@ -1,16 +1,23 @@
 """How to reach NATS and how big to make the JetStream topology.
 
-Credentials are ``SecretStr`` and never printed. Exactly one of user/password, token, NKey seed or creds file
-is normally set; TLS works with any of them.
+Credentials are ``SecretStr`` and never printed. At most one of user/password, token, NKey seed or creds file
+is set (two would leave it to nats-py which one the server sees); TLS works with any of them. The inbox prefix
+is the start of every reply subject the connection subscribes to: a server that grants each user only its own
+prefix (``deploy/nats/accounts.conf``) keeps one user from reading another's replies.
 """
 
 from __future__ import annotations
 
-from pydantic import SecretStr, model_validator
+import re
+from typing import Final
+
+from pydantic import SecretStr, field_validator, model_validator
 
 from sandboxd.settings.fields import Group, env
 
 DAY = 86_400.0
+#: Literal subject tokens only: a wildcard or a space in a prefix would make every reply subject invalid.
+_INBOX_PREFIX: Final = re.compile(r"^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$")
 
 
 class NatsSettings(Group):
@@ -24,11 +31,26 @@ class NatsSettings(Group):
     tls_cert: str | None = env("NATS_TLS_CERT", None, description="Client certificate path (mutual TLS).")
     tls_key: str | None = env("NATS_TLS_KEY", None, description="Client key path (mutual TLS).")
     name: str = env("NATS_CLIENT_NAME", "sandboxd", description="Connection name shown by the server.")
+    inbox_prefix: str = env(
+        "NATS_INBOX_PREFIX",
+        "_INBOX",
+        description="Start of this connection's reply subjects; the user's own, e.g. _INBOX_reconciler (deploy/nats).",
+    )
+
+    @field_validator("inbox_prefix")
+    @classmethod
+    def _literal_subject(cls, value: str) -> str:
+        if not _INBOX_PREFIX.fullmatch(value):
+            raise ValueError("NATS_INBOX_PREFIX must be subject tokens (letters, digits, _ $ -) joined by dots")
+        return value
 
     @model_validator(mode="after")
     def _pairs(self) -> NatsSettings:
         if (self.user is None) != (self.password is None):
             raise ValueError("NATS_USER and NATS_PASSWORD must be set together")
+        methods = [self.user is not None, self.token is not None, self.nkey_seed is not None, bool(self.creds_file)]
+        if sum(methods) > 1:
+            raise ValueError("set one of NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_NKEY_SEED, NATS_CREDS, not several")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("NATS_TLS_CERT and NATS_TLS_KEY must be set together")
         return self

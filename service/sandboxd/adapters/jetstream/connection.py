@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import nats
@@ -33,6 +34,7 @@ def connect_options(settings: NatsSettings, *, reconnect: bool = True) -> dict[s
     options: dict[str, Any] = {
         "servers": [url.strip() for url in settings.url.split(",") if url.strip()],
         "name": settings.name,
+        "inbox_prefix": settings.inbox_prefix,
         # A service reconnects forever; a one-shot command (sandboxctl) gives up at once.
         "max_reconnect_attempts": -1 if reconnect else 1,  # nats-py reads 0 as "forever"
         "reconnect_time_wait": 2 if reconnect else 0.1,
@@ -55,17 +57,26 @@ def connect_options(settings: NatsSettings, *, reconnect: bool = True) -> dict[s
     return options
 
 
-async def connect(settings: NatsSettings, *, allow_reconnect: bool = True) -> Client:
-    """Connect, or raise ``BrokerUnavailable`` naming the server (never the credentials)."""
+async def connect(
+    settings: NatsSettings, *, allow_reconnect: bool = True, on_change: Callable[[bool], None] | None = None
+) -> Client:
+    """Connect, or raise ``BrokerUnavailable`` naming the server (never the credentials).
+
+    ``on_change(connected)`` is told at once when the connection drops and when it is back (readiness).
+    """
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc.__class__.__name__, extra={"error": str(exc)})
 
     async def on_disconnect() -> None:
         log.info("nats disconnected")
+        if on_change is not None:
+            on_change(False)
 
     async def on_reconnect() -> None:
         log.info("nats reconnected")
+        if on_change is not None:
+            on_change(True)
 
     options = connect_options(settings, reconnect=allow_reconnect)
     try:

@@ -1,0 +1,263 @@
+"""The shipped NATS authorization (deploy/nats/) on a real nats-server: each role can do its job, and nothing else.
+
+The server runs ``deploy/nats/nats-server.conf`` as shipped. ``sandboxd init`` provisions the topology as the
+admin; ``sandboxd run`` converges a sandbox with the reconciler's credentials; the publisher publishes the event
+and reads the status; a console reads it with ``sandboxctl``; the scaler consumes scale commands and
+dead-letters one it cannot read; the activity reporter publishes activity. Each of them is refused nothing the
+job needs (the server logs no violation for its user), and refused what the role must not do: nats-py reports
+the server's ``permissions violation`` to the error callback, and a request whose subject was refused never
+gets an answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import anyio
+import nats.errors
+import pytest
+from nats.js import api
+
+from integration.cli.sandboxd_processes import SANDBOXCTL, SANDBOXD, ServiceProcess, clean_env, service_env
+from integration.idle.rig import scaler_config, until
+from sandboxd import naming
+from sandboxd.adapters.jetstream.activity import JetStreamActivity
+from sandboxd.adapters.jetstream.connection import connect
+from sandboxd.adapters.jetstream.publishing import publish_scale
+from sandboxd.adapters.jetstream.stores import KvStore
+from sandboxd.adapters.jetstream.topology import ensure_topology
+from sandboxd.app.scaler import ScalerProcess
+from sandboxd.errors import BrokerUnavailable
+from sandboxd.models.activity import ActivityReport
+from sandboxd.models.desired import DesiredState
+from sandboxd.reconcile import idle
+from sandboxd.reconcile.idle import Action
+from sandboxd.settings import TopologySettings
+from support.spine import Client, unique_id
+from unit.idle.factories import T0, FakeStatefulSets, desired
+
+from .roles import SecuredNats, Session, secured_nats
+
+pytestmark = [pytest.mark.nats, pytest.mark.anyio]
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredNats]:
+    """The shipped configuration, its topology provisioned by ``sandboxd init`` run as the admin."""
+    with secured_nats(tmp_path_factory.mktemp("nats-secured")) as server:
+        env = clean_env(**server.env("admin"))
+        done = subprocess.run([*SANDBOXD, "init"], env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert server.violations("admin") == []
+        yield server
+
+
+def client(session: Session) -> Client:
+    return Client(session.nc, session.js)
+
+
+# --- each role does its job ---------------------------------------------------------------------------------
+
+
+async def test_publisher_creates_the_reconciler_converges_and_a_console_reads_it(
+    secured: SecuredNats, tmp_path: Path
+) -> None:
+    sandbox_id, root, mark = unique_id("auth"), tmp_path / "rendered", secured.log_mark()
+    env = {**service_env(secured.url, root), **secured.env("reconciler")}
+    service = ServiceProcess(env, tmp_path / "sandboxd.log").start()
+    try:
+        async with secured.session("admin") as admin, secured.session("publisher", timeout=5.0) as publisher:
+            await until(lambda: fetching(admin), timeout=30, what="sandboxd run to fetch")
+            await client(publisher).create(sandbox_id, f"{sandbox_id}@acme.com", sessions=2)
+            status = await client(publisher).wait_status(sandbox_id, lambda s: s.observed_generation == 1, timeout=30)
+        assert status.replicas is not None and status.replicas.desired == 2
+        shown = await sandboxctl("status", sandbox_id, "-o", "json", env=secured.env("console"))
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["sandboxId"] == sandbox_id
+        listed = await sandboxctl("status", env=secured.env("console"))
+        assert listed.returncode == 0 and sandbox_id in listed.stdout, listed.stderr
+    finally:
+        service.stop()
+    log = service.output()
+    assert "Traceback" not in log
+    assert all(password not in log for password in secured.passwords.values())
+    for role in ("reconciler", "publisher", "console"):
+        assert secured.violations(role, since=mark) == [], role
+
+
+async def test_the_scaler_consumes_scale_commands_and_dead_letters_what_it_cannot_read(secured: SecuredNats) -> None:
+    sid, mark = unique_id("auth-scale"), secured.log_mark()
+    asleep = idle.decided(desired(sid, sessions=3), idle.Decision(Action.IDLE, "quiet"), now=T0)
+    namespace = naming.namespace_for(asleep.owner_uid)
+    target = FakeStatefulSets({(namespace, idle.STATEFUL_SET): 3})
+    config = scaler_config(secured.url, kubeconfig="unused: the target is injected")
+    config = dataclasses.replace(config, nats=secured.settings("scaler"))
+    scaler, stop = ScalerProcess(config, target=target), anyio.Event()
+    async with secured.session("reconciler") as reconciler, anyio.create_task_group() as tg:
+        desired_store = KvStore(await reconciler.js.key_value(naming.DESIRED_BUCKET), DesiredState)
+        await desired_store.put(naming.desired_key(sid), asleep, revision=None)
+        tg.start_soon(scaler.run, stop)
+        await publish_scale(reconciler.js, idle.scale_command(asleep, Action.IDLE, now=T0))
+        await until(lambda: target.replicas[(namespace, idle.STATEFUL_SET)] == 0, what="the scale-down")
+        unreadable = unique_id("auth-bad")
+        await reconciler.js.publish(naming.scale_subject(unreadable), b"not a scale command")
+        async with secured.session("admin") as admin:
+            await until(lambda: dead_letter_of(admin, naming.scale_subject(unreadable)), what="the dead letter")
+        stop.set()
+    assert secured.violations("scaler", since=mark) == []
+
+
+async def test_the_activity_reporter_publishes_activity(secured: SecuredNats) -> None:
+    sid, mark = unique_id("auth-act"), secured.log_mark()
+    report = ActivityReport(last_activity_at=T0, active_sessions=1)
+    async with secured.session("activity") as reporter:
+        await JetStreamActivity(reporter.js).publish(sid, report)
+    async with secured.session("admin") as admin:
+        stored = await admin.js.get_last_msg(naming.ACTIVITY_STREAM, naming.activity_subject(sid))
+    assert ActivityReport.model_validate_json(stored.data or b"") == report
+    assert secured.violations("activity", since=mark) == []
+
+
+async def test_the_reconciler_provisions_a_fresh_server_under_its_own_role(tmp_path: Path) -> None:
+    with secured_nats(tmp_path / "nats") as fresh:
+        async with fresh.session("reconciler", timeout=5.0) as reconciler:
+            await ensure_topology(reconciler.js, TopologySettings())  # creates everything
+            await ensure_topology(reconciler.js, TopologySettings(max_deliver=20))  # updates what differs
+            info = await reconciler.js.consumer_info(naming.EVENTS_STREAM, naming.EVENTS_CONSUMER)
+        assert info.config.max_deliver == 20
+        assert fresh.violations("reconciler") == []
+
+
+# --- and nothing else ---------------------------------------------------------------------------------------
+
+Attempt = Callable[[Session], Awaitable[object]]
+
+
+def publish(subject: str, data: bytes = b"{}") -> Attempt:
+    return lambda s: s.js.publish(subject, data)
+
+
+def stream_info(stream: str) -> Attempt:
+    return lambda s: s.js.stream_info(stream)
+
+
+def direct_get(bucket: str) -> Attempt:
+    return lambda s: s.js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.someone", direct=True)
+
+
+DENIED: list[tuple[str, Attempt, str]] = [
+    # a publisher: events only, never commands, desired state, dead letters or topology
+    ("publisher", publish("sandbox.scale.victim"), "sandbox.scale.victim"),
+    ("publisher", publish("$KV.sandbox-desired.victim"), "$KV.sandbox-desired.victim"),
+    ("publisher", stream_info("KV_sandbox-desired"), "$JS.API.STREAM.INFO.KV_sandbox-desired"),
+    ("publisher", publish("$KV.sandbox-status.victim"), "$KV.sandbox-status.victim"),
+    ("publisher", publish("sandbox.dlq.sandbox.create.victim"), "sandbox.dlq.sandbox.create.victim"),
+    ("publisher", lambda s: s.js.get_msg(naming.DLQ_STREAM, seq=1), f"$JS.API.STREAM.MSG.GET.{naming.DLQ_STREAM}"),
+    ("publisher", stream_info(naming.DLQ_STREAM), f"$JS.API.STREAM.INFO.{naming.DLQ_STREAM}"),
+    (
+        "publisher",
+        lambda s: s.js.add_stream(api.StreamConfig(name="STOLEN", subjects=["sandbox.dlq.>"])),
+        "$JS.API.STREAM.CREATE.STOLEN",
+    ),
+    ("publisher", publish("sandbox.activity.victim"), "sandbox.activity.victim"),
+    # a console: reads status, publishes nothing
+    ("console", publish("sandbox.create.victim"), "sandbox.create.victim"),
+    ("console", publish("sandbox.delete.victim"), "sandbox.delete.victim"),
+    ("console", publish("$KV.sandbox-status.victim"), "$KV.sandbox-status.victim"),
+    ("console", direct_get(naming.DESIRED_BUCKET), "$JS.API.DIRECT.GET.KV_sandbox-desired.$KV.sandbox-desired.someone"),
+    # the activity reporter: activity only
+    ("activity", publish("sandbox.create.victim"), "sandbox.create.victim"),
+    ("activity", stream_info("KV_sandbox-status"), "$JS.API.STREAM.INFO.KV_sandbox-status"),
+    ("activity", direct_get(naming.STATUS_BUCKET), "$JS.API.DIRECT.GET.KV_sandbox-status.$KV.sandbox-status.someone"),
+    # the scaler: its own work queue, the desired state read-only
+    ("scaler", publish("sandbox.create.victim"), "sandbox.create.victim"),
+    ("scaler", publish("sandbox.scale.victim"), "sandbox.scale.victim"),
+    ("scaler", publish("$KV.sandbox-desired.victim"), "$KV.sandbox-desired.victim"),
+    ("scaler", publish("sandbox.dlq.sandbox.create.victim"), "sandbox.dlq.sandbox.create.victim"),
+    # the reconciler: never forges events, never deletes or purges the audit log
+    ("reconciler", publish("sandbox.create.victim"), "sandbox.create.victim"),
+    (
+        "reconciler",
+        lambda s: s.js.delete_stream(naming.EVENTS_STREAM),
+        f"$JS.API.STREAM.DELETE.{naming.EVENTS_STREAM}",
+    ),
+    (
+        "reconciler",
+        lambda s: s.js.purge_stream(naming.EVENTS_STREAM),
+        f"$JS.API.STREAM.PURGE.{naming.EVENTS_STREAM}",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("role", "attempt", "subject"), DENIED, ids=[f"{role}-{subject}" for role, _, subject in DENIED]
+)
+async def test_a_role_is_refused_what_it_must_not_do(
+    secured: SecuredNats, role: str, attempt: Attempt, subject: str
+) -> None:
+    async with secured.session(role, timeout=1.0) as session:
+        with pytest.raises(TimeoutError):  # the server drops a refused request: no answer ever comes
+            await attempt(session)
+        await session.refused("publish", subject)
+
+
+@pytest.mark.parametrize("role", ["publisher", "console", "activity", "scaler", "reconciler"])
+async def test_no_role_reads_the_dead_letters_or_the_events_as_they_pass(secured: SecuredNats, role: str) -> None:
+    async with secured.session(role) as session:
+        await session.nc.subscribe(naming.DLQ_SUBJECTS)
+        await session.refused("subscription", naming.DLQ_SUBJECTS)
+        await session.nc.subscribe("sandbox.>")
+        await session.refused("subscription", "sandbox.>")
+
+
+async def test_a_role_cannot_read_another_roles_replies(secured: SecuredNats) -> None:
+    async with secured.session("console") as console:
+        await console.nc.subscribe("_INBOX_publisher.>")
+        await console.refused("subscription", "_INBOX_publisher.>")
+        await console.nc.subscribe("_INBOX.>")
+        await console.refused("subscription", "_INBOX.>")
+
+
+async def test_a_role_without_its_inbox_prefix_gets_no_answers(secured: SecuredNats) -> None:
+    """NATS_INBOX_PREFIX is part of each role's credentials: with the default one every reply is refused."""
+    async with secured.session("console", inbox_prefix="_INBOX") as console:
+        with pytest.raises(TimeoutError):
+            await console.js.stream_info(f"KV_{naming.STATUS_BUCKET}")
+        await console.refused("subscription", "_INBOX.", whole_subject=False)
+
+
+@pytest.mark.parametrize("credentials", [{}, {"user": "sandbox-console", "password": "not-the-password"}])
+async def test_anonymous_or_a_wrong_password_cannot_connect(secured: SecuredNats, credentials: dict[str, str]) -> None:
+    settings = secured.settings("console", **{"user": None, "password": None, **credentials})
+    with pytest.raises(BrokerUnavailable) as refused:
+        await connect(settings, allow_reconnect=False)
+    assert "not-the-password" not in str(refused.value)
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+
+async def fetching(admin: Session) -> bool:
+    try:
+        info = await admin.js.consumer_info(naming.EVENTS_STREAM, naming.EVENTS_CONSUMER)
+    except nats.errors.Error:
+        return False
+    return (info.num_waiting or 0) >= 1
+
+
+async def dead_letter_of(admin: Session, subject: str) -> bool:
+    try:
+        await admin.js.get_last_msg(naming.DLQ_STREAM, naming.dlq_subject(subject))
+    except nats.js.errors.NotFoundError:
+        return False
+    return True
+
+
+async def sandboxctl(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    with anyio.fail_after(30):
+        done = await anyio.run_process([*SANDBOXCTL, *args], env=clean_env(**env), check=False)
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
