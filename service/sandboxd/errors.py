@@ -10,11 +10,17 @@ only this tree to decide ack / nak / term::
     │   ├── InvalidEvent            the event does not parse or validate
     │   ├── OwnershipConflict       a second sandbox for an owner, or two emails on one owner-uid
     │   ├── RenderError             the spec cannot be rendered into valid objects
-    │   └── ApplyRejected           the target refused an object (Kubernetes 400/403/404/422, git hook)
+    │   ├── ApplyRejected           the target refused an object (Kubernetes 400/403/404/422, git hook)
+    │   └── BrokerRefused           JetStream refused a request (bad request, no such stream, over max payload)
     └── RetryableError              transient: nak with a growing delay
         ├── ApplyUnavailable        the target is unreachable, overloaded or conflicting (409/429/5xx)
         ├── StoreConflict           a compare-and-set lost a race; re-read and retry
-        └── BrokerUnavailable       NATS/JetStream did not answer in time
+        ├── BrokerUnavailable       NATS/JetStream did not answer in time, is reconnecting or electing a leader
+        └── UnexpectedError         anything outside this tree, caught around one event or one loop iteration
+
+An exception outside the tree is a bug or an unforeseen library failure. It never ends the process: the
+runtime wraps it in ``UnexpectedError`` (its class name only: its text may quote anything) and retries the
+one event it happened in, which is dead-lettered once its deliveries run out.
 """
 
 from __future__ import annotations
@@ -69,6 +75,12 @@ class ApplyRejected(PermanentError):
     reason = "ApplyRejected"
 
 
+class BrokerRefused(PermanentError):
+    """JetStream refused a request that asking again cannot fix (its own words, never the payload)."""
+
+    reason = "BrokerRefused"
+
+
 class RetryableError(SandboxdError):
     """A transient failure; ``delay`` (seconds) is a hint from the source, e.g. a Retry-After header."""
 
@@ -95,3 +107,16 @@ class BrokerUnavailable(RetryableError):
     """NATS or JetStream did not answer in time."""
 
     reason = "BrokerUnavailable"
+
+
+class UnexpectedError(RetryableError):
+    """An exception outside this tree, caught where one event (or one loop iteration) is handled."""
+
+    reason = "UnexpectedError"
+
+    @classmethod
+    def wrapping(cls, error: BaseException, *, where: str) -> UnexpectedError:
+        """Names the class only: the text of a foreign exception may quote a payload or a secret."""
+        wrapped = cls(f"unexpected {error.__class__.__name__} in {where}")
+        wrapped.__cause__ = error
+        return wrapped

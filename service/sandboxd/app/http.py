@@ -5,8 +5,10 @@ Both processes serve one: the reconciler (``app.service``, on SANDBOXD_HEALTH_PO
 
 - ``/healthz``: 200 whenever the event loop answers; a liveness probe restarts a process that hangs.
 - ``/readyz``: 200 ``{"ready": true}`` when the readiness source reports nothing missing (NATS connected, the
-  consumer bound, the apply target reachable when it can tell, not draining); otherwise 503 with
-  ``{"ready": false, "notReady": {"<check>": "<why>"}}``.
+  consumer bound, JetStream answering, the apply target reachable when it can tell, not draining); otherwise
+  503 with ``{"ready": false, "notReady": {"<check>": "<why>"}}``. JetStream counts as not answering once the
+  process's fetch loop has failed for ``BROKER_GRACE_S`` without a success (a leader election usually ends
+  sooner, and should not flap the probe).
 - ``/metrics``: the Prometheus text exposition of the given registries, one after the other: the service's
   own (``sandboxd.telemetry``) and ``prometheus_client``'s default one (process figures, and any collector a
   module registered there). Their metric names must not overlap.
@@ -19,7 +21,7 @@ observed), or serve anything else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final, Protocol
@@ -31,6 +33,11 @@ from sandboxd.errors import ConfigurationError
 
 #: How long a closing endpoint waits for open connections (a scraper's keep-alive) before dropping them, s.
 SHUTDOWN_S: Final = 1.0
+#: How long JetStream may fail to answer a process's fetch loop before /readyz says so, s.
+BROKER_GRACE_S: Final = 10.0
+
+#: A readiness check: why the process is not ready, or None.
+Check = Callable[[], str | None]
 
 
 class Readiness(Protocol):
@@ -49,6 +56,8 @@ class Health:
     #: None when the target cannot tell (GitOps, directory); else whether it answered (or connected) last time.
     target_reachable: bool | None = None
     details: dict[str, str] = field(default_factory=dict)
+    #: Further checks by name, asked on every probe (cheap, no I/O), e.g. ``broker_check``.
+    checks: dict[str, Check] = field(default_factory=dict)
 
     def problems(self) -> dict[str, str]:
         """What keeps the process from being ready, by check (the body of a 503 from /readyz)."""
@@ -61,11 +70,31 @@ class Health:
             found["draining"] = "shutting down"
         if self.target_reachable is False:
             found["target"] = self.details.get("target", "unreachable")
+        for name, check in self.checks.items():
+            why = check()
+            if why is not None:
+                found[name] = why
         return found
 
     @property
     def ready(self) -> bool:
         return not self.problems()
+
+
+class Failing(Protocol):
+    """A loop that reports how long it has been failing (``runtime.loops.LoopGuard``)."""
+
+    def failing_for(self) -> float: ...
+
+
+def broker_check(loop: Failing, *, grace_s: float = BROKER_GRACE_S) -> Check:
+    """Not ready while ``loop`` (the fetch loop) has failed for longer than ``grace_s`` without a success."""
+
+    def check() -> str | None:
+        failing = loop.failing_for()
+        return f"JetStream has not answered for {failing:.0f}s" if failing > grace_s else None
+
+    return check
 
 
 class HealthEndpoint:

@@ -11,6 +11,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from typing import Final
 
 import anyio
 from nats.js import JetStreamContext
@@ -26,11 +28,15 @@ from sandboxd.adapters.probing import HttpProber
 from sandboxd.models.desired import DesiredState
 from sandboxd.reconcile.idle import ActivityBook
 from sandboxd.reconcile.statuses import StatusWriter
+from sandboxd.runtime.loops import LoopGuard, Record, until_done
 from sandboxd.runtime.sweeper import Sweeper
 from sandboxd.settings import Settings
 from sandboxd.settings.idle import IdleSettings
 
 log = logging.getLogger(__name__)
+
+#: How soon a desired-state watch that ended (its connection closed, a leader moved) is started again, s.
+WATCH_RESTART_S: Final = 1.0
 
 
 @dataclass
@@ -41,16 +47,25 @@ class IdleLifecycle:
     activity: ActivityFeed
     prober: HttpProber | None
 
-    async def run(self) -> None:
-        """Run the feeds and the sweeper until cancelled (returns at once when the sweeper is turned off)."""
+    async def run(self, *, record: Record | None = None) -> None:
+        """Run the feeds and the sweeper until cancelled (returns at once when the sweeper is turned off).
+
+        Each part outlives its own failures (``runtime.loops``, counted through ``record``): the desired-state
+        watch starts again after it ends or fails, the activity feed's subscription is retried until it is
+        made, and a failed sweep is retried at the next interval.
+        """
         if not self.settings.sweeper:
             log.info("idle sweeper off (SANDBOXD_IDLE_SWEEPER=false)")
             return
+        watching = LoopGuard("idle desired-state watch", record=record)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self.desired.run, name="idle-desired-watch")
-                await self.activity.start()
-                await self.sweeper.run(interval_s=self.settings.sweep_interval_s)
+                tg.start_soon(
+                    partial(watching.forever, self.desired.run, every_s=lambda: WATCH_RESTART_S),
+                    name="idle-desired-watch",
+                )
+                await until_done(self.activity.start, LoopGuard("idle activity feed", record=record))
+                await self.sweeper.run(interval_s=self.settings.sweep_interval_s, record=record)
         finally:
             with anyio.CancelScope(shield=True):
                 await self.activity.close()

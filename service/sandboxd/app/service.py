@@ -8,6 +8,13 @@ then drain the NATS connection so every ack is flushed.
 connect to after the drain, so probes get an answer (503) while NATS is being reached and while work drains. A
 monitor task refreshes, every few seconds, the consumer's backlog (the lag gauges), whether the connection is
 up and, for an applier that can tell (``Reachable``), whether its target answers.
+
+What ends ``run``: the stop event (a signal), or a NATS connection that closed for good (the monitor raises
+``BrokerUnavailable``). Nothing else: start-up steps that fail transiently (a leader election, a replica
+racing another to create the topology, ``sandboxd init`` not run yet) are retried (``runtime.loops.until_done``);
+every loop outlives a failed iteration (``runtime.loops.LoopGuard``, counted in ``sandboxd.loop.errors``); and
+whatever goes wrong with one event is that event's outcome (``runtime.disposition``), never the process's.
+/readyz turns 503 when the connection is down, or when the fetch loop has failed for longer than a moment.
 """
 
 from __future__ import annotations
@@ -32,9 +39,9 @@ from sandboxd.adapters.jetstream.deliveries import EventSource
 from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters
 from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.jetstream.topology import ensure_topology
-from sandboxd.app.http import Health, HealthEndpoint
+from sandboxd.app.http import Health, HealthEndpoint, broker_check
 from sandboxd.app.idle import idle_lifecycle
-from sandboxd.errors import PermanentError, SandboxdError
+from sandboxd.errors import BrokerUnavailable, PermanentError, SandboxdError
 from sandboxd.models.desired import DesiredState, OwnerClaim
 from sandboxd.models.status import SandboxStatus
 from sandboxd.reconcile import statuses
@@ -44,6 +51,7 @@ from sandboxd.reconcile.reconciler import Reconciler, Renderer
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.runtime.consumer import Consumer
 from sandboxd.runtime.disposition import Disposition
+from sandboxd.runtime.loops import LoopGuard, until_done
 from sandboxd.runtime.queueing import Backlog, KeyedQueue
 from sandboxd.runtime.resync import resync_forever
 from sandboxd.runtime.retry import Backoff
@@ -73,9 +81,9 @@ class Stores:
         the desired store remembers that many, so a pass never has to read back what intake just wrote (the
         records are the very objects the idle sweeper's feed keeps, so this costs little memory)."""
         return cls(
-            desired=KvStore(await js.key_value(naming.DESIRED_BUCKET), DesiredState, remember=in_flight),
-            status=KvStore(await js.key_value(naming.STATUS_BUCKET), SandboxStatus),
-            owners=KvStore(await js.key_value(naming.OWNERS_BUCKET), OwnerClaim),
+            desired=await KvStore.open(js, naming.DESIRED_BUCKET, DesiredState, remember=in_flight),
+            status=await KvStore.open(js, naming.STATUS_BUCKET, SandboxStatus),
+            owners=await KvStore.open(js, naming.OWNERS_BUCKET, OwnerClaim),
         )
 
 
@@ -123,12 +131,18 @@ class Service:
                 if self._owns_telemetry:
                     await anyio.to_thread.run_sync(self.telemetry.shutdown)
 
+    def _guard(self, name: str) -> LoopGuard:
+        return LoopGuard(name, record=self.telemetry.instruments.loop_failed)
+
+    def _connection_changed(self, connected: bool) -> None:
+        self.health.connected = connected
+
     async def _run(self, stop: anyio.Event) -> None:
-        nc = self.nc = await connect(self.settings.nats)
+        nc = self.nc = await connect(self.settings.nats, on_change=self._connection_changed)
         self.health.connected = True
         try:
             js = nc.jetstream()
-            await ensure_topology(js, self.settings.topology)
+            await until_done(partial(ensure_topology, js, self.settings.topology), self._guard("topology"))
             await self._serve(js, stop)
         finally:
             self.health.draining = True
@@ -141,7 +155,8 @@ class Service:
 
     async def _serve(self, js: JetStreamContext, stop: anyio.Event) -> None:
         worker, topology = self.settings.worker, self.settings.topology
-        stores = await Stores.open(js, in_flight=topology.max_ack_pending)
+        starting = self._guard("start-up")
+        stores = await until_done(partial(Stores.open, js, in_flight=topology.max_ack_pending), starting)
         metrics, tracer = self.telemetry.instruments, self.telemetry.tracer
         status = StatusWriter(stores.status, metrics=metrics)
         intake = Intake(desired=stores.desired, owners=stores.owners, status=status, clock=self.clock, tracer=tracer)
@@ -171,8 +186,10 @@ class Service:
             backlog=backlog,
             hold_cap_s=worker.catch_up_hold_s,
             metrics=metrics,
+            on_unexpected=lambda exc: metrics.loop_failed("reconcile", exc.__class__.__name__),
         )
-        source = await EventSource.bind(js)
+        source = await until_done(partial(EventSource.bind, js), starting)
+        fetching = self._guard("consume")
         consumer = self.consumer = Consumer(
             source=source,
             intake=intake,
@@ -180,8 +197,12 @@ class Service:
             disposition=disposition,
             max_held=topology.max_ack_pending,
             backlog=backlog,
+            guard=fetching,
         )
-        mover = self.mover = await DeadLetterMover.bind(js, on_stranded=self._stranded_status(status))
+        mover = self.mover = await until_done(
+            partial(DeadLetterMover.bind, js, on_stranded=self._stranded_status(status)), starting
+        )
+        self.health.checks["jetstream"] = broker_check(fetching)
         self.health.consumer_bound = True
         consumed = anyio.Event()
 
@@ -193,18 +214,23 @@ class Service:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(queue.run, name="keyed-queue")
-            tg.start_soon(partial(resync_forever, stores.desired, queue, interval_s=worker.resync_interval_s))
+            resync = partial(
+                resync_forever, stores.desired, queue, interval_s=worker.resync_interval_s, guard=self._guard("resync")
+            )
+            tg.start_soon(resync, name="resync")
             tg.start_soon(consume, name="consume")
-            tg.start_soon(self._monitor, js, name="monitor")
-            tg.start_soon(mover.run, name="dead-letter-mover")
+            tg.start_soon(self._monitor, js, stop, name="monitor")
+            tg.start_soon(partial(mover.run, guard=self._guard("dead-letter mover")), name="dead-letter-mover")
             if isinstance(self.applier, Observer):
-                tg.start_soon(self.applier.observe, self._kicker(queue), name="observe-target")
+                observe = partial(self.applier.observe, self._kicker(queue))
+                watching = partial(self._guard("observe target").forever, observe, every_s=lambda: MONITOR_INTERVAL_S)
+                tg.start_soon(watching, name="observe-target")
             self.idle = idle_lifecycle(
                 js, self.settings, desired=stores.desired, status=status, kick=self._kicker(queue), clock=self.clock
             )
             stats = self.idle.sweeper.stats
             metrics.watch_idle(idled=lambda: stats.idled, woken=lambda: stats.woken)
-            tg.start_soon(self.idle.run, name="idle-lifecycle")
+            tg.start_soon(partial(self.idle.run, record=metrics.loop_failed), name="idle-lifecycle")
             await stop.wait()
             self.health.draining = True
             log.info("stopping: no more fetches; %d deliveries held", queue.held)
@@ -229,10 +255,16 @@ class Service:
 
         return record
 
-    async def _monitor(self, js: JetStreamContext) -> None:
-        """Sample the consumer's backlog (lag gauges), the connection and the target (readiness) until cancelled."""
+    async def _monitor(self, js: JetStreamContext, stop: anyio.Event) -> None:
+        """Sample the consumer's backlog (lag gauges), the connection and the target (readiness) until cancelled.
+
+        The one place that ends the service on the broker's account: a connection that closed for good (it
+        reconnects forever, so only a server that refuses it, or a close from elsewhere, gets here).
+        """
         lag = self.telemetry.instruments.consumer
         while True:
+            if self.nc is not None and self.nc.is_closed and not stop.is_set():
+                raise BrokerUnavailable("the connection to NATS closed and cannot come back; exiting")
             self.health.connected = self.nc is not None and self.nc.is_connected
             try:
                 info = await js.consumer_info(naming.EVENTS_STREAM, naming.EVENTS_CONSUMER)

@@ -4,6 +4,12 @@ One loop per process (never two fetches on one subscription). A batch is grouped
 admitted concurrently, the events of one group in stream order, and the whole batch is admitted before the
 next fetch, so one sandbox's events are never admitted by two tasks at once in this process (other replicas
 are kept honest by compare-and-set).
+
+Isolation: whatever intake raises is reported to the disposition as the outcome of the events it was admitting
+(``Outcome.failed``), never raised out of the loop. When a group of several events fails with an exception
+outside the error tree, its events are admitted again one at a time, so only the event that causes it is
+retried (and dead-lettered once its deliveries run out) and the others go on. A failed fetch is logged with
+its class, counted, and retried after a growing pause; only cancellation ends ``run``.
 """
 
 from __future__ import annotations
@@ -14,10 +20,11 @@ from collections.abc import Sequence
 
 import anyio
 
-from sandboxd.errors import InvalidEvent, RetryableError
+from sandboxd.errors import InvalidEvent, SandboxdError
 from sandboxd.reconcile.intake import Admission, Intake, Verdict, sandbox_id_of
 from sandboxd.reconcile.ports import Delivery, Source
-from sandboxd.runtime.disposition import Disposition
+from sandboxd.runtime.disposition import SHUTTING_DOWN, STALE, Disposition, Outcome
+from sandboxd.runtime.loops import LoopGuard
 from sandboxd.runtime.queueing import Backlog, KeyedQueue
 
 log = logging.getLogger(__name__)
@@ -36,6 +43,7 @@ class Consumer:
         intake_concurrency: int = 128,
         max_held: int = 10_000,
         backlog: Backlog | None = None,
+        guard: LoopGuard | None = None,
     ) -> None:
         self._source = source
         self._intake = intake
@@ -47,6 +55,7 @@ class Consumer:
         self._max_held = max_held
         self._backlog = backlog or Backlog()
         self._stopping = anyio.Event()
+        self._guard = guard or LoopGuard("consume")
         self.fetched = 0
 
     def stop(self) -> None:
@@ -62,16 +71,16 @@ class Consumer:
                 continue
             try:
                 deliveries = await self._source.fetch(min(self._batch, room), self._fetch_timeout_s)
-            except RetryableError as exc:
-                log.warning("fetch failed: %s; retrying", exc.message)
-                await anyio.sleep(1.0)
+            except Exception as exc:  # noqa: BLE001 - the loop outlives any one failed fetch
+                await self._guard.failed(exc)
                 continue
+            self._guard.succeeded()
             self._backlog.fetched(len(deliveries), deliveries[-1].num_pending if deliveries else 0)
             if not deliveries:
                 continue
             self.fetched += len(deliveries)
             if self._stopping.is_set():
-                await self._disposition.hand_back(deliveries)
+                await self._disposition.settle(deliveries, SHUTTING_DOWN)
                 return
             await self.admit(deliveries)
             self._backlog.admitted()
@@ -88,24 +97,39 @@ class Consumer:
         if sandbox_id is None:
             for delivery in group:
                 error = InvalidEvent(f"subject {delivery.subject!r} does not name a valid sandbox id")
-                await self._disposition.reject(delivery, error)
+                await self._disposition.settle([delivery], Outcome.failed(error, where="intake"))
             return
         async with self._limiter:
             try:
                 admissions = await self._intake.admit(sandbox_id, group)
-            except RetryableError as exc:
-                log.warning("intake of %s failed: %s", sandbox_id, exc.message)
-                await self._disposition.retry(group, failures=max(d.num_delivered for d in group), error=exc)
+            except Exception as exc:  # noqa: BLE001 - reported as the outcome of these events, never raised
+                await self._intake_failed(sandbox_id, group, exc)
                 return
         ordered = sorted(group, key=lambda d: d.stream_sequence)
         for delivery, admission in zip(ordered, admissions, strict=True):
             await self._settle(sandbox_id, delivery, admission)
 
+    async def _intake_failed(self, sandbox_id: str, group: list[Delivery], exc: Exception) -> None:
+        if isinstance(exc, SandboxdError) or len(group) == 1:
+            if not isinstance(exc, SandboxdError):
+                log.error("intake of %s raised %s", sandbox_id, exc.__class__.__name__, exc_info=exc)
+                self._guard.count(exc)
+            else:
+                log.warning("intake of %s failed: %s", sandbox_id, exc.message)
+            await self._disposition.settle(group, Outcome.failed(exc, where="intake"))
+            return
+        # An unforeseen failure of a group: find the event that causes it, one at a time in stream order.
+        for delivery in sorted(group, key=lambda d: d.stream_sequence):
+            await self._admit_group(sandbox_id, [delivery])
+
     async def _settle(self, sandbox_id: str, delivery: Delivery, admission: Admission) -> None:
         if admission.verdict is Verdict.ACCEPTED:
-            self._queue.submit(sandbox_id, delivery)
+            try:
+                self._queue.submit(sandbox_id, delivery)
+            except RuntimeError:  # the queue is closing: another replica takes it
+                await self._disposition.settle([delivery], SHUTTING_DOWN)
         elif admission.verdict is Verdict.STALE:
-            await self._disposition.stale(delivery)
+            await self._disposition.settle([delivery], STALE)
         else:
-            assert admission.error is not None
-            await self._disposition.reject(delivery, admission.error)
+            error = admission.error or InvalidEvent("rejected by intake")
+            await self._disposition.settle([delivery], Outcome.failed(error, where="intake"))

@@ -9,8 +9,10 @@ Ordering and concurrency:
 - A delivery is acked only after a pass that *started after it arrived* has finished (its effect durable).
 - Held deliveries are kept alive with ``in_progress`` every ``heartbeat_s``, so a long wait or a long
   reconcile is not redelivered elsewhere.
-- Retryable failures nak the held deliveries with a per-key growing delay; a kick without deliveries (resync,
-  watch) is re-submitted after the same delay.
+- Each pass's outcome goes to ``runtime.disposition``, which alone decides ack, nak or dead-letter. A pass
+  that raises is reported as a failure (``UnexpectedError``) like any other, never raised out of a worker.
+  After a retried failure the queue holds no more passes for the key: the deliveries are nak'd with the
+  per-key growing delay, and a kick without deliveries (resync, watch) is re-submitted after the same delay.
 - Catch-up: while intake is behind (a fetch brought, or left in the stream, ``Backlog.threshold`` events or
   more: a burst), a worker waits before it starts a key, at most ``hold_cap_s`` after the key became ready,
   so the burst's later events for that key join the same pass. With no backlog (normal load) keys start at
@@ -30,17 +32,24 @@ from dataclasses import dataclass, field
 import anyio
 from anyio.abc import TaskGroup
 
-from sandboxd.errors import RetryableError
+from sandboxd.reconcile import reconciler
 from sandboxd.reconcile.ports import Delivery
-from sandboxd.reconcile.reconciler import Outcome, Result
-from sandboxd.runtime.disposition import Disposition
+from sandboxd.runtime.disposition import DONE, SHUTTING_DOWN, Disposition, Happened, Outcome
 from sandboxd.telemetry.metrics import Instruments
 
 log = logging.getLogger(__name__)
 
 #: ``handler(key, after_intake)``: one pass for ``key``; ``after_intake`` is true when the pass settles events
 #: this process's intake just recorded (it may start from the desired state the store remembers).
-Handler = Callable[[str, bool], Awaitable[Outcome]]
+Handler = Callable[[str, bool], Awaitable[reconciler.Outcome]]
+
+
+def reported(result: reconciler.Outcome, *, failures: int) -> Outcome:
+    """A pass's result as the disposition's outcome (``failures``: this key's failed passes, this one included)."""
+    if result.result is reconciler.Result.DONE:
+        return DONE
+    error = result.error or RuntimeError(f"pass ended {result.result.value} without an error")
+    return Outcome.failed(error, where="reconcile", failures=failures)
 
 
 @dataclass
@@ -104,8 +113,10 @@ class KeyedQueue:
         backlog: Backlog | None = None,
         hold_cap_s: float = 2.0,
         metrics: Instruments | None = None,
+        on_unexpected: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._handler = handler
+        self._on_unexpected = on_unexpected
         self._disposition = disposition
         self._concurrency = concurrency
         self._heartbeat_s = heartbeat_s
@@ -135,6 +146,11 @@ class KeyedQueue:
 
     def idle(self) -> bool:
         return not self._keys
+
+    @property
+    def closing(self) -> bool:
+        """``close()`` was called: ``submit`` refuses work from now on."""
+        return self._closing
 
     # --- intake side -----------------------------------------------------------------------------------
 
@@ -183,33 +199,37 @@ class KeyedQueue:
     async def _passes(self, key: str, state: _Key) -> None:
         while (state.pending or state.kicked) and not self._closing:
             state.in_flight, state.pending, state.kicked = state.pending, [], False
-            try:
-                outcome = await self._handler(key, bool(state.in_flight))
-            except Exception:
-                log.exception("reconcile of %s raised; retrying", key)
-                outcome = Outcome(Result.RETRY, error=RetryableError("unexpected error in reconcile"))
+            outcome = await self._one_pass(key, state)
             self.stats.passes += 1
             batch, state.in_flight = state.in_flight, []
-            if outcome.result is Result.DONE:
+            if not outcome.retried:
+                if outcome.happened is not Happened.DONE:
+                    self.stats.failures += 1
                 state.failures = 0
-                state.kicked = state.kicked or outcome.again
-                await self._disposition.done(batch)
+                await self._disposition.settle(batch, outcome)
                 continue
-            if outcome.result is Result.FAILED:
-                state.failures = 0
-                self.stats.failures += 1
-                assert outcome.error is not None
-                for delivery in batch:
-                    await self._disposition.reject(delivery, outcome.error)
-                continue
-            state.failures += 1
             self.stats.retries += 1
-            assert outcome.error is not None
             held, state.pending = [*batch, *state.pending], []
-            delay = await self._disposition.retry(held, failures=state.failures, error=outcome.error)
-            if not held:
-                self._kick_later(key, delay)
+            settled = await self._disposition.settle(held, outcome)
+            if not held and settled.delay is not None:
+                self._kick_later(key, settled.delay)
             return
+
+    async def _one_pass(self, key: str, state: _Key) -> Outcome:
+        """Run the handler once and report what happened; whatever it raises is this key's failure only."""
+        try:
+            result = await self._handler(key, bool(state.in_flight))
+        except Exception as exc:  # one sandbox's bug never stops a worker
+            log.error("reconcile of %s raised %s", key, exc.__class__.__name__, exc_info=exc)
+            if self._on_unexpected is not None:
+                self._on_unexpected(exc)
+            state.failures += 1
+            return Outcome.failed(exc, where="reconcile", failures=state.failures)
+        if result.result is reconciler.Result.RETRY:
+            state.failures += 1
+        if result.result is reconciler.Result.DONE:
+            state.kicked = state.kicked or result.again
+        return reported(result, failures=state.failures)
 
     async def _catch_up(self, state: _Key) -> None:
         """Let intake catch up with a backlog before this key's pass, within the cap."""
@@ -251,12 +271,12 @@ class KeyedQueue:
                 break
             state = self._keys.get(key)
             if state is not None:
-                await self._disposition.hand_back(state.pending)
+                await self._disposition.settle(state.pending, SHUTTING_DOWN)
                 state.pending, state.waiting = [], False
         with anyio.move_on_after(grace_s):
             while any(k.running for k in self._keys.values()):  # noqa: ASYNC110 - polls a condition of many keys
                 await anyio.sleep(0.02)
         leftovers = [d for k in self._keys.values() for d in (*k.pending, *k.in_flight)]
-        await self._disposition.hand_back(leftovers)
+        await self._disposition.settle(leftovers, SHUTTING_DOWN)
         if self._tg is not None:
             self._tg.cancel_scope.cancel()

@@ -11,9 +11,9 @@ import random
 
 import anyio
 
-from sandboxd.errors import RetryableError
 from sandboxd.models.desired import DesiredState
 from sandboxd.reconcile.ports import Store
+from sandboxd.runtime.loops import LoopGuard
 from sandboxd.runtime.queueing import KeyedQueue
 
 log = logging.getLogger(__name__)
@@ -26,13 +26,26 @@ async def resync_once(desired: Store[DesiredState], queue: KeyedQueue) -> int:
     return len(keys)
 
 
-async def resync_forever(desired: Store[DesiredState], queue: KeyedQueue, *, interval_s: float) -> None:
+async def resync_forever(
+    desired: Store[DesiredState], queue: KeyedQueue, *, interval_s: float, guard: LoopGuard | None = None
+) -> None:
+    """``resync_once`` now and every ``interval_s`` (±10 %) until the queue closes or the task is cancelled.
+
+    A failed resync (the broker unavailable, or anything unforeseen) is logged, counted and tried again after
+    the guard's growing pause, which is far shorter than the interval: a start-up resync must not be lost.
+    """
+    guard = guard or LoopGuard("resync")
     while True:
         try:
             count = await resync_once(desired, queue)
-            log.info("resync enqueued %d sandboxes", count)
-        except RetryableError as exc:
-            log.warning("resync failed: %s", exc.message)
-        except RuntimeError:
-            return  # the queue is closing
+        except RuntimeError as exc:
+            if queue.closing:
+                return
+            await guard.failed(exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - the loop outlives any one failed resync
+            await guard.failed(exc)
+            continue
+        guard.succeeded()
+        log.info("resync enqueued %d sandboxes", count)
         await anyio.sleep(interval_s * random.uniform(0.9, 1.1))

@@ -30,6 +30,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 import anyio
 
@@ -49,6 +50,7 @@ from sandboxd.reconcile.idle import (
 )
 from sandboxd.reconcile.ports import Clock, Store, Versioned
 from sandboxd.reconcile.statuses import StatusWriter
+from sandboxd.runtime.loops import LoopGuard, Record
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +165,10 @@ class Sweeper:
         """Run one sandbox's step; its failure is logged and left for the next sweep, never the whole sweep's."""
         try:
             await step
-        except SandboxdError as exc:
+        except Exception as exc:  # noqa: BLE001 - one sandbox's failure (or bug) never stops the sweep
             self.stats.errors += 1
-            log.warning("idle sweep of %s: %s (next sweep retries)", sandbox_id, exc.message)
+            what = exc.message if isinstance(exc, SandboxdError) else f"unexpected {exc.__class__.__name__}"
+            log.warning("idle sweep of %s: %s (next sweep retries)", sandbox_id, what)
 
     # --- idle and wake -------------------------------------------------------------------------------------
 
@@ -291,21 +294,19 @@ class Sweeper:
         """Whether the desired-state view and the activity book hold what the broker had at start."""
         return self._view.ready and self._activity.ready
 
-    async def run(self, *, interval_s: float) -> None:
+    async def run(self, *, interval_s: float, record: Record | None = None) -> None:
         """Once the view and the book are ready, sweep (and probe, when a prober is set) every ``interval_s``
-        (±10 %) until cancelled."""
+        (±10 %) until cancelled; a failed sweep or probe round is logged, counted (``record``) and retried at
+        the next interval (``runtime.loops``)."""
         while not self.ready:  # noqa: ASYNC110 - two feeds fill in the background and report no event
             await anyio.sleep(0.05)
+
+        def every() -> float:
+            return interval_s * random.uniform(0.9, 1.1)
+
         async with anyio.create_task_group() as tg:
             if self._prober is not None:
-                tg.start_soon(self._every, interval_s, self.probe_once, name="idle-probe")
-            tg.start_soon(self._every, interval_s, self.sweep_once, name="idle-sweep")
-
-    @staticmethod
-    async def _every(interval_s: float, step: Callable[[], Awaitable[object]]) -> None:
-        while True:
-            try:
-                await step()
-            except SandboxdError as exc:
-                log.warning("idle lifecycle step failed: %s", exc.message)
-            await anyio.sleep(interval_s * random.uniform(0.9, 1.1))
+                probing = LoopGuard("idle probe", record=record)
+                tg.start_soon(partial(probing.forever, self.probe_once, every_s=every), name="idle-probe")
+            sweeping = LoopGuard("idle sweep", record=record)
+            tg.start_soon(partial(sweeping.forever, self.sweep_once, every_s=every), name="idle-sweep")

@@ -13,6 +13,9 @@ Instruments, with their attributes and the Prometheus name the exporter derives:
 - ``sandboxd.deliveries.settled`` (observable counter; ``action`` ack|nak|term): settlements that succeeded,
   read from the disposition's running counts (nothing recorded per delivery);
 - ``sandboxd.apply.errors`` (counter; ``reason``): applier failures;
+- ``sandboxd.loop.errors`` (counter; ``loop``, ``error``): failed iterations of a background loop (a fetch
+  during a leader election, a resync while NATS reconnects) and unexpected exceptions caught around one event,
+  by loop name and exception class [``sandboxd_loop_errors_total``];
 - ``sandboxd.idle.scale_downs`` and ``sandboxd.idle.wakes`` (observable counters): the sweeper's idle and wake
   decisions, read from its running counts;
 - ``sandboxd.sandboxes`` (gauge; ``phase``): sandboxes by status phase, as this process last saw them.
@@ -128,6 +131,11 @@ class Instruments:
         self._apply_errors = meter.create_counter(
             "sandboxd.apply.errors", unit="{error}", description="Applier failures, by reason."
         )
+        self._loop_errors = meter.create_counter(
+            "sandboxd.loop.errors",
+            unit="{error}",
+            description="Failed iterations of background loops and unexpected errors around one event.",
+        )
         meter.create_observable_counter(
             "sandboxd.idle.scale_downs",
             [self._observe_scale_downs],
@@ -179,6 +187,9 @@ class Instruments:
 
     def apply_failed(self, reason: str) -> None:
         self._apply_errors.add(1, _attributes("reason", bounded(reason)))
+
+    def loop_failed(self, loop: str, error: str) -> None:
+        self._loop_errors.add(1, {"loop": bounded(loop.replace(" ", "-")), "error": bounded(error)})
 
     def watch_queue(self, *, depth: Callable[[], int], held: Callable[[], int]) -> None:
         """Where the queue gauges read from (the keyed queue registers itself)."""

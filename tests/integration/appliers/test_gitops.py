@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -19,11 +20,13 @@ from sandboxd.adapters.gitops.remote import parse_remote
 from sandboxd.adapters.gitops.repository import Identity, _environment
 from sandboxd.errors import ApplyRejected, ApplyUnavailable
 from sandboxd.models import SandboxSpec
-from sandboxd.render import RenderRequest, files, render
+from sandboxd.render import RenderedSandbox, RenderRequest, files, render
+from sandboxd.render.storage import RETAINED
 from sandboxd.settings import RuntimeSettings
 from sandboxd.settings.service import ApplierSettings
 from support.git_http import GitHttpServer, serving
 from support.sandboxes import kept_files, sample_sandbox
+from support.spine import runtime_settings, spec
 
 pytestmark = [pytest.mark.git, pytest.mark.anyio]
 
@@ -212,6 +215,58 @@ async def test_retained_delete_commits_only_what_holds_data(appliers: Factory, b
     resources = yaml.safe_load(remaining[f"{FOLDER}/kustomization.yaml"])["resources"]
     assert sorted(resources) == sorted(kept_files(sandbox))
     assert subjects(bare)[0] == "sandboxd: delete sandbox sandbox-ceo-at-acme-com, retaining its data"
+    assert len(subjects(bare)) == 2
+
+
+def real_sandbox(*repos: str) -> RenderedSandbox:
+    """The real renderer's sandbox ``emrah`` of ceo@acme.com with ``repos`` (always the same folder)."""
+    return render(
+        RenderRequest(sandbox_id="emrah", spec=SandboxSpec.model_validate(spec("ceo@acme.com", repos=[*repos]))),
+        runtime_settings(),
+    )
+
+
+def claim_in(bare: Path, name: str) -> dict[str, Any]:
+    body = yaml.safe_load(tree(bare, FOLDER)[f"{FOLDER}/{name}"])
+    assert body["kind"] == "PersistentVolumeClaim"
+    return dict(body)
+
+
+async def test_delete_then_create_with_other_repos_keeps_every_volume_in_the_tree(
+    appliers: Factory, bare: Path
+) -> None:
+    # Issue 11, observed 8: a retained delete then a create for the same email used to drop the old claim's file.
+    applier = appliers()
+    await applier.apply(real_sandbox("acme/app"), generation=1)
+    await applier.delete(real_sandbox("acme/app"), purge=False)
+    assert claim_in(bare, "pvc-acme-app.yaml")["metadata"]["annotations"][RETAINED] == "true"
+
+    result = await applier.apply(real_sandbox("acme/web"), generation=1)
+
+    resources = yaml.safe_load(tree(bare)[f"{FOLDER}/kustomization.yaml"])["resources"]
+    assert {"pvc-acme-app.yaml", "pvc-acme-web.yaml", "statefulset-pty-server.yaml"} <= set(resources)
+    assert claim_in(bare, "pvc-acme-app.yaml")["metadata"]["annotations"][RETAINED] == "true"
+    assert RETAINED not in claim_in(bare, "pvc-acme-web.yaml")["metadata"]["annotations"]
+    assert not [ref for ref in result.pruned if ref.kind == "PersistentVolumeClaim"]
+
+
+async def test_a_repo_that_leaves_the_spec_keeps_its_volume_in_the_tree(appliers: Factory, bare: Path) -> None:
+    applier = appliers()
+    await applier.apply(real_sandbox("acme/app", "acme/tools"), generation=1)
+
+    result = await applier.apply(real_sandbox("acme/app"), generation=2)
+    steady = await appliers().apply(real_sandbox("acme/app"), generation=3)  # a fresh clone agrees: no commit
+
+    kept = claim_in(bare, "pvc-acme-tools.yaml")
+    assert kept["metadata"]["annotations"] == {
+        "openova.io/sandbox-repo": "acme/tools",
+        "kustomize.toolkit.fluxcd.io/prune": "disabled",
+        "argocd.argoproj.io/sync-options": "Prune=false",
+        RETAINED: "true",
+    }
+    assert result.changed
+    assert result.pruned == ()
+    assert not steady.changed
     assert len(subjects(bare)) == 2
 
 

@@ -31,11 +31,8 @@ from pydantic import ValidationError
 
 from sandboxd import naming
 from sandboxd.adapters.jetstream.deliveries import EventSource
-from sandboxd.adapters.jetstream.publishing import (
-    JetStreamDeadLetters,
-    _publish,
-    publish_scale,
-)
+from sandboxd.adapters.jetstream.errors import boundary
+from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters, publish, publish_scale
 from sandboxd.models.activity import ActivityReport, ScaleCommand
 from sandboxd.models.desired import DesiredState
 from sandboxd.reconcile.idle import ActivityBook
@@ -70,24 +67,30 @@ class ActivityFeed:
         self._sub: JetStreamContext.PushSubscription | None = None
 
     async def start(self) -> None:
-        self._sub = await self._js.subscribe(
-            naming.ACTIVITY_SUBJECTS,
-            stream=naming.ACTIVITY_STREAM,
-            cb=self._on_message,
-            ordered_consumer=True,
-            deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
-        )
-        info = await self._sub.consumer_info()
+        """Subscribe (``BrokerUnavailable`` when JetStream cannot answer now: the caller retries)."""
+        with boundary(f"following {naming.ACTIVITY_STREAM}"):
+            self._sub = await self._js.subscribe(
+                naming.ACTIVITY_SUBJECTS,
+                stream=naming.ACTIVITY_STREAM,
+                cb=self._on_message,
+                ordered_consumer=True,
+                deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+            )
+            info = await self._sub.consumer_info()
         if info.num_pending == 0 and self._sub.delivered == 0:
             self.book.ready = True  # nothing to replay
 
     async def _on_message(self, msg: Msg) -> None:
-        parsed = parse_activity(msg.subject, msg.data)
+        try:
+            parsed = parse_activity(msg.subject, msg.data)
+            if parsed is not None:
+                self.book.record(*parsed)
+        except Exception as exc:  # noqa: BLE001 - one odd report never stops the feed
+            log.warning("activity report on %s: unexpected %s", msg.subject, exc.__class__.__name__)
+            parsed = None
         if parsed is None:
             self.ignored += 1
             log.debug("ignored a malformed activity report on %s", msg.subject)
-        else:
-            self.book.record(*parsed)
         if not self.book.ready and msg.metadata.num_pending == 0:
             self.book.ready = True
 
@@ -153,15 +156,24 @@ class DesiredFeed:
         return len(self._records.keys() | self._unparsed.keys())
 
     async def run(self) -> None:
-        """Follow the bucket until cancelled (start it in a task group; ``ready`` turns true after the replay)."""
-        kv = await self._js.key_value(self._bucket)
-        watcher = await kv.watchall()
+        """Follow the bucket until cancelled (start it in a task group; ``ready`` turns true after the replay).
+
+        Returns only when the watch ends (its connection closed); the caller starts it again. An entry that
+        cannot be taken in is skipped and counted, never the end of the watch.
+        """
+        with boundary(f"watching KV bucket {self._bucket}"):
+            kv = await self._js.key_value(self._bucket)
+            watcher = await kv.watchall()
         try:
             async for entry in watcher:
                 if entry is None:
                     self._ready = True
                     continue
-                self._apply(entry.key, entry.value, entry.revision, entry.operation)
+                try:
+                    self._apply(entry.key, entry.value, entry.revision, entry.operation)
+                except Exception as exc:  # noqa: BLE001 - one odd entry never stops the watch
+                    self.ignored += 1
+                    log.warning("desired-state watch: entry %s: unexpected %s", entry.key, exc.__class__.__name__)
         finally:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
@@ -204,7 +216,7 @@ class JetStreamActivity:
     async def publish(self, sandbox_id: str, report: ActivityReport) -> None:
         at = report.last_activity_at.isoformat()
         msg_id = f"activity:{sandbox_id}:{at}:{report.active_sessions}"
-        await _publish(self._js, naming.activity_subject(sandbox_id), report.to_json(), {"Nats-Msg-Id": msg_id})
+        await publish(self._js, naming.activity_subject(sandbox_id), report.to_json(), {"Nats-Msg-Id": msg_id})
 
 
 async def bind_scale_commands(js: JetStreamContext) -> EventSource:

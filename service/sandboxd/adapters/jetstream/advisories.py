@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import anyio
 from nats.js import JetStreamContext
@@ -21,13 +22,33 @@ from nats.js.errors import NotFoundError
 
 from sandboxd import naming
 from sandboxd.adapters.jetstream.deliveries import EventSource
+from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters
-from sandboxd.errors import RetryableError
+from sandboxd.errors import RetryableError, SandboxdError
 
 log = logging.getLogger(__name__)
 
 REASON = "MaxDeliveries"
+RETRY_S = 5.0  # how soon an advisory whose event could not be moved (broker busy) comes back, s
 Stranded = Callable[[str, str], Awaitable[None]]  # (subject, message) → e.g. write the sandbox's status
+
+
+class Guard(Protocol):
+    """What the mover's loop does after a failed round (``runtime.loops.LoopGuard``: log, count, pause)."""
+
+    async def failed(self, exc: BaseException) -> None: ...
+
+    def succeeded(self) -> None: ...
+
+
+class _Pause:
+    async def failed(self, exc: BaseException) -> None:
+        what = exc.message if isinstance(exc, SandboxdError) else f"unexpected {exc.__class__.__name__}"
+        log.warning("dead-letter mover: %s", what)
+        await anyio.sleep(RETRY_S)
+
+    def succeeded(self) -> None:
+        return None
 
 
 class DeadLetterMover:
@@ -43,22 +64,30 @@ class DeadLetterMover:
         source = await EventSource.bind(js, stream=naming.ADVISORY_STREAM, durable=naming.ADVISORY_CONSUMER)
         return cls(js, source, on_stranded=on_stranded)
 
-    async def run(self) -> None:
+    async def run(self, *, guard: Guard | None = None) -> None:
         """Move stranded events until cancelled; then unsubscribe, so draining the connection does not wait
-        for the answer to a fetch nobody is reading any more."""
+        for the answer to a fetch nobody is reading any more. A failed round (a leader election, a reconnect,
+        anything unforeseen) is logged, counted and retried after the guard's growing pause."""
+        guard = guard or _Pause()
         try:
             while True:
                 try:
                     await self.move_once(timeout=5.0)
-                except RetryableError as exc:
-                    log.warning("dead-letter mover: %s", exc.message)
-                    await anyio.sleep(5.0)
+                except Exception as exc:  # noqa: BLE001 - the mover outlives any one failed round
+                    await guard.failed(exc)
+                else:
+                    guard.succeeded()
         finally:
             with anyio.CancelScope(shield=True):
                 await self._source.close()
 
     async def move_once(self, *, timeout: float = 1.0) -> int:
-        """Handle the advisories waiting now; returns how many events were dead-lettered."""
+        """Handle the advisories waiting now; returns how many events were dead-lettered.
+
+        Each advisory is settled on its own: moved (or aged out) → ack; unreadable or refused for good → term,
+        logged (the event stays in SANDBOX_EVENTS while its retention holds it); a transient failure → nak
+        with a delay, so the advisory comes back (the advisory consumer allows 20 deliveries).
+        """
         moved = 0
         for advisory in await self._source.fetch(64, timeout):
             try:
@@ -68,18 +97,29 @@ class DeadLetterMover:
                 log.warning("dead-letter mover: an advisory it cannot read was dropped")
                 await advisory.term()
                 continue
-            if await self._move(sequence, deliveries):
-                moved += 1
+            try:
+                if await self._move(sequence, deliveries):
+                    moved += 1
+            except RetryableError as exc:
+                log.warning("dead-letter mover: event %d: %s; retried", sequence, exc.message)
+                await advisory.nak(RETRY_S)
+                continue
+            except Exception as exc:  # noqa: BLE001 - one advisory's failure never stops the mover
+                what = exc.message if isinstance(exc, SandboxdError) else f"unexpected {exc.__class__.__name__}"
+                log.error("dead-letter mover: event %d cannot be dead-lettered: %s", sequence, what)
+                await advisory.term()
+                continue
             await advisory.ack()
         self.moved += moved
         return moved
 
     async def _move(self, sequence: int, deliveries: int) -> bool:
-        try:
-            stored = await self._js.get_msg(naming.EVENTS_STREAM, seq=sequence)
-        except NotFoundError:
-            log.warning("dead-letter mover: event %d aged out before it was moved", sequence)
-            return False
+        with boundary(f"reading event {sequence} of {naming.EVENTS_STREAM}"):
+            try:
+                stored = await self._js.get_msg(naming.EVENTS_STREAM, seq=sequence)
+            except NotFoundError:
+                log.warning("dead-letter mover: event %d aged out before it was moved", sequence)
+                return False
         subject = str(stored.subject)
         message = f"gave up after {deliveries} deliveries without a result"
         await self._dead_letters.send_stored(

@@ -1,7 +1,8 @@
 """Event deliveries from the shared durable consumer, seen through the runtime's ``Delivery`` protocol.
 
 One fetch loop per process calls ``EventSource.fetch``; a fetch never carries ``heartbeat=`` (nats-py 2.16
-mishandles it) and always has a finite timeout. An empty fetch returns ``[]`` instead of raising.
+mishandles it) and always has a finite timeout. An empty fetch returns ``[]`` instead of raising; every other
+failure is translated by ``adapters.jetstream.errors`` (a leader election or a reconnect is ``BrokerUnavailable``).
 """
 
 from __future__ import annotations
@@ -9,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from sandboxd import naming
+from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.errors import BrokerUnavailable
 
 
@@ -67,18 +68,18 @@ class EventSource:
     async def bind(
         cls, js: JetStreamContext, *, stream: str = naming.EVENTS_STREAM, durable: str = naming.EVENTS_CONSUMER
     ) -> EventSource:
-        try:
-            return cls(await js.pull_subscribe_bind(durable, stream=stream))
-        except NotFoundError as exc:
-            raise BrokerUnavailable(f"consumer {stream}/{durable} does not exist; run `sandboxd init`") from exc
+        with boundary(f"binding consumer {stream}/{durable}"):
+            try:
+                return cls(await js.pull_subscribe_bind(durable, stream=stream))
+            except NotFoundError as exc:
+                raise BrokerUnavailable(f"consumer {stream}/{durable} does not exist; run `sandboxd init`") from exc
 
     async def fetch(self, batch: int, timeout: float) -> list[JetStreamDelivery]:
-        try:
-            msgs = await self._sub.fetch(batch=batch, timeout=timeout)
-        except TimeoutError:  # nats.errors.TimeoutError, or asyncio's from deep inside _fetch_n: both mean empty
-            return []
-        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
-            raise BrokerUnavailable("NATS connection closed while fetching") from exc
+        with boundary("fetching deliveries"):
+            try:
+                msgs = await self._sub.fetch(batch=batch, timeout=timeout)
+            except TimeoutError:  # nats.errors.TimeoutError, or asyncio's from inside _fetch_n: both mean empty
+                return []
         return [JetStreamDelivery(m) for m in msgs]
 
     async def close(self) -> None:

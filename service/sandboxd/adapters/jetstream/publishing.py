@@ -10,18 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import nats.errors
 from nats.js import JetStreamContext
-from nats.js.errors import NoStreamResponseError
 
 from sandboxd import naming
-from sandboxd.errors import BrokerUnavailable
+from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.events import Envelope
 from sandboxd.reconcile.ports import Delivery
 from sandboxd.telemetry import tracing
-
-_TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError, NoStreamResponseError)
 
 # Dead-letter headers (also documented in contracts/asyncapi.yaml).
 H_REASON = "Sandboxd-Dead-Reason"
@@ -31,11 +27,10 @@ H_SEQUENCE = "Sandboxd-Original-Sequence"
 H_DELIVERIES = "Sandboxd-Deliveries"
 
 
-async def _publish(js: JetStreamContext, subject: str, data: bytes, headers: Mapping[str, str]) -> tuple[int, bool]:
-    try:
+async def publish(js: JetStreamContext, subject: str, data: bytes, headers: Mapping[str, str]) -> tuple[int, bool]:
+    """Publish and wait for the stream's ack; (sequence, whether deduplicated). Errors per ``errors.translate``."""
+    with boundary(f"publish to {subject}"):
         ack = await js.publish(subject, data, headers=dict(headers))
-    except _TRANSIENT as exc:
-        raise BrokerUnavailable(f"publish to {subject} failed: {exc.__class__.__name__}") from exc
     return int(ack.seq), bool(ack.duplicate)
 
 
@@ -45,7 +40,7 @@ async def publish_event(
     """Publish one lifecycle event; returns (stream sequence, whether JetStream deduplicated it)."""
     subject = naming.event_subject(event.verb, event.subject)
     with tracing.sending(subject, message_id=event.id, sandbox_id=event.subject) as traced:
-        return await _publish(js, subject, event.to_json(), {**traced, **(headers or {}), "Nats-Msg-Id": event.id})
+        return await publish(js, subject, event.to_json(), {**traced, **(headers or {}), "Nats-Msg-Id": event.id})
 
 
 class JetStreamDeadLetters:
@@ -92,7 +87,7 @@ class JetStreamDeadLetters:
                 H_DELIVERIES: str(deliveries),
             }
         )
-        await _publish(self._js, naming.dlq_subject(subject), data, out)
+        await publish(self._js, naming.dlq_subject(subject), data, out)
 
 
 async def publish_scale(
@@ -100,6 +95,6 @@ async def publish_scale(
 ) -> tuple[int, bool]:
     subject = naming.scale_subject(command.sandbox_id)
     with tracing.sending(subject, message_id=command.command_id, sandbox_id=command.sandbox_id) as traced:
-        return await _publish(
+        return await publish(
             js, subject, command.to_json(), {**traced, **(headers or {}), "Nats-Msg-Id": command.command_id}
         )

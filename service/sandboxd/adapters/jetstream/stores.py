@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-import nats.errors
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
+from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.errors import BrokerUnavailable, StoreConflict
 from sandboxd.models.base import Contract
 from sandboxd.reconcile.caching import Lru
@@ -20,29 +21,36 @@ from sandboxd.reconcile.ports import Versioned
 
 M = TypeVar("M", bound=Contract)
 
-_TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError)
+
+async def open_bucket(js: JetStreamContext, bucket: str) -> KeyValue:
+    """The bucket, or ``BrokerUnavailable`` saying to run ``sandboxd init`` (retryable: it may come)."""
+    with boundary(f"opening KV bucket {bucket}"):
+        try:
+            return await js.key_value(bucket)
+        except BucketNotFoundError as exc:
+            raise BrokerUnavailable(f"no KV bucket {bucket} on the server yet; run `sandboxd init`") from exc
 
 
 class KvStore(Generic[M]):
-    """One bucket holding one record type."""
+    """One bucket holding one record type (``bucket`` names it in errors; ``open`` fills it in)."""
 
-    def __init__(self, kv: KeyValue, model: type[M], *, remember: int = 1024) -> None:
+    def __init__(self, kv: KeyValue, model: type[M], *, bucket: str = "KV", remember: int = 1024) -> None:
         self._kv = kv
         self._model = model
         self._memo: Lru[str, Versioned[M]] = Lru(remember)
+        self.bucket = bucket
 
-    @property
-    def bucket(self) -> str:
-        return str(self._kv._name)
+    @classmethod
+    async def open(cls, js: JetStreamContext, bucket: str, model: type[M], *, remember: int = 1024) -> KvStore[M]:
+        return cls(await open_bucket(js, bucket), model, bucket=bucket, remember=remember)
 
     async def get(self, key: str) -> Versioned[M] | None:
-        try:
-            entry = await self._kv.get(key)
-        except KeyNotFoundError:
-            self._memo.drop(key)
-            return None
-        except _TRANSIENT as exc:
-            raise BrokerUnavailable(f"KV get {self.bucket}/{key} failed: {exc.__class__.__name__}") from exc
+        with boundary(f"KV get {self.bucket}/{key}"):
+            try:
+                entry = await self._kv.get(key)
+            except KeyNotFoundError:  # deleted and purged keys too (KeyDeletedError is one)
+                self._memo.drop(key)
+                return None
         if entry.value is None or entry.revision is None:
             self._memo.drop(key)
             return None
@@ -68,15 +76,14 @@ class KvStore(Generic[M]):
     async def put(self, key: str, value: M, *, revision: int | None) -> int:
         data = value.to_json()
         try:
-            if revision is None:
-                written = int(await self._kv.create(key, data))
-            else:
-                written = int(await self._kv.update(key, data, last=revision))
-        except KeyWrongLastSequenceError as exc:
+            with boundary(f"KV put {self.bucket}/{key}"):
+                if revision is None:
+                    written = int(await self._kv.create(key, data))
+                else:
+                    written = int(await self._kv.update(key, data, last=revision))
+        except StoreConflict:
             self._memo.drop(key)
-            raise StoreConflict(f"{self.bucket}/{key} changed under us (expected revision {revision})") from exc
-        except _TRANSIENT as exc:
-            raise BrokerUnavailable(f"KV put {self.bucket}/{key} failed: {exc.__class__.__name__}") from exc
+            raise
         known = self._memo.peek(key)
         if known is None or known.revision < written:  # two writes of one key may finish out of order
             self._memo.put(key, Versioned(value, written))
@@ -84,17 +91,12 @@ class KvStore(Generic[M]):
 
     async def delete(self, key: str, *, revision: int | None = None) -> None:
         self._memo.drop(key)
-        try:
+        with boundary(f"KV delete {self.bucket}/{key}"):
             await self._kv.delete(key, last=revision)
-        except KeyWrongLastSequenceError as exc:
-            raise StoreConflict(f"{self.bucket}/{key} changed under us (expected revision {revision})") from exc
-        except _TRANSIENT as exc:
-            raise BrokerUnavailable(f"KV delete {self.bucket}/{key} failed: {exc.__class__.__name__}") from exc
 
     async def keys(self) -> list[str]:
-        try:
-            return sorted(await self._kv.keys())
-        except NoKeysError:
-            return []
-        except _TRANSIENT as exc:
-            raise BrokerUnavailable(f"KV keys {self.bucket} failed: {exc.__class__.__name__}") from exc
+        with boundary(f"KV keys {self.bucket}"):
+            try:
+                return sorted(await self._kv.keys())
+            except NoKeysError:
+                return []

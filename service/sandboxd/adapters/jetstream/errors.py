@@ -1,0 +1,117 @@
+"""nats-py's exceptions → the ``sandboxd.errors`` tree: the one translation table of the JetStream boundary.
+
+Every module of this adapter (and the CLI) wraps its nats-py calls in ``boundary("what it was doing")``; a
+caller handles only the few outcomes that mean something to it (a key that does not exist, a bucket not
+created yet) and lets the table say the rest::
+
+    nats-py                                                   sandboxd                    words
+    TimeoutError (nats-py's and asyncio's), FlushTimeoutError BrokerUnavailable           did not answer in time
+    NoRespondersError, ServiceUnavailableError without code   BrokerUnavailable           JetStream did not answer
+    ConnectionClosed/Draining/Reconnecting, StaleConnection,  BrokerUnavailable           connection is down
+      OutboundBufferLimitError, NoStreamResponseError
+    APIError 408/409/500/503, or error 10008/10009            BrokerUnavailable           leader election, busy
+    APIError error 10039/10076                                BrokerUnavailable           JetStream is not enabled
+    KeyWrongLastSequenceError, APIError error 10071           StoreConflict               changed under us
+    NotFoundError (a stream, consumer or bucket)              BrokerRefused               run `sandboxd init`
+    MaxPayloadError, any other APIError or nats-py error      BrokerRefused               JetStream refused
+
+Anything that is not nats-py's passes through untouched: it is a bug or an unforeseen failure, and the runtime
+treats it as an unexpected error of the one event (or loop iteration) it happened in.
+
+The messages say what was being done and the server's own description; never a payload, never credentials.
+What it deliberately does not do: retry. Whoever owns the work decides (``runtime.disposition`` for an event,
+each loop for its iteration).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+import nats.errors
+from nats.js import errors as js_errors
+
+from sandboxd.errors import BrokerRefused, BrokerUnavailable, SandboxdError, StoreConflict
+
+#: The connection is down or going down: it comes back by itself (the service reconnects forever).
+CONNECTION_DOWN: Final = (
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+    js_errors.NoStreamResponseError,
+)
+#: HTTP-like status codes of a JetStream API answer that mean "ask again later": request timeout, a 409 of a
+#: pull request (leadership change, consumer moved), server error, service unavailable.
+TRANSIENT_CODES: Final = frozenset({408, 409, 500, 503})
+#: JetStream error codes (``err_code``) that mean the same: 10008 "JetStream system temporarily unavailable",
+#: 10009 "JetStream cluster can not handle request" (no leader right now).
+TRANSIENT_ERR_CODES: Final = frozenset({10008, 10009})
+#: 10039 "JetStream not enabled for account", 10076 "JetStream not enabled".
+NOT_ENABLED_ERR_CODES: Final = frozenset({10039, 10076})
+#: 10071 "wrong last sequence": a compare-and-set lost its race.
+WRONG_LAST_SEQUENCE: Final = 10071
+
+NOT_ANSWERING: Final = (
+    "JetStream did not answer: it is not enabled on this server, or its cluster has no leader yet "
+    "(start nats-server with -js / jetstream {} and check that its peers are up)"
+)
+
+
+def translate(exc: BaseException, *, doing: str) -> SandboxdError | None:  # noqa: PLR0911 - the table, row by row
+    """The tree's error for a nats-py exception raised while ``doing``; ``None`` when it is not nats-py's."""
+    if isinstance(exc, SandboxdError):
+        return exc
+    if isinstance(exc, js_errors.KeyWrongLastSequenceError):
+        return StoreConflict(f"{doing}: the record changed under us")
+    if isinstance(exc, js_errors.APIError):
+        return _api_error(exc, doing=doing)
+    if isinstance(exc, nats.errors.NoRespondersError):
+        return BrokerUnavailable(f"{doing}: {NOT_ANSWERING}")
+    if isinstance(exc, TimeoutError):  # nats-py's TimeoutError is asyncio's, which is the builtin one
+        return BrokerUnavailable(f"{doing}: NATS did not answer in time")
+    if isinstance(exc, CONNECTION_DOWN):
+        return BrokerUnavailable(f"{doing}: the connection to NATS is down ({exc.__class__.__name__})")
+    if isinstance(exc, nats.errors.MaxPayloadError):
+        return BrokerRefused(f"{doing}: the message is larger than the server's max payload")
+    if isinstance(exc, nats.errors.Error | js_errors.Error):
+        return BrokerRefused(f"{doing}: NATS refused it ({exc.__class__.__name__})")
+    return None
+
+
+def _api_error(exc: js_errors.APIError, *, doing: str) -> SandboxdError:
+    said = f"{exc.description} (code {exc.code}, error {exc.err_code})" if exc.description else ""
+    if isinstance(exc, js_errors.ServiceUnavailableError) and exc.code is None:
+        return BrokerUnavailable(f"{doing}: {NOT_ANSWERING}")  # nats-py's word for "no responders"
+    if exc.err_code in NOT_ENABLED_ERR_CODES:
+        return BrokerUnavailable(f"{doing}: JetStream is not enabled on this server or account: {said}")
+    if exc.err_code == WRONG_LAST_SEQUENCE:
+        return StoreConflict(f"{doing}: the record changed under us")
+    if exc.code in TRANSIENT_CODES or exc.err_code in TRANSIENT_ERR_CODES:
+        return BrokerUnavailable(f"{doing}: JetStream is busy or electing a leader: {said or exc.code}")
+    if isinstance(exc, js_errors.NotFoundError):
+        return BrokerRefused(
+            f"{doing}: not found on the server ({said or 'no such stream, consumer or bucket'}); run `sandboxd init`"
+        )
+    return BrokerRefused(f"{doing}: JetStream refused it: {said or exc.__class__.__name__}")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether asking again later can succeed (for code that retries a nats-py call in place)."""
+    return isinstance(translate(exc, doing=""), BrokerUnavailable)
+
+
+@contextmanager
+def boundary(doing: str) -> Iterator[None]:
+    """Translate nats-py errors raised inside the block (``raise … from``); others pass through."""
+    try:
+        yield
+    except SandboxdError:
+        raise
+    except Exception as exc:
+        error = translate(exc, doing=doing)
+        if error is None:
+            raise
+        raise error from exc
