@@ -17,6 +17,9 @@ The rules (upstream §7, with G8 and the missing scale-up fixed):
   idle wakes too (otherwise its status would say Idle while it runs).
 - Every idle/wake decision bumps the desired generation, so each has a distinct, deterministic command id
   (``<id>:<generation>:<action>``) that every replica deciding the same thing computes alike.
+- A scale command only ever touches its sandbox's own pty-server: the target is derived from the desired state
+  (``target_of``: ``sandbox-<owner-uid>``/``pty-server``), never taken from the message; a command naming
+  anything else is refused (``TARGET_REFUSED``: dead-lettered, counted) before anything is read or written.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from enum import StrEnum
 from typing import Final, Protocol
 
 from sandboxd import naming
-from sandboxd.errors import StoreConflict
+from sandboxd.errors import InvalidEvent, StoreConflict
 from sandboxd.models.activity import ActivityReport, ScaleCommand
 from sandboxd.models.desired import DesiredState, Lifecycle
 from sandboxd.models.status import Phase, SandboxStatus
@@ -39,6 +42,8 @@ from sandboxd.render import Workload
 #: The session workload the scaler patches (render/components.PTY_SERVER, the upstream name).
 STATEFUL_SET: Final = "pty-server"
 SUSPENDED_REASON: Final = "Suspended"
+#: ``InvalidEvent.reason`` of a scale command naming a workload that is not its sandbox's pty-server.
+TARGET_REFUSED: Final = "ScaleTargetRefused"
 
 
 class Action(StrEnum):
@@ -195,13 +200,47 @@ def command_id(sandbox_id: str, generation: int, action: Action) -> str:
     return f"{sandbox_id}:{generation}:{action.value}"
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The one workload a sandbox's scale commands may touch."""
+
+    namespace: str
+    name: str
+
+
+def target_of(desired: DesiredState) -> Target:
+    """The sandbox's own pty-server, from its owner-uid (``naming``), never from a message."""
+    return Target(naming.namespace_for(desired.owner_uid), STATEFUL_SET)
+
+
+def refuse_foreign(command: ScaleCommand, target: Target | None = None) -> None:
+    """``InvalidEvent`` (reason ``TARGET_REFUSED``) unless ``command`` names its sandbox's pty-server.
+
+    Without ``target`` (no desired state to derive it from) only the shape is checked: a ``sandbox-`` namespace
+    and ``pty-server``. Names from the message are quoted only after ``!r``: they are untrusted input.
+    """
+    named = Target(command.namespace, command.stateful_set)
+    if target is None:
+        fits = named.name == STATEFUL_SET and named.namespace.startswith(naming.NAMESPACE_PREFIX)
+    else:
+        fits = named == target
+    if not fits:
+        expected = "" if target is None else f" (its own is {target.namespace}/{target.name})"
+        raise InvalidEvent(
+            f"scale command {command.command_id!r} for sandbox {command.sandbox_id} names "
+            f"{named.namespace!r}/{named.name!r}, not the sandbox's pty-server{expected}; refused",
+            reason=TARGET_REFUSED,
+        )
+
+
 def scale_command(desired: DesiredState, action: Action, *, now: datetime) -> ScaleCommand:
     """The command for ``action`` on ``desired`` (the state *after* the decision)."""
+    target = target_of(desired)
     return ScaleCommand(
         command_id=command_id(desired.sandbox_id, desired.generation, action),
         sandbox_id=desired.sandbox_id,
-        namespace=naming.namespace_for(desired.owner_uid),
-        stateful_set=STATEFUL_SET,
+        namespace=target.namespace,
+        stateful_set=target.name,
         replicas=replicas_for(desired),
         reason=REASONS[action],
         issued_at=now,
@@ -322,11 +361,17 @@ async def execute_scale(
     After patching, the desired state is read again: when a newer generation appeared meanwhile (a resume
     reconciled while this patch was in flight), the count it asks for is patched too, so a late command never
     leaves the workload at the wrong size.
+
+    The workload is the sandbox's own pty-server (``target_of`` the desired state); a command naming any other
+    raises ``InvalidEvent`` (``TARGET_REFUSED``) and nothing is scaled.
     """
+    refuse_foreign(command)
     key = naming.desired_key(command.sandbox_id)
     stored = await desired.get(key)
     if stored is None or stored.value.lifecycle is Lifecycle.DELETED:
         return ScaleResult(ScaleOutcome.GONE)
+    workload = target_of(stored.value)
+    refuse_foreign(command, workload)
     if stored.value.generation > command.generation:
         return ScaleResult(ScaleOutcome.STALE)
     if stored.value.generation < command.generation and command.issued_at < stored.value.accepted_at:
@@ -337,7 +382,7 @@ async def execute_scale(
             f"command's {command.generation}; retrying once it has caught up"
         )
     replicas = replicas_for(stored.value)
-    previous = await target.scale(namespace=command.namespace, name=command.stateful_set, replicas=replicas)
+    previous = await target.scale(namespace=workload.namespace, name=workload.name, replicas=replicas)
     if previous is None:
         return ScaleResult(ScaleOutcome.GONE, replicas)
     applied, generation = replicas, stored.value.generation
@@ -348,7 +393,7 @@ async def execute_scale(
         generation = again.value.generation
         wanted = replicas_for(again.value)
         if wanted != applied:
-            await target.scale(namespace=command.namespace, name=command.stateful_set, replicas=wanted)
+            await target.scale(namespace=workload.namespace, name=workload.name, replicas=wanted)
             applied = wanted
     outcome = ScaleOutcome.UNCHANGED if previous == replicas else ScaleOutcome.SCALED
     return ScaleResult(outcome, replicas, previous)

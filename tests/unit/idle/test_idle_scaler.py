@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from sandboxd.adapters.memory import MemoryStore
 from sandboxd.app.scaler import ScaleWorker
-from sandboxd.errors import ApplyRejected, ApplyUnavailable, StoreConflict
+from sandboxd.errors import ApplyRejected, ApplyUnavailable, InvalidEvent, StoreConflict
 from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.desired import DesiredState, Lifecycle
 from sandboxd.reconcile import idle
@@ -84,6 +85,38 @@ async def test_gone_sandboxes_and_statefulsets_are_not_scaled() -> None:
     assert (await execute_scale(command, desired=await stored(deleted), target=target)).outcome is ScaleOutcome.GONE
     assert (await execute_scale(command, desired=await stored(state), target=target)).outcome is ScaleOutcome.GONE
     assert target.replicas == {("kube-system", "pty-server"): 2} and target.patches == []
+
+
+FOREIGN = [
+    {"namespace": "kube-system"},  # a system namespace, same workload name
+    {"stateful_set": "etcd"},  # another workload in the sandbox's own namespace
+    {"namespace": "sandbox-someone-else-at-acme-com"},  # another sandbox's pty-server
+]
+
+
+@pytest.mark.parametrize("names", FOREIGN, ids=lambda names: "-".join(names.values()))
+async def test_a_command_naming_anything_but_its_own_pty_server_is_refused(names: dict[str, str]) -> None:
+    state = went_idle(desired(email="ceo@acme.com", sessions=2))
+    others = {
+        ("kube-system", "pty-server"): 2,
+        (NS[0], "etcd"): 2,
+        ("sandbox-someone-else-at-acme-com", "pty-server"): 2,
+    }
+    store, target = await stored(state), FakeStatefulSets({NS: 2, **others})
+    command = idle.scale_command(state, Action.IDLE, now=T0).model_copy(update=names)
+    with pytest.raises(InvalidEvent, match="not the sandbox's pty-server") as refused:
+        await execute_scale(command, desired=store, target=target)
+    assert refused.value.reason == idle.TARGET_REFUSED
+    assert target.patches == [] and target.replicas == {NS: 2, **others}
+
+
+async def test_a_command_for_an_unknown_sandbox_is_refused_when_it_names_no_sandbox_namespace() -> None:
+    state = went_idle(desired(email="ceo@acme.com"))
+    command = idle.scale_command(state, Action.IDLE, now=T0).model_copy(update={"namespace": "kube-system"})
+    target = FakeStatefulSets({("kube-system", "pty-server"): 2})
+    with pytest.raises(InvalidEvent) as refused:
+        await execute_scale(command, desired=MemoryStore(), target=target)
+    assert refused.value.reason == idle.TARGET_REFUSED and target.patches == []
 
 
 async def test_a_resume_that_overtakes_the_patch_is_not_undone() -> None:
@@ -208,3 +241,13 @@ async def test_malformed_commands_are_dead_lettered() -> None:
     assert garbage.settled == [("term", None)] and elsewhere.settled == [("term", None)]
     assert [reason for reason, _ in letters.sent] == ["InvalidEvent", "InvalidEvent"]
     assert "arrived on sandbox.scale.sb-other" in letters.sent[1][1]
+
+
+async def test_a_reason_outside_the_contract_is_malformed() -> None:
+    """``reason`` is a metric label: free text would let a publisher mint label values without bound."""
+    state = went_idle(desired(email="ceo@acme.com"))
+    worker, letters = await worker_for(state, FakeStatefulSets({NS: 2}))
+    body = idle.scale_command(state, Action.IDLE, now=T0).model_dump(mode="json", by_alias=True)
+    odd = FakeDelivery(f"sandbox.scale.{state.sandbox_id}", json.dumps({**body, "reason": "x" * 40}).encode())
+    await worker.handle([odd])
+    assert odd.settled == [("term", None)] and [r for r, _ in letters.sent] == ["InvalidEvent"]
