@@ -17,11 +17,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Protocol
 
 import anyio
 
 from sandboxd.errors import InvalidEvent, SandboxdError
-from sandboxd.reconcile.intake import Admission, Intake, Verdict, sandbox_id_of
+from sandboxd.reconcile.intake import Admission, Verdict, sandbox_id_of
 from sandboxd.reconcile.ports import Delivery, Source
 from sandboxd.runtime.disposition import SHUTTING_DOWN, STALE, Disposition, Outcome
 from sandboxd.runtime.loops import LoopGuard
@@ -30,12 +31,18 @@ from sandboxd.runtime.queueing import Backlog, KeyedQueue
 log = logging.getLogger(__name__)
 
 
+class Admits(Protocol):
+    """What the loop needs of intake (``reconcile.intake.Intake``): one verdict per event, in stream order."""
+
+    async def admit(self, sandbox_id: str, events: Sequence[Delivery]) -> list[Admission]: ...
+
+
 class Consumer:
     def __init__(
         self,
         *,
         source: Source,
-        intake: Intake,
+        intake: Admits,
         queue: KeyedQueue,
         disposition: Disposition,
         batch: int = 512,
@@ -99,12 +106,12 @@ class Consumer:
                 error = InvalidEvent(f"subject {delivery.subject!r} does not name a valid sandbox id")
                 await self._disposition.settle([delivery], Outcome.failed(error, where="intake"))
             return
-        async with self._limiter:
-            try:
+        try:
+            async with self._limiter:
                 admissions = await self._intake.admit(sandbox_id, group)
-            except Exception as exc:  # noqa: BLE001 - reported as the outcome of these events, never raised
-                await self._intake_failed(sandbox_id, group, exc)
-                return
+        except Exception as exc:  # noqa: BLE001 - reported as the outcome of these events, never raised
+            await self._intake_failed(sandbox_id, group, exc)
+            return
         ordered = sorted(group, key=lambda d: d.stream_sequence)
         for delivery, admission in zip(ordered, admissions, strict=True):
             await self._settle(sandbox_id, delivery, admission)
