@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -156,14 +157,23 @@ def docker_engine() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def running_compose() -> Iterator[Any]:
+def running_compose(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     reason = docker_engine()
     if reason is not None:
         pytest.skip(reason)
     from testcontainers.compose import DockerCompose  # noqa: PLC0415 - needs docker, checked above
 
+    # The NATS passwords compose requires (deploy/nats/accounts.conf), fresh for this run, in a file of its own.
+    passwords = tmp_path_factory.mktemp("compose") / "nats.env"
+    roles = ("RECONCILER", "SCALER", "PUBLISHER", "ACTIVITY", "CONSOLE", "ADMIN")
+    passwords.write_text("".join(f"SANDBOXD_NATS_{role}_PASSWORD={secrets.token_hex(24)}\n" for role in roles))
     stack = DockerCompose(
-        REPO_ROOT, compose_file_name="docker-compose.yml", build=True, wait=True, services=["nats", "reconciler"]
+        REPO_ROOT,
+        compose_file_name="docker-compose.yml",
+        build=True,
+        wait=True,
+        services=["nats", "reconciler"],
+        env_file=str(passwords),
     )
     with stack:
         yield stack
