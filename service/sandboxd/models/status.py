@@ -79,6 +79,9 @@ class SandboxStatus(Contract):
     phase: Phase
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int = Field(default=0, ge=0, description="Desired-state generation reconciled.")
+    incarnation: int = Field(
+        default=0, ge=0, description="Desired-state incarnation described; a re-created sandbox has a new one."
+    )
     owner_uid: str | None = None
     namespace: str | None = None
     endpoint: str | None = Field(default=None, description="Public sessions URL.")

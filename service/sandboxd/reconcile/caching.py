@@ -1,6 +1,6 @@
 """A small bounded LRU map, for the memories that must not grow with the number of sandboxes: the record a KV
 store last wrote or read per key (``adapters.jetstream.stores``, which says why a stale one is harmless) and the
-reconciler's renders per generation.
+reconciler's renders per incarnation and generation.
 """
 
 from __future__ import annotations

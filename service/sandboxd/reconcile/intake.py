@@ -10,6 +10,10 @@ An event older (by stream sequence) than the stored desired state is *stale*: it
 acknowledged. An event whose sequence equals the stored one was already recorded (a redelivery after a failed
 reconcile): it changes nothing but still asks for a reconcile.
 
+A create (or update) onto nothing or onto a deleted sandbox begins a new *incarnation* (the event's stream
+sequence), so nothing rendered or recorded for an earlier life of the sandbox id is mistaken for this one, and
+its generation continues from the last one the status record shows: generations never go backwards.
+
 Each event gets a ``process sandbox.<verb>.*`` span, a child of its publisher's ``traceparent`` header. The
 desired state keeps the event's trace parent (the CloudEvents ``traceparent`` attribute, else the header, else
 the process span's own) so the reconcile it causes joins the same trace.
@@ -180,39 +184,49 @@ class Intake:
     async def _apply(
         self, state: DesiredState | None, event: SandboxEvent, *, sequence: int, traceparent: str | None = None
     ) -> DesiredState:
-        now = self._clock()
-        generation = (state.generation + 1) if state else 1
         common = {
-            "generation": generation,
             "sequence": sequence,
             "event_id": event.id,
-            "accepted_at": now,
+            "accepted_at": self._clock(),
             "traceparent": event.traceparent or traceparent,
         }
         if isinstance(event, CreateEvent | UpdateEvent):
             uid = await self._claim_owner(event.subject, event.data.spec.owner.email, state)
-            lifecycle = Lifecycle.SUSPENDED if state and state.lifecycle is Lifecycle.SUSPENDED else Lifecycle.ACTIVE
-            idle_since = state.idle_since if state and state.lifecycle is not Lifecycle.DELETED else None
+            # After nothing or after a delete, a create begins a new life (incarnation) of the sandbox id.
+            ongoing = state if state is not None and state.lifecycle is not Lifecycle.DELETED else None
+            suspended = ongoing is not None and ongoing.lifecycle is Lifecycle.SUSPENDED
             return DesiredState(
                 sandbox_id=event.subject,
                 spec=event.data.spec,
                 owner_uid=uid,
-                lifecycle=lifecycle,
-                idle_since=idle_since,
+                generation=await self._next_generation(event.subject, state),
+                incarnation=ongoing.incarnation if ongoing else sequence,
+                lifecycle=Lifecycle.SUSPENDED if suspended else Lifecycle.ACTIVE,
+                idle_since=ongoing.idle_since if ongoing else None,
                 **common,
             )
         if state is None or state.lifecycle is Lifecycle.DELETED:
             if isinstance(event, DeleteEvent) and state is not None:
                 return state.model_copy(update={"sequence": sequence, "purge": state.purge or event.data.purge})
             raise InvalidEvent(f"sandbox {event.subject} does not exist; {event.verb} needs a create first")
+        changed = {**common, "generation": state.generation + 1}
         if isinstance(event, DeleteEvent):
             return state.model_copy(
-                update={**common, "lifecycle": Lifecycle.DELETED, "purge": event.data.purge or state.purge}
+                update={**changed, "lifecycle": Lifecycle.DELETED, "purge": event.data.purge or state.purge}
             )
         if isinstance(event, SuspendEvent):
-            return state.model_copy(update={**common, "lifecycle": Lifecycle.SUSPENDED})
+            return state.model_copy(update={**changed, "lifecycle": Lifecycle.SUSPENDED})
         assert isinstance(event, ResumeEvent)
-        return state.model_copy(update={**common, "lifecycle": Lifecycle.ACTIVE, "idle_since": None})
+        return state.model_copy(update={**changed, "lifecycle": Lifecycle.ACTIVE, "idle_since": None})
+
+    async def _next_generation(self, sandbox_id: str, state: DesiredState | None) -> int:
+        """One past the last generation this sandbox id had, so the generation a console sees never goes
+        backwards, not even across delete → create: a deleted sandbox's desired state is removed once its
+        deletion is done, and then its status record (the tombstone) still shows the last generation."""
+        if state is not None:
+            return state.generation + 1
+        shown = await self._status.read(sandbox_id)
+        return (shown.observed_generation if shown is not None else 0) + 1
 
     async def _claim_owner(self, sandbox_id: str, email: str, state: DesiredState | None) -> str:
         """Make the owner-uid this sandbox's, or refuse: one owner-uid, one sandbox, one email."""

@@ -100,9 +100,10 @@ class Reconciler:
         self._clock = clock
         self._tracer = tracer
         self._metrics = metrics or noop_instruments()
-        # Rendering is pure: the same (sandbox, generation, workload) renders the same objects, so resyncs
-        # and readiness kicks reuse the last result instead of rendering again.
-        self._rendered: Lru[tuple[str, int, Workload], RenderedSandbox] = Lru(256)
+        # Rendering is pure: the same (sandbox, incarnation, generation, workload) renders the same objects, so
+        # resyncs and readiness kicks reuse the last result instead of rendering again. The incarnation keeps a
+        # re-created sandbox from ever getting an earlier life's render, whatever its generation.
+        self._rendered: Lru[tuple[str, int, int, Workload], RenderedSandbox] = Lru(256)
 
     async def reconcile(self, sandbox_id: str, after_intake: bool = False) -> Outcome:
         """One pass. ``after_intake``: the pass follows events this process's intake just recorded, so it starts
@@ -165,7 +166,7 @@ class Reconciler:
 
     def _render_cached(self, desired: DesiredState) -> RenderedSandbox:
         workload = workload_of(desired)
-        key = (desired.sandbox_id, desired.generation, workload)
+        key = (desired.sandbox_id, desired.incarnation, desired.generation, workload)
         rendered = self._rendered.get(key)
         if rendered is None:
             request = RenderRequest(sandbox_id=desired.sandbox_id, spec=desired.spec, workload=workload)

@@ -5,6 +5,18 @@ such a transition with compare-and-set, re-reading on a lost race, so the intake
 replicas can write one key without losing each other's fields. ``lastTransitionTime`` moves only when a
 condition's status changes (``models.status.set_condition``). Messages come from errors and never carry secret
 values: the renderer renders none and adapters quote only the target's refusal.
+
+Order: a record describes one *incarnation* of the sandbox id and one generation of it. A transition for an
+older (incarnation, generation) than the record's leaves the record alone (that pass is stale; the reconciler
+runs again), so the generation a console sees never goes backwards. A transition for a newer incarnation (a
+create after a delete) starts from a fresh record: nothing of the earlier life carries over.
+
+What the conditions say (the table in ``docs/events.md``): after an apply, ``Accepted`` names the generation and
+its event, and ``Applied``, ``Ready`` and ``Idle`` say what runs. After a delete every condition speaks of it:
+``Accepted`` names the delete's generation; ``Applied``, ``Ready`` and ``Idle`` are False with reason ``Deleted``
+(retain: namespace, quota and PVCs kept) or ``Purged``; no objects, no endpoint, the namespace only on retain.
+A failed pass sets ``Applied=False`` (phase ``Failed``; or, when it will be retried, unchanged, ``Deleting``
+for a deletion). A rejected event sets ``Accepted=False`` until an event is accepted again.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ from sandboxd import naming
 from sandboxd.errors import SandboxdError, StoreConflict
 from sandboxd.models.desired import DesiredState, Lifecycle
 from sandboxd.models.status import (
+    Condition,
     ConditionStatus,
     ConditionType,
     LastError,
@@ -36,6 +49,40 @@ def _base(previous: SandboxStatus | None, sandbox_id: str, now: datetime) -> San
     if previous is not None:
         return previous
     return SandboxStatus(sandbox_id=sandbox_id, phase=Phase.PENDING, updated_at=now)
+
+
+def _is_newer(previous: SandboxStatus | None, desired: DesiredState) -> bool:
+    """Whether the record already describes a later (incarnation, generation) than ``desired``."""
+    if previous is None:
+        return False
+    return (previous.incarnation, previous.observed_generation) > (desired.incarnation, desired.generation)
+
+
+def _life(previous: SandboxStatus | None, desired: DesiredState, now: datetime) -> SandboxStatus:
+    """The record a transition for ``desired`` starts from: the previous one while it describes the same
+    incarnation, else a fresh one (conditions, errors, objects and activity of an earlier life do not apply)."""
+    if previous is not None and previous.incarnation == desired.incarnation:
+        return previous
+    return SandboxStatus(
+        sandbox_id=desired.sandbox_id, phase=Phase.PENDING, incarnation=desired.incarnation, updated_at=now
+    )
+
+
+def _accepted(status: SandboxStatus, desired: DesiredState, now: datetime) -> list[Condition]:
+    """``Accepted=True`` for the desired generation, unless the condition already speaks of it (a rejection of
+    a later event stays visible until an event is accepted again)."""
+    current = status.condition(ConditionType.ACCEPTED)
+    if current is not None and current.observed_generation >= desired.generation:
+        return status.conditions
+    return set_condition(
+        status.conditions,
+        kind=ConditionType.ACCEPTED,
+        status=ConditionStatus.TRUE,
+        reason="EventAccepted",
+        message=f"generation {desired.generation} from event {desired.event_id}",
+        now=now,
+        generation=desired.generation,
+    )
 
 
 def _with(status: SandboxStatus, **changes: object) -> SandboxStatus:
@@ -100,22 +147,14 @@ def applied(
 ) -> SandboxStatus:
     """A reconcile applied the desired state (never over a record of a newer generation: that pass is stale,
     and the reconciler runs again)."""
-    if previous is not None and previous.observed_generation > desired.generation:
+    if _is_newer(previous, desired):
+        assert previous is not None
         return previous
-    status = _base(previous, desired.sandbox_id, now)
+    status = _life(previous, desired, now)
     generation = desired.generation
     phase, ready_status, ready_reason, ready_message = _phase_for(desired, replicas=replicas, ready=ready)
     conditions = set_condition(
-        status.conditions,
-        kind=ConditionType.ACCEPTED,
-        status=ConditionStatus.TRUE,
-        reason="EventAccepted",
-        message=f"generation {generation} from event {desired.event_id}",
-        now=now,
-        generation=generation,
-    )
-    conditions = set_condition(
-        conditions,
+        _accepted(status, desired, now),
         kind=ConditionType.APPLIED,
         status=ConditionStatus.TRUE,
         reason="Applied",
@@ -172,10 +211,14 @@ def failed(
     retryable: bool,
     now: datetime,
 ) -> SandboxStatus:
-    """A reconcile failed; permanent failures make the phase ``Failed``, retryable ones keep it."""
-    status = _base(previous, desired.sandbox_id, now)
+    """A reconcile failed; permanent failures make the phase ``Failed``, retryable ones keep it (``Deleting``
+    while a deletion is retried)."""
+    if _is_newer(previous, desired):
+        assert previous is not None
+        return previous
+    status = _life(previous, desired, now)
     conditions = set_condition(
-        status.conditions,
+        _accepted(status, desired, now),
         kind=ConditionType.APPLIED,
         status=ConditionStatus.FALSE,
         reason=error.reason,
@@ -183,10 +226,16 @@ def failed(
         now=now,
         generation=desired.generation,
     )
+    if not retryable:
+        phase = Phase.FAILED
+    elif desired.lifecycle is Lifecycle.DELETED:
+        phase = Phase.DELETING
+    else:
+        phase = status.phase
     same_generation = status.observed_generation == desired.generation
     return _with(
         status,
-        phase=status.phase if retryable else Phase.FAILED,
+        phase=phase,
         conditions=conditions,
         observed_generation=desired.generation,
         owner_uid=desired.owner_uid,
@@ -200,30 +249,46 @@ def failed(
 def deleted(
     previous: SandboxStatus | None, *, desired: DesiredState, timings_ms: Mapping[str, float], now: datetime
 ) -> SandboxStatus:
-    """The runtime is gone (purge) or reduced to its retained data (retain); the record is a tombstone."""
-    status = _base(previous, desired.sandbox_id, now)
-    message = "namespace and data deleted" if desired.purge else "workloads removed; namespace and PVCs retained"
-    conditions = set_condition(
-        status.conditions,
-        kind=ConditionType.READY,
-        status=ConditionStatus.FALSE,
-        reason="Deleted",
-        message=message,
-        now=now,
-        generation=desired.generation,
-    )
+    """The runtime is gone (purge) or reduced to its retained data (retain); the record is a tombstone that
+    keeps the last generation, so a later create of the same sandbox id continues from it."""
+    if _is_newer(previous, desired):
+        assert previous is not None
+        return previous
+    status = _life(previous, desired, now)
+    if desired.purge:
+        reason, message = "Purged", "deleted with its namespace and data (purge)"
+    else:
+        reason, message = "Deleted", "session pods, Service, route and Secrets removed; namespace, quota and PVCs kept"
+    conditions = _accepted(status, desired, now)
+    for kind in (ConditionType.APPLIED, ConditionType.READY, ConditionType.IDLE):
+        conditions = set_condition(
+            conditions,
+            kind=kind,
+            status=ConditionStatus.FALSE,
+            reason=reason,
+            message=message,
+            now=now,
+            generation=desired.generation,
+        )
+    same_generation = status.observed_generation == desired.generation
     return _with(
         status,
         phase=Phase.DELETED,
         conditions=conditions,
         observed_generation=desired.generation,
+        owner_uid=desired.owner_uid,
+        namespace=None if desired.purge else naming.namespace_for(desired.owner_uid),
+        endpoint=None,
         applied_objects=[],
         replicas=Replicas(desired=0, ready=0),
+        idle_since=None,
+        idle_reason=None,
         last_error=None,
+        attempts=(status.attempts + 1) if same_generation else 1,
         timings_ms=dict(timings_ms),
         event_id=desired.event_id,
         updated_at=now,
-        deleted_at=now,
+        deleted_at=status.deleted_at if same_generation and status.deleted_at else now,
     )
 
 
@@ -237,6 +302,11 @@ class StatusWriter:
     def __init__(self, store: Store[SandboxStatus], *, metrics: Instruments | None = None) -> None:
         self._store = store
         self._phases = metrics.phases if metrics is not None else None
+
+    async def read(self, sandbox_id: str) -> SandboxStatus | None:
+        """The record as it is now (read from the store; the next ``write`` then needs no read of its own)."""
+        stored = await self._store.get(naming.status_key(sandbox_id))
+        return stored.value if stored is not None else None
 
     async def write(self, sandbox_id: str, transition: Transition) -> SandboxStatus:
         key = naming.status_key(sandbox_id)
