@@ -1,0 +1,1 @@
+"""The reliability suite: ``make test-chaos`` (marker ``chaos``, left out of ``make test``); docs/reliability.md."""
