@@ -73,6 +73,25 @@ async def test_retain_removes_what_runs_and_every_grant_and_keeps_the_data(
         await cluster.get(path_of(manifest))
 
 
+async def test_a_create_after_a_retained_delete_keeps_the_earlier_volumes(
+    applier: KubernetesApplier, cluster: Cluster, new_id: Callable[[], str]
+) -> None:
+    sandbox_id = new_id()
+    first = sandbox(sandbox_id, repos=["acme/app"])
+    await applier.apply(first, generation=1)
+    await applier.delete(first, purge=False)
+
+    again = sandbox(sandbox_id, repos=["acme/web"])  # the same owner, created again with another repo
+    result = await applier.apply(again, generation=1)
+
+    assert [ref.kind for ref in result.pruned if ref.kind == "PersistentVolumeClaim"] == []
+    (old_claim,) = first.by_kind("PersistentVolumeClaim")
+    kept = await cluster.get(path_of(old_claim))
+    assert "deletionTimestamp" not in kept["metadata"]
+    for manifest in again.manifests:  # access and workloads are rendered again
+        await cluster.get(path_of(manifest))
+
+
 async def test_purge_removes_everything_and_the_namespace(
     applier: KubernetesApplier, cluster: Cluster, new_id: Callable[[], str]
 ) -> None:
