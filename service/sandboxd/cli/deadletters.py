@@ -1,11 +1,14 @@
 """The dead-letter stream (``SANDBOX_DLQ``) for operators: list, show, and replay to the original subject.
 
-A dead letter is the original event body with headers that say where it came from and why it died
-(``adapters.jetstream.publishing.H_*``). Replaying publishes it again on its original subject with a new
+A dead letter is the original event body with the publisher's headers and ``Sandboxd-*`` headers that say
+where it came from and why it died (``adapters.jetstream.headers``; their values are percent-encoded, and
+decoded here). Replaying publishes it again on its original subject with the publisher's headers and a new
 ``Nats-Msg-Id`` of ``replay:<dlq-seq>:<original id>``, so JetStream's dedupe (which remembers the original
 id) does not swallow it, while replaying the same dead letter twice within the duplicate window still lands
 once. The intake requires the CloudEvents ``id`` to equal ``Nats-Msg-Id``, so a body that is a JSON object with
-an ``id`` gets the same new id; any other body (the usual reason it died) is sent byte for byte.
+an ``id`` gets the same new id; any other body (the usual reason it died) is sent byte for byte. A dead letter
+whose body was cut to fit the server's max payload is replayed from the original, read back from its stream
+while the stream still holds it.
 
 Listing reads the stream through an ephemeral consumer that acks nothing, so it never changes the stream.
 """
@@ -13,6 +16,7 @@ Listing reads the stream through an ephemeral consumer that acks nothing, so it 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -24,13 +28,23 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 from sandboxd import naming
-from sandboxd.adapters.jetstream.publishing import H_DELIVERIES, H_MESSAGE, H_REASON, H_SEQUENCE, H_SUBJECT
+from sandboxd.adapters.jetstream.headers import (
+    H_BODY_TRUNCATED,
+    H_DELIVERIES,
+    H_MESSAGE,
+    H_ORIGINAL_ID,
+    H_REASON,
+    H_SEQUENCE,
+    H_STREAM,
+    H_SUBJECT,
+    MSG_ID,
+    decode,
+    publisher_headers,
+    text_of,
+)
 from sandboxd.cli.exits import CommandError
 from sandboxd.errors import BrokerUnavailable
 
-H_ORIGINAL_ID: Final = "Sandboxd-Original-Msg-Id"
-MSG_ID: Final = "Nats-Msg-Id"
-TRACE_HEADERS: Final = ("traceparent", "tracestate")
 MAX_ID: Final = 256
 LIST_TIMEOUT_S: Final = 30.0
 
@@ -45,24 +59,32 @@ class DeadLetter:
     message: str
     deliveries: int | None
     time: datetime | None
-    headers: dict[str, str]
+    headers: dict[str, str]  # as text: ``Sandboxd-*`` values decoded, the publisher's as they were
     data: bytes
+    original_stream: str = naming.EVENTS_STREAM
+    body_truncated: int | None = None  # the original body's length when ``data`` holds only its start
 
     @classmethod
     def of(
-        cls, *, sequence: int, subject: str, headers: dict[str, str], data: bytes, time: datetime | None
+        cls, *, sequence: int, subject: str, headers: Mapping[str, object], data: bytes, time: datetime | None
     ) -> DeadLetter:
+        text = {
+            name: decode(value) if name.lower().startswith("sandboxd-") else text_of(value)
+            for name, value in headers.items()
+        }
         return cls(
             sequence=sequence,
-            original_subject=headers.get(H_SUBJECT) or subject.removeprefix("sandbox.dlq."),
-            original_sequence=_int(headers.get(H_SEQUENCE)),
-            original_id=headers.get(H_ORIGINAL_ID),
-            reason=headers.get(H_REASON, ""),
-            message=headers.get(H_MESSAGE, ""),
-            deliveries=_int(headers.get(H_DELIVERIES)),
+            original_subject=text.get(H_SUBJECT) or subject.removeprefix("sandbox.dlq."),
+            original_sequence=_int(text.get(H_SEQUENCE)),
+            original_id=text.get(H_ORIGINAL_ID),
+            reason=text.get(H_REASON, ""),
+            message=text.get(H_MESSAGE, ""),
+            deliveries=_int(text.get(H_DELIVERIES)),
             time=time if time is None or time.tzinfo else time.replace(tzinfo=UTC),
-            headers=headers,
+            headers=text,
             data=data,
+            original_stream=text.get(H_STREAM) or naming.EVENTS_STREAM,
+            body_truncated=_int(text.get(H_BODY_TRUNCATED)),
         )
 
     def replay_id(self) -> str:
@@ -119,13 +141,31 @@ async def replay(js: JetStreamContext, letter: DeadLetter) -> tuple[int, bool]:
     if not naming.parse_event_subject(letter.original_subject):
         raise CommandError(f"dead letter {letter.sequence} has no sandbox event subject to replay to")
     new_id = letter.replay_id()
-    headers = {k: v for k, v in letter.headers.items() if k in TRACE_HEADERS}
-    headers[MSG_ID] = new_id
+    headers = {**publisher_headers(letter.headers), MSG_ID: new_id}
+    data = letter.data if letter.body_truncated is None else await _original_body(js, letter)
     try:
-        ack = await js.publish(letter.original_subject, _with_id(letter.data, new_id), headers=headers)
+        ack = await js.publish(letter.original_subject, _with_id(data, new_id), headers=headers)
     except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
         raise BrokerUnavailable(f"replay to {letter.original_subject} failed: {exc.__class__.__name__}") from exc
     return int(ack.seq), bool(ack.duplicate)
+
+
+async def _original_body(js: JetStreamContext, letter: DeadLetter) -> bytes:
+    """The whole body of a dead letter that holds only its start, read back from the original stream."""
+    gone = CommandError(
+        f"dead letter {letter.sequence} holds only the first {len(letter.data)} of {letter.body_truncated} "
+        f"bytes, and {letter.original_stream} no longer holds the original (sequence "
+        f"{letter.original_sequence or '-'}): it cannot be replayed"
+    )
+    if letter.original_sequence is None:
+        raise gone
+    try:
+        stored = await js.get_msg(letter.original_stream, seq=letter.original_sequence)
+    except NotFoundError as exc:
+        raise gone from exc
+    if stored.subject != letter.original_subject or stored.data is None:
+        raise gone
+    return stored.data
 
 
 def _from_msg(msg: Msg) -> DeadLetter:

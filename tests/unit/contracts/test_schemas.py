@@ -26,6 +26,7 @@ from jsonschema import Draft202012Validator
 from pydantic import TypeAdapter, ValidationError
 
 from sandboxd import contracts_export, naming
+from sandboxd.adapters.jetstream import headers as dead
 from sandboxd.adapters.jetstream import publishing, topology
 from sandboxd.models import describe, parse_event
 from sandboxd.models.events import TYPE_PREFIX
@@ -387,6 +388,7 @@ class _Delivery:
 class _RecordingJetStream:
     def __init__(self) -> None:
         self.published: list[tuple[str, bytes, dict[str, str]]] = []
+        self._nc = SimpleNamespace(max_payload=1024 * 1024)  # what JetStreamDeadLetters reads the limit from
 
     async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> SimpleNamespace:
         self.published.append((subject, payload, headers))
@@ -401,7 +403,13 @@ def test_dead_letters_carry_the_documented_headers_on_the_documented_subject(asy
         subject=subject,
         data=body,
         stream_sequence=43,
-        headers={"Nats-Msg-Id": case["message"]["id"], "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"},
+        headers={
+            "Nats-Msg-Id": case["message"]["id"],
+            "Nats-Expected-Stream": naming.EVENTS_STREAM,
+            "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+            "X-Publisher": "tenant-service",
+            "Sandboxd-Dead-Reason": "forged by the publisher",
+        },
     )
     js = _RecordingJetStream()
     dead_letters = publishing.JetStreamDeadLetters(cast(Any, js))
@@ -414,4 +422,7 @@ def test_dead_letters_carry_the_documented_headers_on_the_documented_subject(asy
     schema = resolve(asyncapi, asyncapi["components"]["messages"]["deadLetter"]["headers"])
     errors = [e.message for e in Draft202012Validator(schema).iter_errors(headers)]
     assert errors == [], "the dead-letter headers differ from contracts/asyncapi.yaml"
-    assert headers[publishing.H_REASON] == "InvalidEvent"
+    assert headers[dead.H_REASON] == "InvalidEvent"
+    assert headers["X-Publisher"] == "tenant-service", "the publisher's own headers are kept"
+    assert headers[dead.H_ORIGINAL_ID] == case["message"]["id"]
+    assert "Nats-Expected-Stream" not in headers, "Nats-* headers would change how JetStream stores the copy"

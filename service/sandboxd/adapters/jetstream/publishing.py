@@ -4,6 +4,8 @@ Every publish names its dedupe key in ``Nats-Msg-Id`` (the CloudEvents id, ``dlq
 scale command id), so retried publishes are stored once. Headers are passed as fresh dicts (nats-py mutates
 the dict it is given). Events and scale commands are published inside a PRODUCER ``send`` span and carry its
 W3C ``traceparent`` (a caller's own ``traceparent`` header wins); dead letters keep the original event's.
+A dead letter is built by ``headers.dead_letter``: the publisher's headers kept, ASCII-safe ``Sandboxd-*``
+headers added, cut to fit the server's max payload.
 """
 
 from __future__ import annotations
@@ -13,18 +15,12 @@ from collections.abc import Mapping
 from nats.js import JetStreamContext
 
 from sandboxd import naming
+from sandboxd.adapters.jetstream import headers as dead
 from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.events import Envelope
 from sandboxd.reconcile.ports import Delivery
 from sandboxd.telemetry import tracing
-
-# Dead-letter headers (also documented in contracts/asyncapi.yaml).
-H_REASON = "Sandboxd-Dead-Reason"
-H_MESSAGE = "Sandboxd-Dead-Message"
-H_SUBJECT = "Sandboxd-Original-Subject"
-H_SEQUENCE = "Sandboxd-Original-Sequence"
-H_DELIVERIES = "Sandboxd-Deliveries"
 
 
 async def publish(js: JetStreamContext, subject: str, data: bytes, headers: Mapping[str, str]) -> tuple[int, bool]:
@@ -66,28 +62,25 @@ class JetStreamDeadLetters:
         *,
         subject: str,
         data: bytes,
-        headers: Mapping[str, str],
+        headers: Mapping[str, object],
         sequence: int,
         deliveries: int,
         reason: str,
         message: str,
     ) -> None:
         """Dead-letter a message of ``stream`` known by its sequence (a delivery, or one read back)."""
-        out = {k: v for k, v in headers.items() if k in ("traceparent", "tracestate")}
-        original_id = headers.get("Nats-Msg-Id")
-        if original_id:
-            out["Sandboxd-Original-Msg-Id"] = original_id
-        out.update(
-            {
-                "Nats-Msg-Id": f"dlq:{self._stream}:{sequence}",
-                H_REASON: reason,
-                H_MESSAGE: " ".join(message.split())[:4000],
-                H_SUBJECT: subject,
-                H_SEQUENCE: str(sequence),
-                H_DELIVERIES: str(deliveries),
-            }
+        origin = dead.Origin(
+            stream=self._stream,
+            subject=subject,
+            sequence=sequence,
+            deliveries=deliveries,
+            reason=reason,
+            message=message,
         )
-        await publish(self._js, naming.dlq_subject(subject), data, out)
+        # The server's limit, read at each send: a reconnect may land on a server with another one.
+        max_payload = int(self._js._nc.max_payload)
+        body, out = dead.dead_letter(data, headers, origin, max_payload=max_payload)
+        await publish(self._js, naming.dlq_subject(subject), body, out)
 
 
 async def publish_scale(
