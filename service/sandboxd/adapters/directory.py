@@ -7,8 +7,11 @@ PersistentVolumeClaims, which stay marked retained until a purge (``sandboxd.ada
 and ``ApplyResult.changed`` says whether anything moved. A retained delete leaves the Namespace, quota and claims
 (``sandboxd.adapters.retention``); a purge removes the folder.
 
-What it deliberately does not do: keep history (see the GitOps applier), refuse Secret values, or know whether
-anything runs (``ready_replicas`` is always None).
+Like the GitOps applier it never writes a Secret value: every write passes the same guard
+(``sandboxd.adapters.gitops.secret_guard``) first, and a Secret with a value is refused (``ApplyRejected``).
+
+What it deliberately does not do: keep history (see the GitOps applier), or know whether anything runs
+(``ready_replicas`` is always None).
 
 Concurrency: the reconciler applies one sandbox at a time per key, and each sandbox owns its own folder, so no
 lock is taken. File I/O runs in a worker thread; ``OSError`` becomes ``ApplyRejected`` (no permission) or
@@ -24,7 +27,8 @@ from typing import TypeVar
 
 from anyio import to_thread
 
-from sandboxd.adapters.folders import object_refs, pruned, remove_folder, write_sandbox
+from sandboxd.adapters.folders import FolderChange, object_refs, pruned, remove_folder, write_sandbox
+from sandboxd.adapters.gitops.secret_guard import refuse_secret_values
 from sandboxd.adapters.retention import retained
 from sandboxd.errors import ApplyRejected, ApplyUnavailable
 from sandboxd.naming import gitops_folder
@@ -49,7 +53,7 @@ class DirectoryApplier:
         return self.root / gitops_folder(sandbox.owner_uid)
 
     async def apply(self, sandbox: RenderedSandbox, *, generation: int) -> ApplyResult:
-        written, change = await self._run(write_sandbox, self.folder(sandbox), sandbox)
+        written, change = await self._run(_write, self.folder(sandbox), sandbox)
         return ApplyResult(
             applied=object_refs(written.manifests),
             changed=change.changed,
@@ -60,7 +64,7 @@ class DirectoryApplier:
         if purge:
             await self._run(remove_folder, self.folder(sandbox))
         else:
-            await self._run(write_sandbox, self.folder(sandbox), retained(sandbox))
+            await self._run(_write, self.folder(sandbox), retained(sandbox))
 
     async def ready_replicas(self, sandbox: RenderedSandbox) -> int | None:
         return None
@@ -71,6 +75,11 @@ class DirectoryApplier:
     async def _run(self, sync: Callable[..., T], *args: object) -> T:
         with _translated(self.root):
             return await to_thread.run_sync(sync, *args)
+
+
+def _write(folder: Path, sandbox: RenderedSandbox) -> tuple[RenderedSandbox, FolderChange]:
+    """Write ``sandbox`` to ``folder`` behind the GitOps applier's Secret-value guard."""
+    return write_sandbox(folder, sandbox, check=refuse_secret_values)
 
 
 @contextmanager

@@ -204,3 +204,17 @@ async def test_a_file_name_outside_the_folder_is_rejected(tmp_path: Path) -> Non
     with pytest.raises(ApplyRejected, match="escape"):
         await DirectoryApplier(tmp_path).apply(escaping, generation=1)
     assert not (tmp_path / "sandbox" / "escape.yaml").exists()
+
+
+async def test_a_secret_with_a_value_is_never_written(tmp_path: Path) -> None:
+    applier = DirectoryApplier(tmp_path)
+    await applier.apply(sample_sandbox(), generation=1)
+    folder = tmp_path / "sandbox" / "ceo-at-acme-com"
+    before = _tree(folder)
+
+    with pytest.raises(ApplyRejected, match="secret values are never written") as refused:
+        await applier.apply(sample_sandbox(secret_string_data={"token": "sk-canary-4711"}), generation=2)
+
+    assert "sk-canary-4711" not in str(refused.value)
+    assert _tree(folder) == before
+    assert not any(b"sk-canary-4711" in data for data in _tree(folder).values())

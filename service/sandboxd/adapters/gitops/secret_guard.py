@@ -1,9 +1,9 @@
-"""The guard that keeps Secret values out of the GitOps repository.
+"""The guard that keeps Secret values out of the GitOps repository (and out of the directory applier's tree).
 
 The renderer renders no Secret values (the LLM-gateway token reaches the cluster another way), but a commit is
-forever, so every file is checked again right before it is staged: a Secret may carry no ``data`` or
-``stringData`` at all, or only the placeholder key ``placeholder: ""``. Anything else is refused with
-``ApplyRejected`` naming the file, the Secret and its keys, never a value.
+forever, so every file is checked again right before it is staged (or the directory applier writes it): a Secret
+may carry no ``data`` or ``stringData`` at all, or only the placeholder key ``placeholder: ""``. Anything else is
+refused with ``ApplyRejected`` naming the file, the Secret and its keys, never a value.
 
 Pure: parses bytes, writes nothing.
 """
@@ -57,7 +57,7 @@ def _check(name: str, obj: Mapping[str, Any]) -> None:
         metadata = obj.get("metadata")
         secret = metadata.get("name", "?") if isinstance(metadata, Mapping) else "?"
         raise ApplyRejected(
-            f"{name}: Secret {secret!r} carries {field} keys {keys}; the GitOps applier never commits secret "
-            f'values (only {field}: {{placeholder: ""}} is allowed)',
+            f"{name}: Secret {secret!r} carries {field} keys {keys}; secret values are never written to a GitOps "
+            f'or directory tree (only {field}: {{placeholder: ""}} is allowed)',
             reason="SecretValueRefused",
         )
