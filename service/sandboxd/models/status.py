@@ -82,6 +82,11 @@ class SandboxStatus(Contract):
     incarnation: int = Field(
         default=0, ge=0, description="Desired-state incarnation described; a re-created sandbox has a new one."
     )
+    observed_sequence: int = Field(
+        default=0,
+        ge=0,
+        description="Stream sequence of the desired state reconciled; no event up to it is applied again.",
+    )
     owner_uid: str | None = None
     namespace: str | None = None
     endpoint: str | None = Field(default=None, description="Public sessions URL.")

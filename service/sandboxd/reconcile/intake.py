@@ -11,8 +11,10 @@ acknowledged. An event whose sequence equals the stored one was already recorded
 reconcile): it changes nothing but still asks for a reconcile.
 
 A create (or update) onto nothing or onto a deleted sandbox begins a new *incarnation* (the event's stream
-sequence), so nothing rendered or recorded for an earlier life of the sandbox id is mistaken for this one, and
-its generation continues from the last one the status record shows: generations never go backwards.
+sequence), so nothing rendered or recorded for an earlier life of the sandbox id is mistaken for this one. Once
+a deletion is done the desired state is gone, and the status record (the tombstone) is what remains: a new life
+continues from its generation (generations never go backwards), and an event at or before its stream sequence
+(a redelivery of the deleted life's events) is stale, so it cannot bring the deleted sandbox back.
 
 Each event gets a ``process sandbox.<verb>.*`` span, a child of its publisher's ``traceparent`` header. The
 desired state keeps the event's trace parent (the CloudEvents ``traceparent`` attribute, else the header, else
@@ -54,6 +56,14 @@ class Verdict(StrEnum):
     ACCEPTED = "accepted"  # desired state recorded (or already recorded): reconcile, then ack
     STALE = "stale"  # older than the recorded state: ack, nothing to do
     REJECTED = "rejected"  # invalid: dead-letter with the reason, then term
+
+
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    """What a sandbox id's status shows of its earlier lives: a new one continues past both."""
+
+    generation: int = 0
+    sequence: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +172,14 @@ class Intake:
     ) -> tuple[list[Admission], DesiredState | None]:
         """Fold events (in stream order) into the stored state; a verdict per event, the state to write."""
         state = stored.value if stored else None
+        earlier: Earlier | None = None  # read only when the fold starts from nothing
         verdicts: list[Admission] = []
         for index, event in enumerate(events):
+            if state is None:
+                earlier = earlier or await self._earlier_life(sandbox_id)
+                if event.stream_sequence <= earlier.sequence:  # e.g. a redelivery after the deletion was done
+                    verdicts.append(Admission(Verdict.STALE, sandbox_id))
+                    continue
             if state is not None and event.stream_sequence < state.sequence:
                 verdicts.append(Admission(Verdict.STALE, sandbox_id))
                 continue
@@ -173,7 +189,11 @@ class Intake:
             try:
                 body = validate(event)
                 state = await self._apply(
-                    state, body, sequence=event.stream_sequence, traceparent=spans.traceparent(index)
+                    state,
+                    body,
+                    sequence=event.stream_sequence,
+                    earlier=earlier or Earlier(),
+                    traceparent=spans.traceparent(index),
                 )
             except PermanentError as exc:
                 verdicts.append(Admission(Verdict.REJECTED, sandbox_id, exc, _event_id(event)))
@@ -182,7 +202,13 @@ class Intake:
         return verdicts, state
 
     async def _apply(
-        self, state: DesiredState | None, event: SandboxEvent, *, sequence: int, traceparent: str | None = None
+        self,
+        state: DesiredState | None,
+        event: SandboxEvent,
+        *,
+        sequence: int,
+        earlier: Earlier,
+        traceparent: str | None = None,
     ) -> DesiredState:
         common = {
             "sequence": sequence,
@@ -199,7 +225,7 @@ class Intake:
                 sandbox_id=event.subject,
                 spec=event.data.spec,
                 owner_uid=uid,
-                generation=await self._next_generation(event.subject, state),
+                generation=(state or earlier).generation + 1,
                 incarnation=ongoing.incarnation if ongoing else sequence,
                 lifecycle=Lifecycle.SUSPENDED if suspended else Lifecycle.ACTIVE,
                 idle_since=ongoing.idle_since if ongoing else None,
@@ -219,14 +245,13 @@ class Intake:
         assert isinstance(event, ResumeEvent)
         return state.model_copy(update={**changed, "lifecycle": Lifecycle.ACTIVE, "idle_since": None})
 
-    async def _next_generation(self, sandbox_id: str, state: DesiredState | None) -> int:
-        """One past the last generation this sandbox id had, so the generation a console sees never goes
-        backwards, not even across delete → create: a deleted sandbox's desired state is removed once its
-        deletion is done, and then its status record (the tombstone) still shows the last generation."""
-        if state is not None:
-            return state.generation + 1
+    async def _earlier_life(self, sandbox_id: str) -> Earlier:
+        """What the status record (the tombstone, once a deletion is done and its desired state removed) shows
+        of an earlier life of this sandbox id: nothing older than it may come back, and generations go on."""
         shown = await self._status.read(sandbox_id)
-        return (shown.observed_generation if shown is not None else 0) + 1
+        if shown is None:
+            return Earlier()
+        return Earlier(generation=shown.observed_generation, sequence=shown.observed_sequence)
 
     async def _claim_owner(self, sandbox_id: str, email: str, state: DesiredState | None) -> str:
         """Make the owner-uid this sandbox's, or refuse: one owner-uid, one sandbox, one email."""

@@ -105,4 +105,3 @@ async def test_a_re_created_sandbox_renders_its_new_spec_and_its_status_moves_on
     generations = [s.observed_generation for s in seen]
     assert generations == sorted(generations), f"the generation went backwards: {generations}"
     assert generations[-1] == 4
-

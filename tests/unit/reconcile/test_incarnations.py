@@ -143,3 +143,21 @@ async def test_one_process_renders_each_incarnation_afresh_even_at_equal_generat
     await sandboxd.admit("create", 3, create(4))
     await sandboxd.settle()
     assert applier.applied[SID].replicas == 4
+
+
+@pytest.mark.parametrize(("verb", "seq", "data"), [("create", 1, create(1)), ("delete", 2, {"purge": False})])
+async def test_a_redelivered_event_of_a_deleted_sandbox_is_stale_and_brings_nothing_back(
+    buckets: Buckets, verb: str, seq: int, data: dict[str, Any]
+) -> None:
+    """Another replica recorded the create, crashed before acknowledging it, and the deletion finished
+    meanwhile: the create (or the delete) comes again after the desired state is gone."""
+    applier = MemoryApplier()
+    sandboxd = buckets.process(applier)
+    await sandboxd.admit("create", 1, create(1))
+    await sandboxd.settle()
+    await sandboxd.admit("delete", 2, {"purge": False})
+    await sandboxd.settle()
+
+    assert await buckets.process(MemoryApplier()).admit(verb, seq, data) is Verdict.STALE
+    assert await buckets.desired.get(SID) is None
+    assert (await sandboxd.record()).phase is Phase.DELETED
