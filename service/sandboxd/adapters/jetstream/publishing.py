@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 from sandboxd import naming
 from sandboxd.adapters.jetstream import headers as dead
 from sandboxd.adapters.jetstream.errors import boundary
+from sandboxd.adapters.jetstream.headers import MSG_ID
 from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.events import Envelope
 from sandboxd.reconcile.ports import Delivery
@@ -36,7 +37,7 @@ async def publish_event(
     """Publish one lifecycle event; returns (stream sequence, whether JetStream deduplicated it)."""
     subject = naming.event_subject(event.verb, event.subject)
     with tracing.sending(subject, message_id=event.id, sandbox_id=event.subject) as traced:
-        return await publish(js, subject, event.to_json(), {**traced, **(headers or {}), "Nats-Msg-Id": event.id})
+        return await publish(js, subject, event.to_json(), {**traced, **(headers or {}), MSG_ID: event.id})
 
 
 class JetStreamDeadLetters:
@@ -89,5 +90,5 @@ async def publish_scale(
     subject = naming.scale_subject(command.sandbox_id)
     with tracing.sending(subject, message_id=command.command_id, sandbox_id=command.sandbox_id) as traced:
         return await publish(
-            js, subject, command.to_json(), {**traced, **(headers or {}), "Nats-Msg-Id": command.command_id}
+            js, subject, command.to_json(), {**traced, **(headers or {}), MSG_ID: command.command_id}
         )
