@@ -38,6 +38,7 @@ LATEST = re.compile(r"[A-Za-z0-9._/-]+:latest\b")
 DELIBERATE = {
     "NATS_URL": "the chart points at an in-cluster NATS Service, not 127.0.0.1",
     "NATS_CLIENT_NAME": "the scaler names its connection sandboxd-scaler",
+    "NATS_INBOX_PREFIX": "each process's inbox is its role's in deploy/nats/accounts.conf (_INBOX_reconciler)",
     "SANDBOX_RING_BUFFER_BYTES": "upstream's chart default: 1 MiB of pty-server scrollback",
     "SANDBOXD_DIRECTORY": "the root filesystem is read-only; the directory applier writes under /tmp",
 }
