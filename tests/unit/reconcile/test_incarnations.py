@@ -48,6 +48,13 @@ class Process:
                 return
         raise AssertionError("the reconciler kept asking for another pass")
 
+    async def create_then_delete(self, *, purge: bool, repos: tuple[str, ...] = ()) -> None:
+        """Create (stream sequence 1, one session) and delete (2); both reconciled."""
+        assert await self.admit("create", 1, create(1, *repos)) is Verdict.ACCEPTED
+        await self.settle()
+        await self.admit("delete", 2, {"purge": purge})
+        await self.settle()
+
     async def record(self) -> SandboxStatus:
         stored = await self.status.get(SID)
         assert stored is not None
@@ -94,10 +101,7 @@ def claims(applier: MemoryApplier) -> set[str]:
 async def test_a_create_after_a_delete_renders_the_new_spec_and_is_ready(buckets: Buckets, purge: bool) -> None:
     applier = MemoryApplier()
     sandboxd = buckets.process(applier)
-    assert await sandboxd.admit("create", 1, create(1, "acme/app")) is Verdict.ACCEPTED
-    await sandboxd.settle()
-    await sandboxd.admit("delete", 2, {"purge": purge})
-    await sandboxd.settle()
+    await sandboxd.create_then_delete(purge=purge, repos=("acme/app",))
     assert await buckets.desired.get(SID) is None  # the deleted sandbox leaves no desired state behind
 
     assert await sandboxd.admit("create", 3, create(4, "acme/other")) is Verdict.ACCEPTED
@@ -115,10 +119,7 @@ async def test_a_create_after_a_delete_renders_the_new_spec_and_is_ready(buckets
 
 async def test_after_a_restart_a_re_created_sandbox_leaves_deleted(buckets: Buckets) -> None:
     first = buckets.process(MemoryApplier())
-    await first.admit("create", 1, create(1))
-    await first.settle()
-    await first.admit("delete", 2, {"purge": False})
-    await first.settle()
+    await first.create_then_delete(purge=False)
 
     applier = MemoryApplier()
     restarted = buckets.process(applier)
@@ -135,10 +136,7 @@ async def test_one_process_renders_each_incarnation_afresh_even_at_equal_generat
     record that carries the floor is lost (here: removed by hand)."""
     applier = MemoryApplier()
     sandboxd = buckets.process(applier)
-    await sandboxd.admit("create", 1, create(1))
-    await sandboxd.settle()
-    await sandboxd.admit("delete", 2, {"purge": True})
-    await sandboxd.settle()
+    await sandboxd.create_then_delete(purge=True)
     await buckets.status.delete(SID)
     await sandboxd.admit("create", 3, create(4))
     await sandboxd.settle()
@@ -153,10 +151,7 @@ async def test_a_redelivered_event_of_a_deleted_sandbox_is_stale_and_brings_noth
     meanwhile: the create (or the delete) comes again after the desired state is gone."""
     applier = MemoryApplier()
     sandboxd = buckets.process(applier)
-    await sandboxd.admit("create", 1, create(1))
-    await sandboxd.settle()
-    await sandboxd.admit("delete", 2, {"purge": False})
-    await sandboxd.settle()
+    await sandboxd.create_then_delete(purge=False)
 
     assert await buckets.process(MemoryApplier()).admit(verb, seq, data) is Verdict.STALE
     assert await buckets.desired.get(SID) is None
