@@ -147,6 +147,14 @@ Mirrors sandboxd.settings.fields.pinned_image, so the chart refuses what the ser
 {{- if and (or .tls.cert .tls.key) (not .tls.existingSecret) }}
 {{- fail "nats.tls.cert/key name keys of a Secret, but nats.tls.existingSecret is empty" }}
 {{- end }}
+{{- with .scaler }}
+{{- if and (or .keys.user .keys.password .keys.token .keys.nkeySeed .keys.creds) (not .existingSecret) }}
+{{- fail "nats.scaler.keys name keys of a Secret, but nats.scaler.existingSecret is empty; credentials only come from a Secret" }}
+{{- end }}
+{{- if ne (empty .keys.user) (empty .keys.password) }}
+{{- fail "nats.scaler.keys.user and nats.scaler.keys.password must be set together (NATS_USER and NATS_PASSWORD)" }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if and (eq .Values.applier.kind "gitops") (not .Values.applier.gitops.repo) }}
 {{- fail "applier.gitops.repo is required with applier.kind=gitops: the remote URL of the GitOps repository (SANDBOXD_GITOPS_REPO)" }}
@@ -157,22 +165,38 @@ Mirrors sandboxd.settings.fields.pinned_image, so the chart refuses what the ser
 Environment blocks. Values become strings exactly as the service parses them; secrets are secretKeyRefs or files.
 */}}
 
+{{/*
+The NATS user a process connects as (deploy/nats/accounts.conf has one per role), as YAML for fromYaml:
+existingSecret, keys, inboxPrefix. The scaler's own when nats.scaler.existingSecret is set, else the reconciler's.
+(list $ "reconciler"|"scaler")
+*/}}
+{{- define "sandboxd.natsCredentials" -}}
+{{- $n := (index . 0).Values.nats }}
+{{- $own := and (eq (index . 1) "scaler") $n.scaler.existingSecret }}
+{{- $c := ternary $n.scaler $n (not (empty $own)) }}
+{{- dict "existingSecret" $c.existingSecret "keys" $c.keys "inboxPrefix" $c.inboxPrefix | toYaml }}
+{{- end }}
+
+{{/* (dict "nats" .Values.nats "clientName" <name> "credentials" <sandboxd.natsCredentials | fromYaml>) */}}
 {{- define "sandboxd.env.nats" -}}
 {{- $n := .nats }}
+{{- $c := .credentials }}
 - name: NATS_URL
   value: {{ $n.url | quote }}
 - name: NATS_CLIENT_NAME
   value: {{ .clientName | quote }}
-{{- range $var, $key := dict "NATS_USER" $n.keys.user "NATS_PASSWORD" $n.keys.password "NATS_TOKEN" $n.keys.token "NATS_NKEY_SEED" $n.keys.nkeySeed }}
+- name: NATS_INBOX_PREFIX
+  value: {{ $c.inboxPrefix | quote }}
+{{- range $var, $key := dict "NATS_USER" $c.keys.user "NATS_PASSWORD" $c.keys.password "NATS_TOKEN" $c.keys.token "NATS_NKEY_SEED" $c.keys.nkeySeed }}
 {{- if $key }}
 - name: {{ $var }}
   valueFrom:
     secretKeyRef:
-      name: {{ $n.existingSecret | quote }}
+      name: {{ $c.existingSecret | quote }}
       key: {{ $key | quote }}
 {{- end }}
 {{- end }}
-{{- if $n.keys.creds }}
+{{- if $c.keys.creds }}
 - name: NATS_CREDS
   value: /etc/sandboxd/nats/nats.creds
 {{- end }}
@@ -403,16 +427,17 @@ Environment blocks. Values become strings exactly as the service parses them; se
 {{- end }}
 {{- end }}
 
-{{/* Volumes for the Secret files NATS needs (creds, TLS); empty when none. */}}
+{{/* Volumes for the Secret files NATS needs (creds, TLS); empty when none. (list $ "reconciler"|"scaler") */}}
 {{- define "sandboxd.natsVolumes" -}}
-{{- $n := .Values.nats }}
-{{- if $n.keys.creds }}
+{{- $n := (index . 0).Values.nats }}
+{{- $c := include "sandboxd.natsCredentials" . | fromYaml }}
+{{- if $c.keys.creds }}
 - name: nats-creds
   secret:
-    secretName: {{ $n.existingSecret | quote }}
+    secretName: {{ $c.existingSecret | quote }}
     defaultMode: 0440
     items:
-      - key: {{ $n.keys.creds | quote }}
+      - key: {{ $c.keys.creds | quote }}
         path: nats.creds
 {{- end }}
 {{- if $n.tls.existingSecret }}
@@ -435,8 +460,9 @@ Environment blocks. Values become strings exactly as the service parses them; se
 {{- end }}
 
 {{- define "sandboxd.natsVolumeMounts" -}}
-{{- $n := .Values.nats }}
-{{- if $n.keys.creds }}
+{{- $n := (index . 0).Values.nats }}
+{{- $c := include "sandboxd.natsCredentials" . | fromYaml }}
+{{- if $c.keys.creds }}
 - name: nats-creds
   mountPath: /etc/sandboxd/nats
   readOnly: true
