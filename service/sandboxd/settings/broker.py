@@ -1,7 +1,7 @@
 """How to reach NATS and how big to make the JetStream topology.
 
-Credentials are ``SecretStr`` and never printed. At most one of user/password, token, NKey seed or creds file
-is set (two would leave it to nats-py which one the server sees); TLS works with any of them. The inbox prefix
+Credentials are ``SecretStr`` and never printed. Exactly one of user/password, token, NKey seed or creds file
+is normally set; TLS works with any of them. The inbox prefix
 is the start of every reply subject the connection subscribes to: a server that grants each user only its own
 prefix (``deploy/nats/accounts.conf``) keeps one user from reading another's replies.
 """
@@ -48,9 +48,6 @@ class NatsSettings(Group):
     def _pairs(self) -> NatsSettings:
         if (self.user is None) != (self.password is None):
             raise ValueError("NATS_USER and NATS_PASSWORD must be set together")
-        methods = [self.user is not None, self.token is not None, self.nkey_seed is not None, bool(self.creds_file)]
-        if sum(methods) > 1:
-            raise ValueError("set one of NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_NKEY_SEED, NATS_CREDS, not several")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("NATS_TLS_CERT and NATS_TLS_KEY must be set together")
         return self

@@ -1,4 +1,4 @@
-"""What the NATS settings turn into for nats-py: the role's inbox prefix, one credential method, TLS.
+"""What the NATS settings turn into for nats-py: the role's inbox prefix, the credentials, TLS.
 
 The server side of these (deploy/nats/accounts.conf granting each user only its own inbox) is proved in
 tests/integration/security; here only the pure mapping and the refusals at start-up.
@@ -34,21 +34,6 @@ def test_an_inbox_prefix_with_wildcards_or_gaps_is_refused(monkeypatch: pytest.M
     with pytest.raises(ConfigurationError) as refused:
         load(NatsSettings)
     assert "NATS_INBOX_PREFIX" in refused.value.message
-
-
-@pytest.mark.parametrize(
-    "second", [("NATS_TOKEN", "t0ken-value"), ("NATS_NKEY_SEED", "SUAseed-value"), ("NATS_CREDS", "/etc/x.creds")]
-)
-def test_two_credential_methods_are_refused_without_echoing_either(
-    monkeypatch: pytest.MonkeyPatch, second: tuple[str, str]
-) -> None:
-    monkeypatch.setenv("NATS_USER", "sandbox-console")
-    monkeypatch.setenv("NATS_PASSWORD", "pa55word-value")
-    monkeypatch.setenv(*second)
-    with pytest.raises(ConfigurationError) as refused:
-        load(NatsSettings)
-    assert "not several" in refused.value.message
-    assert "pa55word-value" not in refused.value.message and second[1] not in refused.value.message
 
 
 def test_user_and_password_become_nats_py_options(monkeypatch: pytest.MonkeyPatch) -> None:
