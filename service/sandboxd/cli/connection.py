@@ -2,7 +2,8 @@
 
 A flag wins over its environment variable (``NATS_URL``, ``NATS_USER``, ...), which ``NatsSettings`` reads
 for whatever the flags leave out. Secrets given as files (``--nkey-seed-file``, ``--creds``) are read here or by
-nats-py, never echoed.
+nats-py, never echoed; every secret of the settings (those written into ``NATS_URL`` too) is registered with
+the redactor, which the CLI's error boundary applies to every line it prints.
 
 A command connects once with ``connected``, under a deadline, so an unreachable server is one line of error
 after ``--connect-timeout`` seconds instead of a hang (nats-py keeps retrying the first connect for as long as
@@ -24,6 +25,7 @@ from sandboxd.adapters.jetstream.connection import connect
 from sandboxd.cli.exits import CommandError
 from sandboxd.errors import BrokerUnavailable
 from sandboxd.settings import NatsSettings, load
+from sandboxd.telemetry import logs
 
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 
@@ -63,7 +65,9 @@ def nats_settings(args: argparse.Namespace, *, client_name: str) -> NatsSettings
     if args.nkey_seed_file:
         flags["nkey_seed"] = read_secret_file(args.nkey_seed_file, what="NKey seed")
     overrides = {name: value for name, value in flags.items() if value is not None}
-    return load(NatsSettings, {"name": client_name, **overrides})
+    settings = load(NatsSettings, {"name": client_name, **overrides})
+    logs.redact(logs.known_secrets(settings))  # so no error line or log of this command can quote them
+    return settings
 
 
 def read_secret_file(path: str, *, what: str) -> str:
@@ -89,7 +93,7 @@ async def connected(
             nc = await connect(settings, allow_reconnect=reconnect)
     except TimeoutError as exc:
         raise BrokerUnavailable(
-            f"cannot connect to NATS at {settings.url} within {timeout:g}s "
+            f"cannot connect to NATS at {logs.scrub(settings.url)} within {timeout:g}s "
             "(is the server running, and are the URL and credentials right?)"
         ) from exc
     try:

@@ -2,7 +2,9 @@
 
 ``finish`` is the CLI's error boundary. Errors of the ``sandboxd.errors`` tree print their message; a few
 library and OS errors that a user can cause (a missing file, a refused permission) print their own words;
-anything else prints its class and text. ``SANDBOXD_DEBUG=1`` re-raises instead, for a traceback.
+anything else prints its class and text. Every line is scrubbed of the secrets the process knows of and of URL
+credentials (``telemetry.logs.scrub``) whatever raised it. ``SANDBOXD_DEBUG=1`` re-raises instead, for a
+traceback (which is not scrubbed: a debugging aid for one's own terminal).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pydantic import ValidationError
 
 from sandboxd.errors import SandboxdError
 from sandboxd.models.base import describe
+from sandboxd.telemetry import logs
 
 OK = 0
 FAILED = 1
@@ -59,5 +62,5 @@ def finish(prog: str, main: Callable[[], Awaitable[int]]) -> int:
             return INTERRUPTED
         if os.environ.get("SANDBOXD_DEBUG"):
             raise
-        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+        print(f"{prog}: error: {logs.scrub(one_line(exc))}", file=sys.stderr)
         return FAILED

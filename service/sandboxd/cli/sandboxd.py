@@ -58,7 +58,7 @@ async def init_command(args: argparse.Namespace) -> int:
     nats = nats_settings(args, client_name=f"{PROG}-init")
     async with connected(nats, timeout=args.connect_timeout) as nc:
         await ensure_topology(nc.jetstream(), topology)
-    print(f"JetStream topology ready on {nats.url} (replicas {topology.replicas})", flush=True)
+    print(f"JetStream topology ready on {logs.scrub(nats.url)} (replicas {topology.replicas})", flush=True)
     return OK
 
 

@@ -6,10 +6,13 @@ belongs to, and never a secret value.
   text for ``sandboxd dev``).
 - ``bound(sandbox_id=..., event_id=...)`` sets the context variables every line carries; ``trace_id`` and
   ``span_id`` come from the current OpenTelemetry span (also a context variable) when there is a valid one.
-- ``redact(values)`` registers secret values (NATS password, token, NKey seed, Git password: see
-  ``known_secrets``); the handler's ``Redactor`` filter replaces them, anything shaped like an NKey seed and
-  the password of a URL with ``***`` in the message, the exception text and string extras, before any
-  formatter sees the record.
+- ``redact(values)`` registers secret values (NATS password, token, NKey seed, Git password, and the
+  credentials written into a URL setting such as ``NATS_URL``: see ``known_secrets``); the handler's
+  ``Redactor`` filter replaces them, anything shaped like an NKey seed and the credentials of a URL
+  (``user:password@``, or a NATS token ``nats://token@``) with ``***`` in the message, the exception text and
+  string extras, before any formatter sees the record.
+- ``scrub(text)`` applies the same redaction to any text that leaves the process another way: the CLI's
+  one-line errors and what a command prints.
 
 A JSON line: ``{"time": "2026-11-27T05:11:00.123Z", "level": "INFO", "logger": "sandboxd.x", "message": "...",
 "sandbox_id": "sb-1", "event_id": "...", "trace_id": "<32 hex>", "span_id": "<16 hex>", ...extras}``.
@@ -30,6 +33,7 @@ from contextvars import ContextVar, Token
 from dataclasses import fields, is_dataclass
 from datetime import UTC, datetime
 from typing import IO, Any, Final, Literal
+from urllib.parse import unquote, urlsplit
 
 from opentelemetry import trace
 from pydantic import BaseModel, SecretStr
@@ -43,9 +47,13 @@ FORMAT_VARIABLE: Final = "SANDBOXD_LOG_FORMAT"
 _sandbox_id: ContextVar[str | None] = ContextVar("sandbox_id", default=None)
 _event_id: ContextVar[str | None] = ContextVar("event_id", default=None)
 
-# An NKey seed: "S" + key type + base32 (58 characters in all); a URL's user:password@.
+# An NKey seed: "S" + key type + base32 (58 characters in all); a URL's user:password@; a NATS URL's token@
+# (nats-py reads a user part without a password as a token; ``nats://name@`` is masked too, which only costs
+# the name).
 _NKEY_SEED: Final = re.compile(r"\bS[ANOUCPX][A-Z2-7]{56}\b")
 _URL_PASSWORD: Final = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)[^\s/@]+@")
+_NATS_URL_TOKEN: Final = re.compile(r"(?P<head>\b(?:nats|tls|ws|wss)://)[^\s/@:]+@", re.IGNORECASE)
+_NATS_SCHEMES: Final = frozenset({"nats", "tls", "ws", "wss"})
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is logged as a field.
 _STANDARD: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _CONTEXT: Final = ("sandbox_id", "event_id", "trace_id", "span_id")
@@ -126,7 +134,8 @@ class Redactor(logging.Filter):
         if self._known is not None:
             text = self._known.sub(MASK, text)
         text = _NKEY_SEED.sub(MASK, text)
-        return _URL_PASSWORD.sub(rf"\g<head>{MASK}@", text)
+        text = _URL_PASSWORD.sub(rf"\g<head>{MASK}@", text)
+        return _NATS_URL_TOKEN.sub(rf"\g<head>{MASK}@", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = self.scrub(record.getMessage()), None
@@ -151,13 +160,42 @@ def redact(secrets: Iterable[str]) -> None:
     REDACTOR.add(secrets)
 
 
+def scrub(text: str) -> str:
+    """``text`` with every secret the process knows of, and any URL credentials, replaced by ``***``."""
+    return REDACTOR.scrub(text)
+
+
+def url_secrets(value: str) -> list[str]:
+    """The credentials written into a URL (or a comma-separated list of URLs), raw and percent-decoded.
+
+    A password; and, for a NATS URL, a user part without a password (nats-py sends it as a token).
+    """
+    found: list[str] = []
+    for part in value.split(","):
+        if "://" not in part or "@" not in part:
+            continue
+        try:
+            url = urlsplit(part.strip())
+            username, password = url.username, url.password
+        except ValueError:  # an unparseable port, say: nothing to learn from it, the patterns still apply
+            continue
+        if password is not None:
+            found += [password, unquote(password)]
+        elif username is not None and url.scheme.lower() in _NATS_SCHEMES:
+            found += [username, unquote(username)]
+    return [secret for secret in found if secret]
+
+
 def known_secrets(settings: object) -> list[str]:
-    """Every ``SecretStr`` value in a settings tree (a dataclass of pydantic groups, a group, or nested)."""
+    """Every ``SecretStr`` value in a settings tree (a dataclass of pydantic groups, a group, or nested), and
+    the credentials written into its URL-valued strings (``url_secrets``)."""
     found: list[str] = []
 
     def walk(node: object) -> None:
         if isinstance(node, SecretStr):
             found.append(node.get_secret_value())
+        elif isinstance(node, str):
+            found.extend(url_secrets(node))
         elif isinstance(node, BaseModel):
             for name in type(node).model_fields:
                 walk(getattr(node, name))

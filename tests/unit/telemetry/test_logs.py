@@ -127,3 +127,16 @@ def test_the_environment_picks_format_and_level(monkeypatch: pytest.MonkeyPatch)
     finally:
         root.removeHandler(again)
         root.setLevel(level)
+
+
+def test_credentials_written_into_a_url_are_known_secrets_and_scrubbed() -> None:
+    nats = NatsSettings(url=f"nats://u:{PASSWORD}@h1:4222,nats://{TOKEN}@h2:4222,nats://h3:4222")
+    assert set(logs.known_secrets(nats)) == {PASSWORD, TOKEN}
+    assert logs.url_secrets("nats://u:p%40ss@h:4222") == ["p%40ss", "p@ss"]  # as written and as decoded
+    assert logs.url_secrets("https://git.example/acme/gitops.git") == []
+    assert logs.url_secrets("ssh://git@github.com/acme/gitops.git") == []  # a user name, not a token
+    # Any URL's credentials are masked, known or not; the rest of the line stays readable.
+    line = "cannot connect to NATS at nats://u:sEcret@h:4222, tls://t0ken@h:4443, https://a:b@git.example/x"
+    assert logs.scrub(line) == (
+        "cannot connect to NATS at nats://u:***@h:4222, tls://***@h:4443, https://a:***@git.example/x"
+    )
