@@ -154,9 +154,12 @@ async def test_an_event_just_under_max_payload_is_dead_lettered_cut_and_still_re
             status = await c.status(sid)
             still_running(services)
             [letter] = letters_for(letters, sequence)
-            shown = await ctl(
-                "dlq", "show", str(letter.metadata.sequence.stream), "-o", "json", url=fresh_nats_server.url
-            )
+            dlq_seq = str(letter.metadata.sequence.stream)
+            shown = await ctl("dlq", "show", dlq_seq, "-o", "json", url=fresh_nats_server.url)
+            replayed = await ctl("dlq", "replay", dlq_seq, url=fresh_nats_server.url)
+            await wait_for(lambda: dead_letter_count(c, 2), timeout=30, what="the replay to be refused again")
+            [again] = [m for m in await c.dead_letters() if str(m.metadata.sequence.stream) != dlq_seq]
+            still_running(services)
     finally:
         services.stop_all()
 
@@ -170,6 +173,13 @@ async def test_an_event_just_under_max_payload_is_dead_lettered_cut_and_still_re
     assert shown.returncode == 0, shown.stderr
     record = json.loads(shown.stdout)
     assert record["headers"][dead.H_BODY_TRUNCATED] == str(max_payload - 16)
+    # the replay sent the whole original (read back from SANDBOX_EVENTS), not the cut copy: refused for its
+    # planId again, and cut again
+    assert replayed.returncode == 0, replayed.stderr
+    again_headers = again.headers or {}
+    assert dead.decode(again_headers[dead.H_ORIGINAL_ID]).startswith("replay:")
+    assert int(again_headers[dead.H_BODY_TRUNCATED]) > max_payload - 1024
+    assert "planId" in dead.decode(again_headers[dead.H_MESSAGE])
 
 
 async def test_a_non_ascii_reason_and_the_publishers_headers_survive_the_round_trip(
@@ -189,10 +199,9 @@ async def test_a_non_ascii_reason_and_the_publishers_headers_survive_the_round_t
             await wait_drained(c.js, timeout=30)
             [letter] = letters_for(await c.dead_letters(), sequence)
             stored = await c.js.get_msg(naming.DLQ_STREAM, seq=letter.metadata.sequence.stream)
-            shown = await ctl(
-                "dlq", "show", str(letter.metadata.sequence.stream), "-o", "json", url=fresh_nats_server.url
-            )
-            replayed = await ctl("dlq", "replay", str(letter.metadata.sequence.stream), url=fresh_nats_server.url)
+            dlq_seq = str(letter.metadata.sequence.stream)
+            shown = await ctl("dlq", "show", dlq_seq, "-o", "json", url=fresh_nats_server.url)
+            replayed = await ctl("dlq", "replay", dlq_seq, url=fresh_nats_server.url)
             await wait_for(lambda: dead_letter_count(c, 2), timeout=30, what="the replay to be refused again")
             replays = (await c.dead_letters())[1:]
             still_running(services)
