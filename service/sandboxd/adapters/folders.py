@@ -1,8 +1,8 @@
 """A sandbox's rendered files in a folder: write only what changed, atomically, and remove what is gone.
 
-The directory applier syncs ``<root>/sandbox/<owner-uid>/`` with these functions; the GitOps applier syncs the
-same folder inside its working clone before staging it. Each file is written to a hidden temporary file beside
-it and renamed over the old one, so a reader (or ``git add``) never sees half a file.
+The directory applier syncs ``<root>/sandbox/<owner-uid>/`` with ``write_sandbox`` and ``remove_folder``; the
+GitOps applier syncs the same folder inside its working clone before staging it. Each file is written to a hidden
+temporary file beside it and renamed over the old one, so a reader (or ``git add``) never sees half a file.
 
 ``write_sandbox`` never drops the owner's data: every PersistentVolumeClaim the folder already holds that the
 sandbox no longer renders stays, marked retained (``sandboxd.render.retained``), so no GitOps agent prunes a
@@ -58,21 +58,21 @@ def write_sandbox(
 ) -> tuple[RenderedSandbox, FolderChange]:
     """Make ``folder`` hold ``rendered`` plus the claims it already holds that ``rendered`` does not; ``check``
     sees the files before anything is written. What the folder now describes, and what the sync did."""
-    kept = keep_claims(rendered, claims_in(folder))
+    found = list(_documents(folder, strict=True))  # parsed once: the claims to keep and the objects before
+    kept = keep_claims(rendered, [Manifest(name, doc) for name, doc in found if doc["kind"] == CLAIM])
     content = rendered_files(kept)
     if check is not None:
         check(content)
-    return kept, sync_folder(folder, content)
+    return kept, _sync(folder, content, previous=frozenset(_ref(doc) for _, doc in found))
 
 
-def sync_folder(folder: Path, files: Mapping[str, bytes]) -> FolderChange:
+def _sync(folder: Path, files: Mapping[str, bytes], *, previous: frozenset[ObjectRef]) -> FolderChange:
     """Make ``folder`` hold exactly ``files`` (relative POSIX names → bytes), touching only what differs.
 
     ``ValueError`` when a name could escape the folder or would be hidden (``.``-prefixed names are this
     module's temporary files).
     """
     targets = {name: _inside(folder, name) for name in files}
-    previous = objects_in(folder)
     written: list[str] = []
     for name in sorted(files):
         path = targets[name]
@@ -121,12 +121,6 @@ def pruned(previous: frozenset[ObjectRef], rendered: RenderedSandbox) -> tuple[O
 def objects_in(folder: Path) -> frozenset[ObjectRef]:
     """The objects the YAML files of ``folder`` describe (``kustomization.yaml`` and unreadable files skipped)."""
     return frozenset(_ref(doc) for _, doc in _documents(folder, strict=False))
-
-
-def claims_in(folder: Path) -> tuple[Manifest, ...]:
-    """The PersistentVolumeClaims the YAML files of ``folder`` describe, each with its file's relative name;
-    ``ValueError`` naming a file that cannot be read (it could hold one)."""
-    return tuple(Manifest(name, doc) for name, doc in _documents(folder, strict=True) if doc["kind"] == CLAIM)
 
 
 def _documents(folder: Path, *, strict: bool) -> Iterator[tuple[str, dict[str, Any]]]:
