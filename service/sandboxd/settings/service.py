@@ -49,6 +49,13 @@ class ApplierSettings(Group):
         description="A Kubernetes API request (a watch excepted) that has no answer after this long is retried "
         "later, s (the reconciler and the scaler).",
     )
+    kube_namespace_grants: str = env(
+        "SANDBOXD_KUBE_NAMESPACE_GRANTS",
+        "",
+        description="RoleBindings the Kubernetes applier writes in each sandbox namespace right after creating it: "
+        "'<ClusterRole>=<ServiceAccount namespace>/<name>', comma-separated (the chart sets the reconciler's and "
+        "the scaler's); empty = none, the applier's identity already holds what it needs (docs/security.md).",
+    )
     directory: str = env("SANDBOXD_DIRECTORY", "./rendered", description="Folder for the directory applier.")
     gitops_repo: str = env(
         "SANDBOXD_GITOPS_REPO", "./gitops", description="Local path or remote URL of the GitOps repository."

@@ -41,6 +41,7 @@ DELIBERATE = {
     "NATS_INBOX_PREFIX": "each process's inbox is its role's in deploy/nats/accounts.conf (_INBOX_reconciler)",
     "SANDBOX_RING_BUFFER_BYTES": "upstream's chart default: 1 MiB of pty-server scrollback",
     "SANDBOXD_DIRECTORY": "the root filesystem is read-only; the directory applier writes under /tmp",
+    "SANDBOXD_KUBE_NAMESPACE_GRANTS": "the chart's RBAC: the reconciler grants itself and the scaler per namespace",
 }
 
 
@@ -101,9 +102,9 @@ def test_minimal_values_render_both_processes(helm: Helm) -> None:
     kinds = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
     assert kinds == [
         "ClusterRole/sbx-sandboxd-reconciler",
+        "ClusterRole/sbx-sandboxd-reconciler-namespaced",
         "ClusterRole/sbx-sandboxd-scaler",
         "ClusterRoleBinding/sbx-sandboxd-reconciler",
-        "ClusterRoleBinding/sbx-sandboxd-scaler",
         "Deployment/sbx-sandboxd-reconciler",
         "Deployment/sbx-sandboxd-scaler",
         "PodDisruptionBudget/sbx-sandboxd-reconciler",
@@ -111,6 +112,8 @@ def test_minimal_values_render_both_processes(helm: Helm) -> None:
         "Service/sbx-sandboxd-scaler-metrics",
         "ServiceAccount/sbx-sandboxd-reconciler",
         "ServiceAccount/sbx-sandboxd-scaler",
+        "ValidatingAdmissionPolicy/sbx-sandboxd-sandbox-namespaces",
+        "ValidatingAdmissionPolicyBinding/sbx-sandboxd-sandbox-namespaces",
     ]
     reconciler, scaler = one(objects, "Deployment", "reconciler"), one(objects, "Deployment", "scaler")
     assert container(reconciler)["args"] == ["run"]

@@ -1,34 +1,43 @@
-"""The chart's RBAC: exactly the kinds the renderer emits, no wildcards, and enough for the real processes.
+"""The chart's RBAC: least privilege for both processes, proved with the tokens the API server issues them.
 
-Offline, the reconciler's ClusterRole is compared with the kinds of a rendered sandbox (http MCP transport, so the
-Deployment is in it). Against the test kube-apiserver (``kube``): every chart manifest passes a server-side dry
-run, and the ServiceAccounts, bound as the chart binds them, are used for real with tokens the API server issues:
-the reconciler's Kubernetes applier creates, prunes and purges a sandbox (its Role and RoleBinding included, which
-RBAC escalation prevention would refuse without the chart's `escalate`/`bind` grant), and the scaler sets a
-StatefulSet's scale and nothing else.
+Offline: the reconciler's namespaced ClusterRole is exactly the kinds of a rendered sandbox (http MCP transport, so
+the Deployment is in it); its cluster-wide one reads no Secret and writes only Namespaces and its own grants; the
+scaler's is ``statefulsets/scale`` get and patch. Against the test kube-apiserver (``kube``): every chart manifest
+passes a server-side dry run, and the ServiceAccounts, ClusterRoles, bindings and the ValidatingAdmissionPolicy,
+installed as the chart renders them, are used for real: the reconciler's Kubernetes applier (configured from the
+chart's environment) creates, prunes and purges a sandbox, granting itself and the scaler their access in the
+sandbox namespace; it cannot read a Secret in kube-system or in any namespace that is not a sandbox's, nor bind
+itself into kube-system; the scaler scales a sandbox's pty-server and nothing in kube-system, lists no
+StatefulSet, reads no Secret.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import anyio
 import pytest
 import yaml
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from sandboxd.adapters.kubernetes.resources import resource_of
+from sandboxd.adapters.kubernetes.grants import parse_grants
+from sandboxd.adapters.kubernetes.resources import CLUSTER_WATCHED, resource_of
+from sandboxd.adapters.kubernetes.scaling import StatefulSetScaler
 from sandboxd.app.appliers import build_applier
+from sandboxd.errors import ApplyRejected
 from sandboxd.models.spec import SandboxSpec
 from sandboxd.render import RenderedSandbox, RenderRequest, rbac, render
 from sandboxd.settings import ApplierSettings
 from support import kuberaw
+from support.bystanders import bystander_statefulset
 from support.kube_fixtures import KubeTarget
 from support.spine import runtime_settings, spec
 
-from .charts import FULL_VALUES, MINIMAL_VALUES, Helm, by_kind, one
+from .charts import FULL_VALUES, MINIMAL_VALUES, Helm, by_kind, env_of, one
 
 APPLY_VERBS: Final = {"get", "list", "watch", "create", "patch", "delete"}
 PLURALS: Final = {
@@ -38,8 +47,16 @@ PLURALS: Final = {
     "Service": "services",
     "Deployment": "deployments",
     "PodDisruptionBudget": "poddisruptionbudgets",
+    "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
+    "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
 }
-CLUSTER_SCOPED: Final = {"ClusterRole", "ClusterRoleBinding"}
+CLUSTER_SCOPED: Final = {
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
+INSTALLED: Final = {"ServiceAccount", *CLUSTER_SCOPED}
 
 
 def http_mcp_sandbox(sandbox_id: str = "rbac-check", *, transport: str = "http") -> RenderedSandbox:
@@ -51,14 +68,25 @@ def http_mcp_sandbox(sandbox_id: str = "rbac-check", *, transport: str = "http")
     return render(request, runtime_settings(mcp_transport=transport))
 
 
-def rendered_resources() -> set[tuple[str, str]]:
-    """(API group, resource) of every object the renderer emits."""
+def rendered_resources(*, namespaced: bool) -> set[tuple[str, str]]:
+    """(API group, resource) of every object the renderer emits, the namespaced kinds or the cluster-scoped ones."""
     out = set()
     for manifest in http_mcp_sandbox().manifests:
         resource = resource_of(manifest)
-        group = resource.api_version.rpartition("/")[0]
-        out.add((group, resource.plural))
+        if resource.namespaced == namespaced:
+            out.add((resource.api_version.rpartition("/")[0], resource.plural))
     return out
+
+
+def named_grants(role: dict[str, Any]) -> dict[tuple[str, str], tuple[list[str], list[str]]]:
+    """(API group, resource) → (resourceNames, verbs), for the rules with resourceNames."""
+    return {
+        (group, resource): (rule["resourceNames"], rule["verbs"])
+        for rule in role["rules"]
+        if rule.get("resourceNames")
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
 
 
 def grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
@@ -85,17 +113,51 @@ def test_no_wildcards_and_no_non_resource_urls(helm: Helm) -> None:
                     assert not any("*" in item for item in rule.get(key, [])), (role["metadata"]["name"], rule)
 
 
-def test_reconciler_role_is_exactly_the_rendered_kinds(helm: Helm) -> None:
-    role = one(helm.template(), "ClusterRole", "reconciler")
-    granted = grants(role)
+def reconciler_roles(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The reconciler's cluster-wide ClusterRole and the one it binds in each sandbox namespace."""
+    roles = {r["metadata"]["name"]: r for r in by_kind(objects, "ClusterRole")}
+    return roles["sbx-sandboxd-reconciler"], roles["sbx-sandboxd-reconciler-namespaced"]
 
-    assert set(granted) == rendered_resources()
+
+def test_reconciler_namespaced_role_is_exactly_the_rendered_kinds(helm: Helm) -> None:
+    _, namespaced = reconciler_roles(helm.template())
+    granted = grants(namespaced)
+
+    assert set(granted) == rendered_resources(namespaced=True)
     for resource, verbs in granted.items():
         assert verbs == APPLY_VERBS, resource
 
 
+def test_reconciler_cluster_wide_role_reads_no_secret_and_writes_only_namespaces_and_grants(helm: Helm) -> None:
+    cluster_wide, _ = reconciler_roles(helm.template())
+    granted = grants(cluster_wide)
+
+    assert granted.pop(("", "namespaces")) == APPLY_VERBS
+    assert rendered_resources(namespaced=False) == {("", "namespaces")}
+    watched = {(r.api_version.rpartition("/")[0], r.plural) for r in CLUSTER_WATCHED if r.namespaced}
+    assert granted == {key: {"get", "list", "watch"} for key in watched}  # the watches, and nothing else
+    assert ("", "secrets") not in granted
+    roles = ["sbx-sandboxd-reconciler-namespaced", "sbx-sandboxd-scaler"]
+    assert named_grants(cluster_wide) == {
+        ("rbac.authorization.k8s.io", "rolebindings"): (roles, ["get", "create", "patch"]),
+        ("rbac.authorization.k8s.io", "clusterroles"): (roles, ["bind"]),
+    }
+
+
+def test_only_the_cluster_wide_roles_are_bound_cluster_wide(helm: Helm) -> None:
+    objects = helm.template()
+    bound = {b["roleRef"]["name"] for b in by_kind(objects, "ClusterRoleBinding")}
+
+    assert bound == {"sbx-sandboxd-reconciler"}
+    grants_env = env_of(one(objects, "Deployment", "reconciler"))["SANDBOXD_KUBE_NAMESPACE_GRANTS"]["value"]
+    assert {(g.cluster_role, g.account_namespace, g.account) for g in parse_grants(grants_env)} == {
+        ("sbx-sandboxd-reconciler-namespaced", "sandboxd", "sbx-sandboxd-reconciler"),
+        ("sbx-sandboxd-scaler", "sandboxd", "sbx-sandboxd-scaler"),
+    }
+
+
 def test_reconciler_may_write_and_bind_only_the_rendered_role(helm: Helm) -> None:
-    role = one(helm.template(), "ClusterRole", "reconciler")
+    _, role = reconciler_roles(helm.template())
     named = [rule for rule in role["rules"] if rule.get("resourceNames")]
 
     assert named == [
@@ -115,10 +177,7 @@ def test_reconciler_may_write_and_bind_only_the_rendered_role(helm: Helm) -> Non
 def test_scaler_role_is_only_statefulset_scale(helm: Helm) -> None:
     role = one(helm.template(), "ClusterRole", "scaler")
 
-    assert grants(role) == {
-        ("apps", "statefulsets"): {"get", "list"},
-        ("apps", "statefulsets/scale"): {"get", "patch", "update"},
-    }
+    assert grants(role) == {("apps", "statefulsets/scale"): {"get", "patch"}}
     assert all(not rule.get("resourceNames") for rule in role["rules"])
 
 
@@ -127,6 +186,13 @@ def test_appliers_without_a_cluster_get_no_reconciler_role(helm: Helm, kind: str
     objects = helm.template(set_values={"applier.kind": kind, "applier.gitops.repo": "https://git.example.com/r"})
 
     assert [r["metadata"]["name"] for r in by_kind(objects, "ClusterRole")] == ["sbx-sandboxd-scaler"]
+    # Nobody writes namespace grants: the scaler's role is bound cluster-wide, the admission policy limits it.
+    assert [b["roleRef"]["name"] for b in by_kind(objects, "ClusterRoleBinding")] == ["sbx-sandboxd-scaler"]
+    (policy,) = by_kind(objects, "ValidatingAdmissionPolicy")
+    assert policy["spec"]["matchConditions"][0]["expression"] == (
+        'request.userInfo.username in ["system:serviceaccount:sandboxd:sbx-sandboxd-scaler"]'
+    )
+    assert "SANDBOXD_KUBE_NAMESPACE_GRANTS" not in env_of(one(objects, "Deployment", "reconciler"))
 
 
 def test_bindings_name_the_chart_service_accounts(helm: Helm) -> None:
@@ -165,6 +231,13 @@ class Api:
             "PATCH", object_path(obj, namespace), obj, content_type="application/apply-patch+yaml", **query
         )
 
+    async def refusal(self, method: str, path: str, body: Any = None, **kwargs: Any) -> str:
+        """The API server's message refusing a call that must be refused with 403."""
+        with pytest.raises(ApiException) as refused:
+            await self.call(method, path, body, **kwargs)
+        assert refused.value.status == 403, refused.value.body
+        return str(json.loads(refused.value.body)["message"])
+
     async def status_of(self, method: str, path: str, body: Any = None, **kwargs: Any) -> int:
         """The HTTP status of a call (200 when it succeeds)."""
         try:
@@ -194,6 +267,15 @@ class Release:
     def account(self, component: str) -> str:
         return str(one(self.objects, "ServiceAccount", component)["metadata"]["name"])
 
+    def username(self, component: str) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.account(component)}"
+
+    def applier_settings(self, kubeconfig: Path) -> ApplierSettings:
+        """The Kubernetes applier as the chart configures the reconciler (its namespace grants), with ``kubeconfig``."""
+        env = env_of(one(self.objects, "Deployment", "reconciler"))
+        grants = env["SANDBOXD_KUBE_NAMESPACE_GRANTS"]["value"]
+        return ApplierSettings(kind="kubernetes", kubeconfig=str(kubeconfig), kube_namespace_grants=grants)
+
     async def token_kubeconfig(self, admin: Api, component: str, folder: Path) -> Path:
         """A kubeconfig that authenticates as ``component``'s ServiceAccount (a token the API server issues)."""
         request = {
@@ -218,20 +300,44 @@ async def admin(kube_api: KubeTarget) -> AsyncIterator[Api]:
 
 
 @pytest.fixture
-async def release(
-    helm: Helm, kube_api: KubeTarget, kube_namespace: str, kube_unique_name: Callable[..., str], admin: Api
+async def release(  # noqa: PLR0917 - pytest passes fixtures by name
+    helm: Helm,
+    kube_api: KubeTarget,
+    kube_namespace: str,
+    kube_unique_name: Callable[..., str],
+    admin: Api,
+    as_identity: Callable[[Path], Any],
+    tmp_path: Path,
 ) -> AsyncIterator[Release]:
+    """The chart's accounts, ClusterRoles, bindings and admission policy, installed for real in ``kube_namespace``.
+
+    Returns once the admission policy is in force: the reconciler's dry run of its grant where no sandbox is (which
+    RBAC allows and the policy refuses) is refused, so no test meets the moment before the API server loaded it.
+    """
     name = kube_unique_name("rel", max_len=24)  # cluster-scoped names are per release: unique per test
     objects = helm.template(namespace=kube_namespace, release=name)
-    installed = [o for o in objects if o["kind"] in {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}]
+    installed = [o for o in objects if o["kind"] in INSTALLED]
     for obj in installed:
         await admin.apply(obj, namespace=kube_namespace)
     try:
-        yield Release(name, kube_namespace, objects, kube_api.kubeconfig_path)
+        installed_release = Release(name, kube_namespace, objects, kube_api.kubeconfig_path)
+        kubeconfig = await installed_release.token_kubeconfig(admin, "reconciler", tmp_path)
+        async with as_identity(kubeconfig) as api:
+            await policy_in_force(installed_release, api)
+        yield installed_release
     finally:
         for obj in installed:
             if obj["kind"] in CLUSTER_SCOPED:
                 await admin.status_of("DELETE", object_path(obj, None))
+
+
+async def policy_in_force(release: Release, reconciler: Api) -> None:
+    (grant, *_) = parse_grants(release.applier_settings(Path()).kube_namespace_grants)
+    path, binding = grant.path(release.namespace), grant.binding(release.namespace)
+    with anyio.fail_after(30):
+        while (status := await reconciler.status_of("PATCH", path, binding, **APPLY, dryRun="All")) != 403:
+            assert status == 200, status  # allowed by RBAC, not refused yet: the policy is still loading
+            await anyio.sleep(0.1)
 
 
 @pytest.fixture
@@ -250,6 +356,13 @@ def as_identity(kube_api: KubeTarget) -> Callable[[Path], Any]:
             await client.close()
 
     return open_api
+
+
+APPLY: Final = {"content_type": "application/apply-patch+yaml", "fieldManager": "t", "force": "true"}
+
+
+def secret(name: str, namespace: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace}}
 
 
 @pytest.mark.kube
@@ -274,98 +387,140 @@ async def test_chart_manifests_pass_server_side_dry_run(
 @pytest.mark.kube
 @pytest.mark.anyio
 async def test_reconciler_account_creates_prunes_and_purges_a_sandbox(
-    release: Release, admin: Api, tmp_path: Path, kube_unique_name: Callable[..., str]
+    release: Release,
+    admin: Api,
+    as_identity: Callable[[Path], Any],
+    tmp_path: Path,
+    kube_unique_name: Callable[..., str],
 ) -> None:
     kubeconfig = await release.token_kubeconfig(admin, "reconciler", tmp_path)
-    applier = await build_applier(ApplierSettings(kind="kubernetes", kubeconfig=str(kubeconfig)))
+    applier = await build_applier(release.applier_settings(kubeconfig))
     sandbox_id = kube_unique_name("sb", max_len=30)
     rendered = http_mcp_sandbox(sandbox_id)
+    ns = rendered.namespace
     try:
         await applier.apply(rendered, generation=1)
         for manifest in rendered.manifests:
             found = await admin.call("GET", resource_of(manifest).item(manifest.name, manifest.namespace))
             assert found["metadata"]["name"] == manifest.name
+        async with as_identity(kubeconfig) as api:  # inside its sandbox namespace, through the grant only
+            assert await api.status_of("GET", f"/api/v1/namespaces/{ns}/secrets") == 200
+            assert await api.status_of("GET", "/api/v1/secrets") == 403
 
         # stdio transport: the MCP Deployment and Service are pruned.
         await applier.apply(http_mcp_sandbox(sandbox_id, transport="stdio"), generation=2)
         deployment = next(m for m in rendered.manifests if m.kind == "Deployment")
-        assert await admin.status_of("GET", resource_of(deployment).item(deployment.name, rendered.namespace)) == 404
+        assert await admin.status_of("GET", resource_of(deployment).item(deployment.name, ns)) == 404
 
         await applier.delete(http_mcp_sandbox(sandbox_id, transport="stdio"), purge=True)
     finally:
         await applier.aclose()
-    namespace = await admin.call("GET", f"/api/v1/namespaces/{rendered.namespace}")
+    namespace = await admin.call("GET", f"/api/v1/namespaces/{ns}")
     assert namespace["metadata"].get("deletionTimestamp")  # terminating: no controller-manager finishes it
 
 
 @pytest.mark.kube
 @pytest.mark.anyio
-async def test_reconciler_account_cannot_reach_beyond_what_it_renders(
+async def test_reconciler_account_reads_no_secret_outside_sandbox_namespaces(
     release: Release, admin: Api, as_identity: Callable[[Path], Any], tmp_path: Path
 ) -> None:
-    ns = release.namespace
+    ns = release.namespace  # a namespace that is not a sandbox's
+    for where in ("kube-system", ns):
+        await admin.call(
+            "PATCH", f"/api/v1/namespaces/{where}/secrets/{release.name}", secret(release.name, where), **APPLY
+        )
     kubeconfig = await release.token_kubeconfig(admin, "reconciler", tmp_path)
-    escalated = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": "not-the-sandbox-role", "namespace": ns},
-        "rules": [{"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}],
-    }
-    to_admin = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": "sandbox-admin", "namespace": ns},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"kind": "ServiceAccount", "name": "sandbox", "namespace": ns}],
-    }
-    apply_query = {"content_type": "application/apply-patch+yaml", "fieldManager": "t", "force": "true"}
     async with as_identity(kubeconfig) as api:
+        for where in ("kube-system", ns):
+            assert await api.status_of("GET", f"/api/v1/namespaces/{where}/secrets/{release.name}") == 403
+            assert await api.status_of("GET", f"/api/v1/namespaces/{where}/secrets") == 403
+            assert (
+                await api.status_of("PATCH", f"/api/v1/namespaces/{where}/secrets/x", secret("x", where), **APPLY)
+                == 403
+            )
+        assert await api.status_of("GET", "/api/v1/secrets") == 403
         assert await api.status_of("GET", f"/api/v1/namespaces/{ns}/pods") == 403
-        assert await api.status_of("GET", f"/apis/batch/v1/namespaces/{ns}/jobs") == 403
         assert await api.status_of("GET", "/api/v1/nodes") == 403
-        # Escalation prevention still holds for any Role but `sandbox`, and for binding anything else.
-        role_path = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/not-the-sandbox-role"
-        assert await api.status_of("PATCH", role_path, escalated, **apply_query) == 403
-        binding_path = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings/sandbox-admin"
-        assert await api.status_of("PATCH", binding_path, to_admin, **apply_query) == 403
-        # What it renders, it may write: the Secrets of a sandbox.
-        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "probe", "namespace": ns}}
-        assert await api.status_of("PATCH", f"/api/v1/namespaces/{ns}/secrets/probe", secret, **apply_query) == 200
 
 
 @pytest.mark.kube
 @pytest.mark.anyio
-async def test_scaler_account_sets_scale_and_nothing_else(
+async def test_a_compromised_reconciler_cannot_bind_itself_outside_sandbox_namespaces(
     release: Release, admin: Api, as_identity: Callable[[Path], Any], tmp_path: Path
 ) -> None:
-    ns = release.namespace
-    stateful_set = {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": "pty-server", "namespace": ns},
-        "spec": {
-            "replicas": 2,
-            "serviceName": "pty-server",
-            "selector": {"matchLabels": {"app": "pty-server"}},
-            "template": {
-                "metadata": {"labels": {"app": "pty-server"}},
-                "spec": {"containers": [{"name": "pty-server", "image": "example.com/pty-server:1.0"}]},
-            },
-        },
+    """RBAC lets it write its grant (a RoleBinding of one name) anywhere; the admission policy refuses every
+    namespace that is not a sandbox's, and refuses making kube-system look like one."""
+    kubeconfig = await release.token_kubeconfig(admin, "reconciler", tmp_path)
+    (grant, *_) = parse_grants(release.applier_settings(kubeconfig).kube_namespace_grants)
+    escalated = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "not-the-sandbox-role", "namespace": release.namespace},
+        "rules": [{"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}],
     }
-    path = f"/apis/apps/v1/namespaces/{ns}/statefulsets/pty-server"
-    await admin.call("PATCH", path, stateful_set, content_type="application/apply-patch+yaml", fieldManager="t")
+    async with as_identity(kubeconfig) as api:
+        for where in ("kube-system", release.namespace):  # RBAC allows the name; the policy refuses the place
+            refused = await api.refusal("PATCH", grant.path(where), grant.binding(where), **APPLY)
+            assert "ValidatingAdmissionPolicy" in refused and "openova.io/managed-by" in refused
+        assert await api.status_of("GET", "/api/v1/namespaces/kube-system/secrets") == 403
+        adopt = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "kube-system", "labels": {"openova.io/managed-by": "catalyst"}},
+        }
+        assert "ValidatingAdmissionPolicy" in await api.refusal(
+            "PATCH", "/api/v1/namespaces/kube-system", adopt, **APPLY
+        )
+        elsewhere = f"/api/v1/namespaces/{release.namespace}"
+        assert "ValidatingAdmissionPolicy" in await api.refusal("DELETE", elsewhere)
+        # Escalation prevention still holds for any Role but `sandbox`.
+        role_path = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{release.namespace}/roles/not-the-sandbox-role"
+        assert await api.status_of("PATCH", role_path, escalated, **APPLY) == 403
+    labels = (await admin.call("GET", "/api/v1/namespaces/kube-system"))["metadata"].get("labels") or {}
+    assert "openova.io/managed-by" not in labels
+
+
+@pytest.mark.kube
+@pytest.mark.anyio
+async def test_scaler_account_scales_a_sandbox_and_nothing_else(
+    release: Release,
+    admin: Api,
+    as_identity: Callable[[Path], Any],
+    tmp_path: Path,
+    kube_unique_name: Callable[..., str],
+) -> None:
+    reconciler = await release.token_kubeconfig(admin, "reconciler", tmp_path)
+    applier = await build_applier(release.applier_settings(reconciler))
+    rendered = http_mcp_sandbox(kube_unique_name("sb", max_len=30))
+    try:
+        await applier.apply(rendered, generation=1)  # grants the scaler statefulsets/scale in the namespace
+    finally:
+        await applier.aclose()
+    bystander = bystander_statefulset("kube-system", release.name)
+    await admin.call("PATCH", f"/apis/apps/v1/namespaces/kube-system/statefulsets/{release.name}", bystander, **APPLY)
     kubeconfig = await release.token_kubeconfig(admin, "scaler", tmp_path)
 
+    scaler = await StatefulSetScaler.connect(ApplierSettings(kind="kubernetes", kubeconfig=str(kubeconfig)))
+    try:
+        assert await scaler.scale(namespace=rendered.namespace, name="pty-server", replicas=0) == 2
+        with pytest.raises(ApplyRejected, match="forbidden"):
+            await scaler.scale(namespace="kube-system", name=release.name, replicas=0)
+    finally:
+        await scaler.aclose()
+    sandbox_path = f"/apis/apps/v1/namespaces/{rendered.namespace}/statefulsets/pty-server"
     merge = {"content_type": "application/merge-patch+json"}
     async with as_identity(kubeconfig) as api:
-        assert (await api.call("GET", f"{path}/scale"))["spec"]["replicas"] == 2
-        await api.call("PATCH", f"{path}/scale", {"spec": {"replicas": 0}}, **merge)
-        assert await api.status_of("GET", "/apis/apps/v1/statefulsets") == 200  # list across namespaces
-        assert await api.status_of("PATCH", path, {"metadata": {"labels": {"x": "y"}}}, **merge) == 403
-        assert await api.status_of("DELETE", path) == 403
-        assert await api.status_of("GET", f"/api/v1/namespaces/{ns}/secrets") == 403
-    assert (await admin.call("GET", path))["spec"]["replicas"] == 0
+        assert await api.status_of("GET", "/apis/apps/v1/statefulsets") == 403
+        assert await api.status_of("GET", f"/apis/apps/v1/namespaces/{rendered.namespace}/statefulsets") == 403
+        assert await api.status_of("GET", sandbox_path) == 403
+        assert await api.status_of("PATCH", sandbox_path, {"metadata": {"labels": {"x": "y"}}}, **merge) == 403
+        assert await api.status_of("DELETE", sandbox_path) == 403
+        assert await api.status_of("GET", f"/api/v1/namespaces/{rendered.namespace}/secrets") == 403
+        assert await api.status_of("GET", "/api/v1/namespaces/kube-system/secrets") == 403
+    assert (await admin.call("GET", sandbox_path))["spec"]["replicas"] == 0
+    kube_system = f"/apis/apps/v1/namespaces/kube-system/statefulsets/{release.name}"
+    assert (await admin.call("GET", kube_system))["spec"]["replicas"] == 2
+    await admin.status_of("DELETE", kube_system)
 
 
 @pytest.mark.kube

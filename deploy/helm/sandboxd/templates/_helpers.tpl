@@ -26,6 +26,25 @@ Guards run from templates/validate.yaml, so a bad value fails `helm template` / 
 {{- printf "%s-%s" (include "sandboxd.fullname" $root | trunc 50 | trimSuffix "-") (index . 1) }}
 {{- end }}
 
+{{/* "<fullname>-<component>-namespaced": the ClusterRole bound in each sandbox namespace only. (list $ "reconciler") */}}
+{{- define "sandboxd.namespacedRoleName" -}}
+{{- printf "%s-namespaced" (include "sandboxd.componentName" .) }}
+{{- end }}
+
+{{/*
+SANDBOXD_KUBE_NAMESPACE_GRANTS: the RoleBindings the reconciler writes in each sandbox namespace, one per
+"<ClusterRole>=<ServiceAccount namespace>/<name>" (templates/clusterrole-*.yaml). Only with the chart's RBAC and
+the Kubernetes applier; the scaler's only when it runs. (A kubeconfig for another cluster: rbac.create=false there,
+and that cluster's identity holds its own access.)
+*/}}
+{{- define "sandboxd.namespaceGrants" -}}
+{{- $grants := list (printf "%s=%s/%s" (include "sandboxd.namespacedRoleName" (list . "reconciler")) .Release.Namespace (include "sandboxd.serviceAccountName" (list . "reconciler"))) }}
+{{- if .Values.scaler.enabled }}
+{{- $grants = append $grants (printf "%s=%s/%s" (include "sandboxd.componentName" (list . "scaler")) .Release.Namespace (include "sandboxd.serviceAccountName" (list . "scaler"))) }}
+{{- end }}
+{{- join "," $grants }}
+{{- end }}
+
 {{- define "sandboxd.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "sandboxd.selectorLabels" . }}
@@ -290,6 +309,10 @@ existingSecret, keys, inboxPrefix. The scaler's own when nats.scaler.existingSec
   value: {{ $a.fieldManager | quote }}
 - name: SANDBOXD_APPLY_CONCURRENCY
   value: {{ include "sandboxd.num" $a.applyConcurrency | quote }}
+{{- if and .Values.rbac.create (eq $a.kind "kubernetes") }}
+- name: SANDBOXD_KUBE_NAMESPACE_GRANTS
+  value: {{ include "sandboxd.namespaceGrants" . | quote }}
+{{- end }}
 {{- include "sandboxd.env.kubeconfig" . }}
 - name: SANDBOXD_DIRECTORY
   value: {{ $a.directory | quote }}

@@ -2,10 +2,13 @@
 
 ``apply`` is three steps:
 
-1. **namespace and inventory**: read the Namespace. If it exists, apply it while listing the sandbox's live
-   objects (label selector ``openova.io/sandbox=<id>,openova.io/managed-by=catalyst``, metadata only) of every
-   namespaced kind in it; if not, the sandbox is new, nothing of it can exist, and only the Namespace is applied.
-   Either way the Namespace exists before anything is applied in it;
+1. **namespace, grants and inventory**: read the Namespace. If it exists, apply it (and the namespace grants,
+   ``grants``) while listing the sandbox's live objects (label selector
+   ``openova.io/sandbox=<id>,openova.io/managed-by=catalyst``, metadata only) of every namespaced kind in it; if
+   not, the sandbox is new, nothing of it can exist, and only the Namespace and then its grants are applied. Either
+   way the Namespace exists, and the grants are in force (checked once per namespace and process: the first
+   pass waits until the authorizer lets this identity list Secrets there), before anything is listed or applied
+   in it: the reconciler's account reads and writes a sandbox's Secrets through that namespace's grant only;
 2. **apply** every other object, at most ``apply_concurrency`` at once: server-side apply with one field manager
    and ``force`` (this reconciler is the source of truth: a field another manager took, e.g. ``kubectl scale``
    setting ``spec.replicas``, is taken back on the next pass and the other manager's claim on it is dropped);
@@ -46,7 +49,9 @@ from typing import Any, Final, TypeVar, cast
 import anyio
 
 from sandboxd.adapters.kubernetes.client import api_client, load_configuration
+from sandboxd.adapters.kubernetes.grants import ACCESS_REVIEWS, NamespaceGrant, access_review, allowed, parse_grants
 from sandboxd.adapters.kubernetes.resources import (
+    CLUSTER_WATCHED,
     NAMESPACE,
     NAMESPACED,
     PERSISTENT_VOLUME_CLAIM,
@@ -74,6 +79,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 U = TypeVar("U")
 
+#: What a purge waits to see gone: every namespaced kind but Secrets, which go with the Namespace.
+PURGE_CHECKED: Final = tuple(r for r in NAMESPACED if r in CLUSTER_WATCHED)
 #: Connections of the applier's pool: sandboxes reconciled at once × objects applied at once, roughly.
 DEFAULT_CONNECTIONS: Final = 64
 #: Connections of the watch pool: one long-lived watch per kind, and room to reconnect.
@@ -118,8 +125,14 @@ class KubernetesApplier:
         watch_transport: KubeTransport | None = None,
         watch_timing: WatchTiming | None = None,
         purge_timeout_s: float = 120.0,
+        grants: tuple[NamespaceGrant, ...] = (),
+        grant_timeout_s: float = 10.0,
     ) -> None:
         self.transport = transport
+        self.grants = grants
+        self.grant_timeout_s = grant_timeout_s
+        #: Namespaces whose grants this process has seen in force: later passes re-apply them alongside the rest.
+        self._granted: set[str] = set()
         self.field_manager = field_manager
         self.apply_concurrency = apply_concurrency
         self.watch_transport = watch_transport or transport
@@ -152,6 +165,7 @@ class KubernetesApplier:
             apply_concurrency=settings.apply_concurrency,
             watch_timing=watch_timing,
             purge_timeout_s=purge_timeout_s,
+            grants=parse_grants(settings.kube_namespace_grants),
         )
 
     # --- Applier ---------------------------------------------------------------------------------------------
@@ -163,10 +177,13 @@ class KubernetesApplier:
         current = await self.transport.get(NAMESPACE.item(sandbox.namespace))
         if current is None:  # a new sandbox: nothing of it can exist yet, no inventory to take
             namespace_out = await self._apply_one(namespace)
+            await self._grant(sandbox.namespace)
         else:
             before[_key(namespace)] = _resource_version(current)
+            if sandbox.namespace not in self._granted:
+                await self._grant(sandbox.namespace)
             namespace_out, live = await _both(
-                partial(self._apply_one, namespace), partial(self._inventory, sandbox, NAMESPACED)
+                partial(self._apply_namespace, namespace), partial(self._inventory, sandbox, NAMESPACED)
             )
         before.update({item.key: item.resource_version for item in live})
         applied = await _gather([partial(self._apply_one, m) for m in rest], self.apply_concurrency)
@@ -214,6 +231,38 @@ class KubernetesApplier:
             raise
         except SandboxdError as exc:
             raise ApplyUnavailable(exc.message) from exc
+
+    # --- namespace grants ------------------------------------------------------------------------------------
+
+    async def _apply_grants(self, namespace: str) -> None:
+        calls = [
+            partial(self.transport.apply, g.path(namespace), g.binding(namespace), field_manager=self.field_manager)
+            for g in self.grants
+        ]
+        await _gather(calls, self.apply_concurrency)
+
+    async def _grant(self, namespace: str) -> None:
+        """Apply the grants in ``namespace`` and wait (bounded) until the authorizer applies them to this identity."""
+        if not self.grants:
+            return
+        await self._apply_grants(namespace)
+        deadline = time.monotonic() + self.grant_timeout_s
+        pause = 0.02
+        while not allowed(await self.transport.create(ACCESS_REVIEWS, access_review(namespace))):
+            if time.monotonic() >= deadline:
+                raise ApplyUnavailable(
+                    f"namespace {namespace}: this identity still may not list Secrets there "
+                    f"{self.grant_timeout_s:g}s after its grants were applied; "
+                    "check SANDBOXD_KUBE_NAMESPACE_GRANTS and the ClusterRoles it names"
+                )
+            await anyio.sleep(pause)
+            pause = min(1.0, pause * 2)
+        self._granted.add(namespace)
+
+    async def _apply_namespace(self, namespace: Manifest) -> Object:
+        """The Namespace, and its grants again (a deleted grant comes back; an unchanged one writes nothing)."""
+        out, _ = await _both(partial(self._apply_one, namespace), partial(self._apply_grants, namespace.name))
+        return out
 
     # --- apply and prune -------------------------------------------------------------------------------------
 
@@ -285,7 +334,8 @@ class KubernetesApplier:
             if current is None:
                 log.info("purged sandbox %s: namespace %s is gone", sandbox.sandbox_id, sandbox.namespace)
                 return
-            left = [item for item in await self._inventory(sandbox, NAMESPACED) if not item.deleting]
+            # Kinds listable without the namespace's grant: the namespace controller may have deleted it already.
+            left = [item for item in await self._inventory(sandbox, PURGE_CHECKED) if not item.deleting]
             if _deleting(current) and not left:
                 log.info(
                     "purged sandbox %s: namespace %s is terminating with nothing of it left",

@@ -70,6 +70,10 @@ RESOURCES: Final[tuple[Resource, ...]] = (
 BY_KIND: Final = {resource.kind: resource for resource in RESOURCES}
 #: The kinds that live in the sandbox's namespace: what prune and delete list there.
 NAMESPACED: Final = tuple(resource for resource in RESOURCES if resource.namespaced)
+#: The kinds whose deletions are watched across all namespaces (``watching``): every kind but Secret. Listing
+#: Secrets cluster-wide, even metadata only, needs a grant that reads them all, which the reconciler must not
+#: hold (docs/security.md); a deleted Secret comes back on the sandbox's next pass (a kick, or the resync).
+CLUSTER_WATCHED: Final = tuple(resource for resource in RESOURCES if resource.kind != "Secret")
 
 
 def resource_of(manifest: Manifest) -> Resource:

@@ -1,4 +1,4 @@
-"""The REST calls the applier and the watches make, and nothing else: apply, get, list, delete, watch.
+"""The REST calls the applier and the watches make, and nothing else: apply, create, get, list, delete, watch.
 
 Every call goes through ``ApiClient.call_api`` with an explicit path (``resources``), so core kinds and the
 HTTPRoute CRD take one code path, errors always raise (unlike the 36.1.0 DynamicClient, which returns them as
@@ -65,6 +65,10 @@ class KubeTransport:
         return await self._call(
             "PATCH", path, query=query, body=dict(body), content_type=APPLY_PATCH, secret_values=secret_values
         )
+
+    async def create(self, collection: str, body: Mapping[str, Any]) -> Object:
+        """``POST`` ``body`` to ``collection``; the object answered (a review's verdict is in its ``status``)."""
+        return await self._call("POST", collection, body=dict(body))
 
     async def get(self, path: str) -> Object | None:
         """The object at ``path``, or None when there is none."""

@@ -6,9 +6,10 @@ One feed per watched collection, each a list-then-watch loop across all namespac
   catalyst``, full objects); a sandbox is kicked when ``spec.replicas`` or ``status.readyReplicas`` of its
   StatefulSet changes, when one appears already ready, and when one is deleted. ``Ready`` thus follows the
   pods, not the write;
-- **deletions**: every other kind the reconciler manages (``openova.io/managed-by=catalyst``, metadata only, so a
-  Secret's data never reaches this process); a sandbox is kicked when one of its objects is deleted, and the next
-  reconcile restores it (or, for a sandbox being deleted, finds nothing to do).
+- **deletions**: every other kind the reconciler manages but Secrets (``openova.io/managed-by=catalyst``,
+  metadata only; ``resources.CLUSTER_WATCHED``: listing Secrets across the cluster would need a cluster-wide read
+  of them, which the reconciler does not hold); a sandbox is kicked when one of its objects is deleted, and the
+  next reconcile restores it (or, for a sandbox being deleted, finds nothing to do).
 
 The sandbox is the object's ``openova.io/sandbox`` label; the keyed queue coalesces kicks, so a burst costs one
 pass. Each feed resumes its watch from the last resourceVersion it saw (bookmarks keep that fresh while nothing
@@ -39,9 +40,9 @@ import anyio
 
 from sandboxd.adapters.kubernetes.errors import ResourceVersionGone
 from sandboxd.adapters.kubernetes.resources import (
+    CLUSTER_WATCHED,
     MANAGED_SELECTOR,
     PTY_SERVER_SELECTOR,
-    RESOURCES,
     SANDBOX_LABEL,
     STATEFUL_SET,
     Resource,
@@ -127,7 +128,7 @@ def feeds() -> tuple[Feed, ...]:
             fingerprint=lambda _obj: None,
             news=lambda _fingerprint: False,
         )
-        for resource in RESOURCES
+        for resource in CLUSTER_WATCHED
         if resource is not STATEFUL_SET
     )
     return (readiness, *deletions)
