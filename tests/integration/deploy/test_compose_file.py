@@ -166,7 +166,7 @@ def running_compose(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     # The NATS passwords compose requires (deploy/nats/accounts.conf), fresh for this run, in a file of its own.
     passwords = tmp_path_factory.mktemp("compose") / "nats.env"
     roles = ("RECONCILER", "SCALER", "PUBLISHER", "ACTIVITY", "CONSOLE", "ADMIN")
-    passwords.write_text("".join(f"SANDBOXD_NATS_{role}_PASSWORD={secrets.token_hex(24)}\n" for role in roles))
+    passwords.write_text("".join(f"SANDBOXD_NATS_{role}_PASSWORD=p{secrets.token_hex(24)}\n" for role in roles))
     stack = DockerCompose(
         REPO_ROOT,
         compose_file_name="docker-compose.yml",

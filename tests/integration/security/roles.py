@@ -132,7 +132,8 @@ class SecuredNats:
 
 
 def fresh_passwords() -> dict[str, str]:
-    return {role: secrets.token_urlsafe(24) for role in ROLES}
+    """Letters first: nats-server 2.9 reads a variable as configuration text, where ``4f...`` is a bad number."""
+    return {role: f"p{secrets.token_hex(24)}" for role in ROLES}
 
 
 @contextmanager
