@@ -24,9 +24,11 @@ import pytest
 import yaml
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from sandboxd.adapters.kubernetes import KubernetesApplier
 from sandboxd.adapters.kubernetes.grants import parse_grants
 from sandboxd.adapters.kubernetes.resources import CLUSTER_WATCHED, resource_of
 from sandboxd.adapters.kubernetes.scaling import StatefulSetScaler
+from sandboxd.adapters.kubernetes.watching import feeds
 from sandboxd.app.appliers import build_applier
 from sandboxd.errors import ApplyRejected
 from sandboxd.models.spec import SandboxSpec
@@ -406,6 +408,12 @@ async def test_reconciler_account_creates_prunes_and_purges_a_sandbox(
         async with as_identity(kubeconfig) as api:  # inside its sandbox namespace, through the grant only
             assert await api.status_of("GET", f"/api/v1/namespaces/{ns}/secrets") == 200
             assert await api.status_of("GET", "/api/v1/secrets") == 403
+        assert isinstance(applier, KubernetesApplier)
+        for feed in feeds():  # every readiness and deletion watch can list across the cluster
+            found = await applier.watch_transport.list(
+                feed.resource.collection(), label_selector=feed.selector, metadata_only=feed.metadata_only
+            )
+            assert isinstance(found.get("items"), list), feed.name
 
         # stdio transport: the MCP Deployment and Service are pruned.
         await applier.apply(http_mcp_sandbox(sandbox_id, transport="stdio"), generation=2)
