@@ -15,6 +15,7 @@ Listing reads the stream through an ephemeral consumer that acks nothing, so it 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,12 +23,12 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import anyio
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 from sandboxd import naming
+from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.adapters.jetstream.headers import (
     H_BODY_TRUNCATED,
     H_DELIVERIES,
@@ -42,6 +43,7 @@ from sandboxd.adapters.jetstream.headers import (
     publisher_headers,
     text_of,
 )
+from sandboxd.adapters.jetstream.publishing import publish
 from sandboxd.cli.exits import CommandError
 from sandboxd.errors import BrokerUnavailable
 
@@ -94,19 +96,20 @@ class DeadLetter:
 
 async def list_dead_letters(js: JetStreamContext, *, timeout: float = LIST_TIMEOUT_S) -> list[DeadLetter]:
     """Every dead letter still in the stream, oldest first."""
-    try:
-        info = await js.stream_info(naming.DLQ_STREAM)
-    except NotFoundError as exc:
-        raise CommandError(f"no {naming.DLQ_STREAM} stream on this server: run `sandboxd init`") from exc
-    if not info.state.messages:
-        return []
-    config = api.ConsumerConfig(
-        ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.ALL, inactive_threshold=30.0
-    )
-    sub = await js.pull_subscribe(naming.DLQ_SUBJECTS, stream=naming.DLQ_STREAM, config=config)
+    with boundary(f"reading {naming.DLQ_STREAM}"):
+        try:
+            info = await js.stream_info(naming.DLQ_STREAM)
+        except NotFoundError as exc:
+            raise CommandError(f"no {naming.DLQ_STREAM} stream on this server: run `sandboxd init`") from exc
+        if not info.state.messages:
+            return []
+        config = api.ConsumerConfig(
+            ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.ALL, inactive_threshold=30.0
+        )
+        sub = await js.pull_subscribe(naming.DLQ_SUBJECTS, stream=naming.DLQ_STREAM, config=config)
     letters: list[DeadLetter] = []
     try:
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(timeout), boundary(f"reading {naming.DLQ_STREAM}"):
             while True:
                 try:
                     batch = await sub.fetch(256, timeout=2.0)
@@ -115,18 +118,20 @@ async def list_dead_letters(js: JetStreamContext, *, timeout: float = LIST_TIMEO
                 letters.extend(_from_msg(msg) for msg in batch)
                 if batch and batch[-1].metadata.num_pending == 0:
                     break
-    except TimeoutError as exc:
+    except TimeoutError as exc:  # fail_after's, raised outside the boundary
         raise BrokerUnavailable(f"reading {naming.DLQ_STREAM} took longer than {timeout:g}s") from exc
     finally:
-        await sub.unsubscribe()
+        with contextlib.suppress(Exception):  # the connection may be gone: the consumer expires by itself
+            await sub.unsubscribe()
     return letters
 
 
 async def get_dead_letter(js: JetStreamContext, sequence: int) -> DeadLetter:
-    try:
-        raw = await js.get_msg(naming.DLQ_STREAM, seq=sequence)
-    except NotFoundError as exc:
-        raise CommandError(f"no dead letter {sequence} in {naming.DLQ_STREAM}") from exc
+    with boundary(f"reading dead letter {sequence}"):
+        try:
+            raw = await js.get_msg(naming.DLQ_STREAM, seq=sequence)
+        except NotFoundError as exc:
+            raise CommandError(f"no dead letter {sequence} in {naming.DLQ_STREAM}") from exc
     return DeadLetter.of(
         sequence=int(raw.seq or sequence),
         subject=raw.subject or "",
@@ -143,11 +148,7 @@ async def replay(js: JetStreamContext, letter: DeadLetter) -> tuple[int, bool]:
     new_id = letter.replay_id()
     headers = {**publisher_headers(letter.headers), MSG_ID: new_id}
     data = letter.data if letter.body_truncated is None else await _original_body(js, letter)
-    try:
-        ack = await js.publish(letter.original_subject, _with_id(data, new_id), headers=headers)
-    except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
-        raise BrokerUnavailable(f"replay to {letter.original_subject} failed: {exc.__class__.__name__}") from exc
-    return int(ack.seq), bool(ack.duplicate)
+    return await publish(js, letter.original_subject, _with_id(data, new_id), headers)
 
 
 async def _original_body(js: JetStreamContext, letter: DeadLetter) -> bytes:
@@ -159,10 +160,11 @@ async def _original_body(js: JetStreamContext, letter: DeadLetter) -> bytes:
     )
     if letter.original_sequence is None:
         raise gone
-    try:
-        stored = await js.get_msg(letter.original_stream, seq=letter.original_sequence)
-    except NotFoundError as exc:
-        raise gone from exc
+    with boundary(f"reading event {letter.original_sequence} of {letter.original_stream}"):
+        try:
+            stored = await js.get_msg(letter.original_stream, seq=letter.original_sequence)
+        except NotFoundError as exc:
+            raise gone from exc
     if stored.subject != letter.original_subject or stored.data is None:
         raise gone
     return stored.data

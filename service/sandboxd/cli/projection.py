@@ -14,13 +14,13 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 import anyio
-import nats.errors
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from sandboxd import naming
+from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.cli.exits import CommandError
 from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.status import SandboxStatus
@@ -39,22 +39,22 @@ class Change:
 
 
 async def status_bucket(js: JetStreamContext) -> KeyValue:
-    try:
-        return await js.key_value(naming.STATUS_BUCKET)
-    except (BucketNotFoundError, NotFoundError) as exc:
-        raise CommandError(
-            f"no {naming.STATUS_BUCKET} bucket on this server: run `sandboxd init` or start sandboxd"
-        ) from exc
-    except nats.errors.TimeoutError as exc:
-        raise BrokerUnavailable("JetStream did not answer (is JetStream enabled on this server?)") from exc
+    with boundary(f"opening the {naming.STATUS_BUCKET} bucket"):
+        try:
+            return await js.key_value(naming.STATUS_BUCKET)
+        except (BucketNotFoundError, NotFoundError) as exc:
+            raise CommandError(
+                f"no {naming.STATUS_BUCKET} bucket on this server: run `sandboxd init` or start sandboxd"
+            ) from exc
 
 
 async def get_status(js: JetStreamContext, sandbox_id: str) -> SandboxStatus:
     kv = await status_bucket(js)
-    try:
-        entry = await kv.get(naming.status_key(sandbox_id))
-    except KeyNotFoundError as exc:
-        raise CommandError(f"sandbox {sandbox_id} has no status (never published, or not yet seen)") from exc
+    with boundary(f"reading the status of {sandbox_id}"):
+        try:
+            entry = await kv.get(naming.status_key(sandbox_id))
+        except KeyNotFoundError as exc:
+            raise CommandError(f"sandbox {sandbox_id} has no status (never published, or not yet seen)") from exc
     if entry.value is None:
         raise CommandError(f"sandbox {sandbox_id} has no status")
     return _parse(sandbox_id, entry.value)
@@ -88,12 +88,13 @@ async def watch_statuses(
     consumer after missed heartbeats, 10-20 s).
     """
     kv = await status_bucket(js)
-    watcher = await kv.watch(naming.status_key(sandbox_id) if sandbox_id else ">")
+    with boundary(f"watching the {naming.STATUS_BUCKET} bucket"):
+        watcher = await kv.watch(naming.status_key(sandbox_id) if sandbox_id else ">")
     try:
         while True:
             try:
                 entry = await watcher.updates(timeout=CLOSED_CHECK_S)  # type: ignore[no-untyped-call]
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats' or asyncio's: a quiet second
                 if closed():
                     raise BrokerUnavailable("the connection to NATS closed; the watch ended") from None
                 continue
