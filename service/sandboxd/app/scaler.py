@@ -18,7 +18,8 @@ and no stop asked for, else 503 naming what is missing; served from before the c
 Metrics (default ``prometheus_client`` registry, served on ``/metrics`` of that endpoint):
 ``sandbox_controller_idle_timeout_events_total{namespace}`` (upstream's name: one per idle scale-down
 performed), ``sandbox_controller_idle_wake_events_total{namespace,reason}`` (scale-ups out of idle or
-suspension) and ``sandboxd_scale_commands_total{reason,outcome}``.
+suspension) and ``sandboxd_scale_commands_total{reason,outcome}`` (``outcome="refused"``: a command naming a
+workload other than its sandbox's pty-server, dead-lettered; ``reason`` is one of the contract's four words).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from sandboxd.models.base import describe
 from sandboxd.models.desired import DesiredState
 from sandboxd.reconcile.idle import (
     REASONS,
+    TARGET_REFUSED,
     Action,
     ScaleOutcome,
     ScaleResult,
@@ -90,7 +92,8 @@ WAKES: Final = Counter(
 )
 COMMANDS: Final = Counter(
     "sandboxd_scale_commands_total",
-    "Scale commands the scaler settled, by reason and outcome (scaled, unchanged, stale, gone, retry, failed).",
+    "Scale commands the scaler settled, by reason and outcome (scaled, unchanged, stale, gone, retry, failed, "
+    "refused: it named a workload other than its sandbox's pty-server).",
     ["reason", "outcome"],
 )
 
@@ -182,7 +185,10 @@ class ScaleWorker:
             elif command is not None:
                 log.warning("scale command %s: %s", command.command_id, exc.message)
             if command is not None:
-                COMMANDS.labels(command.reason, "retry" if outcome.retried else "failed").inc()
+                refused = isinstance(exc, SandboxdError) and exc.reason == TARGET_REFUSED
+                COMMANDS.labels(
+                    command.reason, "retry" if outcome.retried else "refused" if refused else "failed"
+                ).inc()
             await self._disposition.settle([delivery], outcome)
             return
         count(command, result)

@@ -26,8 +26,12 @@ from sandboxd.app.idle import IdleLifecycle, idle_lifecycle
 from sandboxd.app.service import Service
 from sandboxd.models.desired import DesiredState
 from sandboxd.models.status import Phase, SandboxStatus
+from sandboxd.reconcile import idle
+from sandboxd.reconcile.idle import Action
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.settings import ApplierSettings, Settings
+from support import kuberaw
+from support.bystanders import bystander_statefulset
 from support.kube_fixtures import KubeTarget
 from support.spine import Client, client, running_service, service_settings, unique_id
 
@@ -56,9 +60,7 @@ def idle_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 async def applier(kube_api: KubeTarget) -> AsyncIterator[KubernetesApplier]:
-    settings = ApplierSettings(
-        kind="kubernetes", kubeconfig=str(kube_api.kubeconfig_path), kube_request_timeout_s=10.0
-    )
+    settings = ApplierSettings(kind="kubernetes", kubeconfig=str(kube_api.kubeconfig_path), kube_request_timeout_s=10.0)
     built = await KubernetesApplier.from_settings(settings, watch_timing=WatchTiming(5.0))
     try:
         yield built
@@ -82,9 +84,9 @@ async def sweeper_only_replica(c: Client, settings: Settings, clock: FrozenClock
             tg.cancel_scope.cancel()
 
 
-async def statefulset(kube_api: KubeTarget, namespace: str) -> Any:
+async def statefulset(kube_api: KubeTarget, namespace: str, name: str = "pty-server") -> Any:
     async with kube_api.api_client() as api:
-        return await AppsV1Api(api).read_namespaced_stateful_set("pty-server", namespace)
+        return await AppsV1Api(api).read_namespaced_stateful_set(name, namespace)
 
 
 async def replicas_become(kube_api: KubeTarget, namespace: str, count: int) -> Any:
@@ -240,4 +242,52 @@ async def test_a_suspended_sandbox_stays_at_zero_until_resumed(
         await seen(idle, sid, generation=3)
         await idle.sweeper.sweep_once(minutes(602))
         await until(lambda: scaler.disposition is not None and scaler.disposition.counts["ack"] >= 2)
+        assert (await statefulset(kube_api, namespace)).spec.replicas == 2
+
+
+async def test_a_command_naming_another_workload_changes_nothing(
+    fresh_nats_server: NatsServer, kube_api: KubeTarget, applier: KubernetesApplier
+) -> None:
+    """Forged commands for a real sandbox, naming kube-system, another workload of its namespace and another
+    sandbox's pty-server: every StatefulSet keeps its replicas; each command is dead-lettered and counted."""
+    clock, sid, other_sid = FrozenClock(), unique_id(), unique_id()
+    namespace = naming.namespace_for(naming.owner_uid(f"{sid}@acme.test").value)
+    other_namespace = naming.namespace_for(naming.owner_uid(f"{other_sid}@acme.test").value)
+    settings = service_settings(fresh_nats_server.url)
+    config = scaler_config(fresh_nats_server.url, str(kube_api.kubeconfig_path))
+    bystanders = [("kube-system", "pty-server"), (namespace, "etcd"), (other_namespace, "pty-server")]
+    async with (
+        client(fresh_nats_server.url) as c,
+        running_service(settings, applier, clock=clock) as service,
+        running_scaler(config) as scaler,
+    ):
+        await idle_of(service)
+        await c.create(sid, f"{sid}@acme.test", sessions=2)
+        await c.create(other_sid, f"{other_sid}@acme.test", sessions=2)
+        for each in (sid, other_sid):
+            await c.wait_status(each, lambda s: s.observed_generation == 1)
+        async with kube_api.api_client() as api:
+            for where, name in bystanders[:2]:
+                await kuberaw.call(
+                    api,
+                    "PATCH",
+                    f"/apis/apps/v1/namespaces/{where}/statefulsets/{name}",
+                    bystander_statefulset(where, name),
+                    content_type="application/apply-patch+yaml",
+                    fieldManager="test",
+                )
+        refused = counted("sandboxd_scale_commands_total", reason="Idle", outcome="refused")
+        state = (await seen(await idle_of(service), sid)).model_copy(update={"idle_since": minutes(1)})
+        honest = idle.scale_command(state, Action.IDLE, now=clock.now)
+        for where, name in bystanders:
+            forged = honest.model_copy(
+                update={"namespace": where, "stateful_set": name, "command_id": f"forged:{where}:{name}"}
+            )
+            await publish_scale(c.js, forged)
+        await until(lambda: scaler.disposition is not None and scaler.disposition.counts["term"] >= 3)
+        assert counted("sandboxd_scale_commands_total", reason="Idle", outcome="refused") == refused + 3
+        reasons = [m.headers.get("Sandboxd-Dead-Reason") for m in await c.dead_letters() if m.headers]
+        assert reasons.count(idle.TARGET_REFUSED) == 3
+        for where, name in bystanders:
+            assert (await statefulset(kube_api, where, name)).spec.replicas == 2, (where, name)
         assert (await statefulset(kube_api, namespace)).spec.replicas == 2

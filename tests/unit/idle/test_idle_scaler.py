@@ -243,6 +243,21 @@ async def test_malformed_commands_are_dead_lettered() -> None:
     assert "arrived on sandbox.scale.sb-other" in letters.sent[1][1]
 
 
+async def test_a_refused_target_is_dead_lettered_and_counted() -> None:
+    state = went_idle(desired(email="ceo@acme.com", sessions=2))
+    target = FakeStatefulSets({NS: 2, ("kube-system", "pty-server"): 2})
+    worker, letters = await worker_for(state, target)
+    before = counter("sandboxd_scale_commands_total", reason="Idle", outcome="refused")
+    command = idle.scale_command(state, Action.IDLE, now=T0).model_copy(update={"namespace": "kube-system"})
+    forged = delivery_of(command)
+    await worker.handle([forged])
+    assert forged.settled == [("term", None)]
+    [(reason, message)] = letters.sent
+    assert reason == idle.TARGET_REFUSED and "'kube-system'/'pty-server'" in message
+    assert counter("sandboxd_scale_commands_total", reason="Idle", outcome="refused") == before + 1
+    assert target.patches == []
+
+
 async def test_a_reason_outside_the_contract_is_malformed() -> None:
     """``reason`` is a metric label: free text would let a publisher mint label values without bound."""
     state = went_idle(desired(email="ceo@acme.com"))
