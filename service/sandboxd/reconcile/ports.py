@@ -36,11 +36,13 @@ class Applier(Protocol):
     """
 
     async def apply(self, sandbox: RenderedSandbox, *, generation: int) -> ApplyResult:
-        """Create or update every object; prune the sandbox's objects that are no longer rendered (PVCs kept)."""
+        """Create or update every object; prune the sandbox's objects that are no longer rendered, never a PVC
+        (the file appliers keep a claim no longer rendered in the tree, marked retained, until a purge)."""
         ...
 
     async def delete(self, sandbox: RenderedSandbox, *, purge: bool) -> None:
-        """Retain: remove workloads, Service, route and Secrets; keep namespace, quota and PVCs.
+        """Retain: remove workloads, Services, route, ConfigMap, Secrets, then ServiceAccount, Role and
+        RoleBinding; keep namespace, quota and PVCs (the data, not access: ``sandboxd.adapters.retention``).
 
         Purge: remove everything, the namespace and its PVCs included, and return once it is gone.
         """
