@@ -7,8 +7,10 @@ next pass without a conflict, so the two never fight over it. A missing Stateful
 ``None``: nothing to scale. Other failures are translated by ``adapters.kubernetes.errors`` (retryable 409,
 429, 5xx and unreachable; permanent 400, 403, 422).
 
-What it does not do: decide the count (``reconcile.idle.execute_scale`` does), or touch anything but
-``spec.replicas``.
+What it does not do: decide the count (``reconcile.idle.execute_scale`` does), choose the workload (the
+sandbox's own pty-server, ``reconcile.idle.target_of``; never a name a command carries), or touch anything but
+``spec.replicas``. Its RBAC is exactly the two requests it makes: ``statefulsets/scale`` get and patch, in sandbox
+namespaces only (docs/security.md).
 """
 
 from __future__ import annotations
