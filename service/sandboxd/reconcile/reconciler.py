@@ -1,15 +1,18 @@
 """One reconcile pass for one sandbox: read the newest desired state, render, apply, project status.
 
 Level-triggered: the pass never looks at the event that caused it, only at the desired state it reads at the
-start, so duplicate, reordered and coalesced kicks are harmless. The caller (the runtime's keyed queue)
-guarantees one pass at a time per sandbox. Errors are returned, not raised, as an ``Outcome`` the runtime's
-disposition turns into ack / nak / dead-letter; the status record already says what happened. Each pass is a
-``reconcile`` span, a child of the event that last changed the desired state (its ``traceparent``), with
-``render``, ``apply``/``delete`` and ``write status`` below it, and one ``sandboxd.reconcile.duration`` sample.
+start, so duplicate, reordered and coalesced kicks are harmless. A pass that applied while another replica
+finished deleting the sandbox (the desired state is gone when it checks) removes what it put back. The caller
+(the runtime's keyed queue) guarantees one pass at a time per sandbox. Errors are returned, not raised, as an
+``Outcome`` the runtime's disposition turns into ack / nak / dead-letter; the status record already says what
+happened. Each pass is a ``reconcile`` span, a child of the event that last changed the desired state (its
+``traceparent``), with ``render``, ``apply``/``delete`` and ``write status`` below it, and one
+``sandboxd.reconcile.duration`` sample.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from sandboxd.telemetry import logs, tracing
 from sandboxd.telemetry.metrics import Instruments, noop_instruments
 
 Renderer = Callable[[RenderRequest, RuntimeSettings], RenderedSandbox]
+log = logging.getLogger(__name__)
 
 
 class Result(StrEnum):
@@ -203,8 +207,27 @@ class Reconciler:
             await self._status.write(desired.sandbox_id, transition)
         watch.lap("status")
         latest = await self._desired.get(naming.desired_key(desired.sandbox_id))
-        moved = latest is None or latest.revision != revision
-        return Outcome(Result.DONE, desired.generation, timings_ms=watch.timings, again=moved)
+        if latest is None:
+            await self._take_back(rendered)
+            return Outcome(Result.DONE, desired.generation, timings_ms=watch.timings)
+        return Outcome(Result.DONE, desired.generation, timings_ms=watch.timings, again=latest.revision != revision)
+
+    async def _take_back(self, rendered: RenderedSandbox) -> None:
+        """The sandbox was deleted (its deletion done by another replica, the desired state removed) while this
+        pass applied an older desired state: remove what this pass put back, as a retained delete (a late pass
+        never deletes data). Best effort: if the target refuses now, the runtime stays until the next delete."""
+        try:
+            with tracing.stage(self._tracer, "delete"):
+                await self._applier.delete(rendered, purge=False)
+        except SandboxdError as exc:
+            self._metrics.apply_failed(exc.reason)
+            log.warning(
+                "sandbox %s was deleted while a pass applied it; removing it again failed: %s",
+                rendered.sandbox_id,
+                exc.message,
+            )
+            return
+        log.info("sandbox %s was deleted while a pass applied it; removed it again", rendered.sandbox_id)
 
     async def _delete(
         self, desired: DesiredState, revision: int, rendered: RenderedSandbox, watch: _Stopwatch

@@ -156,3 +156,23 @@ async def test_a_redelivered_event_of_a_deleted_sandbox_is_stale_and_brings_noth
     assert await buckets.process(MemoryApplier()).admit(verb, seq, data) is Verdict.STALE
     assert await buckets.desired.get(SID) is None
     assert (await sandboxd.record()).phase is Phase.DELETED
+
+
+async def test_a_late_pass_that_applied_after_another_replica_deleted_takes_its_runtime_away(
+    buckets: Buckets,
+) -> None:
+    """Replica A records a create; replica B records the delete, reconciles it and removes the desired state;
+    then A's pass applies the create it remembers. The target holds one runtime: A must not leave it running."""
+    target = MemoryApplier()
+    a, b = buckets.process(target), buckets.process(target)
+    await a.admit("create", 1, create(2))
+    await b.admit("delete", 2, {"purge": False})
+    await b.settle()
+    assert SID not in target.applied
+
+    outcome = await a.reconciler.reconcile(SID, after_intake=True)  # starts from the create it remembers
+
+    assert outcome.result is Result.DONE
+    assert SID not in target.applied and target.deleted == {SID: False}  # retained: data is never lost here
+    record = await a.record()
+    assert (record.phase, record.observed_generation) == (Phase.DELETED, 2)
