@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from integration.idle.rig import scaler_config, until
 from sandboxd import naming
 from sandboxd.adapters.jetstream.activity import JetStreamActivity
 from sandboxd.adapters.jetstream.connection import connect
-from sandboxd.adapters.jetstream.publishing import publish_scale
+from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters, publish_scale
 from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.app.scaler import ScalerProcess
@@ -37,7 +38,7 @@ from sandboxd.models.desired import DesiredState
 from sandboxd.reconcile import idle
 from sandboxd.reconcile.idle import Action
 from sandboxd.settings import TopologySettings
-from support.spine import Client, unique_id
+from support.spine import Client, event, spec, unique_id
 from unit.idle.factories import T0, FakeStatefulSets, desired
 
 from .roles import SecuredNats, Session, secured_nats
@@ -120,6 +121,34 @@ async def test_the_activity_reporter_publishes_activity(secured: SecuredNats) ->
         stored = await admin.js.get_last_msg(naming.ACTIVITY_STREAM, naming.activity_subject(sid))
     assert ActivityReport.model_validate_json(stored.data or b"") == report
     assert secured.violations("activity", since=mark) == []
+
+
+async def test_only_the_admin_reads_and_replays_dead_letters(secured: SecuredNats) -> None:
+    sid, mark = unique_id("auth-dlq"), secured.log_mark()
+    subject = naming.event_subject("create", sid)
+    body = event("create", sid, {"spec": spec(f"{sid}@acme.com")}).to_json()
+    async with secured.session("reconciler") as reconciler:  # the reconciler writes dead letters, never reads them
+        await JetStreamDeadLetters(reconciler.js).send_stored(
+            subject=subject,
+            data=body,
+            headers={},
+            sequence=uuid.uuid4().int % 10**12,
+            deliveries=1,
+            reason="T",
+            message="m",
+        )
+    listed = await sandboxctl("dlq", "list", "-o", "json", env=secured.env("admin"))
+    assert listed.returncode == 0, listed.stderr
+    sequence = next(d["sequence"] for d in json.loads(listed.stdout) if d["originalSubject"] == subject)
+    replayed = await sandboxctl("dlq", "replay", str(sequence), env=secured.env("admin"))
+    assert replayed.returncode == 0, replayed.stderr
+    async with secured.session("admin") as admin:
+        assert (await admin.js.get_last_msg(naming.EVENTS_STREAM, subject)).data is not None
+    assert secured.violations("admin", since=mark) == []
+    for role in ("publisher", "console"):
+        refused = await sandboxctl("dlq", "list", env=secured.env(role))
+        assert refused.returncode != 0, role
+        assert secured.passwords[role] not in refused.stderr
 
 
 async def test_the_reconciler_provisions_a_fresh_server_under_its_own_role(tmp_path: Path) -> None:
