@@ -19,7 +19,7 @@ DOING = "publish to sandbox.create.a"
         (TimeoutError(), BrokerUnavailable, "did not answer in time"),  # asyncio's, what _fetch_n raises
         (nats.errors.NoRespondersError(), BrokerUnavailable, "JetStream did not answer: it is not enabled"),
         (js_errors.ServiceUnavailableError(), BrokerUnavailable, "JetStream did not answer: it is not enabled"),
-        (js_errors.NoStreamResponseError(), BrokerUnavailable, "connection to NATS is down"),
+        (js_errors.NoStreamResponseError(), BrokerUnavailable, "no stream answered (a leader election"),
         (nats.errors.ConnectionClosedError(), BrokerUnavailable, "connection to NATS is down"),
         (nats.errors.ConnectionReconnectingError(), BrokerUnavailable, "connection to NATS is down"),
         (

@@ -8,7 +8,8 @@ created yet) and lets the table say the rest::
     TimeoutError (nats-py's and asyncio's), FlushTimeoutError BrokerUnavailable           did not answer in time
     NoRespondersError, ServiceUnavailableError without code   BrokerUnavailable           JetStream did not answer
     ConnectionClosed/Draining/Reconnecting, StaleConnection,  BrokerUnavailable           connection is down
-      OutboundBufferLimitError, NoStreamResponseError
+      OutboundBufferLimitError
+    NoStreamResponseError                                     BrokerUnavailable           no stream answered
     APIError 408/409/500/503, or error 10008/10009            BrokerUnavailable           leader election, busy
     APIError error 10039/10076                                BrokerUnavailable           JetStream is not enabled
     KeyWrongLastSequenceError, APIError error 10071           StoreConflict               changed under us
@@ -41,7 +42,6 @@ CONNECTION_DOWN: Final = (
     nats.errors.ConnectionReconnectingError,
     nats.errors.StaleConnectionError,
     nats.errors.OutboundBufferLimitError,
-    js_errors.NoStreamResponseError,
 )
 #: HTTP-like status codes of a JetStream API answer that mean "ask again later": request timeout, a 409 of a
 #: pull request (leadership change, consumer moved), server error, service unavailable.
@@ -72,6 +72,8 @@ def translate(exc: BaseException, *, doing: str) -> SandboxdError | None:  # noq
         return BrokerUnavailable(f"{doing}: {NOT_ANSWERING}")
     if isinstance(exc, TimeoutError):  # nats-py's TimeoutError is asyncio's, which is the builtin one
         return BrokerUnavailable(f"{doing}: NATS did not answer in time")
+    if isinstance(exc, js_errors.NoStreamResponseError):
+        return BrokerUnavailable(f"{doing}: no stream answered (a leader election, or a stream without quorum)")
     if isinstance(exc, CONNECTION_DOWN):
         return BrokerUnavailable(f"{doing}: the connection to NATS is down ({exc.__class__.__name__})")
     if isinstance(exc, nats.errors.MaxPayloadError):
