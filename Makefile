@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv run test test-fast test-nats-2.9 lint typecheck contracts nats-defs bench bench-render bench-kube bench-sweep kube-bins helm-bin nats-debian clean
+.PHONY: venv run test test-fast test-chaos test-nats-2.9 lint typecheck contracts nats-defs bench bench-render bench-kube bench-sweep kube-bins helm-bin nats-debian clean
 
 $(STAMP): pyproject.toml
 	@echo "==> installing sandboxd and its Python packages into $(VENV) (about a minute the first time)"
@@ -24,6 +24,11 @@ run: $(STAMP)
 ## The whole suite, real nats-server and kube-apiserver included (built on first use).
 test: $(STAMP) kube-bins helm-bin
 	$(BIN)/python -m pytest
+
+## The reliability suite (tests/chaos, marker chaos): fuzz, SIGKILLs, broker outages, an R3 cluster, a frozen
+## kube-apiserver, canaries. Real servers only; each scenario prints its figures (docs/reliability.md).
+test-chaos: $(STAMP) kube-bins
+	$(BIN)/python -m pytest tests/chaos -m chaos
 
 ## Unit tests only (no servers).
 test-fast: $(STAMP)

@@ -23,8 +23,8 @@ from integration.cli.sandboxd_processes import (
     wait_fetching,
 )
 from sandboxd.adapters.natsserver import NatsServer
-from support.chaos import Figures, exits_fail_fast, publish_until_stored, reconnecting_client, unexpected_exits
-from support.spine import Client, event, spec, unique_id
+from support.chaos import Figures, exits_fail_fast, publish_next, reconnecting_client, unexpected_exits
+from support.spine import Client, unique_id
 
 pytestmark = [pytest.mark.chaos, pytest.mark.anyio, pytest.mark.timeout(900)]
 
@@ -38,13 +38,7 @@ async def publish_load(c: Client, wants: list[Expectation], rng: random.Random, 
     order = [want for _ in range(EVENTS_EACH) for want in rng.sample(wants, len(wants))]
     started = time.monotonic()
     for index, want in enumerate(order):
-        verb = "create" if want.events == 0 else "update"
-        sessions = rng.randint(1, 5)
-        body = event(verb, want.sandbox_id, {"spec": spec(want.email, sessions=sessions)}, event_id=want.next_event_id())
-        want.sessions = sessions
-        subject = f"sandbox.{verb}.{want.sandbox_id}"
-        await publish_until_stored(c.js, subject, body.to_json(), {"Nats-Msg-Id": body.id}, figures=figures)
-        figures.add("events")
+        await publish_next(c, want, rng.randint(1, 5), figures=figures)
         ahead = (index + 1) / PUBLISH_RATE_PER_S - (time.monotonic() - started)
         if ahead > 0:
             await anyio.sleep(ahead)

@@ -28,6 +28,7 @@ from sandboxd.adapters.natsserver import NatsServer
 from support.chaos import (
     Figures,
     exits_fail_fast,
+    publish_next,
     publish_until_stored,
     read_stream,
     reconnecting_client,
@@ -203,16 +204,6 @@ def build(recipe: Recipe, n: int, run: str, max_payload: int) -> Published:
     return Published(subject, json.dumps(body, ensure_ascii=False).encode(), headers, kind)
 
 
-async def publish_valid(c: Client, want: Expectation, sessions: int, figures: Figures) -> int:
-    verb = "create" if want.events == 0 else "update"
-    body = event(verb, want.sandbox_id, {"spec": spec(want.email, sessions=sessions)}, event_id=want.next_event_id())
-    want.sessions = sessions
-    ack = await publish_until_stored(
-        c.js, f"sandbox.{verb}.{want.sandbox_id}", body.to_json(), {"Nats-Msg-Id": body.id}, figures=figures
-    )
-    return int(ack.seq)
-
-
 def check_dead_letter(headers: dict[str, Any] | None, published: Published) -> list[str]:
     """What is wrong with one dead letter's headers (nothing, for a bounded, ASCII-safe reason)."""
     problems = []
@@ -252,10 +243,10 @@ async def test_fuzz_malformed_events_are_dead_lettered_and_valid_ones_converge(
             item.sequence = int(ack.seq)
             if index % 9 == 0:  # valid events in between: a create, later an update, of each valid sandbox
                 want = wants[(index // 9) % len(wants)]
-                valid_sequences.add(await publish_valid(c, want, 1 if want.events == 0 else 2, figures))
+                valid_sequences.add(await publish_next(c, want, 1 if want.events == 0 else 2, figures=figures))
         for want in wants:
             if want.events < 2:
-                valid_sequences.add(await publish_valid(c, want, 2, figures))
+                valid_sequences.add(await publish_next(c, want, 2, figures=figures))
         figures["valid_events"] = len(valid_sequences)
         figures["published_s"] = time.monotonic() - started
 

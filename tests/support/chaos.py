@@ -27,7 +27,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
-from integration.cli.sandboxd_processes import ServiceProcess
+from integration.cli.sandboxd_processes import Expectation, ServiceProcess
+from support.spine import Client, event, spec
 
 #: Where each scenario appends its figures (one JSON object per line); ``make test-chaos`` prints them.
 FIGURES_FILE = Path(os.environ.get("SANDBOXD_CHAOS_FIGURES", ".cache/chaos-figures.jsonl"))
@@ -79,9 +80,10 @@ def _shown(value: Any) -> str:
 
 
 async def reconnecting_client(url: str) -> NatsClient:
-    """A publisher's connection that rides out restarts and outages (reconnects forever, quickly)."""
+    """A publisher's connection that rides out restarts and outages (reconnects forever, quickly); ``url`` may
+    list several servers, comma-separated, as ``NATS_URL`` does."""
     return await nats.connect(
-        url, max_reconnect_attempts=-1, reconnect_time_wait=0.2, connect_timeout=2, allow_reconnect=True
+        servers=url.split(","), max_reconnect_attempts=-1, reconnect_time_wait=0.2, connect_timeout=2
     )
 
 
@@ -103,6 +105,18 @@ async def publish_until_stored(
                 if figures is not None:
                     figures.add("publish_retries")
                 await anyio.sleep(0.2)
+
+
+async def publish_next(c: Client, want: Expectation, sessions: int, *, figures: Figures | None = None) -> int:
+    """Publish ``want``'s next event (its create, then updates) with ``sessions``; its stream sequence."""
+    verb = "create" if want.events == 0 else "update"
+    body = event(verb, want.sandbox_id, {"spec": spec(want.email, sessions=sessions)}, event_id=want.next_event_id())
+    want.sessions = sessions
+    subject = f"sandbox.{verb}.{want.sandbox_id}"
+    ack = await publish_until_stored(c.js, subject, body.to_json(), {"Nats-Msg-Id": body.id}, figures=figures)
+    if figures is not None:
+        figures.add("events")
+    return int(ack.seq)
 
 
 # --- reading back --------------------------------------------------------------------------------------------
