@@ -1,0 +1,78 @@
+"""(d) A 3-node NATS cluster at R3 (``SANDBOXD_STREAM_REPLICAS=3``): two replicas started at the same moment on a
+fresh cluster (they race to create the topology while the cluster is still electing its leaders), then the
+SANDBOX_EVENTS stream leader's node SIGKILLed in the middle of the load and started again later.
+
+It proves: 0 process exits (topology creation is race-free, leader elections and "no stream response" are
+transient), and nothing is lost: every sandbox ends on its last event and the consumer drains.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+import nats.errors
+import pytest
+
+from integration.cli.sandboxd_processes import Expectation, Services, wait_converged, wait_drained, wait_fetching
+from sandboxd import naming
+from support.chaos import Figures, exits_fail_fast, publish_next, reconnecting_client, unexpected_exits
+from support.nats_cluster import NatsCluster
+from support.spine import Client, unique_id
+
+pytestmark = [pytest.mark.chaos, pytest.mark.anyio, pytest.mark.timeout(900)]
+
+SANDBOXES = 50
+ROUNDS = 20  # 1,000 events
+
+
+async def stream_leader(c: Client) -> str:
+    with anyio.fail_after(60):
+        while True:
+            try:
+                info = await c.js.stream_info(naming.EVENTS_STREAM)
+            except (nats.errors.Error, TimeoutError):  # no leader yet (ServiceUnavailable, timeouts): ask again
+                info = None
+            if info is not None and info.cluster is not None and info.cluster.leader:
+                return str(info.cluster.leader)
+            await anyio.sleep(0.2)
+
+
+async def test_r3_cluster_replicas_racing_at_start_and_the_stream_leader_killed(
+    nats_cluster: NatsCluster, tmp_path: Path, figures: Figures
+) -> None:
+    services = Services(nats_cluster.url, tmp_path / "rendered", tmp_path, {"SANDBOXD_STREAM_REPLICAS": "3"})
+    wants = [Expectation(unique_id("r3"), f"r3{n}@acme.com") for n in range(SANDBOXES)]
+    try:
+        started = time.monotonic()
+        services.start()  # both at once, on a cluster that has not elected its JetStream leaders yet
+        services.start()
+        nc = await reconnecting_client(nats_cluster.url)
+        c = Client(nc, nc.jetstream())
+        try:
+            async with exits_fail_fast(services.started):
+                await wait_fetching(c.js, services=2, timeout=120)
+                figures["both_fetching_s"] = time.monotonic() - started
+                info = await c.js.stream_info(naming.EVENTS_STREAM)
+                assert info.config.num_replicas == 3
+                for round_ in range(ROUNDS):
+                    if round_ == ROUNDS // 2:
+                        leader = await stream_leader(c)
+                        nats_cluster.kill(nats_cluster.index_of(leader))
+                        killed_at, figures["killed_leader"] = time.monotonic(), leader
+                    for want in wants:
+                        await publish_next(c, want, 1 + round_ % 4, figures=figures)
+                figures["new_leader"] = await stream_leader(c)
+                nats_cluster.start_node(nats_cluster.index_of(figures["killed_leader"]))
+                await wait_converged(c, tmp_path / "rendered", wants, timeout=300)
+                figures["converged_after_kill_s"] = time.monotonic() - killed_at
+                await wait_drained(c.js, timeout=120)
+            figures["lost"] = 0
+        finally:
+            with anyio.CancelScope(shield=True):
+                await nc.close()
+    finally:
+        figures["exits"] = len(unexpected_exits(services.started, killed=set()))
+        services.stop_all()
+    assert figures["exits"] == 0
