@@ -5,7 +5,8 @@ repository volumes (PersistentVolumeClaims), so a later create finds the data wh
 everything else of the sandbox, in three steps (``removal_step``):
 
 1. what runs: the session StatefulSet and the MCP companion Deployment, so no pod uses what goes next;
-2. how it is reached and configured: the Services, the HTTPRoute, the ConfigMap and the Secrets (the token);
+2. how it is reached and configured: the Services, the HTTPRoute, the NetworkPolicy, the ConfigMap and the
+   Secrets (the token);
 3. access: the ServiceAccount, the Role (``pods/exec``, ``secrets``, …) and its RoleBinding. A retained sandbox
    grants nobody anything; a later create renders them again.
 

@@ -8,7 +8,8 @@ No I/O, no clock, no environment: the same input gives byte-identical output (go
     kustomization(rendered) -> dict                   that kustomization (``kustomize``)
     to_yaml(obj) -> str                               the byte-stable YAML writer (``yamlio``)
 
-One module per object family (namespaces, quotas, rbac, secrets, storage, mcp, statefulsets, networking), built
+One module per object family (namespaces, quotas, rbac, policies, secrets, storage, mcp, statefulsets, networking),
+built
 from a ``RenderContext`` derived once (``context``), with the quota split in ``resources``. ``retained`` adds to a
 render the claims a sandbox's folder already holds and no longer renders (the file appliers never drop a volume).
 """

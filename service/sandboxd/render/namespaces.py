@@ -4,8 +4,8 @@ Labels name the organization, the Sovereign, the owner and the sandbox (``openov
 selectors that want an explicit key, ``openova.io/sandbox-id``); annotations keep the owner's email and the
 preview domain, which are not valid label values.
 
-What it deliberately does not do: Pod Security admission labels or NetworkPolicies (upstream renders neither;
-the Sovereign's admission policy owns that).
+What it deliberately does not do: Pod Security admission labels (upstream renders none; the Sovereign's
+admission policy owns that), or network isolation (``sandboxd.render.policies``).
 """
 
 from __future__ import annotations

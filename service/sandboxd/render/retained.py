@@ -24,7 +24,7 @@ from sandboxd.render.model import Manifest, RenderedSandbox
 
 #: Kinds the render puts before its claims; the claims end the first run of these.
 _BEFORE_CLAIMS: Final = frozenset(
-    {"Namespace", "ResourceQuota", "ServiceAccount", "Role", "RoleBinding", "Secret", storage.KIND}
+    {"Namespace", "ResourceQuota", "ServiceAccount", "Role", "RoleBinding", "NetworkPolicy", "Secret", storage.KIND}
 )
 
 Identity = tuple[str, str | None, str]  # kind, namespace, name

@@ -1,13 +1,14 @@
 """``render``: one sandbox's whole runtime, every object in apply order with its GitOps file name.
 
 The order is upstream's kustomization order (§2.1) with the fixes folded in: the Namespace first, then quota,
-identity, Secrets (the LLM-gateway token Secret on every pass, G1), one PVC per repo (by file name), the MCP
-configuration (and, for the http transport, its Deployment and Service), and last the session workload, its
-Service and its route::
+identity, the NetworkPolicy (unless ``SANDBOX_NETWORK_POLICY=false``; before anything runs), Secrets (the
+LLM-gateway token Secret on every pass, G1), one PVC per repo (by file name), the MCP configuration (and, for
+the http transport, its Deployment and Service), and last the session workload, its Service and its route::
 
-    namespace.yaml  resourcequota.yaml  serviceaccount.yaml  role.yaml  rolebinding.yaml  secret.yaml
-    secret-llm-gateway-token.yaml  pvc-<slug>.yaml…  configmap-mcp-config.yaml  [deployment-mcp.yaml
-    service-mcp.yaml]  statefulset-pty-server.yaml  service-pty-server.yaml  httproute-pty-server.yaml
+    namespace.yaml  resourcequota.yaml  serviceaccount.yaml  role.yaml  rolebinding.yaml
+    [networkpolicy-sandbox-isolation.yaml]  secret.yaml  secret-llm-gateway-token.yaml  pvc-<slug>.yaml…
+    configmap-mcp-config.yaml  [deployment-mcp.yaml  service-mcp.yaml]  statefulset-pty-server.yaml
+    service-pty-server.yaml  httproute-pty-server.yaml
 
 What it deliberately does not do: serialise (``sandboxd.render.yamlio``), build the kustomization
 (``sandboxd.render.kustomize``), or apply anything. It is pure: the same request and settings always give
@@ -16,7 +17,7 @@ equal objects.
 
 from __future__ import annotations
 
-from sandboxd.render import mcp, namespaces, networking, quotas, rbac, secrets, statefulsets, storage
+from sandboxd.render import mcp, namespaces, networking, policies, quotas, rbac, secrets, statefulsets, storage
 from sandboxd.render.context import derive
 from sandboxd.render.model import Manifest, RenderedSandbox, RenderRequest
 from sandboxd.settings.runtime import RuntimeSettings
@@ -32,6 +33,10 @@ def render(request: RenderRequest, settings: RuntimeSettings) -> RenderedSandbox
         Manifest("serviceaccount.yaml", rbac.service_account(ctx)),
         Manifest("role.yaml", rbac.role(ctx)),
         Manifest("rolebinding.yaml", rbac.role_binding(ctx)),
+    ]
+    if settings.network_policy:  # before anything runs, so no pod starts unisolated
+        manifests.append(Manifest(policies.FILENAME, policies.network_policy(ctx)))
+    manifests += [
         Manifest("secret.yaml", secrets.placeholder(ctx)),
         Manifest("secret-llm-gateway-token.yaml", secrets.token_secret(ctx)),
     ]

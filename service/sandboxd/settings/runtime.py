@@ -5,10 +5,12 @@ Variable names follow upstream (``SANDBOX_*``, ``SOVEREIGN_*``) so the same Helm
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, field_validator, model_validator
 
+from sandboxd.naming import DNS_LABEL_RE
 from sandboxd.settings.fields import Group, env, pinned_image
 
 PinnedImage = Annotated[str, AfterValidator(pinned_image)]
@@ -64,6 +66,31 @@ class RuntimeSettings(Group):
     )
     gateway_section: str | None = env(
         "SANDBOX_GATEWAY_SECTION", None, description="HTTPRoute parentRef sectionName; unset attaches to any."
+    )
+    network_policy: bool = env(
+        "SANDBOX_NETWORK_POLICY",
+        True,
+        description="Render the NetworkPolicy sandbox-isolation: egress only to DNS, the LLM gateway, the Git "
+        "server and SANDBOX_EGRESS_CIDRS; ingress only from the gateway and the MCP companion. false renders none.",
+    )
+    egress_dns_namespace: str = env(
+        "SANDBOX_EGRESS_DNS_NAMESPACE",
+        "kube-system",
+        description="Namespace of the cluster DNS pods (label k8s-app=kube-dns) the sandboxes may query on port 53.",
+    )
+    egress_llm_gateway_namespace: str = env(
+        "SANDBOX_EGRESS_LLM_GATEWAY_NAMESPACE",
+        "newapi",
+        description="Namespace of the LLM gateway (NewAPI) the sandboxes may reach, on any port.",
+    )
+    egress_git_namespace: str = env(
+        "SANDBOX_EGRESS_GIT_NAMESPACE", "gitea", description="Namespace of the Git server the sandboxes may reach."
+    )
+    egress_cidrs: str = env(
+        "SANDBOX_EGRESS_CIDRS",
+        "",
+        description="Comma-separated CIDRs the sandboxes may also reach (e.g. the API server, an outside proxy); "
+        'empty = none. "0.0.0.0/0" opens egress entirely.',
     )
     pvc_size: str = env("SANDBOX_PVC_SIZE", "5Gi", description="Size of each repo PVC (upstream constant 5Gi).")
     storage_class: str | None = env("SANDBOX_STORAGE_CLASS", None, description="PVC storageClassName; unset = default.")
@@ -129,6 +156,31 @@ class RuntimeSettings(Group):
                 f"SANDBOX_LLM_GATEWAY_TOKEN_SECRET must differ from the placeholder Secret {PLACEHOLDER_SECRET!r}"
             )
         return self
+
+    @field_validator("egress_dns_namespace", "egress_llm_gateway_namespace", "egress_git_namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not DNS_LABEL_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a namespace name (a DNS-1123 label)")
+        return value
+
+    @field_validator("egress_cidrs")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        networks = []
+        for item in (part.strip() for part in value.split(",")):
+            if not item:
+                continue
+            try:
+                networks.append(str(ipaddress.ip_network(item, strict=True)))
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not a CIDR such as 10.0.0.0/8 ({exc})") from exc
+        return ",".join(networks)
+
+    @property
+    def egress_networks(self) -> tuple[str, ...]:
+        """``SANDBOX_EGRESS_CIDRS`` as a tuple, each one normalised (``10.0.0.0/8``), in the order given."""
+        return tuple(self.egress_cidrs.split(",")) if self.egress_cidrs else ()
 
     @field_validator("newapi_url")
     @classmethod

@@ -58,6 +58,7 @@ async def test_retain_removes_what_runs_and_every_grant_and_keeps_the_data(
         "Deployment",
         "Service",
         "HTTPRoute",
+        "NetworkPolicy",
         "Secret",
         "ConfigMap",
         "ServiceAccount",

@@ -99,7 +99,9 @@ def _minimal_stdio() -> Case:
 
 def _full() -> Case:
     spec = sandbox_spec(idleScaling={"enabled": False, "timeoutMinutes": 45})
-    settings = upstream_settings(ring_buffer_bytes=1048576, storage_class="fast-rwo")
+    settings = upstream_settings(
+        ring_buffer_bytes=1048576, storage_class="fast-rwo", egress_cidrs="10.96.0.1/32, 192.0.2.0/24"
+    )
     return request(spec, token_revision=ROTATION), settings
 
 

@@ -40,6 +40,7 @@ UPSTREAM_FILES = [
     "serviceaccount.yaml",
     "role.yaml",
     "rolebinding.yaml",
+    "networkpolicy-sandbox-isolation.yaml",  # not upstream's: it renders none (§10.2); ours comes before any pod
     "secret.yaml",
     "secret-llm-gateway-token.yaml",
     "pvc-acme-eventforge.yaml",

@@ -2,8 +2,8 @@
 
 Exactly the kinds ``sandboxd.render`` emits, in apply order (the Namespace first)::
 
-    Namespace  ResourceQuota  ServiceAccount  Role  RoleBinding  Secret  PersistentVolumeClaim  ConfigMap
-    Deployment  Service  StatefulSet  HTTPRoute (gateway.networking.k8s.io/v1)
+    Namespace  ResourceQuota  ServiceAccount  Role  RoleBinding  NetworkPolicy (networking.k8s.io/v1)  Secret
+    PersistentVolumeClaim  ConfigMap  Deployment  Service  StatefulSet  HTTPRoute (gateway.networking.k8s.io/v1)
 
 A fixed table instead of discovery: every path is known before the first request, a kind the renderer starts to
 emit without being added here is refused at once (``ApplyRejected``, before anything is written), and no
@@ -59,6 +59,7 @@ RESOURCES: Final[tuple[Resource, ...]] = (
     Resource("ServiceAccount", "v1", "serviceaccounts", namespaced=True),
     Resource("Role", "rbac.authorization.k8s.io/v1", "roles", namespaced=True),
     Resource("RoleBinding", "rbac.authorization.k8s.io/v1", "rolebindings", namespaced=True),
+    Resource("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", namespaced=True),
     Resource("Secret", "v1", "secrets", namespaced=True),
     PERSISTENT_VOLUME_CLAIM,
     Resource("ConfigMap", "v1", "configmaps", namespaced=True),
