@@ -16,6 +16,7 @@ only this tree to decide ack / nak / term::
         ├── ApplyUnavailable        the target is unreachable, overloaded or conflicting (409/429/5xx)
         ├── StoreConflict           a compare-and-set lost a race; re-read and retry
         ├── BrokerUnavailable       NATS/JetStream did not answer in time, is reconnecting or electing a leader
+        ├── TokenMintFailed         the NewAPI bridge refused or did not answer a token mint (retried with backoff)
         └── UnexpectedError         anything outside this tree, caught around one event or one loop iteration
 
 An exception outside the tree is a bug or an unforeseen library failure. It never ends the process: the
@@ -107,6 +108,15 @@ class BrokerUnavailable(RetryableError):
     """NATS or JetStream did not answer in time."""
 
     reason = "BrokerUnavailable"
+
+
+class TokenMintFailed(RetryableError):
+    """The NewAPI bridge did not mint a sandbox's LLM-gateway token (its status, or why it did not answer).
+
+    Retryable even for a 401: an operator fixes the admin secret and the next attempt succeeds; the token writer
+    retries with a growing delay, never in a fixed loop."""
+
+    reason = "TokenMintFailed"
 
 
 class UnexpectedError(RetryableError):

@@ -41,6 +41,7 @@ from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.app.http import Health, HealthEndpoint, broker_check
 from sandboxd.app.idle import idle_lifecycle
+from sandboxd.app.tokens import feeds_revisions, token_loop, writer_in_service
 from sandboxd.errors import BrokerUnavailable, PermanentError, SandboxdError
 from sandboxd.models.desired import DesiredState, OwnerClaim
 from sandboxd.models.status import SandboxStatus
@@ -110,6 +111,7 @@ class Service:
         self.consumer: Consumer | None = None
         self.nc: Client | None = None
         self.endpoint: HealthEndpoint | None = None
+        self.mints_tokens = writer_in_service(settings)  # a ConfigurationError now, not after connecting
         logs.redact(logs.known_secrets(settings))
 
     async def run(self, stop: anyio.Event) -> None:
@@ -170,6 +172,7 @@ class Service:
             clock=self.clock,
             tracer=tracer,
             metrics=metrics,
+            token_revisions=feeds_revisions(self.settings.tokens),
         )
         disposition = Disposition(
             dead_letters=JetStreamDeadLetters(js),
@@ -231,6 +234,7 @@ class Service:
             stats = self.idle.sweeper.stats
             metrics.watch_idle(idled=lambda: stats.idled, woken=lambda: stats.woken)
             tg.start_soon(partial(self.idle.run, record=metrics.loop_failed), name="idle-lifecycle")
+            await self._start_tokens(tg, stores, status, queue)
             await stop.wait()
             self.health.draining = True
             log.info("stopping: no more fetches; %d deliveries held", queue.held)
@@ -240,6 +244,17 @@ class Service:
             tg.cancel_scope.cancel()
         await source.close()
         self.health.consumer_bound = False
+
+    async def _start_tokens(
+        self, tg: anyio.abc.TaskGroup, stores: Stores, status: StatusWriter, queue: KeyedQueue
+    ) -> None:
+        """The token writer's loop, when this process mints (``app.tokens``); a mint kicks the sandbox's pass."""
+        if not self.mints_tokens:
+            return
+        tokens = await token_loop(
+            self.settings, desired=stores.desired, status=status, clock=self.clock, kick=self._kicker(queue)
+        )
+        tg.start_soon(partial(tokens.run, self._guard("token writer")), name="token-writer")
 
     def _stranded_status(self, status: StatusWriter) -> Stranded:
         """What the dead-letter mover does for a stranded event: the sandbox's status says why."""

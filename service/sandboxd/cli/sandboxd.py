@@ -4,6 +4,7 @@
                       until SIGTERM/SIGINT (drains in-flight work; a second signal exits at once)
     sandboxd init     create or update the streams, buckets and consumers, then exit (pre-provisioning)
     sandboxd scaler   the sibling idle scaler: carries out sandbox.scale.* commands on the StatefulSets
+    sandboxd tokens   the LLM-gateway token writer alone (SANDBOXD_TOKEN_WRITER=external, beside GitOps)
     sandboxd dev      everything on one machine: an embedded nats-server, the GitOps applier into a local
                       repository, demo settings (see ``cli.dev``)
 
@@ -24,7 +25,8 @@ from functools import partial
 from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.app.appliers import build_applier
 from sandboxd.app.scaler import ScalerConfig, ScalerProcess
-from sandboxd.app.service import Service
+from sandboxd.app.service import Service, utc_now
+from sandboxd.app.tokens import TokensProcess
 from sandboxd.cli import dev
 from sandboxd.cli.connection import add_connection_flags, connected, nats_settings
 from sandboxd.cli.exits import OK, finish
@@ -53,6 +55,14 @@ async def scaler_command(args: argparse.Namespace) -> int:
     return await serve(scaler.run, connected=lambda: scaler.disposition is not None)
 
 
+async def tokens_command(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    logs.redact(logs.known_secrets(settings))
+    process = TokensProcess(settings, clock=utc_now)
+    log.info("starting the token writer: NATS %s", logs.scrub(settings.nats.url))
+    return await serve(process.run, connected=lambda: process.connected)
+
+
 async def init_command(args: argparse.Namespace) -> int:
     topology = load(TopologySettings)
     nats = nats_settings(args, client_name=f"{PROG}-init")
@@ -79,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         "scaler", help="run the idle scaler (settings from the environment)", description="Run the idle scaler."
     )
     scaler.set_defaults(handler=scaler_command)
+    tokens = commands.add_parser(
+        "tokens",
+        help="run the LLM-gateway token writer alone (beside a GitOps reconciler)",
+        description="Mint, write and rotate each sandbox's LLM-gateway token into its Secret.",
+    )
+    tokens.set_defaults(handler=tokens_command)
     dev.add_parser(commands)
     return parser
 

@@ -39,6 +39,7 @@ class ConditionType(StrEnum):
     APPLIED = "Applied"  # the rendered objects were written to the target
     READY = "Ready"  # the session pods are ready (desired == ready replicas)
     IDLE = "Idle"  # scaled to zero for inactivity (or suspended)
+    TOKEN_ISSUED = "TokenIssued"  # noqa: S105 - a condition type; the token is in the sandbox's Secret
 
 
 _CONDITION_ORDER = {kind: index for index, kind in enumerate(ConditionType)}  # the order conditions are listed in
@@ -72,6 +73,20 @@ class LastError(Contract):
     retryable: bool
 
 
+class TokenState(Contract):
+    """The LLM-gateway token's bookkeeping, written by the token writer; never the token itself (it lives only
+    in the sandbox's Secret)."""
+
+    revision: int = Field(ge=1, description="Bumped on every mint; stamped on the pod templates so pods restart.")
+    incarnation: int = Field(default=0, ge=0, description="The sandbox incarnation the token was minted for.")
+    expires_at: Timestamp
+    rotated_at: Timestamp
+    rotate_at: Timestamp = Field(description="When the writer mints the next one (expiry minus the lead).")
+    fingerprint: str = Field(
+        description="Digest of the channels and capabilities minted with; a change mints again at once."
+    )
+
+
 class SandboxStatus(Contract):
     """What a console shows; rewritten (compare-and-set) after every reconcile and rejection."""
 
@@ -99,6 +114,7 @@ class SandboxStatus(Contract):
     attempts: int = Field(default=0, ge=0, description="Reconcile attempts for the current generation.")
     timings_ms: dict[str, float] = Field(default_factory=dict, description="Per-stage durations, ms.")
     event_id: str | None = Field(default=None, description="CloudEvents id of the last event applied.")
+    token: TokenState | None = Field(default=None, description="LLM-gateway token bookkeeping (no token value).")
     updated_at: Timestamp
     deleted_at: Timestamp | None = None
 

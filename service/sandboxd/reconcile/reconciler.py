@@ -94,7 +94,10 @@ class Reconciler:
         clock: Clock,
         tracer: Tracer | None = None,
         metrics: Instruments | None = None,
+        token_revisions: bool = False,
     ) -> None:
+        """``token_revisions``: a token writer records LLM-gateway token revisions in status
+        (``reconcile.tokens``); each pass reads the revision and stamps it on the pod templates (G3)."""
         self._desired = desired
         self._owners = owners
         self._status = status
@@ -104,10 +107,11 @@ class Reconciler:
         self._clock = clock
         self._tracer = tracer
         self._metrics = metrics or noop_instruments()
+        self._token_revisions = token_revisions
         # Rendering is pure: the same (sandbox, incarnation, generation, workload) renders the same objects, so
         # resyncs and readiness kicks reuse the last result instead of rendering again. The incarnation keeps a
         # re-created sandbox from ever getting an earlier life's render, whatever its generation.
-        self._rendered: Lru[tuple[str, int, int, Workload], RenderedSandbox] = Lru(256)
+        self._rendered: Lru[tuple[str, int, int, Workload, int], RenderedSandbox] = Lru(256)
 
     async def reconcile(self, sandbox_id: str, after_intake: bool = False) -> Outcome:
         """One pass. ``after_intake``: the pass follows events this process's intake just recorded, so it starts
@@ -150,8 +154,9 @@ class Reconciler:
 
     async def _converge(self, desired: DesiredState, revision: int, watch: _Stopwatch) -> Outcome:
         try:
+            revision = await self._token_revision(desired)
             with tracing.stage(self._tracer, "render"):
-                rendered = self._render_cached(desired)
+                rendered = self._render_cached(desired, revision)
             watch.lap("render")
             if desired.lifecycle is Lifecycle.DELETED:
                 return await self._delete(desired, revision, rendered, watch)
@@ -168,12 +173,25 @@ class Reconciler:
             )
         return Outcome(Result.RETRY if retryable else Result.FAILED, desired.generation, error, watch.timings)
 
-    def _render_cached(self, desired: DesiredState) -> RenderedSandbox:
+    async def _token_revision(self, desired: DesiredState) -> int:
+        """The LLM-gateway token revision of this incarnation the token writer recorded; 0 when none."""
+        if not self._token_revisions or desired.lifecycle is Lifecycle.DELETED:
+            return 0
+        status = await self._status.read(desired.sandbox_id)
+        token = status.token if status is not None else None
+        return token.revision if token is not None and token.incarnation == desired.incarnation else 0
+
+    def _render_cached(self, desired: DesiredState, token_revision: int = 0) -> RenderedSandbox:
         workload = workload_of(desired)
-        key = (desired.sandbox_id, desired.incarnation, desired.generation, workload)
+        key = (desired.sandbox_id, desired.incarnation, desired.generation, workload, token_revision)
         rendered = self._rendered.get(key)
         if rendered is None:
-            request = RenderRequest(sandbox_id=desired.sandbox_id, spec=desired.spec, workload=workload)
+            request = RenderRequest(
+                sandbox_id=desired.sandbox_id,
+                spec=desired.spec,
+                workload=workload,
+                token_revision=str(token_revision) if token_revision else None,
+            )
             rendered = self._render(request, self._settings)
             self._rendered.put(key, rendered)
         return rendered

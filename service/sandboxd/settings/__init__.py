@@ -18,6 +18,7 @@ from sandboxd.settings.fields import Group
 from sandboxd.settings.idle import IdleSettings, ScalerSettings
 from sandboxd.settings.runtime import RuntimeSettings
 from sandboxd.settings.service import ApplierSettings, WorkerSettings
+from sandboxd.settings.tokens import TokenSettings
 
 __all__ = [
     "ApplierSettings",
@@ -26,6 +27,7 @@ __all__ = [
     "RuntimeSettings",
     "ScalerSettings",
     "Settings",
+    "TokenSettings",
     "TopologySettings",
     "WorkerSettings",
     "load",
@@ -43,6 +45,7 @@ class Settings:
     worker: WorkerSettings
     applier: ApplierSettings
     idle: IdleSettings = field(default_factory=IdleSettings)
+    tokens: TokenSettings = field(default_factory=TokenSettings)
 
 
 def load(group: type[G], overrides: Mapping[str, Any] | None = None) -> G:
@@ -70,4 +73,5 @@ def load_settings() -> Settings:
         worker=load(WorkerSettings),
         applier=load(ApplierSettings),
         idle=load(IdleSettings),
+        tokens=load(TokenSettings),
     )

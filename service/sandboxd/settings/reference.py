@@ -17,6 +17,7 @@ from sandboxd.settings.fields import Group
 from sandboxd.settings.idle import IdleSettings, ScalerSettings
 from sandboxd.settings.runtime import RuntimeSettings
 from sandboxd.settings.service import ApplierSettings, WorkerSettings
+from sandboxd.settings.tokens import TokenSettings
 
 GROUPS: tuple[tuple[str, type[Group]], ...] = (
     ("Sandbox runtime (what the renderer puts into each sandbox)", RuntimeSettings),
@@ -26,6 +27,7 @@ GROUPS: tuple[tuple[str, type[Group]], ...] = (
     ("Applier (Kubernetes, GitOps, directory)", ApplierSettings),
     ("Idle lifecycle: sweeper and prober", IdleSettings),
     ("Sibling scaler (sandboxd scaler)", ScalerSettings),
+    ("LLM-gateway token writer (NewAPI bridge)", TokenSettings),
 )
 
 

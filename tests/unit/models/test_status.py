@@ -75,7 +75,7 @@ def test_a_status_change_moves_last_transition_time() -> None:
 
 def test_other_conditions_are_kept_and_the_order_is_fixed() -> None:
     conditions = ready(ConditionStatus.TRUE, reason="ReplicasReady", now=T0)
-    for kind in (ConditionType.IDLE, ConditionType.ACCEPTED, ConditionType.APPLIED):
+    for kind in (ConditionType.IDLE, ConditionType.TOKEN_ISSUED, ConditionType.ACCEPTED, ConditionType.APPLIED):
         conditions = set_condition(
             conditions, kind=kind, status=ConditionStatus.TRUE, reason=kind.value, message="", now=T1, generation=1
         )

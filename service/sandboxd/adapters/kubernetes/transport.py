@@ -70,10 +70,10 @@ class KubeTransport:
         """``POST`` ``body`` to ``collection``; the object answered (a review's verdict is in its ``status``)."""
         return await self._call("POST", collection, body=dict(body))
 
-    async def get(self, path: str) -> Object | None:
-        """The object at ``path``, or None when there is none."""
+    async def get(self, path: str, *, metadata_only: bool = False) -> Object | None:
+        """The object at ``path`` (its metadata only, e.g. a Secret without its data), or None when there is none."""
         try:
-            return await self._call("GET", path, not_found_ok=True)
+            return await self._call("GET", path, accept=METADATA if metadata_only else JSON, not_found_ok=True)
         except _NotFound:
             return None
 
