@@ -10,6 +10,9 @@ Isolation: whatever intake raises is reported to the disposition as the outcome 
 outside the error tree, its events are admitted again one at a time, so only the event that causes it is
 retried (and dead-lettered once its deliveries run out) and the others go on. A failed fetch is logged with
 its class, counted, and retried after a growing pause; only cancellation ends ``run``.
+
+Time is injected (``runtime.clock.Clock``, the queue's clock): the pause while the queue holds too much is slept
+on it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import anyio
 from sandboxd.errors import InvalidEvent, SandboxdError
 from sandboxd.reconcile.intake import Admission, Verdict, sandbox_id_of
 from sandboxd.reconcile.ports import Delivery, Source
+from sandboxd.runtime.clock import SYSTEM, Clock
 from sandboxd.runtime.disposition import SHUTTING_DOWN, STALE, Disposition, Outcome
 from sandboxd.runtime.loops import LoopGuard
 from sandboxd.runtime.queueing import Backlog, KeyedQueue
@@ -51,7 +55,9 @@ class Consumer:
         max_held: int = 10_000,
         backlog: Backlog | None = None,
         guard: LoopGuard | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
+        self._clock = clock
         self._source = source
         self._intake = intake
         self._queue = queue
@@ -60,7 +66,7 @@ class Consumer:
         self._fetch_timeout_s = fetch_timeout_s
         self._limiter = anyio.CapacityLimiter(intake_concurrency)
         self._max_held = max_held
-        self._backlog = backlog or Backlog()
+        self._backlog = backlog or Backlog(clock=clock)
         self._stopping = anyio.Event()
         self._guard = guard or LoopGuard("consume")
         self.fetched = 0
@@ -74,7 +80,7 @@ class Consumer:
             room = self._max_held - self._queue.held
             self._backlog.room = room > self._batch
             if room <= 0:
-                await anyio.sleep(0.01)
+                await self._clock.sleep(0.01)
                 continue
             try:
                 deliveries = await self._source.fetch(min(self._batch, room), self._fetch_timeout_s)

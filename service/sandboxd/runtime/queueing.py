@@ -19,13 +19,14 @@ Ordering and concurrency:
   once.
 - ``close()`` hands back (nak, no delay) everything not started, lets running passes finish within the grace,
   then cancels them and hands back what they held.
+- Time is injected (``runtime.clock.Clock``): the hold, the retry kicks, the heartbeat and the grace are all
+  measured and slept on that clock, so tests advance a ``ManualClock`` instead of sleeping.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ from anyio.abc import TaskGroup
 
 from sandboxd.reconcile import reconciler
 from sandboxd.reconcile.ports import Delivery
+from sandboxd.runtime.clock import SYSTEM, Clock
 from sandboxd.runtime.disposition import DONE, SHUTTING_DOWN, Disposition, Happened, Outcome
 from sandboxd.telemetry.metrics import Instruments
 
@@ -65,6 +67,7 @@ class Backlog:
     #: counts as behind until this long after it admitted the last burst-sized batch, so such a dip does not
     #: start every held sandbox only for its next events to need another pass.
     settle_s: float = 0.25
+    clock: Clock = field(default=SYSTEM, repr=False)
     _pending: int = field(default=0, repr=False)
     _burst_admitted_at: float = field(default=-math.inf, repr=False)
 
@@ -75,12 +78,12 @@ class Backlog:
     def admitted(self) -> None:
         """Intake has admitted the last fetch."""
         if self.waiting >= self.threshold:
-            self._burst_admitted_at = time.monotonic()
+            self._burst_admitted_at = self.clock.now()
         self.waiting = self._pending
 
     @property
     def behind(self) -> bool:
-        settling = time.monotonic() - self._burst_admitted_at < self.settle_s
+        settling = self.clock.now() - self._burst_admitted_at < self.settle_s
         return (self.waiting >= self.threshold or settling) and self.room
 
 
@@ -114,13 +117,15 @@ class KeyedQueue:
         hold_cap_s: float = 2.0,
         metrics: Instruments | None = None,
         on_unexpected: Callable[[BaseException], None] | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self._handler = handler
+        self._clock = clock
         self._on_unexpected = on_unexpected
         self._disposition = disposition
         self._concurrency = concurrency
         self._heartbeat_s = heartbeat_s
-        self._backlog = backlog or Backlog()
+        self._backlog = backlog or Backlog(clock=clock)
         self._hold_cap_s = hold_cap_s
         self._keys: dict[str, _Key] = {}
         # Each key is in this FIFO at most once (only when neither waiting nor running), so it cannot grow
@@ -128,6 +133,7 @@ class KeyedQueue:
         self._ready_in, self._ready_out = anyio.create_memory_object_stream[str](max_buffer_size=math.inf)
         self._closing = False
         self._tg: TaskGroup | None = None
+        self._pass_ended = anyio.Event()
         self.stats = QueueStats()
         if metrics is not None:
             metrics.watch_queue(depth=lambda: self.depth, held=lambda: self.held)
@@ -167,7 +173,7 @@ class KeyedQueue:
 
     def _enqueue(self, key: str, state: _Key) -> None:
         state.waiting = True
-        state.ready_at = time.monotonic()
+        state.ready_at = self._clock.now()
         self._ready_in.send_nowait(key)
 
     # --- workers ---------------------------------------------------------------------------------------
@@ -191,6 +197,7 @@ class KeyedQueue:
                 await self._passes(key, state)
             finally:
                 state.running = False
+                self._pass_ended.set()
                 if (state.pending or state.kicked) and not self._closing:
                     self._enqueue(key, state)
                 elif not (state.in_flight or state.pending or state.kicked):
@@ -234,14 +241,14 @@ class KeyedQueue:
     async def _catch_up(self, state: _Key) -> None:
         """Let intake catch up with a backlog before this key's pass, within the cap."""
         while self._backlog.behind and not self._closing:
-            left = state.ready_at + self._hold_cap_s - time.monotonic()
+            left = state.ready_at + self._hold_cap_s - self._clock.now()
             if left <= 0:
                 return
-            await anyio.sleep(min(left, 0.02))
+            await self._clock.sleep(min(left, 0.02))
 
     def _kick_later(self, key: str, delay: float) -> None:
         async def later() -> None:
-            await anyio.sleep(delay)
+            await self._clock.sleep(delay)
             if not self._closing:
                 self.submit(key)
 
@@ -250,7 +257,7 @@ class KeyedQueue:
 
     async def _heartbeat(self) -> None:
         while True:
-            await anyio.sleep(self._heartbeat_s)
+            await self._clock.sleep(self._heartbeat_s)
             for state in list(self._keys.values()):
                 for delivery in [*state.pending, *state.in_flight]:
                     try:
@@ -273,10 +280,22 @@ class KeyedQueue:
             if state is not None:
                 await self._disposition.settle(state.pending, SHUTTING_DOWN)
                 state.pending, state.waiting = [], False
-        with anyio.move_on_after(grace_s):
-            while any(k.running for k in self._keys.values()):  # noqa: ASYNC110 - polls a condition of many keys
-                await anyio.sleep(0.02)
+        await self._drain(grace_s)
         leftovers = [d for k in self._keys.values() for d in (*k.pending, *k.in_flight)]
         await self._disposition.settle(leftovers, SHUTTING_DOWN)
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+
+    async def _drain(self, grace_s: float) -> None:
+        """Wait until no key is running, at most ``grace_s`` on the queue's clock."""
+
+        async def deadline() -> None:
+            await self._clock.sleep(grace_s)
+            drained.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as drained:
+            drained.start_soon(deadline, name="queue-grace")
+            while any(k.running for k in self._keys.values()):
+                self._pass_ended = anyio.Event()
+                await self._pass_ended.wait()
+            drained.cancel_scope.cancel()

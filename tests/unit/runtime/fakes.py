@@ -17,6 +17,7 @@ class FakeDelivery:
     published_at: datetime = field(default_factory=lambda: datetime(2026, 1, 1, tzinfo=UTC))
     num_pending: int = 0
     settled: list[tuple[str, float | None]] = field(default_factory=list)
+    progress: int = 0  # in_progress calls (the queue's heartbeat)
 
     async def ack(self) -> None:
         self.settled.append(("ack", None))
@@ -28,7 +29,7 @@ class FakeDelivery:
         self.settled.append(("term", None))
 
     async def in_progress(self) -> None:
-        return None
+        self.progress += 1
 
 
 @dataclass

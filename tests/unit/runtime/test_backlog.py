@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import time
+import pytest
 
+from sandboxd.runtime.clock import ManualClock
 from sandboxd.runtime.queueing import Backlog
 
 
@@ -25,14 +26,18 @@ def test_a_big_batch_or_a_deep_stream_is_a_burst() -> None:
     assert other.behind
 
 
-def test_a_burst_settles_a_moment_after_its_last_batch_is_admitted() -> None:
-    backlog = Backlog(threshold=64, settle_s=0.05)
+@pytest.mark.anyio
+async def test_a_burst_settles_a_moment_after_its_last_batch_is_admitted() -> None:
+    clock = ManualClock()
+    backlog = Backlog(threshold=64, settle_s=0.05, clock=clock)
     backlog.fetched(512, pending=0)
     backlog.admitted()
     assert backlog.behind  # the publishers may only be between two windows
     backlog.fetched(5, pending=0)
     assert backlog.behind
-    time.sleep(0.06)
+    await clock.advance(0.049)
+    assert backlog.behind
+    await clock.advance(0.001)
     assert not backlog.behind
 
 

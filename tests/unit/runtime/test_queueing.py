@@ -1,0 +1,206 @@
+"""The keyed queue (``runtime.queueing.KeyedQueue``) on a ``ManualClock``: time is advanced, never slept on.
+
+Each test drives the queue with fake deliveries and a handler the test controls, and checks what a user of the
+service relies on: one pass at a time per sandbox, coalescing, ack only after a pass that saw the event, the
+retry delay, the burst hold, the heartbeat and the shutdown hand-back.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+
+from sandboxd.errors import RetryableError
+from sandboxd.reconcile.reconciler import Outcome as PassOutcome
+from sandboxd.reconcile.reconciler import Result
+from sandboxd.runtime.clock import ManualClock
+from sandboxd.runtime.disposition import Disposition
+from sandboxd.runtime.queueing import Backlog, KeyedQueue
+from sandboxd.runtime.retry import Backoff
+from unit.runtime.fakes import FakeDelivery, Letters
+
+pytestmark = pytest.mark.anyio
+
+
+class Handler:
+    """Records each pass; a key in ``blocked`` waits for ``release`` (on the same task, so no sleeping)."""
+
+    def __init__(self) -> None:
+        self.passes: list[tuple[str, bool]] = []
+        self.blocked: set[str] = set()
+        self.release = anyio.Event()
+        self.fail: dict[str, int] = {}  # key -> passes still to fail with a retryable error
+
+    async def __call__(self, key: str, after_intake: bool) -> PassOutcome:
+        self.passes.append((key, after_intake))
+        if key in self.blocked:
+            await self.release.wait()
+        if self.fail.get(key, 0) > 0:
+            self.fail[key] -= 1
+            return PassOutcome(Result.RETRY, error=RetryableError("kube-apiserver busy"))
+        return PassOutcome(Result.DONE)
+
+
+def disposition() -> Disposition:
+    return Disposition(dead_letters=Letters(), backoff=Backoff(1.0, 60.0), max_deliver=5, rng=random.Random(1))
+
+
+@asynccontextmanager
+async def running(queue: KeyedQueue, clock: ManualClock) -> AsyncIterator[None]:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(queue.run)
+        await clock.advance(0)
+        yield
+        async with anyio.create_task_group() as closing:
+            closing.start_soon(queue.close, 1.0)
+            await clock.advance(1.0)
+
+
+async def test_events_for_a_busy_sandbox_coalesce_into_one_more_pass() -> None:
+    clock, handler = ManualClock(), Handler()
+    queue = KeyedQueue(handler=handler, disposition=disposition(), concurrency=2, clock=clock)
+    first, *later = [FakeDelivery("sandbox.update.a", stream_sequence=n) for n in range(1, 5)]
+    handler.blocked.add("a")
+    async with running(queue, clock):
+        queue.submit("a", first)
+        await clock.advance(0)
+        for delivery in later:
+            queue.submit("a", delivery)
+        await clock.advance(0)
+        assert [d.settled for d in later] == [[], [], []]  # not acked by the pass that started before them
+        handler.release.set()
+        await clock.advance(0)
+    assert handler.passes == [("a", True), ("a", True)]
+    assert [d.settled for d in [first, *later]] == [[("ack", None)]] * 4
+
+
+async def test_one_pass_at_a_time_per_sandbox_many_sandboxes_at_once() -> None:
+    clock, handler = ManualClock(), Handler()
+    queue = KeyedQueue(handler=handler, disposition=disposition(), concurrency=3, clock=clock)
+    handler.blocked |= {"a", "b", "c"}
+    async with running(queue, clock):
+        for key in "abc":
+            queue.submit(key, FakeDelivery(f"sandbox.create.{key}"))
+        await clock.advance(0)
+        assert sorted(key for key, _ in handler.passes) == ["a", "b", "c"]  # all three run together
+        assert queue.held == 3
+        handler.release.set()
+        await clock.advance(0)
+        assert queue.idle() and queue.held == 0
+
+
+async def test_a_retried_kick_runs_again_only_after_the_backoff_delay() -> None:
+    clock, handler = ManualClock(), Handler()
+    queue = KeyedQueue(handler=handler, disposition=disposition(), concurrency=1, clock=clock)
+    handler.fail["a"] = 1
+    async with running(queue, clock):
+        queue.submit("a")  # a resync kick: no delivery to nak, so the queue re-submits it itself
+        await clock.advance(0)
+        assert handler.passes == [("a", False)]
+        await clock.advance(0.5)  # Backoff(1.0, ...): the first retry waits at least half of a second
+        assert handler.passes == [("a", False)]
+        await clock.advance(60)
+        assert handler.passes == [("a", False), ("a", False)]
+        assert queue.stats.retries == 1 and queue.stats.passes == 2
+
+
+async def test_a_retried_pass_naks_its_deliveries_with_a_delay_and_holds_no_more_passes() -> None:
+    clock, handler = ManualClock(), Handler()
+    queue = KeyedQueue(handler=handler, disposition=disposition(), concurrency=1, clock=clock)
+    handler.fail["a"] = 1
+    delivery = FakeDelivery("sandbox.update.a")
+    async with running(queue, clock):
+        queue.submit("a", delivery)
+        await clock.advance(120)
+    [(kind, delay)] = delivery.settled
+    assert kind == "nak" and delay is not None and delay > 0
+    assert handler.passes == [("a", True)]  # the redelivery, not the queue, brings the next pass
+
+
+async def test_during_a_burst_a_sandbox_waits_for_its_later_events_at_most_the_hold_cap() -> None:
+    clock, handler = ManualClock(), Handler()
+    backlog = Backlog(threshold=4, clock=clock)
+    backlog.fetched(100, pending=1000)  # intake is far behind
+    queue = KeyedQueue(
+        handler=handler, disposition=disposition(), concurrency=1, backlog=backlog, hold_cap_s=2.0, clock=clock
+    )
+    async with running(queue, clock):
+        queue.submit("a", FakeDelivery("sandbox.create.a", stream_sequence=1))
+        await clock.advance(1.0)
+        queue.submit("a", FakeDelivery("sandbox.update.a", stream_sequence=2))  # joins the held key
+        await clock.advance(0.9)
+        assert handler.passes == []
+        await clock.advance(0.2)
+        assert handler.passes == [("a", True)]
+        assert queue.stats.passes == 1
+
+
+async def test_with_no_backlog_a_sandbox_starts_at_once() -> None:
+    clock, handler = ManualClock(), Handler()
+    queue = KeyedQueue(handler=handler, disposition=disposition(), concurrency=1, clock=clock)
+    async with running(queue, clock):
+        queue.submit("a", FakeDelivery("sandbox.create.a"))
+        await clock.advance(0)
+        assert handler.passes == [("a", True)]
+
+
+async def test_held_deliveries_are_kept_alive_every_heartbeat() -> None:
+    clock, handler = ManualClock(), Handler()
+    queue = KeyedQueue(handler=handler, disposition=disposition(), concurrency=1, heartbeat_s=10.0, clock=clock)
+    handler.blocked.add("a")
+    running_pass, waiting = FakeDelivery("sandbox.create.a"), FakeDelivery("sandbox.update.a", stream_sequence=2)
+    async with running(queue, clock):
+        queue.submit("a", running_pass)
+        await clock.advance(0)
+        queue.submit("a", waiting)
+        await clock.advance(9.0)
+        assert running_pass.progress == waiting.progress == 0
+        await clock.advance(1.0)
+        assert running_pass.progress == waiting.progress == 1
+        await clock.advance(20.0)
+        assert running_pass.progress == waiting.progress == 3
+        handler.release.set()
+
+
+async def test_close_hands_back_what_has_not_started_and_cancels_a_pass_past_the_grace() -> None:
+    clock, handler = ManualClock(), Handler()
+    queue = KeyedQueue(handler=handler, disposition=disposition(), concurrency=1, clock=clock)
+    handler.blocked.add("slow")
+    slow, queued = FakeDelivery("sandbox.create.slow"), FakeDelivery("sandbox.create.other", stream_sequence=2)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(queue.run)
+        queue.submit("slow", slow)
+        await clock.advance(0)
+        queue.submit("other", queued)  # the only worker is busy: this one waits
+        tg.start_soon(queue.close, 5.0)
+        await clock.advance(0)
+        assert queued.settled == [("nak", None)]  # handed back at once, for another replica
+        assert slow.settled == []
+        await clock.advance(4.9)
+        assert slow.settled == []  # still within the grace
+        await clock.advance(0.1)
+    assert slow.settled == [("nak", None)]
+    assert handler.passes == [("slow", True)]
+    with pytest.raises(RuntimeError, match="closing"):
+        queue.submit("late", FakeDelivery("sandbox.create.late"))
+
+
+async def test_close_waits_for_a_running_pass_that_finishes_within_the_grace() -> None:
+    clock, handler = ManualClock(), Handler()
+    queue = KeyedQueue(handler=handler, disposition=disposition(), concurrency=1, clock=clock)
+    handler.blocked.add("a")
+    delivery = FakeDelivery("sandbox.create.a")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(queue.run)
+        queue.submit("a", delivery)
+        await clock.advance(0)
+        tg.start_soon(queue.close, 30.0)
+        await clock.advance(1.0)
+        handler.release.set()
+        await clock.advance(0)
+    assert delivery.settled == [("ack", None)]
+    assert clock.now() == 1.0  # the grace did not have to run out
