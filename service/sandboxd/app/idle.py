@@ -23,6 +23,7 @@ from sandboxd.adapters.jetstream.activity import (
     JetStreamActivity,
     JetStreamCommands,
 )
+from sandboxd.adapters.jetstream.publishing import JetStreamEvents
 from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.probing import HttpProber
 from sandboxd.models.desired import DesiredState
@@ -105,6 +106,7 @@ def idle_lifecycle(
         prober=prober,
         activity_publisher=JetStreamActivity(js) if prober is not None else None,
         probe_concurrency=idle.probe_concurrency,
+        events=JetStreamEvents(js),
     )
     return IdleLifecycle(settings=idle, sweeper=sweeper, desired=view, activity=feed, prober=prober)
 

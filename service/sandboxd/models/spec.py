@@ -1,9 +1,9 @@
 """The Sandbox spec: what a publisher asks for (upstream CRD ``sandbox.openova.io/v1`` §1.2).
 
 Every upstream field and its validation, plus what upstream left unchecked: repos that collide on one slug
-are refused, ``idleScaling`` may carry a per-sandbox timeout, and every string has a length limit (its
-values end up in names, labels, annotations and environment variables). Validation only; deriving names is
-``sandboxd.naming``'s job.
+are refused, ``idleScaling`` may carry a per-sandbox timeout, ``expiry`` shuts a sandbox down at a time, and
+every string has a length limit (its values end up in names, labels, annotations and environment variables).
+Validation only; deriving names is ``sandboxd.naming``'s job.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated, Final
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from sandboxd import naming
-from sandboxd.models.base import Contract, matching
+from sandboxd.models.base import Contract, Timestamp, matching
 
 EMAIL_PATTERN: Final = (
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -117,6 +117,28 @@ class IdleScaling(Contract):
     )
 
 
+class ExpiryPolicy(StrEnum):
+    """What an expired sandbox keeps: a retained delete (the data) or a purge (nothing)."""
+
+    RETAIN = "retain"
+    PURGE = "purge"
+
+
+class Expiry(Contract):
+    """When the sandbox shuts down for good: the sweeper publishes its delete at ``at``.
+
+    An absolute time rather than a lifetime: it is what the publisher knows, and no redelivery, replay or
+    re-create can move it. ``sandboxctl create --expires-in 8h`` turns a lifetime into one. An update may move
+    it (extend or shorten); removing ``expiry`` cancels it.
+    """
+
+    at: Timestamp = Field(description="Shutdown time (RFC 3339, UTC); the sandbox is deleted at or after it.")
+    policy: ExpiryPolicy = Field(
+        default=ExpiryPolicy.RETAIN,
+        description="retain: a retained delete (namespace and PVCs kept); purge: everything is deleted.",
+    )
+
+
 class SandboxSpec(Contract):
     """Level-based: every create/update event carries the whole spec."""
 
@@ -128,6 +150,7 @@ class SandboxSpec(Contract):
     plan_id: PlanId | None = None
     capabilities: list[Capability] = Field(default_factory=list, max_length=128)
     idle_scaling: IdleScaling | None = None
+    expiry: Expiry | None = Field(default=None, description="Shut the sandbox down at a time; none = never.")
 
     @field_validator("repos")
     @classmethod

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from sandboxd.models.base import Contract, Timestamp
 from sandboxd.models.bounds import BoundedMessage
+from sandboxd.models.spec import ExpiryPolicy
 
 
 class Phase(StrEnum):
@@ -108,6 +109,10 @@ class SandboxStatus(Contract):
     applied_objects: list[ObjectRef] = Field(default_factory=list)
     replicas: Replicas | None = None
     last_activity_at: Timestamp | None = None
+    expires_at: Timestamp | None = Field(
+        default=None, description="When expiry deletes the sandbox (spec.expiry.at); time left = expiresAt - now."
+    )
+    expiry_policy: ExpiryPolicy | None = Field(default=None, description="What expiry keeps: retain or purge.")
     idle_since: Timestamp | None = None
     idle_reason: str | None = None
     last_error: LastError | None = None

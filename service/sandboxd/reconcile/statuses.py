@@ -85,6 +85,12 @@ def _accepted(status: SandboxStatus, desired: DesiredState, now: datetime) -> li
     )
 
 
+def _expiry(desired: DesiredState) -> dict[str, object]:
+    """``expiresAt`` and ``expiryPolicy`` as the desired state asks (both None when it never expires)."""
+    expiry = desired.spec.expiry
+    return {"expires_at": expiry.at if expiry else None, "expiry_policy": expiry.policy if expiry else None}
+
+
 def _with(status: SandboxStatus, **changes: object) -> SandboxStatus:
     return status.model_copy(update=changes)
 
@@ -195,6 +201,7 @@ def applied(
         replicas=Replicas(desired=replicas, ready=ready or 0),
         idle_since=desired.idle_since,
         idle_reason=status.idle_reason if idle else None,
+        **_expiry(desired),
         last_error=None,
         attempts=(status.attempts + 1) if same_generation else 1,
         timings_ms=dict(timings_ms),
@@ -243,6 +250,7 @@ def failed(
         owner_uid=desired.owner_uid,
         namespace=naming.namespace_for(desired.owner_uid),
         last_error=LastError(reason=error.reason, message=error.message, at=now, retryable=retryable),
+        **_expiry(desired),
         attempts=(status.attempts + 1) if same_generation else 1,
         updated_at=now,
     )
@@ -286,6 +294,8 @@ def deleted(
         replicas=Replicas(desired=0, ready=0),
         idle_since=None,
         idle_reason=None,
+        expires_at=None,
+        expiry_policy=None,
         last_error=None,
         attempts=(status.attempts + 1) if same_generation else 1,
         timings_ms=dict(timings_ms),

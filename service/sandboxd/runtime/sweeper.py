@@ -11,7 +11,10 @@ One sweep (``sweep_once(now)``) walks this process's view of every desired state
   command makes the scaler act without waiting for it, which matters when the applier is GitOps) and note the
   reason in the status. A replica that was not running when the event came sends nothing: the reconcile
   still applies it;
-- activity that moved by more than the resolution: write ``status.lastActivityAt``.
+- activity that moved by more than the resolution: write ``status.lastActivityAt``;
+- expiry (``reconcile.expiry``): a sandbox whose ``spec.expiry.at`` has passed gets its delete event published
+  once by this process (the derived event id dedupes it across replicas and restarts); intake then deletes it
+  like any other delete.
 
 Concurrency: every replica of the service runs a sweeper over the same records. Two that decide at once
 write from the same revision, so one compare-and-set wins; the loser re-reads and does nothing more, and the
@@ -38,7 +41,9 @@ from sandboxd import naming
 from sandboxd.errors import SandboxdError, StoreConflict
 from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.desired import DesiredState, Lifecycle
-from sandboxd.reconcile import idle
+from sandboxd.models.events import DeleteEvent
+from sandboxd.reconcile import expiry, idle
+from sandboxd.reconcile.expiry import EventPublisher
 from sandboxd.reconcile.idle import (
     Action,
     ActivityBook,
@@ -68,6 +73,7 @@ class SweepStats:
     status_writes: int = 0
     probes: int = 0
     probe_failures: int = 0
+    expired: int = 0
 
 
 @dataclass
@@ -77,6 +83,7 @@ class _Plan:
     decisions: list[tuple[Versioned[DesiredState], Decision]] = field(default_factory=list)
     events: list[tuple[DesiredState, Action]] = field(default_factory=list)
     activity: list[tuple[str, datetime]] = field(default_factory=list)
+    expired: list[DeleteEvent] = field(default_factory=list)
 
 
 class Sweeper:
@@ -96,6 +103,7 @@ class Sweeper:
         prober: Prober | None = None,
         activity_publisher: ActivityPublisher | None = None,
         probe_concurrency: int = 32,
+        events: EventPublisher | None = None,
     ) -> None:
         self._view = view
         self._activity = activity
@@ -113,6 +121,8 @@ class Sweeper:
         self._looks: dict[str, idle.Look] = {}  # as seen by the last sweep, to spot suspend and resume
         self._noted: dict[str, datetime] = {}  # lastActivityAt this process last wrote into status
         self._unsent: dict[str, ScaleCommand] = {}  # decided, but the publish failed: retried next sweep
+        self._events = events
+        self._expiries: dict[str, str] = {}  # sandbox id -> id of the expiry delete this process published
         self.stats = SweepStats()
 
     # --- one sweep -----------------------------------------------------------------------------------------
@@ -131,6 +141,8 @@ class Sweeper:
             await self._guarded(desired.sandbox_id, self._after_event(desired, action, now))
         for sandbox_id, at in plan.activity[: self._status_budget]:
             await self._guarded(sandbox_id, self._note_activity(sandbox_id, at, now))
+        for event in plan.expired:
+            await self._guarded(event.subject, self._expire(event))
         self.stats.sweeps += 1
         return self.stats
 
@@ -157,6 +169,10 @@ class Sweeper:
                 noted[sandbox_id] = written
             if report is not None and (written is None or report.last_activity_at - written >= resolution):
                 plan.activity.append((sandbox_id, report.last_activity_at))
+            if self._events is not None and expiry.due(desired, now=now):
+                event = expiry.delete_event(desired, now=now)
+                if self._expiries.get(sandbox_id) != event.id:
+                    plan.expired.append(event)
         self._looks, self._noted = looks, noted
         self._activity.prune(keep=looks, before=now - timedelta(minutes=default))
         return plan
@@ -239,6 +255,15 @@ class Sweeper:
                 self._unsent.pop(sandbox_id, None)
                 continue
             await self._guarded(sandbox_id, self._send(command))
+
+    # --- expiry --------------------------------------------------------------------------------------------
+
+    async def _expire(self, event: DeleteEvent) -> None:
+        assert self._events is not None
+        await self._events.publish(event)
+        self._expiries[event.subject] = event.id
+        self.stats.expired += 1
+        log.info("sandbox %s expired: delete published (purge=%s)", event.subject, event.data.purge)
 
     # --- activity in the status ----------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Publishing to JetStream: lifecycle events (sandboxctl, tests), dead letters and idle-scale commands.
+"""Publishing to JetStream: lifecycle events (sandboxctl, tests, expiry), dead letters and idle-scale commands.
 
 Every publish names its dedupe key in ``Nats-Msg-Id`` (the CloudEvents id, ``dlq:<stream>:<seq>``, or the
 scale command id), so retried publishes are stored once. Headers are passed as fresh dicts (nats-py mutates
@@ -19,7 +19,7 @@ from sandboxd.adapters.jetstream import headers as dead
 from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.adapters.jetstream.headers import MSG_ID
 from sandboxd.models.activity import ScaleCommand
-from sandboxd.models.events import Envelope
+from sandboxd.models.events import DeleteEvent, Envelope
 from sandboxd.reconcile.ports import Delivery
 from sandboxd.telemetry import tracing
 
@@ -38,6 +38,16 @@ async def publish_event(
     subject = naming.event_subject(event.verb, event.subject)
     with tracing.sending(subject, message_id=event.id, sandbox_id=event.subject) as traced:
         return await publish(js, subject, event.to_json(), {**traced, **(headers or {}), MSG_ID: event.id})
+
+
+class JetStreamEvents:
+    """``reconcile.expiry.EventPublisher`` on SANDBOX_EVENTS: the delete events expiry publishes."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self._js = js
+
+    async def publish(self, event: DeleteEvent) -> None:
+        await publish_event(self._js, event)
 
 
 class JetStreamDeadLetters:
