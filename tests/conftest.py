@@ -1,8 +1,13 @@
-"""Shared pytest configuration: fixture plugins for the real servers the tests start themselves."""
+"""Shared pytest configuration: fixture plugins for the real servers the tests start themselves, and the
+``docker`` marker: those tests skip with one line when no Docker engine answers, and fail instead with ``CI=true``.
+"""
 
 from __future__ import annotations
 
 import pytest
+
+from support import docker_engine
+from support.kube_fixtures import in_ci
 
 pytest_plugins = ["support.nats_fixtures", "support.kube_fixtures"]
 
@@ -10,3 +15,15 @@ pytest_plugins = ["support.nats_fixtures", "support.kube_fixtures"]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("docker") is None:
+        return
+    reason = docker_engine.unavailable()
+    if reason is None:
+        return
+    if in_ci():
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)

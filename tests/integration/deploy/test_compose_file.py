@@ -128,15 +128,19 @@ def test_reconciler_environments_are_accepted_by_the_service(
 def test_dockerfile_is_pinned_non_root_and_runs_sandboxd() -> None:
     text = DOCKERFILE.read_text()
 
-    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim-\w+$", text, flags=re.MULTILINE)
-    assert text.count("FROM ${PYTHON_IMAGE}") == 2  # multi-stage, one pinned base
+    # The public base pinned by tag and digest; the tests pass their locally made one as BASE_IMAGE.
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11\.\d+-slim-\w+@sha256:[0-9a-f]{64}$", text, flags=re.MULTILINE)
+    assert text.count("FROM ${BASE_IMAGE}") == 2  # multi-stage, one pinned base
+    assert "HEALTHCHECK" in text
+    for label in ("source", "version", "revision"):
+        assert f"org.opencontainers.image.{label}=" in text
     assert not re.search(r":latest\b", text)
     assert re.search(r"apt-get install .*\bgit\b", text)
     assert "USER 65532:65532" in text
     assert 'ENTRYPOINT ["sandboxd"]' in text
     assert 'CMD ["run"]' in text
     ignored = (REPO_ROOT / ".dockerignore").read_text().splitlines()
-    assert ignored[ignored.index("*") :][:4] == ["*", "!pyproject.toml", "!README.md", "!service/"]
+    assert ignored[ignored.index("*") :][:5] == ["*", "!pyproject.toml", "!README.md", "!service/", "!.wheelhouse/"]
 
 
 # --- a smoke run where Docker answers ---------------------------------------------------------------------
