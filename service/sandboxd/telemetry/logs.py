@@ -1,34 +1,40 @@
 """Logs: one JSON object per line (or plain text for people), each line carrying the sandbox and the trace it
 belongs to, and never a secret value.
 
-- ``configure`` installs one handler on the root logger: level ``SANDBOXD_LOG_LEVEL`` (default INFO), format
-  ``SANDBOXD_LOG_FORMAT`` (``json`` or ``text``; the command picks the default: json for ``sandboxd run``,
-  text for ``sandboxd dev``).
+A line is built the way structlog builds one: the record is read once into a plain dict (``event_of``), then
+pure dict → dict processors run in order (``add_context``, then the ``Redaction``), then a renderer turns the
+dict into text (``render_json`` or ``render_text``). No processor mutates the ``LogRecord``, so other handlers
+(pytest's caplog) see it raw.
+
+- ``configure`` installs one handler on the root logger. Level and format come from ``LogSettings``
+  (``SANDBOXD_LOG_LEVEL``, default INFO; ``SANDBOXD_LOG_FORMAT``, ``json`` or ``text``), passed in or read by
+  the settings tree at the call: this module reads no variable itself. The command picks the default format
+  (json for ``sandboxd run``, text for ``sandboxd dev``); an explicit ``level`` (``-v``) wins.
 - ``bound(sandbox_id=..., event_id=...)`` sets the context variables every line carries; ``trace_id`` and
   ``span_id`` come from the current OpenTelemetry span (also a context variable) when there is a valid one.
-- ``redact(values)`` registers secret values (NATS password, token, NKey seed, Git password, and the
-  credentials written into a URL setting such as ``NATS_URL``: see ``known_secrets``); the handler's
-  ``Redactor`` filter replaces them, anything shaped like an NKey seed and the credentials of a URL
-  (``user:password@``, or a NATS token ``nats://token@``) with ``***`` in the message, the exception text and
-  string extras, before any formatter sees the record.
-- ``scrub(text)`` applies the same redaction to any text that leaves the process another way: the CLI's
-  one-line errors and what a command prints.
+- ``Redaction`` is one processor: it replaces registered secret values (NATS password, token, NKey seed, Git
+  password, and the credentials written into a URL setting such as ``NATS_URL``: see ``known_secrets``),
+  anything shaped like an NKey seed and the credentials of a URL (``user:password@``, or a NATS token
+  ``nats://token@``) with ``***`` in every string of the line: message, exception, stack and extras.
+- ``redact(values)`` and ``scrub(text)`` are the process's edge: secrets are learnt where settings are read (the
+  CLI, the service), often after logging is configured, and text that leaves the process another way (the
+  CLI's one-line errors, printed URLs) is scrubbed with the same rules. Both use the process's ``Redaction``,
+  which ``configure`` installs unless it is handed another.
 
 A JSON line: ``{"time": "2026-11-27T05:11:00.123Z", "level": "INFO", "logger": "sandboxd.x", "message": "...",
 "sandbox_id": "sb-1", "event_id": "...", "trace_id": "<32 hex>", "span_id": "<16 hex>", ...extras}``.
 
-What it deliberately does not do: format records for other handlers (pytest's caplog sees raw records), or
-scrub secrets it was never told about beyond the two shapes above.
+What it deliberately does not do: format records for other handlers, or scrub secrets it was never told about
+beyond the two shapes above.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import fields, is_dataclass
 from datetime import UTC, datetime
@@ -38,11 +44,17 @@ from urllib.parse import unquote, urlsplit
 from opentelemetry import trace
 from pydantic import BaseModel, SecretStr
 
+from sandboxd.settings.logging import FORMAT_VARIABLE, LEVEL_VARIABLE, LogSettings
+
 Format = Literal["json", "text"]
 
+#: A line on its way through the processors: plain values, keyed by field name.
+Event = dict[str, Any]
+Processor = Callable[[Event], Event]
+Renderer = Callable[[Event], str]
+
 MASK: Final = "***"
-LEVEL_VARIABLE: Final = "SANDBOXD_LOG_LEVEL"
-FORMAT_VARIABLE: Final = "SANDBOXD_LOG_FORMAT"
+__all__ = ["FORMAT_VARIABLE", "LEVEL_VARIABLE", "LogSettings"]  # re-exported: the variables' names, for tests
 
 _sandbox_id: ContextVar[str | None] = ContextVar("sandbox_id", default=None)
 _event_id: ContextVar[str | None] = ContextVar("event_id", default=None)
@@ -99,24 +111,18 @@ def context_fields() -> dict[str, str]:
     return found
 
 
-class ContextFilter(logging.Filter):
-    """Copies ``context_fields()`` onto each record (as attributes the formatters read)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in context_fields().items():
-            if not hasattr(record, key):
-                setattr(record, key, value)
-        return True
+def add_context(event: Event) -> Event:
+    """The processor that adds ``context_fields()`` (a field the call passed as an extra wins)."""
+    return {**event, **{key: value for key, value in context_fields().items() if key not in event}}
 
 
 # --- secrets -------------------------------------------------------------------------------------------------
 
 
-class Redactor(logging.Filter):
-    """Replaces known secret values (and NKey seeds, URL passwords) in a record before it is formatted."""
+class Redaction:
+    """The processor that masks known secret values (and NKey seeds, URL credentials) in every string field."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        super().__init__()
         self._secrets: set[str] = set()
         self._known: re.Pattern[str] | None = None
         self.add(secrets)
@@ -137,32 +143,24 @@ class Redactor(logging.Filter):
         text = _URL_PASSWORD.sub(rf"\g<head>{MASK}@", text)
         return _NATS_URL_TOKEN.sub(rf"\g<head>{MASK}@", text)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = self.scrub(record.getMessage()), None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self.scrub(record.exc_text)
-        if record.stack_info:
-            record.stack_info = self.scrub(record.stack_info)
-        for key, value in list(vars(record).items()):
-            if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, self.scrub(value))
-        return True
+    def __call__(self, event: Event) -> Event:
+        return {key: self.scrub(value) if isinstance(value, str) else value for key, value in event.items()}
 
 
-#: The process's redactor: ``configure`` puts it on the handler it installs; ``redact`` feeds it.
-REDACTOR: Final = Redactor()
+#: The secrets this process has learnt: the one piece of process-wide state here, because they are learnt where
+#: settings are read (the CLI, the service), often after logging is configured, and ``scrub`` serves text that
+#: never passes through a logger. The processors take theirs as an argument (``configure(redaction=...)``).
+_PROCESS: Final = Redaction()
 
 
 def redact(secrets: Iterable[str]) -> None:
     """Never log these values (idempotent; empty values are ignored)."""
-    REDACTOR.add(secrets)
+    _PROCESS.add(secrets)
 
 
 def scrub(text: str) -> str:
     """``text`` with every secret the process knows of, and any URL credentials, replaced by ``***``."""
-    return REDACTOR.scrub(text)
+    return _PROCESS.scrub(text)
 
 
 def url_secrets(value: str) -> list[str]:
@@ -207,7 +205,7 @@ def known_secrets(settings: object) -> list[str]:
     return [value for value in found if value]
 
 
-# --- formatting ----------------------------------------------------------------------------------------------
+# --- the line: read, processed, rendered ----------------------------------------------------------------------
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -225,53 +223,74 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, the context fields, extras, exception."""
+def event_of(record: logging.LogRecord) -> Event:
+    """The record as a plain dict (the record itself is left as it was): time, level, logger, message, the
+    extras, and the exception and stack as text."""
+    event: Event = {
+        "time": _timestamp(record),
+        "level": record.levelname,
+        "logger": record.name,
+        "message": record.getMessage(),
+    }
+    for key, value in vars(record).items():
+        if key not in _STANDARD and not key.startswith("_"):
+            event[key] = _jsonable(value)
+    exception = record.exc_text or (logging.Formatter().formatException(record.exc_info) if record.exc_info else "")
+    if exception:
+        event["exception"] = exception
+    if record.stack_info:
+        event["stack"] = record.stack_info
+    return event
+
+
+def render_json(event: Mapping[str, Any]) -> str:
+    """One JSON object on one line."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+
+
+def render_text(event: Mapping[str, Any]) -> str:
+    """``time LEVEL logger: message [sandbox_id=... trace_id=...]`` (then the exception) for people."""
+    moment = datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).astimezone()
+    when = moment.strftime("%Y-%m-%d %H:%M:%S") + f",{moment.microsecond // 1000:03d}"
+    text = f"{when} {event['level']} {event['logger']}: {event['message']}"
+    context = " ".join(f"{key}={event[key]}" for key in _CONTEXT if key in event)
+    if context:
+        text += f" [{context}]"
+    for key in ("exception", "stack"):
+        if key in event:
+            text += "\n" + event[key]
+    return text
+
+
+class LineFormatter(logging.Formatter):
+    """``renderer(processors…(event_of(record)))``: the only ``logging`` class here."""
+
+    def __init__(self, *, processors: Iterable[Processor], renderer: Renderer, redaction: Redaction) -> None:
+        super().__init__()
+        self.processors = tuple(processors)
+        self.renderer = renderer
+        self.redaction = redaction
 
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": _timestamp(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                line[key] = _jsonable(value)
-        if record.exc_info and not record.exc_text:
-            record.exc_text = self.formatException(record.exc_info)
-        if record.exc_text:
-            line["exception"] = record.exc_text
-        if record.stack_info:
-            line["stack"] = record.stack_info
-        return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
-
-
-class TextFormatter(logging.Formatter):
-    """``time LEVEL logger: message [sandbox_id=... trace_id=...]`` for people at a terminal."""
-
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        context = " ".join(f"{key}={getattr(record, key)}" for key in _CONTEXT if hasattr(record, key))
-        if not context:
-            return text
-        head, newline, rest = text.partition("\n")
-        return f"{head} [{context}]{newline}{rest}"
+        event = event_of(record)
+        for processor in self.processors:
+            event = processor(event)
+        return self.renderer(event)
 
 
 # --- setup ---------------------------------------------------------------------------------------------------
 
 
-def _level(explicit: str | None) -> str:
-    level = (explicit or os.environ.get(LEVEL_VARIABLE) or "INFO").strip().upper()
+_HANDLER: Final = "sandboxd"
+
+
+def _level(explicit: str | None, settings: LogSettings) -> str:
+    level = (explicit or settings.level or "INFO").strip().upper()
     return level if level in logging.getLevelNamesMapping() else "INFO"
 
 
-def _format(default: Format) -> Format:
-    chosen = os.environ.get(FORMAT_VARIABLE, "").strip().lower()
+def _format(default: Format, settings: LogSettings) -> Format:
+    chosen = (settings.format or "").strip().lower()
     if chosen == "json":
         return "json"
     if chosen == "text":
@@ -285,23 +304,27 @@ def configure(
     level: str | None = None,
     stream: IO[str] | None = None,
     secrets: Iterable[str] = (),
+    settings: LogSettings | None = None,
+    redaction: Redaction | None = None,
 ) -> logging.Handler:
     """Log to ``stream`` (stderr) through one handler on the root logger; returns that handler.
 
-    ``level`` wins over ``SANDBOXD_LOG_LEVEL`` (``-v`` passes DEBUG); ``SANDBOXD_LOG_FORMAT`` wins over
-    ``default_format``. Calling it again replaces the handler it installed before.
+    ``level`` wins over ``settings.level`` (``-v`` passes DEBUG); ``settings.format`` wins over
+    ``default_format``. ``settings`` defaults to the environment's (``LogSettings()``); ``redaction`` to the
+    process's (the one ``redact`` feeds). Calling it again replaces the handler it installed before.
     """
-    redact(secrets)
+    settings = settings if settings is not None else LogSettings()
+    redaction = redaction if redaction is not None else _PROCESS
+    redaction.add(secrets)
+    renderer = render_json if _format(default_format, settings) == "json" else render_text
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.set_name("sandboxd")
-    handler.addFilter(ContextFilter())
-    handler.addFilter(REDACTOR)
-    handler.setFormatter(JsonFormatter() if _format(default_format) == "json" else TextFormatter())
+    handler.set_name(_HANDLER)
+    handler.setFormatter(LineFormatter(processors=(add_context, redaction), renderer=renderer, redaction=redaction))
     root = logging.getLogger()
     for existing in list(root.handlers):
-        if existing.get_name() == "sandboxd":
+        if existing.get_name() == _HANDLER:
             root.removeHandler(existing)
             existing.close()
     root.addHandler(handler)
-    root.setLevel(_level(level))
+    root.setLevel(_level(level, settings))
     return handler

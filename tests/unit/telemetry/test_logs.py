@@ -120,7 +120,7 @@ def test_the_environment_picks_format_and_level(monkeypatch: pytest.MonkeyPatch)
     level = root.level
     handler = logs.configure(default_format="text", stream=out)
     try:
-        assert isinstance(handler.formatter, logs.JsonFormatter)
+        assert isinstance(handler.formatter, logs.LineFormatter) and handler.formatter.renderer is logs.render_json
         assert root.level == logging.WARNING
         again = logs.configure(default_format="text", stream=out)  # replaces, never duplicates, its handler
         assert [h for h in root.handlers if h.get_name() == "sandboxd"] == [again]
@@ -140,3 +140,45 @@ def test_credentials_written_into_a_url_are_known_secrets_and_scrubbed() -> None
     assert logs.scrub(line) == (
         "cannot connect to NATS at nats://u:***@h:4222, tls://***@h:4443, https://a:***@git.example/x"
     )
+
+
+def test_settings_passed_in_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(logs.FORMAT_VARIABLE, "json")
+    out = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    handler = logs.configure(default_format="json", stream=out, settings=logs.LogSettings(format="text", level="ERROR"))
+    try:
+        assert isinstance(handler.formatter, logs.LineFormatter) and handler.formatter.renderer is logs.render_text
+        assert root.level == logging.ERROR
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def test_the_processors_are_pure_functions_of_a_dict() -> None:
+    redaction = logs.Redaction([PASSWORD])
+    event = {"message": f"password {PASSWORD}", "auth": f"Bearer {PASSWORD}", "count": 3}
+    assert redaction(event) == {"message": "password ***", "auth": "Bearer ***", "count": 3}
+    assert event["message"] == f"password {PASSWORD}"  # the input is left as it was
+    with logs.bound(sandbox_id="sb-1"):
+        assert logs.add_context({"message": "m"}) == {"message": "m", "sandbox_id": "sb-1"}
+        assert logs.add_context({"sandbox_id": "given"}) == {"sandbox_id": "given"}  # an explicit extra wins
+    assert logs.render_json({"a": "é", "b": 1}) == '{"a":"é","b":1}'
+
+
+def test_a_record_is_never_changed_on_its_way_to_a_line(stream: io.StringIO) -> None:
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    keeper = Keep()
+    logging.getLogger().addHandler(keeper)
+    try:
+        log.info("password %s", PASSWORD)
+    finally:
+        logging.getLogger().removeHandler(keeper)
+    assert lines(stream)[0]["message"] == "password ***"
+    assert seen[0].getMessage() == f"password {PASSWORD}"  # other handlers see the raw record (caplog does)
