@@ -25,7 +25,12 @@ HERE = Path(__file__).resolve().parent
 #: The buckets ``topology.ensure_topology`` creates and their history, as ``nats kv add`` takes them.
 BUCKETS: dict[str, dict[str, Any]] = {
     naming.DESIRED_BUCKET: {"history": 5, "description": "Desired state per sandbox (CAS on the stream sequence)."},
-    naming.STATUS_BUCKET: {"history": 5, "description": "Status projection per sandbox; consoles read and watch it."},
+    naming.STATUS_BUCKET: {
+        "history": 5,
+        "description": "Status projection per sandbox; consoles read and watch it.",
+        # Deleted and Rejected records expire (per-message TTL); the server leaves a delete marker this long.
+        "marker_ttl_seconds": topology.STATUS_MARKER_TTL_S,
+    },
     naming.OWNERS_BUCKET: {"history": 1, "description": "owner-uid -> sandbox id claims (no silent merges)."},
 }
 

@@ -122,7 +122,8 @@ class Client:
             entry = await kv.get(naming.status_key(sandbox_id))
         except KeyNotFoundError:
             return None
-        assert entry.value is not None
+        if not entry.value:  # the marker the server leaves where an expired record was
+            return None
         return SandboxStatus.model_validate(json.loads(entry.value))
 
     async def wait_status(

@@ -254,3 +254,10 @@ def test_the_kubernetes_request_timeout_is_a_setting(monkeypatch: pytest.MonkeyP
     assert ApplierSettings().kube_request_timeout_s == 7.5
     monkeypatch.setenv("SANDBOXD_KUBE_REQUEST_TIMEOUT_SECONDS", "0")
     assert refusal(ApplierSettings).startswith("invalid configuration: SANDBOXD_KUBE_REQUEST_TIMEOUT_SECONDS ")
+
+
+def test_status_retention_outlives_every_redelivery() -> None:
+    """A tombstone gone before the last redelivery of its events would let that redelivery re-create it."""
+    with pytest.raises(ValidationError, match="SANDBOXD_STATUS_RETENTION_SECONDS"):
+        TopologySettings(status_retention_s=60.0, ack_wait_s=30.0, max_deliver=50)
+    assert TopologySettings().status_retention_s >= TopologySettings().ack_wait_s * TopologySettings().max_deliver

@@ -25,6 +25,8 @@ T = TypeVar("T")
 class _Bucket(Generic[T]):
     data: dict[str, Versioned[T]] = field(default_factory=dict)
     revision: int = 0
+    #: Per key, the ``expire_after_s`` its last put asked for (the fake keeps records; tests read this).
+    expiring: dict[str, float | None] = field(default_factory=dict)
 
 
 class MemoryStore(Generic[T]):
@@ -46,13 +48,14 @@ class MemoryStore(Generic[T]):
     def recent(self, key: str) -> Versioned[T] | None:
         return self._seen.get(key)
 
-    async def put(self, key: str, value: T, *, revision: int | None) -> int:
+    async def put(self, key: str, value: T, *, revision: int | None, expire_after_s: float | None = None) -> int:
         current = self._bucket.data.get(key)
         if (current.revision if current else None) != revision:
             self._remember(key, None)
             raise StoreConflict(f"{key}: expected revision {revision}")
         self._bucket.revision += 1
         record = self._bucket.data[key] = Versioned(value, self._bucket.revision)
+        self._bucket.expiring[key] = expire_after_s
         self._remember(key, record)
         return record.revision
 
@@ -65,6 +68,10 @@ class MemoryStore(Generic[T]):
 
     async def keys(self) -> list[str]:
         return sorted(self._bucket.data)
+
+    def expires_after(self, key: str) -> float | None:
+        """The retention the last put of ``key`` asked for (``None``: kept until replaced or deleted)."""
+        return self._bucket.expiring.get(key)
 
     def _remember(self, key: str, record: Versioned[T] | None) -> None:
         if record is None:

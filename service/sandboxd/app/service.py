@@ -160,7 +160,7 @@ class Service:
         starting = self._guard("start-up")
         stores = await until_done(partial(Stores.open, js, in_flight=topology.max_ack_pending), starting)
         metrics, tracer = self.telemetry.instruments, self.telemetry.tracer
-        status = StatusWriter(stores.status, metrics=metrics)
+        status = StatusWriter(stores.status, metrics=metrics, retention_s=topology.status_retention_s)
         intake = Intake(desired=stores.desired, owners=stores.owners, status=status, clock=self.clock, tracer=tracer)
         reconciler = Reconciler(
             desired=stores.desired,

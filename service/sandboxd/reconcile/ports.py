@@ -68,7 +68,8 @@ class Store(Protocol[T]):
     """A key → record store with compare-and-set (the JetStream KV buckets; an in-memory fake in tests).
 
     ``put`` with ``revision=None`` creates and fails if the key exists; otherwise it replaces only that exact
-    revision. A lost race raises ``sandboxd.errors.StoreConflict``.
+    revision. A lost race raises ``sandboxd.errors.StoreConflict``. ``expire_after_s`` asks the store to remove
+    the record (and its history) that long after the write, unless a later put replaced it.
     """
 
     async def get(self, key: str) -> Versioned[T] | None: ...
@@ -80,7 +81,7 @@ class Store(Protocol[T]):
         current record must ``get`` it."""
         ...
 
-    async def put(self, key: str, value: T, *, revision: int | None) -> int: ...
+    async def put(self, key: str, value: T, *, revision: int | None, expire_after_s: float | None = None) -> int: ...
 
     async def delete(self, key: str, *, revision: int | None = None) -> None: ...
 

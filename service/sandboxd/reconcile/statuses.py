@@ -17,12 +17,16 @@ its event, and ``Applied``, ``Ready`` and ``Idle`` say what runs. After a delete
 (retain: namespace, quota and PVCs kept) or ``Purged``; no objects, no endpoint, the namespace only on retain.
 A failed pass sets ``Applied=False`` (phase ``Failed``; or, when it will be retried, unchanged, ``Deleting``
 for a deletion). A rejected event sets ``Accepted=False`` until an event is accepted again.
+
+Retention: ``StatusWriter`` writes Deleted and Rejected records to expire after ``SANDBOXD_STATUS_RETENTION_SECONDS``
+(the store's per-message TTL), so the projection does not keep every id it ever saw.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Final
 
 from sandboxd import naming
 from sandboxd.errors import SandboxdError, StoreConflict
@@ -305,16 +309,28 @@ def deleted(
     )
 
 
+#: Phases whose record is written to expire: the sandbox is gone, or never was (a never-created id's rejection).
+EXPIRING_PHASES: Final = frozenset({Phase.DELETED, Phase.REJECTED})
+
+
 class StatusWriter:
     """Writes one transition with compare-and-set, re-reading and re-applying it when another writer won.
 
     It starts from the record the store remembers (``Store.recent``), so the common case, this process being
     the only recent writer, is one round trip instead of a read and a write.
+
+    A record in an ``EXPIRING_PHASES`` phase is written to expire ``retention_s`` after its last write (the
+    store removes it; nothing sweeps the keys). Any later write (a re-create, a rejection of an event for a
+    live sandbox) replaces it and is kept. After expiry the sandbox id is unknown: a create starts a new
+    incarnation at generation 1 (docs/events.md, "Generations, incarnations and deletion").
     """
 
-    def __init__(self, store: Store[SandboxStatus], *, metrics: Instruments | None = None) -> None:
+    def __init__(
+        self, store: Store[SandboxStatus], *, metrics: Instruments | None = None, retention_s: float | None = None
+    ) -> None:
         self._store = store
         self._phases = metrics.phases if metrics is not None else None
+        self._retention_s = retention_s
 
     async def read(self, sandbox_id: str) -> SandboxStatus | None:
         """The record as it is now (read from the store; the next ``write`` then needs no read of its own)."""
@@ -330,8 +346,11 @@ class StatusWriter:
             if current is None and attempt:
                 current = await self._store.get(key)
             new = transition(current.value if current else None)
+            expire_after_s = self._retention_s if new.phase in EXPIRING_PHASES else None
             try:
-                await self._store.put(key, new, revision=current.revision if current else None)
+                await self._store.put(
+                    key, new, revision=current.revision if current else None, expire_after_s=expire_after_s
+                )
             except StoreConflict:
                 current = None
                 continue

@@ -78,9 +78,22 @@ class TopologySettings(Group):
         ge=1,
         description="Unacked events across all replicas; events held for a coalesced reconcile count here.",
     )
+    status_retention_s: float = env(
+        "SANDBOXD_STATUS_RETENTION_SECONDS",
+        7 * DAY,
+        ge=1,
+        description="How long a Deleted (or never-created Rejected) status record stays in sandbox-status, s; "
+        "at least ack wait x max deliver, so no redelivery outlives it.",
+    )
 
     @model_validator(mode="after")
     def _window_fits(self) -> TopologySettings:
         if self.duplicate_window_s > self.events_max_age_s:
             raise ValueError("SANDBOXD_DUPLICATE_WINDOW_SECONDS must not exceed SANDBOXD_EVENTS_MAX_AGE_SECONDS")
+        # A tombstone that expired before the last redelivery of its deleted life's events would let that
+        # redelivery begin a new life: the deleted sandbox would come back.
+        if self.status_retention_s < self.ack_wait_s * self.max_deliver:
+            raise ValueError(
+                "SANDBOXD_STATUS_RETENTION_SECONDS must be at least SANDBOXD_ACK_WAIT_SECONDS x SANDBOXD_MAX_DELIVER"
+            )
         return self

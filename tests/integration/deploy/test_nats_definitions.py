@@ -97,6 +97,9 @@ async def test_a_server_given_the_topology_holds_what_the_files_say(fresh_nats_s
             backing = (await js.stream_info(f"KV_{name}")).config
             assert backing.num_replicas == wanted["replicas"], name
             assert backing.allow_direct is wanted["direct"], name
+            if "marker_ttl_seconds" in wanted:  # records that expire on their own (per-message TTL)
+                assert backing.allow_msg_ttl, name
+                assert backing.subject_delete_marker_ttl == wanted["marker_ttl_seconds"], name
         names = {info.config.name async for info in _streams(js)}
         described = {json.loads(p.read_text())["name"] for p in (FOLDER / "streams").glob("*.json")}
         assert names == described | {f"KV_{name}" for name in buckets}, "a stream the files do not describe"

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from sandboxd.adapters.memory import MemoryStore
 from sandboxd.errors import ApplyUnavailable, InvalidEvent
 from sandboxd.models.desired import DesiredState, Lifecycle
 from sandboxd.models.spec import SandboxSpec
@@ -183,3 +184,21 @@ def test_passes_finishing_in_any_order_never_move_the_generation_back(order: tup
         assert status.observed_generation == newest
         assert all(c.observed_generation <= newest for c in status.conditions)
     assert status is not None and status.condition(ConditionType.ACCEPTED) is not None
+
+
+@pytest.mark.anyio
+async def test_deleted_and_rejected_records_are_written_to_expire_live_ones_never() -> None:
+    store = MemoryStore[SandboxStatus]()
+    writer = statuses.StatusWriter(store, retention_s=3600.0)
+    state = desired(1)
+    await writer.write("sb-1", lambda prev: applied(prev, state, at(1)))
+    assert store.expires_after("sb-1") is None
+    await writer.write("sb-1", lambda prev: deleted(prev, desired(2, lifecycle=Lifecycle.DELETED), at(2)))
+    assert store.expires_after("sb-1") == 3600.0
+    await writer.write("sb-1", lambda prev: applied(prev, desired(3, incarnation=9), at(3)))  # a re-create
+    assert store.expires_after("sb-1") is None
+    refused = InvalidEvent("sandbox sb-2 does not exist; delete needs a create first")
+    await writer.write(
+        "sb-2", lambda prev: statuses.rejected(prev, sandbox_id="sb-2", error=refused, event_id="e", now=at(1))
+    )
+    assert store.expires_after("sb-2") == 3600.0

@@ -249,6 +249,8 @@ existingSecret, keys, inboxPrefix. The scaler's own when nats.scaler.existingSec
   value: {{ include "sandboxd.num" $t.maxDeliver | quote }}
 - name: SANDBOXD_MAX_ACK_PENDING
   value: {{ include "sandboxd.num" $t.maxAckPending | quote }}
+- name: SANDBOXD_STATUS_RETENTION_SECONDS
+  value: {{ include "sandboxd.num" $t.statusRetentionSeconds | quote }}
 {{- end }}
 
 {{/* The reconciler's /healthz, /readyz and /metrics. */}}

@@ -1,7 +1,9 @@
 """Streams, KV buckets and the shared durable consumer, created or updated idempotently and race-free.
 
-Runs at every start-up and as ``sandboxd init``. Only features nats-server 2.9 honours are used: one subject
-filter per consumer, no per-message TTL, bucket-level ``max_age`` for expiry.
+Runs at every start-up and as ``sandboxd init``. The oldest server supported is nats-server 2.11: the status
+bucket relies on per-message TTL (``allow_msg_ttl``) so a Deleted record expires on its own, and on subject
+delete markers so a console watching the bucket sees it go. A server that silently ignores those fields (2.10
+and older) is refused with a message that says so. Otherwise one subject filter per consumer.
 
 Many replicas may run it at once, on a fresh server or cluster. Every step is "make it so", never "create":
 
@@ -9,6 +11,7 @@ Many replicas may run it at once, on a fresh server or cluster. Every step is "m
   loses the race to another replica ("stream name already in use", error 10058) updates instead;
 - a KV bucket is a stream ``KV_<bucket>``: created when missing (the same race rule), and its replica count
   moved to ``SANDBOXD_STREAM_REPLICAS`` like the streams' (so ``init`` at R3 after R1 moves the buckets too);
+  the status bucket also gets per-message TTL and delete markers (a bucket made by an older release is updated);
 - a durable consumer is created or updated in one request; a create that races another replica's
   ("consumer already exists", 10013/10105/10148) is asked once more, which then updates;
 - a step JetStream cannot answer right now (a fresh cluster electing its meta leader, a leader change) is
@@ -30,7 +33,7 @@ from nats.js.kv import KeyValue
 
 from sandboxd import naming
 from sandboxd.adapters.jetstream.errors import boundary
-from sandboxd.errors import BrokerUnavailable
+from sandboxd.errors import BrokerRefused, BrokerUnavailable
 from sandboxd.settings import TopologySettings
 
 T = TypeVar("T")
@@ -45,6 +48,14 @@ PATIENCE_S: Final = 60.0
 log = logging.getLogger(__name__)
 
 HOUR = 3600.0
+#: How long the marker the server leaves when a status record expires stays (watchers see it as a delete), s.
+#: The server raises any shorter per-message TTL to this, so it never exceeds the status retention.
+STATUS_MARKER_TTL_S: Final = 15 * 60.0
+
+
+def status_marker_ttl_s(settings: TopologySettings) -> float:
+    """The status bucket's delete-marker TTL: ``STATUS_MARKER_TTL_S``, or the retention when that is shorter."""
+    return min(STATUS_MARKER_TTL_S, settings.status_retention_s)
 
 
 def stream_configs(settings: TopologySettings) -> list[api.StreamConfig]:
@@ -168,13 +179,16 @@ async def ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
     await js.update_stream(config)
 
 
-async def ensure_bucket(js: JetStreamContext, bucket: str, *, history: int, replicas: int) -> KeyValue:
+async def ensure_bucket(
+    js: JetStreamContext, bucket: str, *, history: int, replicas: int, marker_ttl_s: float | None = None
+) -> KeyValue:
+    """The bucket, created when missing; ``marker_ttl_s`` makes its records able to expire (per-message TTL)."""
     try:
         kv = await js.key_value(bucket)
     except (BucketNotFoundError, NotFoundError):
         try:
             log.info("creating KV bucket %s", bucket)
-            return await js.create_key_value(
+            kv = await js.create_key_value(
                 bucket=bucket, history=history, replicas=replicas, storage=api.StorageType.FILE, direct=True
             )
         except APIError as exc:
@@ -182,18 +196,28 @@ async def ensure_bucket(js: JetStreamContext, bucket: str, *, history: int, repl
                 raise
             log.info("KV bucket %s was created by another replica meanwhile", bucket)
             kv = await js.key_value(bucket)
-    await _move_replicas(js, f"KV_{bucket}", replicas)
+    await _conform(js, f"KV_{bucket}", replicas=replicas, marker_ttl_s=marker_ttl_s)
     return kv
 
 
-async def _move_replicas(js: JetStreamContext, stream: str, replicas: int) -> None:
-    """A bucket's stream to ``replicas`` copies, keeping the rest of its config (history, TTL) as it is."""
+async def _conform(js: JetStreamContext, stream: str, *, replicas: int, marker_ttl_s: float | None) -> None:
+    """A bucket's stream to ``replicas`` copies (and per-message TTL with delete markers when asked), keeping
+    the rest of its config (history, limits) as it is."""
     config = (await js.stream_info(stream)).config
-    if config.num_replicas == replicas:
+    wants_ttl = marker_ttl_s is not None
+    ttl_ok = not wants_ttl or (config.allow_msg_ttl and config.subject_delete_marker_ttl == marker_ttl_s)
+    if config.num_replicas == replicas and ttl_ok:
         return
-    log.info("moving %s from %s to %d replicas", stream, config.num_replicas, replicas)
+    log.info("updating %s: %d replicas%s", stream, replicas, ", per-message TTL" if wants_ttl else "")
     config.num_replicas = replicas
-    await js.update_stream(config)
+    if wants_ttl:
+        config.allow_msg_ttl = True
+        config.subject_delete_marker_ttl = marker_ttl_s
+    updated = (await js.update_stream(config)).config
+    if wants_ttl and not updated.allow_msg_ttl:
+        raise BrokerRefused(
+            f"this nats-server ignores per-message TTL on {stream}; sandboxd needs nats-server 2.11 or later"
+        )
 
 
 async def ensure_consumer(js: JetStreamContext, stream: str, config: api.ConsumerConfig) -> None:
@@ -213,7 +237,8 @@ async def ensure_topology(js: JetStreamContext, settings: TopologySettings, *, p
     for config in stream_configs(settings):
         await _patiently(partial(ensure_stream, js, config), what=f"stream {config.name}", patience_s=patience_s)
     for bucket, history in ((naming.DESIRED_BUCKET, 5), (naming.STATUS_BUCKET, 5), (naming.OWNERS_BUCKET, 1)):
-        ensure = partial(ensure_bucket, js, bucket, history=history, replicas=replicas)
+        marker_ttl_s = status_marker_ttl_s(settings) if bucket == naming.STATUS_BUCKET else None
+        ensure = partial(ensure_bucket, js, bucket, history=history, replicas=replicas, marker_ttl_s=marker_ttl_s)
         await _patiently(ensure, what=f"KV bucket {bucket}", patience_s=patience_s)
     consumers = (
         (naming.EVENTS_STREAM, consumer_config(settings)),
