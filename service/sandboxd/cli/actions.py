@@ -1,8 +1,9 @@
 """What each ``sandboxctl`` command does once its arguments are parsed: publish, read, watch, replay.
 
-Each action takes the parsed arguments and an open NATS connection, prints to stdout, and returns the exit
-code; failures raise (``cli.exits`` prints them as one line). Publishing goes through the JetStream adapter's
-``publish_event`` (the CloudEvents id as ``Nats-Msg-Id``), so a re-published event is deduplicated.
+Each action takes the parsed arguments and a connected ``SandboxClient``, prints to stdout, and returns the exit
+code; failures raise (``cli.exits`` prints them as one line). Publishing and reading the projection go through
+the client (the CloudEvents id as ``Nats-Msg-Id``, so a re-published event is deduplicated); dead letters are
+an operator's business and read here through ``cli.deadletters``.
 """
 
 from __future__ import annotations
@@ -12,15 +13,12 @@ import json
 from contextlib import aclosing
 from typing import Any
 
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from sandboxd import naming
-from sandboxd.adapters.jetstream.publishing import publish_event
-from sandboxd.cli import deadletters, output, projection
-from sandboxd.cli.events import build_event, checked_spec, spec_from_file, spec_from_flags
+from sandboxd.cli import deadletters, output
+from sandboxd.cli.events import spec_from_file, spec_from_flags
 from sandboxd.cli.exits import OK
-from sandboxd.errors import BrokerUnavailable
+from sandboxd.client import Published, SandboxClient
 from sandboxd.models.status import SandboxStatus
 
 
@@ -35,42 +33,45 @@ def _formatted(data: Any, fmt: str) -> str:
 # --- publishing ---------------------------------------------------------------------------------------------
 
 
-async def publish(args: argparse.Namespace, nc: Client) -> int:
-    verb: str = args.command
-    data: dict[str, Any] | None
+async def publish(args: argparse.Namespace, client: SandboxClient) -> int:
+    done = await _send(args, client, force=True)
+    if done.duplicate:
+        _print(
+            f"{done.subject}: duplicate of stream sequence {done.sequence} "
+            f"(event id {done.event_id} was already published)"
+        )
+    else:
+        _print(f"{done.subject}: published as stream sequence {done.sequence} (event id {done.event_id})")
+    return OK
+
+
+async def _send(args: argparse.Namespace, client: SandboxClient, *, force: bool) -> Published:
+    verb, sid, event_id = args.command, args.id, args.event_id
     if verb in ("create", "update"):
         spec = spec_from_file(args.file) if args.file else spec_from_flags(args)
-        data = {"spec": checked_spec(spec).model_dump(mode="json", by_alias=True, exclude_none=True)}
-    elif verb == "delete":
-        data = {"purge": bool(args.purge)}
-    else:
-        data = {"reason": args.reason} if getattr(args, "reason", None) else None
-    event = build_event(verb, args.id, data, event_id=args.event_id)
-    try:
-        sequence, duplicate = await publish_event(nc.jetstream(), event)
-    except BrokerUnavailable as exc:
-        raise BrokerUnavailable(f"{exc.message} (is the topology provisioned? run `sandboxd init`)") from exc
-    subject = naming.event_subject(verb, args.id)
-    if duplicate:
-        _print(f"{subject}: duplicate of stream sequence {sequence} (event id {event.id} was already published)")
-    else:
-        _print(f"{subject}: published as stream sequence {sequence} (event id {event.id})")
-    return OK
+        if verb == "create":
+            return await client.create(sid, spec, event_id=event_id, force=force)
+        return await client.update(sid, spec, event_id=event_id, force=force)
+    if verb == "delete":
+        return await client.delete(sid, purge=bool(args.purge), event_id=event_id, force=force)
+    if verb == "suspend":
+        return await client.suspend(sid, reason=args.reason, event_id=event_id, force=force)
+    return await client.resume(sid, reason=args.reason, event_id=event_id, force=force)
 
 
 # --- reading the projection ---------------------------------------------------------------------------------
 
 
-async def status(args: argparse.Namespace, nc: Client) -> int:
-    js, now = nc.jetstream(), output.now_utc()
+async def status(args: argparse.Namespace, client: SandboxClient) -> int:
+    now = output.now_utc()
     if args.id:
-        one = await projection.get_status(js, args.id)
+        one = await client.get(args.id)
         if args.output == "table":
             _print(output.status_detail(one, now))
         else:
             _print(_formatted(output.wire(one), args.output))
         return OK
-    every = await projection.list_statuses(js)
+    every = await client.list()
     if args.output == "table":
         _print(output.status_table(every, now))
     else:
@@ -78,12 +79,11 @@ async def status(args: argparse.Namespace, nc: Client) -> int:
     return OK
 
 
-async def watch(args: argparse.Namespace, nc: Client) -> int:
+async def watch(args: argparse.Namespace, client: SandboxClient) -> int:
     """The current state (a table, or JSON lines), then one line per change until interrupted."""
     initial: list[SandboxStatus] = []
     live = False
-    watching = projection.watch_statuses(nc.jetstream(), args.id, closed=lambda: nc.is_closed)
-    async with aclosing(watching) as changes:
+    async with aclosing(client.watch(args.id)) as changes:
         async for change in changes:
             if change is None:
                 if not live:
@@ -123,8 +123,8 @@ def _show_initial(initial: list[SandboxStatus], args: argparse.Namespace) -> Non
 # --- dead letters -------------------------------------------------------------------------------------------
 
 
-async def dlq(args: argparse.Namespace, nc: Client) -> int:
-    js, now = nc.jetstream(), output.now_utc()
+async def dlq(args: argparse.Namespace, client: SandboxClient) -> int:
+    js, now = client.nc.jetstream(), output.now_utc()
     if args.dlq_command == "list":
         letters = await deadletters.list_dead_letters(js)
         if args.output == "table":

@@ -13,21 +13,19 @@ the service's reconnect policy allows, i.e. forever); only ``watch`` reconnects 
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 from nats.aio.client import Client
 
-from sandboxd.adapters.jetstream.connection import connect
+from sandboxd.cli.events import SOURCE
 from sandboxd.cli.exits import CommandError
-from sandboxd.errors import BrokerUnavailable
+from sandboxd.client import SandboxClient
+from sandboxd.client.sandboxes import DEFAULT_CONNECT_TIMEOUT_S
 from sandboxd.settings import NatsSettings, load
 from sandboxd.telemetry import logs
-
-DEFAULT_CONNECT_TIMEOUT_S = 5.0
 
 
 def add_connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -81,22 +79,26 @@ def read_secret_file(path: str, *, what: str) -> str:
 
 
 @asynccontextmanager
-async def connected(
-    settings: NatsSettings, *, timeout: float = DEFAULT_CONNECT_TIMEOUT_S, reconnect: bool = False
-) -> AsyncIterator[Client]:
-    """One connection for one command, the first connect bounded by ``timeout``, closed at the end.
+async def connected_client(
+    settings: NatsSettings,
+    *,
+    timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+    reconnect: bool = False,
+    on_connection: Callable[[bool], None] | None = None,
+) -> AsyncIterator[SandboxClient]:
+    """One client for one command, the first connect bounded by ``timeout``, closed at the end.
 
     ``reconnect``: keep reconnecting after a later outage (``watch``); otherwise the connection closes on it.
+    ``on_connection(up)`` hears of each drop and each reconnect.
     """
-    try:
-        with anyio.fail_after(timeout):
-            nc = await connect(settings, allow_reconnect=reconnect)
-    except TimeoutError as exc:
-        raise BrokerUnavailable(
-            f"cannot connect to NATS at {logs.scrub(settings.url)} within {timeout:g}s "
-            "(is the server running, and are the URL and credentials right?)"
-        ) from exc
-    try:
-        yield nc
-    finally:
-        await nc.close()
+    async with SandboxClient.connect(
+        settings, timeout=timeout, reconnect=reconnect, on_connection=on_connection, source=SOURCE
+    ) as client:
+        yield client
+
+
+@asynccontextmanager
+async def connected(settings: NatsSettings, *, timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> AsyncIterator[Client]:
+    """The bare NATS connection of ``connected_client`` (``sandboxd init``)."""
+    async with connected_client(settings, timeout=timeout) as client:
+        yield client.nc

@@ -30,8 +30,9 @@ from sandboxd.adapters.jetstream.publishing import publish_event
 from sandboxd.adapters.natsserver import NatsServer, preferred_port
 from sandboxd.app.appliers import build_applier, gitops_available
 from sandboxd.app.service import Service
-from sandboxd.cli.events import build_event
+from sandboxd.cli.events import SOURCE
 from sandboxd.cli.serving import serve
+from sandboxd.client.events import build_event
 from sandboxd.errors import BrokerUnavailable, ConfigurationError
 from sandboxd.render import render
 from sandboxd.settings import (
@@ -181,7 +182,7 @@ async def wait_ready(service: Service) -> bool:
 async def publish_demo(service: Service) -> None:
     """Publish the sample sandbox on the service's own connection (one client fewer on a laptop)."""
     assert service.nc is not None, "called once the service is ready"
-    event = build_event("create", DEMO_ID, {"spec": DEMO_SPEC})
+    event = build_event("create", DEMO_ID, {"spec": DEMO_SPEC}, source=SOURCE)
     sequence, _ = await publish_event(service.nc.jetstream(), event)
     print(f"demo: published sandbox.create.{DEMO_ID} (stream sequence {sequence}); try: sandboxctl status {DEMO_ID}")
 

@@ -1,27 +1,22 @@
-"""Lifecycle events built from ``sandboxctl`` flags or a spec file, validated by the pydantic models.
+"""The spec of ``sandboxctl create``/``update``, from flags or a spec file (camelCase, as on the wire).
 
 Every event gets a fresh CloudEvents id (uuid4) unless ``--event-id`` names one (a script that retries a publish
-with the same id is deduplicated by JetStream), ``source`` ``sandboxctl`` and ``time`` now. A spec that does
-not validate is a ``CommandError`` listing every problem, before anything is published.
+with the same id is deduplicated by JetStream), ``source`` ``sandboxctl``. The client (``client.events``)
+validates the spec and builds the event, naming every problem before anything is published.
 
-What it deliberately does not do: publish (``sandboxctl`` does, through the JetStream adapter).
+What it deliberately does not do: validate or publish (``sandboxd.client`` does both).
 """
 
 from __future__ import annotations
 
 import argparse
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import yaml
-from pydantic import ValidationError
 
 from sandboxd.cli.exits import CommandError
-from sandboxd.models.base import describe
-from sandboxd.models.events import EVENT_CLASSES, Envelope
-from sandboxd.models.spec import Agent, SandboxSpec
+from sandboxd.models.spec import Agent
 
 SOURCE: Final = "sandboxctl"
 DEFAULT_CPU: Final = "2"
@@ -89,29 +84,3 @@ def spec_from_file(path: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise CommandError(f"{path} does not hold a spec (a mapping with owner and quota)")
     return document
-
-
-def checked_spec(spec: dict[str, Any]) -> SandboxSpec:
-    try:
-        return SandboxSpec.model_validate(spec)
-    except ValidationError as exc:
-        raise CommandError(f"invalid spec: {describe(exc, prefix='spec')}") from exc
-
-
-def build_event(
-    verb: str, sandbox_id: str, data: dict[str, Any] | None = None, *, event_id: str | None = None
-) -> Envelope:
-    """One validated lifecycle event; ``CommandError`` naming every problem otherwise."""
-    body: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": event_id or str(uuid.uuid4()),
-        "source": SOURCE,
-        "subject": sandbox_id,
-        "time": datetime.now(UTC),
-    }
-    if data is not None:
-        body["data"] = data
-    try:
-        return EVENT_CLASSES[verb].model_validate(body)
-    except ValidationError as exc:
-        raise CommandError(f"invalid {verb} event: {describe(exc)}") from exc

@@ -19,19 +19,18 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
-from nats.aio.client import Client
-
 from sandboxd.cli import actions
-from sandboxd.cli.connection import add_connection_flags, connected, nats_settings
+from sandboxd.cli.connection import add_connection_flags, connected_client, nats_settings
 from sandboxd.cli.events import add_spec_flags
 from sandboxd.cli.exits import finish
 from sandboxd.cli.output import FORMATS
 from sandboxd.cli.signals import until_interrupted
+from sandboxd.client import SandboxClient
 from sandboxd.naming import is_sandbox_id
 from sandboxd.telemetry import logs, tracing
 
 PROG = "sandboxctl"
-Action = Callable[[argparse.Namespace, Client], Awaitable[int]]
+Action = Callable[[argparse.Namespace, SandboxClient], Awaitable[int]]
 
 
 def sandbox_id(text: str) -> str:
@@ -119,8 +118,8 @@ async def run(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> int:
     settings = nats_settings(args, client_name=PROG)
     watching = args.command == "watch"  # a watch outlives server restarts; other commands fail fast
-    async with connected(settings, timeout=args.connect_timeout, reconnect=watching) as nc:
-        body = partial(args.action, args, nc)
+    async with connected_client(settings, timeout=args.connect_timeout, reconnect=watching) as client:
+        body = partial(args.action, args, client)
         if watching:
             return await until_interrupted(body)
         result: int = await body()

@@ -1,5 +1,7 @@
 """Reading the status projection (KV bucket ``sandbox-status``) as any console would: get, list, watch.
 
+The client's read side (``SandboxClient.get/list/watch/wait_for`` call these).
+
 Listing uses one wildcard watch and stops at its end-of-initial-state marker (``None``) instead of
 ``kv.keys()``, which costs a consumer per call and filters client-side. A watch yields the initial state, then a
 ``None`` marker, then live changes; deleted or purged keys arrive as ``Change(status=None)``.
@@ -9,6 +11,7 @@ Read-only: nothing here writes the bucket (only reconcilers do).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -21,7 +24,7 @@ from pydantic import ValidationError
 
 from sandboxd import naming
 from sandboxd.adapters.jetstream.errors import boundary
-from sandboxd.cli.exits import CommandError
+from sandboxd.client.errors import NotFound, StatusUnreadable
 from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.status import SandboxStatus
 
@@ -43,21 +46,27 @@ async def status_bucket(js: JetStreamContext) -> KeyValue:
         try:
             return await js.key_value(naming.STATUS_BUCKET)
         except (BucketNotFoundError, NotFoundError) as exc:
-            raise CommandError(
+            raise NotFound(
                 f"no {naming.STATUS_BUCKET} bucket on this server: run `sandboxd init` or start sandboxd"
             ) from exc
 
 
-async def get_status(js: JetStreamContext, sandbox_id: str) -> SandboxStatus:
+async def find_status(js: JetStreamContext, sandbox_id: str) -> SandboxStatus | None:
+    """The sandbox's status record, or ``None`` when it has none (deleted and purged keys too)."""
     kv = await status_bucket(js)
     with boundary(f"reading the status of {sandbox_id}"):
         try:
             entry = await kv.get(naming.status_key(sandbox_id))
-        except KeyNotFoundError as exc:
-            raise CommandError(f"sandbox {sandbox_id} has no status (never published, or not yet seen)") from exc
-    if entry.value is None:
-        raise CommandError(f"sandbox {sandbox_id} has no status")
-    return _parse(sandbox_id, entry.value)
+        except KeyNotFoundError:
+            return None
+    return _parse(sandbox_id, entry.value) if entry.value else None
+
+
+async def get_status(js: JetStreamContext, sandbox_id: str) -> SandboxStatus:
+    found = await find_status(js, sandbox_id)
+    if found is None:
+        raise NotFound(f"sandbox {sandbox_id} has no status (never published, or not yet seen)")
+    return found
 
 
 async def list_statuses(js: JetStreamContext, *, timeout: float = LIST_TIMEOUT_S) -> list[SandboxStatus]:
@@ -106,7 +115,9 @@ async def watch_statuses(
             else:
                 yield Change(entry.key, _parse(entry.key, entry.value), int(entry.revision or 0))
     finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+        # The connection may be closed already (a caller that broke out of its loop and closed the client
+        # before the generator was finalised): the server drops the watch's consumer with the connection.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2), contextlib.suppress(Exception):
             await watcher.stop()  # type: ignore[no-untyped-call]
 
 
@@ -114,4 +125,4 @@ def _parse(key: str, value: bytes) -> SandboxStatus:
     try:
         return SandboxStatus.model_validate_json(value)
     except ValidationError as exc:
-        raise CommandError(f"the status of {key} is not a SandboxStatus record (a newer sandboxd?)") from exc
+        raise StatusUnreadable(f"the status of {key} is not a SandboxStatus record (a newer sandboxd?)") from exc

@@ -1,0 +1,106 @@
+"""``sandboxd.client`` against a real nats-server and an in-process sandboxd: what a platform service relies on.
+
+Idempotent event ids, the kubectl-like existence checks (and ``force``), typed reads, and ``wait_for``
+returning at the status that settles an event, failing fast when the event is refused, timing out otherwise.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from sandboxd.adapters.memory import MemoryApplier
+from sandboxd.adapters.natsserver import NatsServer
+from sandboxd.client import (
+    AVAILABLE,
+    DELETED,
+    SUSPENDED,
+    AlreadyExists,
+    NotFound,
+    SandboxClient,
+    SandboxFailed,
+    WaitTimedOut,
+    event_id_for,
+    settled,
+)
+from sandboxd.errors import BrokerUnavailable, InvalidEvent
+from sandboxd.models.status import Phase
+from support.spine import running_service, service_settings, spec, unique_id
+
+pytestmark = [pytest.mark.nats, pytest.mark.anyio]
+
+
+async def test_a_lifecycle_through_the_client_settles_at_each_step(nats_server: NatsServer) -> None:
+    url, sid = nats_server.url, unique_id("cl")
+    async with running_service(service_settings(url), MemoryApplier()), SandboxClient.connect(url) as sandboxes:
+        created = await sandboxes.create(sid, spec("client@acme.com", sessions=2))
+        ready = await sandboxes.wait_for(sid, settled(created), timeout=20)
+        assert ready is not None and ready.phase is Phase.READY and ready.observed_sequence >= created.sequence
+        assert (await sandboxes.get(sid)).replicas == ready.replicas
+
+        updated = await sandboxes.update(sid, spec("client@acme.com", sessions=3))
+        after = await sandboxes.wait_for(sid, settled(updated), timeout=20)
+        assert after is not None and after.replicas is not None and after.replicas.desired == 3
+
+        await sandboxes.wait_for(sid, settled(await sandboxes.suspend(sid, reason="billing")), timeout=20)
+        assert SUSPENDED(await sandboxes.get(sid))
+        await sandboxes.wait_for(sid, settled(await sandboxes.resume(sid)), timeout=20)
+        assert AVAILABLE(await sandboxes.get(sid))
+
+        gone = await sandboxes.wait_for(sid, settled(await sandboxes.delete(sid, purge=True)), timeout=20)
+        assert DELETED(gone)
+        assert sid not in [s.sandbox_id for s in await sandboxes.list(gone=False)]
+        assert sid in [s.sandbox_id for s in await sandboxes.list(phases={Phase.DELETED})]
+
+
+async def test_the_same_event_id_is_stored_once(nats_server: NatsServer) -> None:
+    url, sid = nats_server.url, unique_id("cl")
+    event_id = event_id_for("create", sid, "request-42")
+    assert event_id == event_id_for("create", sid, "request-42") != event_id_for("create", sid, "request-43")
+    async with SandboxClient.connect(url) as sandboxes:  # no service: nothing consumes, the stream remembers
+        first = await sandboxes.create(sid, spec("dedupe@acme.com"), event_id=event_id, force=True)
+        again = await sandboxes.create(sid, spec("dedupe@acme.com"), event_id=event_id, force=True)
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert again.sequence == first.sequence and again.event_id == event_id
+
+
+async def test_existence_checks_refuse_typos_and_force_publishes_anyway(nats_server: NatsServer) -> None:
+    url, sid, typo = nats_server.url, unique_id("cl"), unique_id("typo")
+    async with running_service(service_settings(url), MemoryApplier()), SandboxClient.connect(url) as sandboxes:
+        for verb in (sandboxes.delete, sandboxes.suspend, sandboxes.resume):
+            with pytest.raises(NotFound, match=f"sandbox {typo} not found"):
+                await verb(typo)
+        with pytest.raises(NotFound):
+            await sandboxes.update(typo, spec("typo@acme.com"))
+        assert await sandboxes.find(typo) is None  # nothing was published: no Rejected row
+
+        await sandboxes.wait_for(sid, settled(await sandboxes.create(sid, spec("exists@acme.com"))), timeout=20)
+        with pytest.raises(AlreadyExists, match="use update"):
+            await sandboxes.create(sid, spec("exists@acme.com"))
+
+        forced = await sandboxes.suspend(typo, force=True)  # sandboxd refuses it: the wait says why at once
+        with pytest.raises(SandboxFailed, match=r"was refused: InvalidEvent: .*needs a create first"):
+            await sandboxes.wait_for(typo, settled(forced), timeout=20)
+        with pytest.raises(NotFound, match="it is Rejected"):
+            await sandboxes.resume(typo)
+
+
+async def test_a_wait_times_out_with_the_last_status_and_specs_are_checked_before_publishing(
+    nats_server: NatsServer,
+) -> None:
+    url, sid = nats_server.url, unique_id("cl")
+    async with SandboxClient.connect(url) as sandboxes:
+        with pytest.raises(InvalidEvent, match=r"spec\.quota\.cpu"):
+            await sandboxes.create(sid, spec("bad@acme.com") | {"quota": {"cpu": "lots", "memory": "1Gi"}})
+        with pytest.raises(WaitTimedOut, match=f"sandbox {sid}: .* did not hold within 0.5s \\(it has no status\\)"):
+            await sandboxes.wait_for(sid, AVAILABLE, timeout=0.5)
+        assert await sandboxes.wait_for(sid, DELETED, timeout=5) is None  # no record: already gone
+
+
+async def test_connecting_to_nothing_gives_up_within_the_timeout() -> None:
+    with (
+        anyio.fail_after(10),
+        pytest.raises(BrokerUnavailable, match=r"cannot connect to NATS at nats://127\.0\.0\.1:1"),
+    ):
+        async with SandboxClient.connect("nats://127.0.0.1:1", timeout=1):
+            pass
