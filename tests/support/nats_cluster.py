@@ -1,9 +1,10 @@
 """A 3-node nats-server cluster on loopback, JetStream on every node: for R3 topologies and leader changes.
 
 Each node is a ``NatsServer`` (client port on 127.0.0.1) with a cluster port on 127.0.0.1 and routes to the
-others. ``url`` lists every node, comma-separated, as ``NATS_URL`` would (nats-py itself wants ``servers=url.split(",")``). ``wait_for_jetstream`` waits until the
-meta leader is elected (JetStream answers an account-info request), which takes a few seconds on a fresh
-cluster. Nodes can be killed and started again (``kill(i)``, ``start_node(i)``) for leader-change scenarios.
+others. ``url`` lists every node, comma-separated, as ``NATS_URL`` would (nats-py itself wants
+``servers=url.split(",")``). ``wait_for_jetstream`` waits until the meta leader is elected (JetStream answers an
+account-info request), which takes a few seconds on a fresh cluster. Nodes can be killed and started again
+(``kill(i)``, ``start_node(i)``) for leader-change scenarios.
 
 Use the ``nats_cluster`` fixture (``support.nats_fixtures``, the conftest plugin, registers it).
 """
