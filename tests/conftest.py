@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from support import docker_engine
-from support.kube_fixtures import in_ci
 
 pytest_plugins = ["support.nats_fixtures", "support.kube_fixtures"]
 
@@ -24,6 +23,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     reason = docker_engine.unavailable()
     if reason is None:
         return
+    from support.kube_fixtures import in_ci  # noqa: PLC0415 - after pytest_plugins, so its asserts are rewritten
+
     if in_ci():
         pytest.fail(f"CI=true and {reason}", pytrace=False)
     pytest.skip(reason)

