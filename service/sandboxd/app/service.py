@@ -41,6 +41,7 @@ from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.app.http import Health, HealthEndpoint, broker_check
 from sandboxd.app.idle import idle_lifecycle
+from sandboxd.app.tenants import TenantBridge
 from sandboxd.app.tokens import feeds_revisions, token_loop, writer_in_service
 from sandboxd.errors import BrokerUnavailable, PermanentError, SandboxdError
 from sandboxd.models.desired import DesiredState, OwnerClaim
@@ -235,6 +236,7 @@ class Service:
             metrics.watch_idle(idled=lambda: stats.idled, woken=lambda: stats.woken)
             tg.start_soon(partial(self.idle.run, record=metrics.loop_failed), name="idle-lifecycle")
             await self._start_tokens(tg, stores, status, queue)
+            self._start_tenant_bridge(tg, js)
             await stop.wait()
             self.health.draining = True
             log.info("stopping: no more fetches; %d deliveries held", queue.held)
@@ -255,6 +257,12 @@ class Service:
             self.settings, desired=stores.desired, status=status, clock=self.clock, kick=self._kicker(queue)
         )
         tg.start_soon(partial(tokens.run, self._guard("token writer")), name="token-writer")
+
+    def _start_tenant_bridge(self, tg: anyio.abc.TaskGroup, js: JetStreamContext) -> None:
+        """The tenant bridge's loop, when ``SANDBOXD_TENANT_BRIDGE`` is on: tenant requests become creates."""
+        if self.settings.tenants.enabled:
+            bridge = TenantBridge.for_service(js, self.settings)
+            tg.start_soon(partial(bridge.run, self._guard("tenant bridge")), name="tenant-bridge")
 
     def _stranded_status(self, status: StatusWriter) -> Stranded:
         """What the dead-letter mover does for a stranded event: the sandbox's status says why."""

@@ -18,6 +18,7 @@ from sandboxd.settings.fields import Group
 from sandboxd.settings.idle import IdleSettings, ScalerSettings
 from sandboxd.settings.runtime import RuntimeSettings
 from sandboxd.settings.service import ApplierSettings, WorkerSettings
+from sandboxd.settings.tenants import TenantBridgeSettings
 from sandboxd.settings.tokens import TokenSettings
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "RuntimeSettings",
     "ScalerSettings",
     "Settings",
+    "TenantBridgeSettings",
     "TokenSettings",
     "TopologySettings",
     "WorkerSettings",
@@ -46,6 +48,7 @@ class Settings:
     applier: ApplierSettings
     idle: IdleSettings = field(default_factory=IdleSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
+    tenants: TenantBridgeSettings = field(default_factory=TenantBridgeSettings)
 
 
 def load(group: type[G], overrides: Mapping[str, Any] | None = None) -> G:
@@ -74,4 +77,5 @@ def load_settings() -> Settings:
         applier=load(ApplierSettings),
         idle=load(IdleSettings),
         tokens=load(TokenSettings),
+        tenants=load(TenantBridgeSettings),
     )

@@ -17,6 +17,7 @@ from sandboxd.settings.fields import Group
 from sandboxd.settings.idle import IdleSettings, ScalerSettings
 from sandboxd.settings.runtime import RuntimeSettings
 from sandboxd.settings.service import ApplierSettings, WorkerSettings
+from sandboxd.settings.tenants import TenantBridgeSettings
 from sandboxd.settings.tokens import TokenSettings
 
 GROUPS: tuple[tuple[str, type[Group]], ...] = (
@@ -28,6 +29,7 @@ GROUPS: tuple[tuple[str, type[Group]], ...] = (
     ("Idle lifecycle: sweeper and prober", IdleSettings),
     ("Sibling scaler (sandboxd scaler)", ScalerSettings),
     ("LLM-gateway token writer (NewAPI bridge)", TokenSettings),
+    ("Tenant bridge (tenant service sandbox requests)", TenantBridgeSettings),
 )
 
 

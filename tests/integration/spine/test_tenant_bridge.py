@@ -14,14 +14,20 @@ from nats.js import api
 
 from sandboxd import naming
 from sandboxd.adapters.jetstream import headers as dead
-from sandboxd.adapters.jetstream.tenants import STREAM, SUBJECT, TenantBridge
+from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters
 from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.adapters.natsserver import NatsServer
+from sandboxd.app.tenants import TenantBridge
 from sandboxd.models.events import CreateEvent, parse_event
-from sandboxd.settings import TopologySettings
+from sandboxd.runtime.disposition import Disposition
+from sandboxd.runtime.retry import Backoff
+from sandboxd.settings import TenantBridgeSettings, TopologySettings
 from support.spine import client
 
 pytestmark = pytest.mark.anyio
+
+SETTINGS = TenantBridgeSettings(enabled=True)
+STREAM, SUBJECT = SETTINGS.stream, SETTINGS.subject
 
 
 def tenant_event(event_id: str, **data: Any) -> bytes:
@@ -54,7 +60,9 @@ async def test_a_redelivered_request_makes_one_create_and_a_malformed_one_is_dea
         await ensure_topology(c.js, TopologySettings())
         await c.js.add_stream(api.StreamConfig(name=STREAM, subjects=["catalyst.tenant.>"]))
         await c.js.publish(SUBJECT, tenant_event("evt-1"), headers={"Nats-Msg-Id": "evt-1"})
-        bridge = TenantBridge(c.js)
+        dead_letters = JetStreamDeadLetters(c.js, stream=STREAM)
+        disposition = Disposition(dead_letters=dead_letters, backoff=Backoff(0.1, 1.0), max_deliver=5)
+        bridge = TenantBridge(c.js, SETTINGS, disposition=disposition)
         await bridge.start()
         try:
             assert await bridge.bridge_once() == 1
@@ -88,5 +96,5 @@ async def test_a_redelivered_request_makes_one_create_and_a_malformed_one_is_dea
         assert headers[dead.H_STREAM] == STREAM
         assert json.loads(letter.data or b"{}")["id"] == "evt-2"  # the tenant body, kept for a replay
 
-        consumer = await c.js.consumer_info(STREAM, "sandboxd-tenant-bridge")
+        consumer = await c.js.consumer_info(STREAM, SETTINGS.consumer)
         assert consumer.num_ack_pending == 0 and consumer.num_pending == 0

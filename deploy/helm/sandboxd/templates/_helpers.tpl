@@ -369,6 +369,18 @@ existingSecret, keys, inboxPrefix. The scaler's own when nats.scaler.existingSec
   value: {{ toString $t.revoke | quote }}
 {{- end }}
 
+{{- define "sandboxd.env.tenantBridge" -}}
+{{- $b := .Values.tenantBridge }}
+- name: SANDBOXD_TENANT_BRIDGE
+  value: {{ toString $b.enabled | quote }}
+- name: SANDBOXD_TENANT_STREAM
+  value: {{ $b.stream | quote }}
+- name: SANDBOXD_TENANT_SUBJECT
+  value: {{ $b.subject | quote }}
+- name: SANDBOXD_TENANT_CONSUMER
+  value: {{ $b.consumer | quote }}
+{{- end }}
+
 {{- define "sandboxd.env.idle" -}}
 {{- $i := .Values.idle }}
 - name: SANDBOXD_IDLE_SWEEPER

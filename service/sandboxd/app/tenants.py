@@ -1,0 +1,119 @@
+"""The tenant bridge inside ``sandboxd run``: tenant ``sandbox_requested`` events → ``sandbox.create`` events.
+
+When ``SANDBOXD_TENANT_BRIDGE`` is on, the service starts ``TenantBridge.run`` as the named task
+``tenant-bridge``. It binds its own durable consumer on the tenant service's stream
+(``adapters.jetstream.tenants``), and for each delivery translates the tenant event
+(``reconcile.tenants.create_event``) and publishes the create with ``Nats-Msg-Id`` ``tenant:<tenant event id>``
+to SANDBOX_EVENTS, where intake takes it like any publisher's create. What happened is reported to a
+``runtime.disposition.Disposition`` of its own (dead letters name the tenant stream), which decides as for any
+event: ack once the create is stored (or deduplicated); dead-letter, then term, a request that cannot be a
+create (``InvalidEvent``: the reason in the ``Sandboxd-*`` headers, the tenant body kept); nak with the backoff
+when the publish failed transiently, and dead-letter ("gave up after N deliveries") only when
+``SANDBOXD_MAX_DELIVER`` runs out; any other exception is this event's ``UnexpectedError``, never the process's.
+
+The loop binds lazily and outlives every failed iteration (``runtime.loops.LoopGuard``, loop ``tenant bridge``):
+a stream that does not exist yet (the tenant service creates it), a permission the server refuses, a leader
+election — each is logged once, counted in ``sandboxd_loop_errors_total`` and retried with a growing pause, and
+the rest of the service runs meanwhile.
+
+Concurrency: one fetch loop per replica, a batch handled in stream order; replicas share the durable consumer,
+so a request is delivered to one of them at a time. Shutdown: the task is cancelled with the task group; a
+delivery not yet acked is redelivered and publishes the same create, which JetStream stores once within its
+dedupe window (past it intake sees a create of a sandbox that exists: a no-op; see docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+import anyio
+from nats.js import JetStreamContext
+
+from sandboxd.adapters.jetstream.deliveries import EventSource, JetStreamDelivery
+from sandboxd.adapters.jetstream.headers import MSG_ID
+from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters, publish_event
+from sandboxd.adapters.jetstream.tenants import bind_tenant_requests
+from sandboxd.errors import SandboxdError
+from sandboxd.reconcile.tenants import create_event
+from sandboxd.runtime.disposition import DONE, Disposition, Outcome
+from sandboxd.runtime.loops import LoopGuard
+from sandboxd.runtime.retry import Backoff
+from sandboxd.settings import Settings
+from sandboxd.settings.tenants import TenantBridgeSettings
+
+log = logging.getLogger(__name__)
+
+BATCH: Final = 16
+#: How long one fetch waits for a request, s; an empty fetch is a normal iteration.
+FETCH_TIMEOUT_S: Final = 1.0
+
+
+class TenantBridge:
+    def __init__(self, js: JetStreamContext, settings: TenantBridgeSettings, *, disposition: Disposition) -> None:
+        self._js = js
+        self._settings = settings
+        self._disposition = disposition
+        self._source: EventSource | None = None
+
+    @classmethod
+    def for_service(cls, js: JetStreamContext, settings: Settings) -> TenantBridge:
+        """The bridge with the service's retry settings and a disposition that dead-letters from the tenant stream."""
+        disposition = Disposition(
+            dead_letters=JetStreamDeadLetters(js, stream=settings.tenants.stream),
+            backoff=Backoff(settings.worker.retry_base_s, settings.worker.retry_cap_s),
+            max_deliver=settings.topology.max_deliver,
+        )
+        return cls(js, settings.tenants, disposition=disposition)
+
+    async def start(self) -> None:
+        """Make (or keep) the consumer and bind it; raises (translated) while the stream is missing."""
+        tenants = self._settings
+        self._source = await bind_tenant_requests(
+            self._js, stream=tenants.stream, subject=tenants.subject, durable=tenants.consumer
+        )
+
+    async def bridge_once(self, *, batch: int = BATCH, timeout_s: float = FETCH_TIMEOUT_S) -> int:
+        """Fetch and settle one batch (binding first if needed); returns how many deliveries it settled."""
+        if self._source is None:
+            await self.start()
+        assert self._source is not None
+        deliveries = await self._source.fetch(batch, timeout_s)
+        for delivery in deliveries:
+            await self.handle_one(delivery)
+        return len(deliveries)
+
+    async def handle_one(self, delivery: JetStreamDelivery) -> None:
+        """Translate and publish one request, and report what happened; the disposition settles it."""
+        try:
+            event = create_event(delivery.data, message_id=delivery.headers.get(MSG_ID))
+            _, duplicate = await publish_event(self._js, event)
+        except Exception as exc:  # this event's outcome, never the loop's
+            outcome = Outcome.failed(exc, where="the tenant bridge")
+            why = exc.message if isinstance(exc, SandboxdError) else exc.__class__.__name__
+            foreign = not isinstance(exc, SandboxdError)
+            log.warning("tenant request #%d: %s", delivery.stream_sequence, why, exc_info=exc if foreign else None)
+            await self._disposition.settle([delivery], outcome)
+            return
+        done = "create already stored" if duplicate else "create published"
+        log.info("tenant request #%d: %s for %s", delivery.stream_sequence, done, event.subject)
+        await self._disposition.settle([delivery], DONE)
+
+    async def run(self, guard: LoopGuard) -> None:
+        """Bridge until cancelled; a failed iteration (binding included) is the guard's, never the process's."""
+        try:
+            while True:
+                try:
+                    await self.bridge_once()
+                except Exception as exc:  # noqa: BLE001 - one failed iteration never ends the loop
+                    await guard.failed(exc)
+                else:
+                    guard.succeeded()
+        finally:
+            with anyio.CancelScope(shield=True):  # cancelled with the task group: unsubscribe all the same
+                await self.close()
+
+    async def close(self) -> None:
+        if self._source is not None:
+            source, self._source = self._source, None
+            await source.close()
