@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from sandboxd.cli import deadletters, output
 from sandboxd.cli.events import spec_from_file, spec_from_flags
 from sandboxd.cli.exits import OK
-from sandboxd.client import Published, SandboxClient
+from sandboxd.client import Published, SandboxClient, settled
 from sandboxd.models.status import SandboxStatus
 
 
@@ -34,7 +34,8 @@ def _formatted(data: Any, fmt: str) -> str:
 
 
 async def publish(args: argparse.Namespace, client: SandboxClient) -> int:
-    done = await _send(args, client, force=True)
+    """Publish the verb's event (refusing a typo unless --force), then with --wait wait until it settled."""
+    done = await _send(args, client, force=args.force)
     if done.duplicate:
         _print(
             f"{done.subject}: duplicate of stream sequence {done.sequence} "
@@ -42,6 +43,12 @@ async def publish(args: argparse.Namespace, client: SandboxClient) -> int:
         )
     else:
         _print(f"{done.subject}: published as stream sequence {done.sequence} (event id {done.event_id})")
+    if args.wait:
+        status = await client.wait_for(done.sandbox_id, settled(done), timeout=args.timeout)
+        if status is None:
+            _print(f"sandbox {done.sandbox_id}: gone (no status left)")
+        else:
+            _print(f"sandbox {done.sandbox_id}: {status.phase.value} ({output.short(output.message_of(status))})")
     return OK
 
 
@@ -63,19 +70,25 @@ async def _send(args: argparse.Namespace, client: SandboxClient, *, force: bool)
 
 
 async def status(args: argparse.Namespace, client: SandboxClient) -> int:
-    now = output.now_utc()
+    """One sandbox in detail, or a table of every one (without Deleted unless --all; only --phase if given)."""
+    now, fmt = output.now_utc(), args.output
     if args.id:
         one = await client.get(args.id)
-        if args.output == "table":
+        if fmt == "table":
             _print(output.status_detail(one, now))
+        elif fmt in ("wide", "name"):
+            _print(one.sandbox_id if fmt == "name" else output.status_table([one], now, wide=True))
         else:
-            _print(_formatted(output.wire(one), args.output))
+            _print(_formatted(output.wire(one), fmt))
         return OK
-    every = await client.list()
-    if args.output == "table":
-        _print(output.status_table(every, now))
+    every = await client.list(phases=args.phase, gone=bool(args.all or args.phase))
+    if fmt in ("table", "wide"):
+        _print(output.status_table(every, now, wide=fmt == "wide"))
+    elif fmt == "name":
+        if every:
+            _print("\n".join(s.sandbox_id for s in every))
     else:
-        _print(_formatted([output.wire(s) for s in every], args.output))
+        _print(_formatted([output.wire(s) for s in every], fmt))
     return OK
 
 

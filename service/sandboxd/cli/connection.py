@@ -28,22 +28,31 @@ from sandboxd.settings import NatsSettings, load
 from sandboxd.telemetry import logs
 
 
-def add_connection_flags(parser: argparse.ArgumentParser) -> None:
+def add_connection_flags(parser: argparse.ArgumentParser, *, global_flags: bool = False) -> None:
+    """The connection flags on ``parser``.
+
+    For flags allowed before and after the subcommand (``sandboxctl -s URL status`` and ``sandboxctl status
+    -s URL``), add them to the main parser with defaults and to each subcommand with ``global_flags=True``: a
+    subcommand then sets only what it was given (``SUPPRESS``), and never resets what came before it.
+    """
+    unset: Any = argparse.SUPPRESS if global_flags else None
     group = parser.add_argument_group("connection (flags win over the environment variables named)")
-    group.add_argument("--server", "-s", metavar="URL", help="NATS URL(s), comma-separated (NATS_URL)")
-    group.add_argument("--user", help="user for user/password auth (NATS_USER)")
-    group.add_argument("--password", help="password for user/password auth (NATS_PASSWORD)")
-    group.add_argument("--token", help="token auth (NATS_TOKEN)")
-    group.add_argument("--nkey-seed-file", metavar="FILE", help="file holding an NKey seed (SU...)")
-    group.add_argument("--creds", metavar="FILE", help="a .creds file: JWT + NKey (NATS_CREDS)")
-    group.add_argument("--tls-ca", metavar="FILE", help="CA bundle to verify the server (NATS_TLS_CA)")
-    group.add_argument("--tls-cert", metavar="FILE", help="client certificate for mutual TLS (NATS_TLS_CERT)")
-    group.add_argument("--tls-key", metavar="FILE", help="client key for mutual TLS (NATS_TLS_KEY)")
+    group.add_argument("--server", "-s", metavar="URL", default=unset, help="NATS URL(s), comma-separated (NATS_URL)")
+    group.add_argument("--user", default=unset, help="user for user/password auth (NATS_USER)")
+    group.add_argument("--password", default=unset, help="password for user/password auth (NATS_PASSWORD)")
+    group.add_argument("--token", default=unset, help="token auth (NATS_TOKEN)")
+    group.add_argument("--nkey-seed-file", metavar="FILE", default=unset, help="file holding an NKey seed (SU...)")
+    group.add_argument("--creds", metavar="FILE", default=unset, help="a .creds file: JWT + NKey (NATS_CREDS)")
+    group.add_argument("--tls-ca", metavar="FILE", default=unset, help="CA bundle to verify the server (NATS_TLS_CA)")
+    group.add_argument(
+        "--tls-cert", metavar="FILE", default=unset, help="client certificate for mutual TLS (NATS_TLS_CERT)"
+    )
+    group.add_argument("--tls-key", metavar="FILE", default=unset, help="client key for mutual TLS (NATS_TLS_KEY)")
     group.add_argument(
         "--connect-timeout",
         metavar="SECONDS",
         type=float,
-        default=DEFAULT_CONNECT_TIMEOUT_S,
+        default=argparse.SUPPRESS if global_flags else DEFAULT_CONNECT_TIMEOUT_S,
         help=f"give up connecting after this long (default {DEFAULT_CONNECT_TIMEOUT_S:g})",
     )
 

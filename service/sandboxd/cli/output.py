@@ -19,6 +19,7 @@ from sandboxd.models.base import Contract
 from sandboxd.models.status import ConditionType, SandboxStatus
 
 FORMATS: Final = ("table", "json", "yaml")
+STATUS_FORMATS: Final = ("table", "wide", "name", "json", "yaml")  # wide: more columns; name: one id a line
 MESSAGE_WIDTH: Final = 72
 
 
@@ -89,10 +90,20 @@ def status_row(status: SandboxStatus, now: datetime) -> list[str]:
     ]
 
 
-def status_table(statuses: Sequence[SandboxStatus], now: datetime) -> str:
+WIDE_HEADERS: Final = (*STATUS_HEADERS[:-1], "OWNER-UID", "ENDPOINT", "EVENT", "MESSAGE")
+
+
+def status_table(statuses: Sequence[SandboxStatus], now: datetime, *, wide: bool = False) -> str:
+    """kubectl get: the columns worth a glance; ``wide`` adds owner-uid, endpoint and the last event id."""
     if not statuses:
         return "No sandboxes."
-    return table(STATUS_HEADERS, [status_row(s, now) for s in statuses])
+    if not wide:
+        return table(STATUS_HEADERS, [status_row(s, now) for s in statuses])
+    rows = [
+        [*status_row(s, now)[:-1], s.owner_uid or "-", s.endpoint or "-", s.event_id or "-", short(message_of(s))]
+        for s in statuses
+    ]
+    return table(WIDE_HEADERS, rows)
 
 
 def status_detail(status: SandboxStatus, now: datetime) -> str:

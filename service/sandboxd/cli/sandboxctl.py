@@ -4,9 +4,13 @@
     sandboxctl update ID ...                   the whole spec again (events are level-based)
     sandboxctl delete ID [--purge]             retain customer data unless --purge
     sandboxctl suspend ID [--reason TEXT] / resume ID
-    sandboxctl status [ID] [-o table|json|yaml]
+        every verb: [--force] (skip the existence check) [--wait [--timeout S]] (until settled)
+    sandboxctl status [ID] [-o table|wide|name|json|yaml] [--phase P]... [--all]
     sandboxctl watch [ID] [-o table|json]      live changes until Ctrl-C
     sandboxctl dlq list | show SEQ | replay SEQ | replay --all
+    sandboxctl completion bash|zsh / --version
+
+Connection flags go before or after the command.
 
 This module parses arguments and dispatches to ``cli.actions``; errors end as one line on stderr with exit code 1
 (usage errors: 2, from argparse).
@@ -19,17 +23,21 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
+from sandboxd import __version__
 from sandboxd.cli import actions
+from sandboxd.cli.completion import SHELLS, completion_help, completion_script
 from sandboxd.cli.connection import add_connection_flags, connected_client, nats_settings
 from sandboxd.cli.events import add_spec_flags
 from sandboxd.cli.exits import finish
-from sandboxd.cli.output import FORMATS
+from sandboxd.cli.output import FORMATS, STATUS_FORMATS
 from sandboxd.cli.signals import until_interrupted
 from sandboxd.client import SandboxClient
+from sandboxd.models.status import Phase
 from sandboxd.naming import is_sandbox_id
 from sandboxd.telemetry import logs, tracing
 
 PROG = "sandboxctl"
+DEFAULT_WAIT_S = 300.0
 Action = Callable[[argparse.Namespace, SandboxClient], Awaitable[int]]
 
 
@@ -46,11 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description="Publish sandbox lifecycle events to NATS JetStream and read their status."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log connection details to stderr")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_connection_flags(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str, action: Action) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        add_connection_flags(sub)
+        _add_global_flags(sub)
         sub.set_defaults(action=action)
         return sub
 
@@ -73,8 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_event_id(sub)
 
     sub = command("status", "show every sandbox as a table, or one in detail", actions.status)
-    sub.add_argument("id", nargs="?", type=sandbox_id, help="one sandbox (default: all)")
-    sub.add_argument("-o", "--output", choices=FORMATS, default="table")
+    sub.add_argument("id", nargs="?", type=sandbox_id, help="one sandbox (default: all but Deleted ones)")
+    sub.add_argument(
+        "-o", "--output", choices=STATUS_FORMATS, default="table", help="wide: more columns; name: ids only"
+    )
+    sub.add_argument(
+        "--phase", action="append", type=phase_of, metavar="PHASE", help="only these phases (repeatable)"
+    )
+    sub.add_argument("-A", "--all", action="store_true", help="also Deleted sandboxes (hidden by default)")
     sub = command("watch", "print status changes as they happen (Ctrl-C to stop)", actions.watch)
     sub.add_argument("id", nargs="?", type=sandbox_id, help="one sandbox (default: all)")
     sub.add_argument("-o", "--output", choices=("table", "json"), default="table", help="json: one record a line")
@@ -83,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="DLQ_COMMAND")
     for name, text in (("list", "list dead letters"), ("show", "show one dead letter"), ("replay", "replay")):
         sub = dlq_commands.add_parser(name, help=text, description=text)
-        add_connection_flags(sub)
+        _add_global_flags(sub)
         sub.set_defaults(action=actions.dlq)
         if name == "show":
             sub.add_argument("seq", type=int, help="dead-letter sequence (see dlq list)")
@@ -92,11 +108,46 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--all", action="store_true", help="replay every dead letter")
         if name != "replay":
             sub.add_argument("-o", "--output", choices=FORMATS, default="table")
+    completion = commands.add_parser(
+        "completion", help="print a shell completion script", description=completion_help()
+    )
+    completion.add_argument("shell", choices=SHELLS)
+    completion.set_defaults(action=None)
     return parser
 
 
+def _add_global_flags(sub: argparse.ArgumentParser) -> None:
+    """The main parser's flags, accepted after the subcommand too (``sandboxctl status -s URL -v``)."""
+    sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    add_connection_flags(sub, global_flags=True)
+
+
+def phase_of(text: str) -> Phase:
+    for phase in Phase:
+        if phase.value.lower() == text.lower():
+            return phase
+    raise argparse.ArgumentTypeError(f"{text!r} is not a phase: {', '.join(p.value for p in Phase)}")
+
+
 def _add_event_id(sub: argparse.ArgumentParser) -> None:
+    """The flags every publishing verb shares: its event id, --force, --wait [--timeout]."""
     sub.add_argument("--event-id", help="CloudEvents id (default: a new uuid4); reusing one is deduplicated")
+    existing = "refuse an existing sandbox id" if sub.prog.endswith("create") else "refuse an unknown sandbox id"
+    sub.add_argument(
+        "--force", action="store_true", help=f"publish without checking the status first (else: {existing})"
+    )
+    sub.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until sandboxd has settled the event (see docs/cli.md), like kubectl wait",
+    )
+    sub.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        default=DEFAULT_WAIT_S,
+        help=f"with --wait: give up (exit 1) after this long (default {DEFAULT_WAIT_S:g})",
+    )
 
 
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -130,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check(parser, args)
+    if args.command == "completion":
+        print(completion_script(parser, args.shell), end="")
+        return 0
     logs.configure(default_format="text", level="INFO" if args.verbose else "ERROR")
     return finish(PROG, partial(run, args))
 

@@ -20,6 +20,12 @@ Instruments, with their attributes and the Prometheus name the exporter derives:
   decisions, read from its running counts;
 - ``sandboxd.sandboxes`` (gauge; ``phase``): sandboxes by status phase, as this process last saw them.
 
+Every series is there from start-up, at zero: the counters with one series without attributes (the labelled
+ones come with their first increment), the gauges at 0 until what they read is wired or first sampled, the
+settlements by each action, ``sandboxd.sandboxes`` by every phase. So an alert or a dashboard reads 0 rather than
+"no data" on a replica that has done nothing yet. The one exception is the histogram: its series come with the
+first reconcile (a histogram has no "zero" sample; recording one would skew it).
+
 No sandbox id is ever an attribute (one series per sandbox would not scale); reasons are the error tree's
 CamelCase words, a bounded set. Observable gauges read cached values: callbacks are synchronous and run on
 every scrape, so they never do I/O (the service refreshes the consumer figures every few seconds).
@@ -44,6 +50,7 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry
 
 from sandboxd import __version__
+from sandboxd.models.status import Phase
 from sandboxd.telemetry.environment import check_protocol, otlp_endpoint, resource
 
 INSTRUMENTATION: Final = "sandboxd"
@@ -78,9 +85,9 @@ class ConsumerLag:
 class PhaseTally:
     """Sandboxes by status phase: the phase each sandbox had in the last status record this process saw."""
 
-    def __init__(self) -> None:
+    def __init__(self, phases: Iterable[str] = ()) -> None:
         self._phase: dict[str, str] = {}
-        self._counts: dict[str, int] = {}
+        self._counts: dict[str, int] = dict.fromkeys(phases, 0)
 
     def observe(self, sandbox_id: str, phase: str | None) -> None:
         previous = self._phase.get(sandbox_id)
@@ -104,7 +111,7 @@ class Instruments:
 
     def __init__(self, meter: Meter) -> None:
         self.consumer = ConsumerLag()
-        self.phases = PhaseTally()
+        self.phases = PhaseTally(str(phase) for phase in Phase)
         self._depth: Callable[[], int] | None = None
         self._settlements: Callable[[], Mapping[str, int]] | None = None
         self._idled: Callable[[], int] | None = None
@@ -170,6 +177,9 @@ class Instruments:
             "sandboxd.sandboxes", [self._observe_phases], unit="{sandbox}", description="Sandboxes by phase."
         )
 
+        for counter in (self._retries, self._dead_letters, self._apply_errors, self._loop_errors):
+            counter.add(0)  # present at zero from start-up
+
     @classmethod
     def from_provider(cls, provider: MeterProvider | NoOpMeterProvider) -> Instruments:
         return cls(provider.get_meter(INSTRUMENTATION, __version__))
@@ -206,30 +216,26 @@ class Instruments:
     # --- observable callbacks (synchronous, no I/O) ---------------------------------------------------------
 
     def _observe_depth(self, _options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(self._depth())] if self._depth is not None else []
+        return [Observation(self._depth() if self._depth is not None else 0)]
 
     def _observe_held(self, _options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(self._held())] if self._held is not None else []
+        return [Observation(self._held() if self._held is not None else 0)]
 
     def _observe_settlements(self, _options: CallbackOptions) -> Iterable[Observation]:
-        if self._settlements is None:
-            return []
-        counts = self._settlements()
-        return [Observation(counts[action], {"action": action}) for action in SETTLEMENTS if action in counts]
+        counts = self._settlements() if self._settlements is not None else {}
+        return [Observation(counts.get(action, 0), {"action": action}) for action in SETTLEMENTS]
 
     def _observe_scale_downs(self, _options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(self._idled())] if self._idled is not None else []
+        return [Observation(self._idled() if self._idled is not None else 0)]
 
     def _observe_wakes(self, _options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(self._woken())] if self._woken is not None else []
+        return [Observation(self._woken() if self._woken is not None else 0)]
 
     def _observe_lag(self, _options: CallbackOptions) -> Iterable[Observation]:
-        pending = self.consumer.pending
-        return [Observation(pending)] if pending is not None else []
+        return [Observation(self.consumer.pending or 0)]  # 0 until the first sample
 
     def _observe_ack_pending(self, _options: CallbackOptions) -> Iterable[Observation]:
-        ack_pending = self.consumer.ack_pending
-        return [Observation(ack_pending)] if ack_pending is not None else []
+        return [Observation(self.consumer.ack_pending or 0)]
 
     def _observe_phases(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(count, {"phase": phase}) for phase, count in sorted(self.phases.counts().items())]

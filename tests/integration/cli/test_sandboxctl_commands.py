@@ -100,7 +100,7 @@ async def test_dead_letters_are_listed_shown_and_replayed(fresh_nats_server: Nat
     url, sid = fresh_nats_server.url, unique_id()
     async with client(url) as c, running_service(service_settings(url), MemoryApplier()):
         # A suspend before the create is refused and dead-lettered; once the sandbox exists, a replay applies it.
-        early = await ctl("suspend", sid, "--reason", "billing", url=url)
+        early = await ctl("suspend", sid, "--reason", "billing", "--force", url=url)
         assert early.returncode == 0, early.stderr
         with anyio.fail_after(15):
             while not await c.dead_letters():

@@ -6,6 +6,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from sandboxd.telemetry.metrics import PhaseTally, bounded, noop_instruments
+from sandboxd.telemetry.scaling import ScalerTelemetry
 from sandboxd.telemetry.testing import Captured, capture, prometheus_sample
 
 
@@ -45,9 +46,12 @@ def test_every_recording_reaches_prometheus_with_its_attributes(captured: Captur
 def test_gauges_read_the_queue_the_consumer_figures_and_the_phases(captured: Captured) -> None:
     metrics = captured.telemetry.instruments
     text = prometheus(captured)
-    # Nothing registered, nothing sampled: no made-up zeros.
-    assert prometheus_sample(text, "sandboxd_queue_depth") is None
-    assert prometheus_sample(text, "sandboxd_consumer_lag") is None
+    # Nothing registered, nothing sampled yet: every gauge reads 0 (not "no data"), every phase too.
+    assert prometheus_sample(text, "sandboxd_queue_depth") == 0
+    assert prometheus_sample(text, "sandboxd_consumer_lag") == 0
+    assert prometheus_sample(text, "sandboxd_sandboxes", phase="Deleted") == 0
+    assert prometheus_sample(text, "sandboxd_deliveries_settled_total", action="term") == 0
+    assert prometheus_sample(text, "sandboxd_dead_letters_total") == 0
     metrics.watch_queue(depth=lambda: 3, held=lambda: 7)
     metrics.consumer.update(pending=12, ack_pending=4, redelivered=1)
     metrics.phases.observe("sb-1", "Ready")
@@ -92,3 +96,16 @@ def test_noop_instruments_accept_everything() -> None:
     metrics.reconciled(0.1, "done")
     metrics.dead_lettered("InvalidEvent")
     metrics.watch_queue(depth=lambda: 1, held=lambda: 1)
+
+
+def test_the_scalers_series_are_at_zero_before_its_first_command() -> None:
+    telemetry = ScalerTelemetry.from_environment(reasons=["Idle", "Active"], outcomes=["scaled", "refused"])
+    text = generate_latest(telemetry.registry).decode()
+    assert prometheus_sample(text, "sandboxd_scale_commands_total", reason="Active", outcome="refused") == 0
+    assert prometheus_sample(text, "sandbox_controller_idle_timeout_events_total") == 0
+    assert prometheus_sample(text, "sandbox_controller_idle_wake_events_total") == 0
+    assert prometheus_sample(text, "sandboxd_scaler_loop_errors_total") == 0
+    telemetry.instruments.idled("sandbox-a-at-acme-com")
+    text = generate_latest(telemetry.registry).decode()
+    assert prometheus_sample(text, "sandbox_controller_idle_timeout_events_total", namespace="sandbox-a-at-acme-com") == 1
+    telemetry.shutdown()

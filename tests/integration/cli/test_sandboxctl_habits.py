@@ -1,0 +1,105 @@
+"""``sandboxctl`` habits kubectl and the ``nats`` CLI taught: a typo exits 1, ``--force`` publishes anyway,
+``--wait [--timeout]`` waits until sandboxd has settled the event. Real nats-server, in-process sandboxd.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import anyio
+import pytest
+from sandboxd_processes import ctl
+
+from sandboxd.adapters.memory import MemoryApplier
+from sandboxd.adapters.natsserver import NatsServer
+from sandboxd.models.status import Phase
+from support.spine import client, running_service, service_settings, unique_id
+
+pytestmark = [pytest.mark.nats, pytest.mark.anyio]
+
+
+def error_line(done: subprocess.CompletedProcess[str]) -> str:
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+async def test_a_typo_exits_1_and_publishes_nothing_unless_forced(nats_server: NatsServer) -> None:
+    url, typo = nats_server.url, unique_id("typo")
+    async with client(url) as c, running_service(service_settings(url), MemoryApplier()):
+        for verb in ("delete", "suspend", "resume"):
+            done = await ctl(verb, typo, url=url)
+            assert done.returncode == 1, done.stdout
+            assert error_line(done) == (
+                f"sandboxctl: error: sandbox {typo} not found; --force / force=True publishes the {verb} anyway"
+            )
+        assert await c.status(typo) is None  # no Rejected row, no dead letter
+
+        forced = await ctl("resume", typo, "--force", url=url)
+        assert forced.returncode == 0 and f"sandbox.resume.{typo}: published" in forced.stdout
+        await c.wait_status(typo, lambda s: s.phase is Phase.REJECTED)
+
+
+async def test_wait_returns_once_settled_and_create_refuses_an_existing_id(nats_server: NatsServer) -> None:
+    url, sid = nats_server.url, unique_id("wait")
+    owner = ("--email", "wait@acme.com", "--org", "acme")
+    async with running_service(service_settings(url), MemoryApplier()):
+        created = await ctl("create", sid, *owner, "--sessions", "2", "--wait", "--timeout", "30", url=url)
+        assert created.returncode == 0, created.stderr
+        assert created.stdout.splitlines()[-1] == f"sandbox {sid}: Ready (2/2 session pods ready)"
+
+        again = await ctl("create", sid, *owner, url=url)
+        assert again.returncode == 1
+        assert f"sandbox {sid} already exists (Ready); use update" in error_line(again)
+
+        suspended = await ctl("suspend", sid, "--wait", url=url)
+        assert suspended.stdout.splitlines()[-1].startswith(f"sandbox {sid}: Suspended"), suspended.stderr
+        deleted = await ctl("delete", sid, "--purge", "--wait", url=url)
+        assert deleted.stdout.splitlines()[-1].startswith(f"sandbox {sid}: Deleted"), deleted.stderr
+
+
+async def test_a_wait_that_runs_out_exits_1_naming_what_it_waited_for(nats_server: NatsServer) -> None:
+    url, sid = nats_server.url, unique_id("slow")  # nothing consumes: the event is never settled
+    done = await ctl("create", sid, "--email", "slow@acme.com", "--org", "acme", "--wait", "--timeout", "1", url=url)
+    assert done.returncode == 1
+    assert f"sandboxctl: error: sandbox {sid}: create of {sid} settled: available" in error_line(done)
+    assert "did not hold within 1s (it has no status)" in done.stderr
+
+
+async def test_global_flags_anywhere_and_the_table_shapes(nats_server: NatsServer) -> None:
+    url, live, gone = nats_server.url, unique_id("live"), unique_id("gone")
+    owner = ("--org", "acme", "--wait")
+    async with running_service(service_settings(url), MemoryApplier()):
+        assert (await ctl("-s", url, "create", live, "--email", f"{live}@acme.com", *owner)).returncode == 0
+        assert (await ctl("create", gone, "--email", f"{gone}@acme.com", *owner, "-s", url)).returncode == 0
+        assert (await ctl("--server", url, "delete", gone, "--wait")).returncode == 0
+
+        names = await ctl("-s", url, "-v", "status", "-o", "name")
+        assert names.returncode == 0, names.stderr
+        assert live in names.stdout.split() and gone not in names.stdout.split()  # Deleted: hidden
+        every = (await ctl("status", "-o", "name", "--all", "-s", url)).stdout.split()
+        assert {live, gone} <= set(every)
+        deleted = (await ctl("status", "--phase", "deleted", "-o", "name", "-s", url)).stdout.split()
+        assert gone in deleted and live not in deleted
+
+        wide = (await ctl("status", "-o", "wide", "-s", url)).stdout.splitlines()
+        assert wide[0].split() == [
+            "ID", "PHASE", "READY", "NAMESPACE", "GEN", "UPDATED", "OWNER-UID", "ENDPOINT", "EVENT", "MESSAGE"
+        ]  # fmt: skip
+        row = next(line.split() for line in wide if line.startswith(live))
+        assert row[6] == f"{live}-at-acme-com" and row[7].startswith("https://")
+
+
+async def test_version_and_completion_need_no_server() -> None:
+    version = await ctl("--version")
+    assert version.returncode == 0 and version.stdout.strip().startswith("sandboxctl ")
+    for shell in ("bash", "zsh"):
+        script = await ctl("completion", shell)
+        assert script.returncode == 0 and "complete -o default -F _sandboxctl sandboxctl" in script.stdout
+    probe = (
+        "source /dev/stdin; COMP_WORDS=(sandboxctl -s x dlq re); COMP_CWORD=4; _sandboxctl; echo ${COMPREPLY[*]};"
+        "COMP_WORDS=(sandboxctl delete sb-1 --pu); COMP_CWORD=3; _sandboxctl; echo ${COMPREPLY[*]}"
+    )
+    script = (await ctl("completion", "bash")).stdout.encode()
+    done = await anyio.run_process(["bash", "-c", probe], input=script, check=True)
+    assert done.stdout.decode().split() == ["replay", "--purge"]
