@@ -87,9 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "-o", "--output", choices=STATUS_FORMATS, default="table", help="wide: more columns; name: ids only"
     )
-    sub.add_argument(
-        "--phase", action="append", type=phase_of, metavar="PHASE", help="only these phases (repeatable)"
-    )
+    sub.add_argument("--phase", action="append", type=phase_of, metavar="PHASE", help="only these phases (repeatable)")
     sub.add_argument("-A", "--all", action="store_true", help="also Deleted sandboxes (hidden by default)")
     sub = command("watch", "print status changes as they happen (Ctrl-C to stop)", actions.watch)
     sub.add_argument("id", nargs="?", type=sandbox_id, help="one sandbox (default: all)")
@@ -169,12 +167,20 @@ async def run(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> int:
     settings = nats_settings(args, client_name=PROG)
     watching = args.command == "watch"  # a watch outlives server restarts; other commands fail fast
-    async with connected_client(settings, timeout=args.connect_timeout, reconnect=watching) as client:
+    told = _tell_connection if watching else None  # a watch says at once that it lost NATS, and when it is back
+    async with connected_client(
+        settings, timeout=args.connect_timeout, reconnect=watching, on_connection=told
+    ) as client:
         body = partial(args.action, args, client)
         if watching:
             return await until_interrupted(body)
         result: int = await body()
         return result
+
+
+def _tell_connection(up: bool) -> None:
+    what = "reconnected to NATS; watching again" if up else "disconnected from NATS; reconnecting (Ctrl-C to stop)"
+    print(f"{PROG}: {what}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

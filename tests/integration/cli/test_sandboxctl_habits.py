@@ -4,15 +4,19 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
+from pathlib import Path
 
 import anyio
 import pytest
-from sandboxd_processes import ctl
+from sandboxd_processes import SANDBOXCTL, clean_env, ctl
 
+from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.adapters.memory import MemoryApplier
 from sandboxd.adapters.natsserver import NatsServer
 from sandboxd.models.status import Phase
+from sandboxd.settings import TopologySettings
 from support.spine import client, running_service, service_settings, unique_id
 
 pytestmark = [pytest.mark.nats, pytest.mark.anyio]
@@ -103,3 +107,33 @@ async def test_version_and_completion_need_no_server() -> None:
     script = (await ctl("completion", "bash")).stdout.encode()
     done = await anyio.run_process(["bash", "-c", probe], input=script, check=True)
     assert done.stdout.decode().split() == ["replay", "--purge"]
+
+
+async def test_watch_says_when_nats_goes_away_and_comes_back_then_ctrl_c_exits_0(
+    fresh_nats_server: NatsServer, tmp_path: Path
+) -> None:
+    url, out, err = fresh_nats_server.url, tmp_path / "watch.out", tmp_path / "watch.err"
+    async with client(url) as c:  # the status bucket must exist before the watch opens it
+        await ensure_topology(c.js, TopologySettings())
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        watcher = await anyio.open_process(
+            [*SANDBOXCTL, "watch", "-s", url], stdout=stdout, stderr=stderr, env=clean_env()
+        )
+    try:
+        with anyio.fail_after(30):
+            while "watching for changes" not in out.read_text():
+                await anyio.sleep(0.05)
+            fresh_nats_server.stop()
+            while "disconnected from NATS" not in err.read_text():
+                await anyio.sleep(0.05)
+            fresh_nats_server.start()
+            while "reconnected to NATS" not in err.read_text():
+                await anyio.sleep(0.05)
+            watcher.send_signal(signal.SIGINT)
+            code = await watcher.wait()
+    finally:
+        if watcher.returncode is None:
+            watcher.kill()
+        await watcher.aclose()
+    assert code == 0, err.read_text()
+    assert "Traceback" not in err.read_text() and "Error" not in err.read_text()

@@ -39,7 +39,8 @@ def documented() -> set[str]:
     """The metric names in the table of docs/operations.md, "Observability"."""
     text = (ROOT / "docs" / "operations.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| `sandbox")]
-    return {name for row in rows for name in re.findall(r"`((?:sandboxd|sandbox_controller)_[a-z_]+)", row.split("|")[1])}
+    names = r"`((?:sandboxd|sandbox_controller)_[a-z_]+)"
+    return {name for row in rows for name in re.findall(names, row.split("|")[1])}
 
 
 def families(text: str) -> set[str]:

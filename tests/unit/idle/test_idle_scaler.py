@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import pytest
+from prometheus_client import generate_latest
 
 from sandboxd.adapters.memory import MemoryStore
 from sandboxd.app.scaler import ScaleWorker, scaler_telemetry
@@ -19,6 +20,7 @@ from sandboxd.reconcile.idle import Action, Decision, ScaleOutcome, execute_scal
 from sandboxd.reconcile.ports import Delivery
 from sandboxd.runtime.disposition import Disposition
 from sandboxd.runtime.retry import Backoff
+from sandboxd.telemetry.testing import prometheus_sample
 from unit.idle.factories import T0, FakeStatefulSets, desired, minutes
 
 pytestmark = pytest.mark.anyio
@@ -179,7 +181,8 @@ TELEMETRY = scaler_telemetry()
 
 
 def counter(name: str, **labels: str) -> float:
-    return TELEMETRY.registry.get_sample_value(name, labels) or 0.0
+    text = generate_latest(TELEMETRY.registry).decode()
+    return prometheus_sample(text, name, **labels) or 0.0
 
 
 async def worker_for(state: DesiredState, target: FakeStatefulSets) -> tuple[ScaleWorker, Letters]:

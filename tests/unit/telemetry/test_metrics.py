@@ -105,7 +105,8 @@ def test_the_scalers_series_are_at_zero_before_its_first_command() -> None:
     assert prometheus_sample(text, "sandbox_controller_idle_timeout_events_total") == 0
     assert prometheus_sample(text, "sandbox_controller_idle_wake_events_total") == 0
     assert prometheus_sample(text, "sandboxd_scaler_loop_errors_total") == 0
-    telemetry.instruments.idled("sandbox-a-at-acme-com")
+    namespace = "sandbox-a-at-acme-com"
+    telemetry.instruments.idled(namespace)
     text = generate_latest(telemetry.registry).decode()
-    assert prometheus_sample(text, "sandbox_controller_idle_timeout_events_total", namespace="sandbox-a-at-acme-com") == 1
+    assert prometheus_sample(text, "sandbox_controller_idle_timeout_events_total", namespace=namespace) == 1
     telemetry.shutdown()
