@@ -104,8 +104,8 @@ async def test_version_and_completion_need_no_server() -> None:
         "source /dev/stdin; COMP_WORDS=(sandboxctl -s x dlq re); COMP_CWORD=4; _sandboxctl; echo ${COMPREPLY[*]};"
         "COMP_WORDS=(sandboxctl delete sb-1 --pu); COMP_CWORD=3; _sandboxctl; echo ${COMPREPLY[*]}"
     )
-    script = (await ctl("completion", "bash")).stdout.encode()
-    done = await anyio.run_process(["bash", "-c", probe], input=script, check=True)
+    bash_script = (await ctl("completion", "bash")).stdout.encode()
+    done = await anyio.run_process(["bash", "-c", probe], input=bash_script, check=True)
     assert done.stdout.decode().split() == ["replay", "--purge"]
 
 
