@@ -3,7 +3,8 @@
 The server runs ``deploy/nats/nats-server.conf`` as shipped. ``sandboxd init`` provisions the topology as the
 admin; ``sandboxd run`` converges a sandbox with the reconciler's credentials; the publisher publishes the event
 and reads the status; a console reads it with ``sandboxctl``; the scaler consumes scale commands and
-dead-letters one it cannot read; the activity reporter publishes activity. Each of them is refused nothing the
+dead-letters one it cannot read; the activity reporter publishes activity; with the tenant bridge on, ``sandboxd
+run`` turns a tenant request into a sandbox under the same reconciler role. Each of them is refused nothing the
 job needs (the server logs no violation for its user), and refused what the role must not do: nats-py reports
 the server's ``permissions violation`` to the error callback, and a request whose subject was refused never
 gets an answer.
@@ -35,10 +36,12 @@ from sandboxd.app.scaler import ScalerProcess
 from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.activity import ActivityReport
 from sandboxd.models.desired import DesiredState
-from sandboxd.reconcile import idle
+from sandboxd.reconcile import idle, scaling
 from sandboxd.reconcile.idle import Action
+from sandboxd.render.components import PTY_SERVER
 from sandboxd.settings import TopologySettings
 from support.spine import Client, event, spec, unique_id
+from support.tenants import DEFAULTS, TENANT_STREAM_CONFIG, sandbox_of, tenant_request
 from unit.idle.factories import T0, FakeStatefulSets, desired
 
 from .roles import SecuredNats, Session, secured_nats
@@ -90,11 +93,39 @@ async def test_publisher_creates_the_reconciler_converges_and_a_console_reads_it
         assert secured.violations(role, since=mark) == [], role
 
 
+async def test_the_tenant_bridge_in_sandboxd_run_turns_a_tenant_request_into_a_sandbox(
+    secured: SecuredNats, tmp_path: Path
+) -> None:
+    """The bridge runs with the reconciler's credentials, binds once the tenant service has made its stream, and
+    its create converges; the admin stands in for the tenant service (its stream, its request)."""
+    email, mark = f"{unique_id('tenant')}@acme.com", secured.log_mark()
+    sandbox_id = sandbox_of(email)
+    env = {
+        **service_env(secured.url, tmp_path / "rendered", SANDBOXD_TENANT_BRIDGE="true"),
+        **secured.env("reconciler"),
+    }
+    service = ServiceProcess(env, tmp_path / "sandboxd.log").start()
+    try:
+        async with secured.session("admin") as admin, secured.session("publisher", timeout=5.0) as publisher:
+            await until(lambda: fetching(admin), timeout=30, what="sandboxd run to fetch")
+            await admin.js.add_stream(TENANT_STREAM_CONFIG)  # the same config again is not an error
+            request = tenant_request(unique_id("evt"), owner_email=email, plan_id="sandbox-pro")
+            await admin.js.publish(DEFAULTS.subject, request)
+            status = await client(publisher).wait_status(sandbox_id, lambda s: s.observed_generation == 1, timeout=30)
+        assert status.replicas is not None and status.replicas.desired == 3  # sandbox-pro's sessions
+    finally:
+        service.stop()
+    log = service.output()
+    assert "Traceback" not in log
+    for role in ("reconciler", "admin", "publisher"):
+        assert secured.violations(role, since=mark) == [], role
+
+
 async def test_the_scaler_consumes_scale_commands_and_dead_letters_what_it_cannot_read(secured: SecuredNats) -> None:
     sid, mark = unique_id("auth-scale"), secured.log_mark()
-    asleep = idle.decided(desired(sid, sessions=3), idle.Decision(Action.IDLE, "quiet"), now=T0)
+    asleep = idle.desired_after(desired(sid, sessions=3), idle.Decision(Action.IDLE, "quiet"), now=T0)
     namespace = naming.namespace_for(asleep.owner_uid)
-    target = FakeStatefulSets({(namespace, idle.STATEFUL_SET): 3})
+    target = FakeStatefulSets({(namespace, PTY_SERVER): 3})
     config = scaler_config(secured.url, kubeconfig="unused: the target is injected")
     config = dataclasses.replace(config, nats=secured.settings("scaler"))
     scaler, stop = ScalerProcess(config, target=target), anyio.Event()
@@ -102,8 +133,8 @@ async def test_the_scaler_consumes_scale_commands_and_dead_letters_what_it_canno
         desired_store = KvStore(await reconciler.js.key_value(naming.DESIRED_BUCKET), DesiredState)
         await desired_store.put(naming.desired_key(sid), asleep, revision=None)
         tg.start_soon(scaler.run, stop)
-        await publish_scale(reconciler.js, idle.scale_command(asleep, Action.IDLE, now=T0))
-        await until(lambda: target.replicas[(namespace, idle.STATEFUL_SET)] == 0, what="the scale-down")
+        await publish_scale(reconciler.js, scaling.scale_command(asleep, Action.IDLE, now=T0))
+        await until(lambda: target.replicas[(namespace, PTY_SERVER)] == 0, what="the scale-down")
         unreadable = unique_id("auth-bad")
         await reconciler.js.publish(naming.scale_subject(unreadable), b"not a scale command")
         async with secured.session("admin") as admin:
@@ -207,8 +238,27 @@ DENIED: list[tuple[str, Attempt, str]] = [
     ("scaler", publish("sandbox.scale.victim"), "sandbox.scale.victim"),
     ("scaler", publish("$KV.sandbox-desired.victim"), "$KV.sandbox-desired.victim"),
     ("scaler", publish("sandbox.dlq.sandbox.create.victim"), "sandbox.dlq.sandbox.create.victim"),
-    # the reconciler: never forges events, never deletes or purges the audit log
-    ("reconciler", publish("sandbox.create.victim"), "sandbox.create.victim"),
+    # the reconciler: publishes no event but the tenant bridge's creates, never deletes or purges the audit log,
+    # and on the tenant service's stream only consumes through its own consumer
+    ("reconciler", publish("sandbox.update.victim"), "sandbox.update.victim"),
+    ("reconciler", publish("sandbox.suspend.victim"), "sandbox.suspend.victim"),
+    ("reconciler", publish(DEFAULTS.subject), DEFAULTS.subject),
+    ("reconciler", stream_info(DEFAULTS.stream), f"$JS.API.STREAM.INFO.{DEFAULTS.stream}"),
+    (
+        "reconciler",
+        lambda s: s.js.get_msg(DEFAULTS.stream, seq=1),
+        f"$JS.API.STREAM.MSG.GET.{DEFAULTS.stream}",
+    ),
+    (
+        "reconciler",
+        lambda s: s.js.add_consumer(DEFAULTS.stream, durable_name="other", filter_subject="catalyst.tenant.>"),
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{DEFAULTS.stream}.other",
+    ),
+    (
+        "reconciler",
+        lambda s: s.js.delete_stream(DEFAULTS.stream),
+        f"$JS.API.STREAM.DELETE.{DEFAULTS.stream}",
+    ),
     (
         "reconciler",
         lambda s: s.js.delete_stream(naming.EVENTS_STREAM),

@@ -7,10 +7,8 @@ back as a console would; it runs the bridge one batch at a time instead of sleep
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
-from nats.js import api
 
 from sandboxd import naming
 from sandboxd.adapters.jetstream import headers as dead
@@ -23,6 +21,7 @@ from sandboxd.runtime.disposition import Disposition
 from sandboxd.runtime.retry import Backoff
 from sandboxd.settings import TenantBridgeSettings, TopologySettings
 from support.spine import client
+from support.tenants import TENANT_STREAM_CONFIG, tenant_request
 
 pytestmark = pytest.mark.anyio
 
@@ -30,36 +29,13 @@ SETTINGS = TenantBridgeSettings(enabled=True)
 STREAM, SUBJECT = SETTINGS.stream, SETTINGS.subject
 
 
-def tenant_event(event_id: str, **data: Any) -> bytes:
-    payload = {
-        "tenant_id": "t-42",
-        "org_slug": "acme",
-        "owner_id": "u-7",
-        "owner_email": "ceo@acme.com",
-        "agents": ["claude-code", " "],
-        "sovereign": "omantel",
-        "plan_id": "sandbox-ent",
-        "requested_at": "2026-05-01T10:00:00Z",
-        **data,
-    }
-    envelope = {
-        "id": event_id,
-        "type": "tenant.sandbox_requested",
-        "source": "tenant-service",
-        "timestamp": "2026-05-01T10:00:01Z",
-        "tenant_id": "t-42",
-        "data": payload,
-    }
-    return json.dumps(envelope).encode()
-
-
 async def test_a_redelivered_request_makes_one_create_and_a_malformed_one_is_dead_lettered(
     fresh_nats_server: NatsServer,
 ) -> None:
     async with client(fresh_nats_server.url) as c:
         await ensure_topology(c.js, TopologySettings())
-        await c.js.add_stream(api.StreamConfig(name=STREAM, subjects=["catalyst.tenant.>"]))
-        await c.js.publish(SUBJECT, tenant_event("evt-1"), headers={"Nats-Msg-Id": "evt-1"})
+        await c.js.add_stream(TENANT_STREAM_CONFIG)
+        await c.js.publish(SUBJECT, tenant_request("evt-1"), headers={"Nats-Msg-Id": "evt-1"})
         dead_letters = JetStreamDeadLetters(c.js, stream=STREAM)
         disposition = Disposition(dead_letters=dead_letters, backoff=Backoff(0.1, 1.0), max_deliver=5)
         bridge = TenantBridge(c.js, SETTINGS, disposition=disposition)
@@ -68,7 +44,7 @@ async def test_a_redelivered_request_makes_one_create_and_a_malformed_one_is_dea
             assert await bridge.bridge_once() == 1
             # The tenant service publishes the same event again past its own dedupe window (a new stream
             # message, the same Nats-Msg-Id would have been refused): a second bridge pass, the same create.
-            await c.js.publish(SUBJECT, tenant_event("evt-1"))
+            await c.js.publish(SUBJECT, tenant_request("evt-1"))
             await c.js.publish(SUBJECT, b'{"id": "evt-2", "data": {"org_slug": "acme"}}')
             assert await bridge.bridge_once() == 2
         finally:
