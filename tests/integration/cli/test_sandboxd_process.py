@@ -99,7 +99,10 @@ async def test_dev_runs_everything_and_ctrl_c_stops_it_cleanly(tmp_path: Path) -
     env = clean_env(SANDBOXD_LOG_FORMAT="text")
     with out.open("wb") as sink:
         dev = await anyio.open_process(
-            [*SANDBOXD, "dev", "--data", str(data), "--port", "0", "--demo"], stdout=sink, stderr=subprocess.STDOUT, env=env
+            [*SANDBOXD, "dev", "--data", str(data), "--port", "0", "--demo"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     try:
         with anyio.fail_after(60):
