@@ -15,6 +15,14 @@
 3. **prune** the inventoried objects that are no longer rendered, except PersistentVolumeClaims: a removed repo's
    volume keeps the owner's data until a purge.
 
+**From the watch cache.** While the Observer runs, its feeds keep ``inventory.Inventory``: when every watched
+kind is covered and the cache holds the sandbox's Namespace, the pass makes no Namespace GET and no LISTs but
+one, the sandbox's Secrets (metadata only; the reconciler may not list Secrets across the cluster), and applies
+only the objects (the namespace grants included) the cache does not show **unchanged**: annotated
+``inventory.APPLIED`` with the digest of the manifest, and still owning every field this process's last apply
+owned. A steady-state resync of an unchanged sandbox thus costs one request; drift by another field manager
+(it takes a field over) is applied again on the next pass. Every applied object carries the annotation.
+
 ``changed`` is whether any resourceVersion moved (inventory vs. apply response) or anything was pruned; the
 pty-server StatefulSet in the apply response gives ``ready_replicas``. Every object is attempted even when one is
 refused; then the first permanent error in manifest order (else the first retryable one) is raised, so a
@@ -50,7 +58,9 @@ import anyio
 
 from sandboxd.adapters.kubernetes.client import api_client, load_configuration
 from sandboxd.adapters.kubernetes.grants import ACCESS_REVIEWS, NamespaceGrant, access_review, allowed, parse_grants
+from sandboxd.adapters.kubernetes.inventory import Inventory, Key, Live, annotated, digest, live_of
 from sandboxd.adapters.kubernetes.resources import (
+    BY_KIND,
     CLUSTER_WATCHED,
     NAMESPACE,
     NAMESPACED,
@@ -86,31 +96,27 @@ DEFAULT_CONNECTIONS: Final = 64
 #: Connections of the watch pool: one long-lived watch per kind, and room to reconnect.
 WATCH_CONNECTIONS: Final = 2 * len(RESOURCES)
 
-Key = tuple[str, str | None, str]  # kind, namespace, name
+SECRET: Final = BY_KIND["Secret"]
+ROLE_BINDING: Final = BY_KIND["RoleBinding"]
 
 
 @dataclass(frozen=True, slots=True)
-class Live:
-    """An object as the inventory found it (metadata only)."""
+class Target:
+    """One object to apply: a rendered manifest or a namespace grant."""
 
     resource: Resource
     name: str
     namespace: str | None
-    resource_version: str
-    deleting: bool
+    body: Mapping[str, Any]
+    secret_values: tuple[str, ...] = ()
 
     @property
     def key(self) -> Key:
         return (self.resource.kind, self.namespace, self.name)
 
-    @property
-    def path(self) -> str:
-        return self.resource.item(self.name, self.namespace)
-
-    def ref(self) -> ObjectRef:
-        return ObjectRef(
-            api_version=self.resource.api_version, kind=self.resource.kind, name=self.name, namespace=self.namespace
-        )
+    @classmethod
+    def of(cls, manifest: Manifest) -> Target:
+        return cls(resource_of(manifest), manifest.name, manifest.namespace, manifest.body, _secret_values(manifest))
 
 
 class KubernetesApplier:
@@ -137,8 +143,10 @@ class KubernetesApplier:
         self.apply_concurrency = apply_concurrency
         self.watch_transport = watch_transport or transport
         self.purge_timeout_s = purge_timeout_s
+        #: The watch cache the feeds keep (``inventory``); passes use it while every watched kind is covered.
+        self.inventory = Inventory(field_manager)
         #: The feeds ``observe`` runs (``lists`` says which have listed: tests wait on it).
-        self.target_watch = TargetWatch(self.watch_transport, timing=watch_timing)
+        self.target_watch = TargetWatch(self.watch_transport, timing=watch_timing, listener=self.inventory)
 
     @classmethod
     async def from_settings(
@@ -172,6 +180,9 @@ class KubernetesApplier:
 
     async def apply(self, sandbox: RenderedSandbox, *, generation: int) -> ApplyResult:
         namespace, rest = _plan(sandbox)
+        cached = self._cached_namespace(sandbox.namespace)
+        if cached is not None:
+            return await self._apply_cached(sandbox, namespace, rest, cached)
         before: dict[Key, str] = {}
         live: list[Live] = []
         current = await self.transport.get(NAMESPACE.item(sandbox.namespace))
@@ -196,6 +207,44 @@ class KubernetesApplier:
             applied=tuple(_ref(m) for m in sandbox.manifests),
             changed=bool(pruned) or any(before.get(key) != version for key, version in after.items()),
             ready_replicas=_ready_of(rest, applied),
+            pruned=tuple(item.ref() for item in pruned),
+        )
+
+    def _cached_namespace(self, namespace: str) -> Live | None:
+        """The cache's record of ``namespace`` when the cache can serve a pass in it (module docstring)."""
+        if not all(self.inventory.covers(resource) for resource in CLUSTER_WATCHED):
+            return None
+        found = self.inventory.get(NAMESPACE, namespace)
+        return None if found is None or found.deleting else found
+
+    async def _apply_cached(
+        self, sandbox: RenderedSandbox, namespace: Manifest, rest: Sequence[Manifest], current: Live
+    ) -> ApplyResult:
+        """A pass over an existing namespace, its inventory and "unchanged" answered by the watch cache."""
+        if sandbox.namespace not in self._granted:
+            await self._grant(sandbox.namespace)
+        label = label_value(sandbox.sandbox_id)
+        live = [current, *self.inventory.live(sandbox.namespace, NAMESPACED, sandbox=label)]
+        live += await self._list(SECRET, sandbox)
+        seen = {item.key: item for item in live}
+        grants = [self._grant_target(g, sandbox.namespace) for g in self.grants]
+        targets = [Target.of(namespace), *grants, *map(Target.of, rest)]
+        todo = [(t, d) for t in targets if not self.inventory.unchanged(seen.get(t.key), d := digest(t.body))]
+        written = await _gather([partial(self._write, t, d) for t, d in todo], self.apply_concurrency)
+        after = {t.key: out for (t, _), out in zip(todo, written, strict=True)}
+        moved = any(
+            (old := seen.get(key)) is None or old.resource_version != _resource_version(out)
+            for key, out in after.items()
+        )
+        pruned = await self._prune(live[1:], rendered={t.key for t in targets})
+        pty_key: Key = (STATEFUL_SET.kind, sandbox.namespace, PTY_SERVER)
+        ready: int | None = None
+        if any(t.key == pty_key for t in targets):
+            ready = _ready_replicas(after[pty_key]) if pty_key in after else seen[pty_key].ready
+        return ApplyResult(
+            applied=tuple(_ref(m) for m in sandbox.manifests),
+            changed=bool(pruned) or moved,
+            ready_replicas=ready,
             pruned=tuple(item.ref() for item in pruned),
         )
 
@@ -235,11 +284,12 @@ class KubernetesApplier:
     # --- namespace grants ------------------------------------------------------------------------------------
 
     async def _apply_grants(self, namespace: str) -> None:
-        calls = [
-            partial(self.transport.apply, g.path(namespace), g.binding(namespace), field_manager=self.field_manager)
-            for g in self.grants
-        ]
-        await _gather(calls, self.apply_concurrency)
+        targets = [self._grant_target(g, namespace) for g in self.grants]
+        await _gather([partial(self._write, t, digest(t.body)) for t in targets], self.apply_concurrency)
+
+    @staticmethod
+    def _grant_target(grant: NamespaceGrant, namespace: str) -> Target:
+        return Target(ROLE_BINDING, grant.cluster_role, namespace, grant.binding(namespace))
 
     async def _grant(self, namespace: str) -> None:
         """Apply the grants in ``namespace`` and wait (bounded) until the authorizer applies them to this identity."""
@@ -267,13 +317,18 @@ class KubernetesApplier:
     # --- apply and prune -------------------------------------------------------------------------------------
 
     async def _apply_one(self, manifest: Manifest) -> Object:
-        resource = resource_of(manifest)
-        return await self.transport.apply(
-            resource.item(manifest.name, manifest.namespace),
-            manifest.body,
+        return await self._write(Target.of(manifest), digest(manifest.body))
+
+    async def _write(self, target: Target, manifest_digest: str) -> Object:
+        """Server-side apply ``target`` annotated with its digest; what the server answered, confirmed as ours."""
+        out = await self.transport.apply(
+            target.resource.item(target.name, target.namespace),
+            annotated(target.body, manifest_digest),
             field_manager=self.field_manager,
-            secret_values=_secret_values(manifest),
+            secret_values=target.secret_values,
         )
+        self.inventory.confirm(live_of(target.resource, out, field_manager=self.field_manager))
+        return out
 
     async def _list(self, resource: Resource, sandbox: RenderedSandbox) -> list[Live]:
         found = await self.transport.list(
@@ -281,7 +336,7 @@ class KubernetesApplier:
             label_selector=sandbox_selector(sandbox.sandbox_id),
             metadata_only=True,
         )
-        return [_live(resource, item) for item in found.get("items") or []]
+        return [live_of(resource, item, field_manager=self.field_manager) for item in found.get("items") or []]
 
     async def _inventory(self, sandbox: RenderedSandbox, resources: Sequence[Resource]) -> list[Live]:
         found = await _gather([partial(self._list, r, sandbox) for r in resources], self.apply_concurrency)
@@ -389,17 +444,6 @@ def _resource_version(obj: Mapping[str, Any]) -> str:
 
 def _deleting(obj: Mapping[str, Any]) -> bool:
     return bool(_metadata(obj).get("deletionTimestamp"))
-
-
-def _live(resource: Resource, item: Mapping[str, Any]) -> Live:
-    metadata = _metadata(item)
-    return Live(
-        resource=resource,
-        name=str(metadata.get("name", "")),
-        namespace=metadata.get("namespace"),
-        resource_version=str(metadata.get("resourceVersion", "")),
-        deleting=bool(metadata.get("deletionTimestamp")),
-    )
 
 
 def _ready_replicas(stateful_set: Mapping[str, Any]) -> int:

@@ -22,16 +22,19 @@ Failures never end ``run``: a translated error (API server unreachable, a CRD no
 and retried after a growing, jittered pause; anything unexpected (a malformed event) is logged with its
 traceback and the feed starts over from a fresh list. Cancellation ends it.
 
-Concurrency: one task per feed in one task group; ``kick`` must not block (the service's kicker only submits
-to the queue). What it deliberately does not do: cache objects for the applier, or kick for changes the
-reconciler made itself other than replica counts (an apply that changes nothing is not an event).
+A ``Listener`` (the applier's ``inventory.Inventory``) hears every list and event of every feed, and that a
+feed lost its watch (until its next list, what it knew may be stale): the applier's watch cache rides on the
+same connections. Concurrency: one task per feed in one task group; ``kick`` and the listener must not block
+(the service's kicker only submits to the queue). What it deliberately does not do: keep objects itself (the
+listener does), or kick for changes the reconciler made itself other than replica counts (an apply that
+changes nothing is not an event).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncGenerator, Callable, Hashable, Mapping
+from collections.abc import AsyncGenerator, Callable, Hashable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -84,6 +87,27 @@ class WatchTransport(Protocol):
         timeout_s: float,
         metadata_only: bool = False,
     ) -> AsyncGenerator[dict[str, Any], None]: ...
+
+
+class Listener(Protocol):
+    """What hears a feed's lists and events besides the kicks (``inventory.Inventory``)."""
+
+    def relisted(self, resource: Resource, items: Sequence[Mapping[str, Any]]) -> None: ...
+
+    def changed(self, resource: Resource, kind: str, obj: Mapping[str, Any]) -> None: ...
+
+    def lost(self, resource: Resource) -> None: ...
+
+
+class _Deaf:
+    def relisted(self, resource: Resource, items: Sequence[Mapping[str, Any]]) -> None:
+        return None
+
+    def changed(self, resource: Resource, kind: str, obj: Mapping[str, Any]) -> None:
+        return None
+
+    def lost(self, resource: Resource) -> None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,9 +213,12 @@ class Cursor:
 class TargetWatch:
     """Runs every feed until cancelled; see the module docstring."""
 
-    def __init__(self, transport: WatchTransport, *, timing: WatchTiming | None = None) -> None:
+    def __init__(
+        self, transport: WatchTransport, *, timing: WatchTiming | None = None, listener: Listener | None = None
+    ) -> None:
         self.transport = transport
         self.timing = timing or WatchTiming()
+        self.listener: Listener = listener or _Deaf()
         #: Lists made per feed (the first one included): how often a feed had to start over.
         self.lists: dict[str, int] = {}
 
@@ -208,36 +235,43 @@ class TargetWatch:
         tracker = Tracker(feed, kick)
         cursor = Cursor()
         failures = 0
-        while True:
-            try:
-                if cursor.version is None:
-                    cursor.version = await self._list(feed, tracker)
-                await self._watch(feed, tracker, cursor)
-                failures = 0
-            except ResourceVersionGone:
-                log.info("watch %s: resourceVersion %s expired, listing again", feed.name, cursor.version)
-                cursor.version = None
-                failures += 1
-                if failures > 1:  # gone again right after a fresh list: do not spin
-                    await anyio.sleep(self.timing.backoff(failures - 1))
-            except SandboxdError as exc:
-                failures += 1
-                pause = self.timing.backoff(failures)
-                log.warning("watch %s failed (%s); retrying in %.1fs", feed.name, exc.message, pause)
-                await anyio.sleep(pause)
-            except Exception:
-                failures += 1
-                pause = self.timing.backoff(failures)
-                log.exception("watch %s broke; listing again in %.1fs", feed.name, pause)
-                cursor.version = None
-                await anyio.sleep(pause)
+        try:
+            while True:
+                try:
+                    if cursor.version is None:
+                        cursor.version = await self._list(feed, tracker)
+                    await self._watch(feed, tracker, cursor)
+                    failures = 0
+                except ResourceVersionGone:
+                    self.listener.lost(feed.resource)
+                    log.info("watch %s: resourceVersion %s expired, listing again", feed.name, cursor.version)
+                    cursor.version = None
+                    failures += 1
+                    if failures > 1:  # gone again right after a fresh list: do not spin
+                        await anyio.sleep(self.timing.backoff(failures - 1))
+                except SandboxdError as exc:  # resumed from the cursor: no event is missed, the listener stays
+                    failures += 1
+                    pause = self.timing.backoff(failures)
+                    log.warning("watch %s failed (%s); retrying in %.1fs", feed.name, exc.message, pause)
+                    await anyio.sleep(pause)
+                except Exception:
+                    self.listener.lost(feed.resource)
+                    failures += 1
+                    pause = self.timing.backoff(failures)
+                    log.exception("watch %s broke; listing again in %.1fs", feed.name, pause)
+                    cursor.version = None
+                    await anyio.sleep(pause)
+        finally:  # cancelled: what the listener holds of this feed is no longer followed
+            self.listener.lost(feed.resource)
 
     async def _list(self, feed: Feed, tracker: Tracker) -> str:
         found = await self.transport.list(
             feed.resource.collection(), label_selector=feed.selector, metadata_only=feed.metadata_only
         )
         self.lists[feed.name] = self.lists.get(feed.name, 0) + 1
-        tracker.relist(list(found.get("items") or []))
+        items = list(found.get("items") or [])
+        tracker.relist(items)
+        self.listener.relisted(feed.resource, items)
         return str((found.get("metadata") or {}).get("resourceVersion", ""))
 
     async def _watch(self, feed: Feed, tracker: Tracker, cursor: Cursor) -> None:
@@ -259,6 +293,7 @@ class TargetWatch:
                     cursor.version = str(version)
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
                     tracker.event(kind, obj)
+                    self.listener.changed(feed.resource, kind, obj)
 
 
 def _watch_error(feed: Feed, status: Mapping[str, Any]) -> SandboxdError:
