@@ -1,16 +1,12 @@
-"""docker-compose.yml and the Dockerfile: the services and profiles, pinned images (never ``latest``), health checks,
-versions that agree with tools/kube/versions.env, and environments the service accepts; plus (``docker``) a smoke
-run through testcontainers, skipped with one line where no Docker engine answers.
+"""docker-compose.yml and the Dockerfile, read: the services and profiles, pinned images (never ``latest``), health
+checks, published ports on loopback, stop grace longer than the drain, versions that agree with
+tools/kube/versions.env, and environments the service accepts. test_compose_stack.py runs the stack.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import secrets
-import subprocess
-import urllib.request
-from collections.abc import Iterator
 from typing import Any, Final
 
 import pytest
@@ -19,6 +15,7 @@ import yaml
 import sandboxd
 import sandboxd.settings
 from sandboxd.settings.fields import pinned_image
+from sandboxd.settings.service import WorkerSettings
 
 from .charts import REPO_ROOT
 
@@ -38,6 +35,12 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return dict(compose["services"])
 
 
+def default_of(value: str) -> str:
+    """``${VARIABLE:-default}`` → ``default`` (what compose uses when the variable is unset); else ``value``."""
+    found = re.fullmatch(r"\$\{[A-Z_]+:-([^}]+)\}", value)
+    return found.group(1) if found else value
+
+
 def pinned_versions() -> dict[str, str]:
     return dict(re.findall(r"^([A-Z_]+)=(\S+)", VERSIONS.read_text(), flags=re.MULTILINE))
 
@@ -47,6 +50,7 @@ def test_services_and_profiles(compose: dict[str, Any]) -> None:
 
     assert by_profile == {
         "nats": (),
+        "init": (),
         "reconciler": (),
         "k3s": ("k3s",),
         "k3s-gateway-api": ("k3s",),
@@ -58,16 +62,17 @@ def test_services_and_profiles(compose: dict[str, Any]) -> None:
 def test_every_image_is_pinned_and_nothing_says_latest(compose: dict[str, Any]) -> None:
     assert not re.search(r":latest\b", COMPOSE.read_text())
     for name, spec in services(compose).items():
-        assert pinned_image(spec["image"]) == spec["image"], name
+        image = default_of(spec["image"])
+        assert pinned_image(image) == image, name
     built = {name for name, spec in services(compose).items() if "build" in spec}
-    assert built == {"reconciler", "reconciler-k3s", "scaler"}
+    assert built == {"init", "reconciler", "reconciler-k3s", "scaler"}
     assert {services(compose)[name]["image"] for name in built} == {f"sandboxd:{sandboxd.__version__}"}
 
 
 def test_nats_runs_jetstream(compose: dict[str, Any]) -> None:
     nats = services(compose)["nats"]
 
-    assert re.fullmatch(r"nats:\d+\.\d+\.\d+-alpine", nats["image"])
+    assert re.fullmatch(r"\$\{NATS_IMAGE:-nats:\d+\.\d+\.\d+-alpine\}", nats["image"])
     assert "-js" in nats["command"]
     assert "/data" in nats["command"]
 
@@ -88,6 +93,10 @@ def test_long_running_services_have_healthchecks(compose: dict[str, Any]) -> Non
     for name, spec in services(compose).items():
         if name == "k3s-gateway-api":
             assert spec["restart"] == "on-failure"  # a one-shot job
+            continue
+        if name == "init":
+            assert spec["restart"] == "no"  # a one-shot job
+            assert spec["healthcheck"] == {"disable": True}
             continue
         assert spec["healthcheck"]["test"][0] == "CMD", name
     for name in ("reconciler", "reconciler-k3s"):
@@ -143,54 +152,30 @@ def test_dockerfile_is_pinned_non_root_and_runs_sandboxd() -> None:
     assert ignored[ignored.index("*") :][:5] == ["*", "!pyproject.toml", "!README.md", "!service/", "!.wheelhouse/"]
 
 
-# --- a smoke run where Docker answers ---------------------------------------------------------------------
+def test_k3s_health_check_reads_the_kubeconfig_k3s_writes(compose: dict[str, Any]) -> None:
+    k3s = services(compose)["k3s"]
+    written = next(arg.split("=", 1)[1] for arg in k3s["command"] if arg.startswith("--write-kubeconfig="))
+
+    assert k3s["healthcheck"]["test"][:3] == ["CMD", "kubectl", "--kubeconfig"]
+    assert k3s["healthcheck"]["test"][3] == written
 
 
-def docker_engine() -> str | None:
-    """None when a Docker engine and the compose plugin answer, else why not (one line)."""
-    try:
-        import docker  # noqa: PLC0415 - the testcontainers dependency, only for this check
-
-        docker.from_env(timeout=3).ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no engine here"
-        return f"no Docker engine answers ({type(exc).__name__}); the compose smoke test needs one"
-    proc = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        return "the docker compose plugin is not installed"
-    return None
+def test_published_ports_listen_on_loopback_only(compose: dict[str, Any]) -> None:
+    for name, spec in services(compose).items():
+        for port in spec.get("ports", ()):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
 
 
-@pytest.fixture(scope="module")
-def running_compose(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    reason = docker_engine()
-    if reason is not None:
-        pytest.skip(reason)
-    from testcontainers.compose import DockerCompose  # noqa: PLC0415 - needs docker, checked above
-
-    # The NATS passwords compose requires (deploy/nats/accounts.conf), fresh for this run, in a file of its own.
-    passwords = tmp_path_factory.mktemp("compose") / "nats.env"
-    roles = ("RECONCILER", "SCALER", "PUBLISHER", "ACTIVITY", "CONSOLE", "ADMIN")
-    passwords.write_text("".join(f"SANDBOXD_NATS_{role}_PASSWORD=p{secrets.token_hex(24)}\n" for role in roles))
-    stack = DockerCompose(
-        REPO_ROOT,
-        compose_file_name="docker-compose.yml",
-        build=True,
-        wait=True,
-        services=["nats", "reconciler"],
-        env_file=str(passwords),
-    )
-    with stack:
-        yield stack
+def test_services_that_drain_get_longer_than_the_drain_to_stop(compose: dict[str, Any]) -> None:
+    drain = WorkerSettings.model_fields["shutdown_grace_s"].default
+    for name in ("reconciler", "reconciler-k3s", "scaler"):
+        grace = services(compose)[name]["stop_grace_period"]
+        assert grace.endswith("s"), name
+        assert float(grace[:-1]) > drain, name
 
 
-@pytest.mark.docker
-@pytest.mark.timeout(1200)
-def test_compose_stack_comes_up_healthy(running_compose: Any) -> None:
-    host = running_compose.get_service_host("reconciler", 8081) or "127.0.0.1"
-    port = running_compose.get_service_port("reconciler", 8081)
-    with urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=5) as response:
-        assert response.status == 200
-    nats_port = running_compose.get_service_port("nats", 8222)
-    health = f"http://{host}:{nats_port}/healthz?js-enabled-only=true"
-    with urllib.request.urlopen(health, timeout=5) as response:
-        assert response.status == 200
+def test_processes_start_after_init_provisioned_the_topology(compose: dict[str, Any]) -> None:
+    assert services(compose)["init"]["command"] == ["init"]
+    assert services(compose)["init"]["environment"]["NATS_USER"] == "sandboxd-admin"
+    for name in ("reconciler", "reconciler-k3s", "scaler"):
+        assert services(compose)[name]["depends_on"]["init"] == {"condition": "service_completed_successfully"}
