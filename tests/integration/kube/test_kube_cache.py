@@ -18,9 +18,14 @@ from sandboxd.adapters.kubernetes import KubernetesApplier
 from sandboxd.adapters.kubernetes.inventory import digest
 from sandboxd.adapters.kubernetes.resources import CLUSTER_WATCHED, resource_of
 from sandboxd.adapters.kubernetes.transport import KubeTransport
+from sandboxd.adapters.natsserver import NatsServer
+from sandboxd.models.status import Phase
 from sandboxd.render.model import RenderedSandbox
+from support.kube_fixtures import KubeTarget
+from support.spine import client, running_service, service_settings
 
 from .cluster import MANAGER, Cluster, path_of, sandbox
+from .conftest import applier_settings
 
 pytestmark = [pytest.mark.kube, pytest.mark.anyio]
 
@@ -168,3 +173,31 @@ async def test_objects_no_longer_rendered_are_pruned_from_the_cached_inventory(
         assert not [call for call in counting.calls if call.startswith("GET ") and "secrets" not in call]
         for manifest in companions:
             assert await cluster.read(path_of(manifest)) is None
+
+
+async def test_the_service_resync_writes_nothing_until_drift_and_corrects_it_within_one_period(
+    kube_api: KubeTarget, fresh_nats_server: NatsServer, cluster: Cluster, new_id: Callable[[], str]
+) -> None:
+    """A ConfigMap edited by another manager is no event (only deletions and readiness kick): the resync fixes it."""
+    resync_s = 2.0
+    applier = await KubernetesApplier.from_settings(applier_settings(kube_api, kube_request_timeout_s=10.0))
+    counting = Counting(applier.transport)
+    applier.transport = counting
+    settings = service_settings(fresh_nats_server.url, worker={"resync_interval_s": resync_s})
+    sandbox_id = new_id()
+    rendered = sandbox(sandbox_id)
+    config = next(m for m in rendered.manifests if m.kind == "ConfigMap")
+    async with running_service(settings, applier), client(fresh_nats_server.url) as nats:
+        await nats.create(sandbox_id, f"{sandbox_id}@acme.test")
+        await nats.wait_status(sandbox_id, lambda s: s.phase == Phase.PROVISIONING, timeout=30)
+        await cached(applier, rendered)
+        counting.calls.clear()
+        with anyio.fail_after(30):  # at least two resync passes of this sandbox
+            while counting.calls.count(f"GET /api/v1/namespaces/{rendered.namespace}/secrets") < 2:
+                await anyio.sleep(0.05)
+        assert writes(counting.calls) == []
+
+        await cluster.merge_patch(path_of(config), {"data": {"mcp.json": "{}"}}, manager="kubectl")
+        with anyio.fail_after(resync_s * 1.1 + 5.0):  # one period (±10 %) and the pass itself
+            while (await cluster.get(path_of(config)))["data"] != config.body["data"]:
+                await anyio.sleep(0.05)
