@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv run test test-fast test-chaos test-nats-oldest lint typecheck contracts nats-defs bench bench-render bench-kube bench-sweep kube-bins helm-bin nats-oldest clean
+.PHONY: venv run test test-fast test-docker docker-engine test-chaos test-nats-oldest lint typecheck contracts nats-defs bench bench-render bench-kube bench-sweep kube-bins helm-bin nats-oldest clean
 
 $(STAMP): pyproject.toml
 	@echo "==> installing sandboxd and its Python packages into $(VENV) (about a minute the first time)"
@@ -33,6 +33,15 @@ test-chaos: $(STAMP) kube-bins
 ## Unit tests only (no servers).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
+
+## The docker tests only (the image, the compose stack) on whatever engine answers; `make test` runs them too.
+test-docker: $(STAMP)
+	$(BIN)/python -m pytest -m docker
+
+## A Docker engine where none answers (installs Debian's docker.io as root, starts dockerd, builds the compose
+## plugin and the local base image; cached). What CI runs before `make test`; `make test` never does.
+docker-engine:
+	bash tools/docker/engine.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check service tests bench deploy
