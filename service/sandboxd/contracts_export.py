@@ -28,6 +28,7 @@ from pydantic_core import CoreSchema
 
 from sandboxd import models, naming
 from sandboxd.models.events import EVENT_CLASSES
+from sandboxd.reconcile.tenants import TenantEvent
 
 SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 ID_BASE: Final = "https://schemas.openova.io/sandboxd/"
@@ -43,6 +44,8 @@ SCHEMAS: Final[Mapping[str, tuple[str, type[BaseModel] | TypeAdapter[Any]]]] = {
     "owner-claim": ("OwnerClaim", models.OwnerClaim),
     "activity-report": ("ActivityReport", models.ActivityReport),
     "scale-command": ("ScaleCommand", models.ScaleCommand),
+    # consumed, not ours: the part of the tenant service's event the tenant bridge reads (other fields ignored)
+    "tenant-sandbox-requested": ("TenantSandboxRequested", TenantEvent),
 }
 
 

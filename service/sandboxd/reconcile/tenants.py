@@ -53,6 +53,9 @@ class _Tolerant(BaseModel):
 
 
 class SandboxRequested(_Tolerant):
+    """The tenant service's ``SandboxRequestedPayload``: what the bridge reads of it (``sovereign`` and
+    ``requested_at`` are ignored)."""
+
     tenant_id: str = ""
     org_slug: str = Field(min_length=1)
     owner_id: str = ""
@@ -62,6 +65,9 @@ class SandboxRequested(_Tolerant):
 
 
 class TenantEvent(_Tolerant):
+    """The tenant service's event envelope (upstream ``natsbus.Event``); ``type``, when set, is
+    ``tenant.sandbox_requested``, and ``id`` is the fallback dedupe key when the message has no ``Nats-Msg-Id``."""
+
     id: str = Field(min_length=1, max_length=200)
     type: str = ""
     timestamp: datetime | None = None

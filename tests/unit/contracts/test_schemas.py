@@ -30,7 +30,7 @@ from sandboxd.adapters.jetstream import headers as dead
 from sandboxd.adapters.jetstream import publishing, topology
 from sandboxd.models import describe, parse_event
 from sandboxd.models.events import TYPE_PREFIX
-from sandboxd.settings import TopologySettings
+from sandboxd.settings import TenantBridgeSettings, TopologySettings
 
 CONTRACTS = Path(__file__).resolve().parents[3] / "contracts"
 SCHEMA_DIR = CONTRACTS / "schemas"
@@ -38,6 +38,8 @@ EXAMPLE_DIR = CONTRACTS / "examples"
 INVALID_DIR = EXAMPLE_DIR / "invalid"
 ASYNCAPI = CONTRACTS / "asyncapi.yaml"
 
+#: The tenant bridge's defaults: the one channel and consumer on a stream sandboxd does not own.
+TENANTS = TenantBridgeSettings()
 VALID_EXAMPLES = sorted(EXAMPLE_DIR.glob("*.json"))
 INVALID_EXAMPLES = sorted(INVALID_DIR.glob("*.json"))
 UNION = "sandbox-event"
@@ -276,6 +278,8 @@ def test_streams_consumers_and_buckets_are_naming_s(asyncapi: dict[str, Any]) ->
     consumers = jetstream["consumers"]
     assert consumers[naming.EVENTS_CONSUMER]["stream"] == naming.EVENTS_STREAM
     assert consumers[naming.SCALE_CONSUMER]["stream"] == naming.SCALE_STREAM
+    assert consumers[TENANTS.consumer]["stream"] == TENANTS.stream
+    assert TENANTS.stream in jetstream["externalStreams"], "the tenant stream is the tenant service's, not ours"
 
     assert set(jetstream["keyValue"]) == BUCKETS
     for bucket in jetstream["keyValue"].values():
@@ -319,6 +323,7 @@ def test_channel_addresses_are_built_by_naming(asyncapi: dict[str, Any]) -> None
         f"$KV.{naming.DESIRED_BUCKET}.{naming.desired_key('{sandboxId}')}",
         f"$KV.{naming.STATUS_BUCKET}.{naming.status_key('{sandboxId}')}",
         f"$KV.{naming.OWNERS_BUCKET}.{naming.owner_key('{ownerUid}')}",
+        TENANTS.subject,  # consumed from the tenant service's stream by the tenant bridge
     }
     assert addresses == expected
 
@@ -329,6 +334,9 @@ def test_every_channel_lands_in_its_stream_or_bucket(asyncapi: dict[str, Any]) -
         subject = concrete(channel["address"])
         if "x-jetstream-stream" in channel:
             filters = streams[channel["x-jetstream-stream"]]["subjects"]
+            assert any(subject_matches(f, subject) for f in filters), f"{name}: {subject} is in no filter"
+        elif "x-jetstream-external-stream" in channel:
+            filters = asyncapi["x-jetstream"]["externalStreams"][channel["x-jetstream-external-stream"]]["subjects"]
             assert any(subject_matches(f, subject) for f in filters), f"{name}: {subject} is in no filter"
         else:
             bucket = channel["x-jetstream-kv-bucket"]
