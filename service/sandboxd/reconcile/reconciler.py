@@ -154,9 +154,9 @@ class Reconciler:
 
     async def _converge(self, desired: DesiredState, revision: int, watch: _Stopwatch) -> Outcome:
         try:
-            revision = await self._token_revision(desired)
+            token_revision = await self._token_revision(desired)
             with tracing.stage(self._tracer, "render"):
-                rendered = self._render_cached(desired, revision)
+                rendered = self._render_cached(desired, token_revision)
             watch.lap("render")
             if desired.lifecycle is Lifecycle.DELETED:
                 return await self._delete(desired, revision, rendered, watch)
