@@ -209,6 +209,7 @@ class ScalerProcess:
         self.disposition: Disposition | None = None
         self._owns_telemetry = telemetry is None
         self.telemetry = telemetry or scaler_telemetry()
+        self.telemetry.instruments.watch_ready(lambda: self.health.ready)
         self.guard = LoopGuard("scaler", record=self.telemetry.instruments.loop_failed)
 
     async def run(self, stop: anyio.Event) -> None:

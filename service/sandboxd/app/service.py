@@ -107,6 +107,7 @@ class Service:
         self.health = health or Health()
         self._owns_telemetry = telemetry is None
         self.telemetry = telemetry or Telemetry.from_environment()
+        self.telemetry.instruments.watch_ready(lambda: self.health.ready)
         self.queue: KeyedQueue | None = None
         self.mover: DeadLetterMover | None = None
         self.consumer: Consumer | None = None

@@ -18,7 +18,8 @@ Instruments, with their attributes and the Prometheus name the exporter derives:
   by loop name and exception class [``sandboxd_loop_errors_total``];
 - ``sandboxd.idle.scale_downs`` and ``sandboxd.idle.wakes`` (observable counters): the sweeper's idle and wake
   decisions, read from its running counts;
-- ``sandboxd.sandboxes`` (gauge; ``phase``): sandboxes by status phase, as this process last saw them.
+- ``sandboxd.sandboxes`` (gauge; ``phase``): sandboxes by status phase, as this process last saw them;
+- ``sandboxd.ready`` (gauge): 1 while ``/readyz`` would answer 200, else 0 (the scaler exports it too).
 
 Every series is there from start-up, at zero: the counters with one series without attributes (the labelled
 ones come with their first increment), the gauges at 0 until what they read is wired or first sampled, the
@@ -117,6 +118,7 @@ class Instruments:
         self._idled: Callable[[], int] | None = None
         self._woken: Callable[[], int] | None = None
         self._held: Callable[[], int] | None = None
+        self._ready: Callable[[], bool] | None = None
         self._duration = meter.create_histogram(
             "sandboxd.reconcile.duration",
             unit="s",
@@ -176,6 +178,9 @@ class Instruments:
         meter.create_observable_gauge(
             "sandboxd.sandboxes", [self._observe_phases], unit="{sandbox}", description="Sandboxes by phase."
         )
+        meter.create_observable_gauge(
+            "sandboxd.ready", [self._observe_ready], description="1 while this process is ready (/readyz 200)."
+        )
 
         for counter in (self._retries, self._dead_letters, self._apply_errors, self._loop_errors):
             counter.add(0)  # present at zero from start-up
@@ -213,6 +218,10 @@ class Instruments:
         """Where the idle counters read from (the sweeper's running counts of its decisions)."""
         self._idled, self._woken = idled, woken
 
+    def watch_ready(self, ready: Callable[[], bool]) -> None:
+        """Where the readiness gauge reads from (the process's ``Health``)."""
+        self._ready = ready
+
     # --- observable callbacks (synchronous, no I/O) ---------------------------------------------------------
 
     def _observe_depth(self, _options: CallbackOptions) -> Iterable[Observation]:
@@ -236,6 +245,9 @@ class Instruments:
 
     def _observe_ack_pending(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(self.consumer.ack_pending or 0)]
+
+    def _observe_ready(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(1 if self._ready is not None and self._ready() else 0)]
 
     def _observe_phases(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(count, {"phase": phase}) for phase, count in sorted(self.phases.counts().items())]

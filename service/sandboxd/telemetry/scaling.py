@@ -9,7 +9,9 @@ Instruments, with the Prometheus name the exporter derives (counters gain ``_tot
 - ``sandboxd.scale_commands`` (counter; ``reason``, ``outcome``): commands settled, by the contract's reason
   word and what happened (scaled, unchanged, stale, gone, retry, failed, refused) [``sandboxd_scale_commands_total``];
 - ``sandboxd.scaler.loop_errors`` (counter; ``loop``, ``error``): failed iterations of the scaler's loops, by
-  exception class [``sandboxd_scaler_loop_errors_total``].
+  exception class [``sandboxd_scaler_loop_errors_total``];
+- ``sandboxd.ready`` (gauge): 1 while ``/readyz`` would answer 200, else 0 (the reconciler's has the same name,
+  so one alert covers both processes) [``sandboxd_ready``].
 
 Every series is there at zero from start-up: every (reason, outcome) pair of the closed vocabularies the
 scaler passes in, and one series without attributes for the counters keyed by a namespace or an error class
@@ -21,10 +23,10 @@ serve HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from opentelemetry.metrics import Meter, NoOpMeterProvider
+from opentelemetry.metrics import CallbackOptions, Meter, NoOpMeterProvider, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 
@@ -57,6 +59,10 @@ class ScalerInstruments:
             unit="{error}",
             description="Failed iterations of the scaler's loops (a fetch during a leader election, a reconnect).",
         )
+        self._ready: Callable[[], bool] | None = None
+        meter.create_observable_gauge(
+            "sandboxd.ready", [self._observe_ready], description="1 while this process is ready (/readyz 200)."
+        )
         for counter in (self._idle_timeouts, self._wakes, self._loop_errors):
             counter.add(0)
         outcomes = list(outcomes)
@@ -71,6 +77,13 @@ class ScalerInstruments:
         cls, provider: MeterProvider | NoOpMeterProvider, *, reasons: Iterable[str] = (), outcomes: Iterable[str] = ()
     ) -> ScalerInstruments:
         return cls(provider.get_meter(INSTRUMENTATION, __version__), reasons=reasons, outcomes=outcomes)
+
+    def watch_ready(self, ready: Callable[[], bool]) -> None:
+        """Where the readiness gauge reads from (the process's ``Health``)."""
+        self._ready = ready
+
+    def _observe_ready(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(1 if self._ready is not None and self._ready() else 0)]
 
     def command_settled(self, reason: str, outcome: str) -> None:
         self._commands.add(1, {"reason": bounded(reason), "outcome": bounded(outcome)})
