@@ -13,9 +13,19 @@ each (distinct owners, so distinct namespaces; every run creates its own):
    and its Observer: N create events published, timed until every status record says the objects are applied.
 
 Each round runs plain, applier and service on fresh sandboxes, then plain and applier re-apply theirs (the steady
-state: the server writes nothing), so the API server's growing object count weighs on all alike. Medians over the
-rounds are reported, with every round's figure; ratios are applier (or service) / plain, goal ≥ 0.8. The machine's
-load average is printed: on a shared machine the figures move with it.
+state: the server writes nothing), so the API server's growing object count weighs on all alike. The applier runs
+its Observer (``observe``) throughout, as the service does: its watch cache answers the prune inventory and which
+objects are unchanged. Medians over the rounds are reported, with every round's figure; ratios are applier (or
+service) / plain, goals ≥ 0.8 for a create, ≥ 1.0 for a re-apply. The machine's load average is printed: on a
+shared machine the figures move with it.
+
+Then **the API server's load**: ``--resync-n`` sandboxes (1,000) created through the applier, and once the watch
+cache has seen them, one steady-state resync (every sandbox applied again, unchanged), timed beside the plain
+loop re-applying the same number, with the requests the API server counted (its own ``apiserver_request_total``,
+resource requests but watches, the server's own few background requests included) per sandbox; goal ≤ 1.
+Last, **the cache's memory at** ``--memory-n`` **sandboxes** (10,000): the metadata the feeds deliver for one
+real sandbox, copied into that many namespaces and fed to a fresh ``Inventory`` (every object confirmed, as after
+a pass), measured with ``tracemalloc``; creating 130,000 objects for real would take this machine most of an hour.
 """
 
 from __future__ import annotations
@@ -27,7 +37,9 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -41,7 +53,8 @@ from kubernetes_asyncio.client import ApiClient
 from bench.spine import event, publish_all, service_settings, spec
 from sandboxd import naming
 from sandboxd.adapters.kubernetes import KubernetesApplier
-from sandboxd.adapters.kubernetes.resources import resource_of
+from sandboxd.adapters.kubernetes.inventory import Inventory, digest, live_of
+from sandboxd.adapters.kubernetes.resources import CLUSTER_WATCHED, NAMESPACE, STATEFUL_SET, resource_of
 from sandboxd.adapters.natsserver import NatsServer
 from sandboxd.app.service import Service
 from sandboxd.models.spec import SandboxSpec
@@ -163,6 +176,93 @@ async def applied_statuses(js: Any, count: int) -> None:
         await watcher.stop()
 
 
+def requests_counted(server: KubeAPIServer) -> Counter[str]:
+    """The API server's ``apiserver_request_total`` for resource requests, per verb, watches left out."""
+    status, body = server.request("GET", "/metrics")
+    assert status == 200, status
+    counted: Counter[str] = Counter()
+    for row in body.decode().splitlines():
+        if not row.startswith("apiserver_request_total{"):
+            continue
+        labels, value = row.rsplit(" ", 1)
+        fields = dict(part.split("=", 1) for part in labels[len("apiserver_request_total{") : -1].split('",'))
+        verb, resource = fields["verb"].strip('"'), fields["resource"].strip('"')
+        if resource and verb != "WATCH":
+            counted[verb] += int(float(value))
+    return counted
+
+
+async def until_cached(applier: KubernetesApplier, batch: Sequence[RenderedSandbox]) -> None:
+    """Until the applier's watch cache shows every watched object of ``batch`` as last applied."""
+
+    def pending() -> int:
+        return sum(
+            1
+            for sandbox in batch
+            for m in sandbox.manifests
+            if m.kind != "Secret"
+            and (
+                (live := applier.inventory.get(resource_of(m), m.name, m.namespace)) is None
+                or live.applied != digest(m.body)
+            )
+        )
+
+    with anyio.fail_after(300):
+        while pending():  # noqa: ASYNC110 - the cache is a plain record the feeds update
+            await anyio.sleep(0.1)
+
+
+async def cache_memory(kubeconfig: Path, sample: RenderedSandbox, count: int) -> tuple[float, int]:
+    """MB the inventory holds for ``count`` copies of ``sample``'s live metadata, and the objects held."""
+    api = await kube_config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        found: dict[str, list[dict[str, Any]]] = {}
+        for resource in CLUSTER_WATCHED:
+            full = resource is STATEFUL_SET  # the readiness feed takes whole StatefulSets
+            where = None if resource is NAMESPACE else sample.namespace
+            items = await api.call_api(
+                resource.collection(where),
+                "GET",
+                query_params=[("labelSelector", f"openova.io/sandbox={sample.sandbox_id}")],
+                header_params={
+                    "Accept": "application/json"
+                    if full
+                    else "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+                },
+                auth_settings=["BearerToken"],
+                response_types_map={200: "object"},
+                _return_http_data_only=True,
+            )
+            found[resource.kind] = list(items.get("items") or [])
+    finally:
+        await api.close()
+    copies = {
+        kind: [_renamed(item, sample.namespace, n) for n in range(count) for item in items]
+        for kind, items in found.items()
+    }
+    tracemalloc.start()
+    inventory = Inventory(FIELD_MANAGER)
+    for resource in CLUSTER_WATCHED:
+        inventory.relisted(resource, copies[resource.kind])
+        for item in copies[resource.kind]:
+            inventory.confirm(live_of(resource, item, field_manager=FIELD_MANAGER))
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return held / 1e6, sum(len(items) for items in copies.values())
+
+
+def _renamed(item: dict[str, Any], namespace: str, n: int) -> dict[str, Any]:
+    """``item`` moved to the ``n``-th copy of ``namespace`` (new strings, as a real list would bring)."""
+    metadata = dict(item["metadata"])
+    new = f"{namespace}-{n:05d}"
+    if metadata.get("namespace"):
+        metadata["namespace"] = new
+    else:
+        metadata["name"] = new
+    metadata["resourceVersion"] = str(1_000_000 + n)
+    return {**item, "metadata": metadata}
+
+
 def line(label: str, value: str, goal: str = "") -> None:
     print(f"{label:<62} {value:>12}  {goal}")
 
@@ -181,32 +281,67 @@ async def main(args: argparse.Namespace) -> None:
         applier = await KubernetesApplier.from_settings(settings)
         rates: dict[str, list[float]] = {key: [] for key in ("plain", "applier", "service", "plain-again", "again")}
         try:
-            for round_ in range(args.rounds):
-                plain_set, applier_set = rendered_batch(f"plain{round_}", n), rendered_batch(f"appl{round_}", n)
-                rates["plain"].append(
-                    await plain_run(kubeconfig, plain_set, concurrency=concurrency, per_sandbox=per_sandbox)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(applier.observe, lambda _sandbox: None)
+                for round_ in range(args.rounds):
+                    plain_set, applier_set = rendered_batch(f"plain{round_}", n), rendered_batch(f"appl{round_}", n)
+                    rates["plain"].append(
+                        await plain_run(kubeconfig, plain_set, concurrency=concurrency, per_sandbox=per_sandbox)
+                    )
+                    rates["applier"].append(await applier_run(applier, applier_set, concurrency=concurrency))
+                    rates["service"].append(await service_run(kubeconfig, n, concurrency=concurrency))
+                    await until_cached(applier, applier_set)
+                    rates["plain-again"].append(
+                        await plain_run(kubeconfig, plain_set, concurrency=concurrency, per_sandbox=per_sandbox)
+                    )
+                    rates["again"].append(await applier_run(applier, applier_set, concurrency=concurrency))
+                median = {key: statistics.median(values) for key, values in rates.items()}
+                line("create, plain kubernetes-asyncio SSA loop, sandboxes/s", f"{median['plain']:,.1f}")
+                line("create, KubernetesApplier.apply, sandboxes/s", f"{median['applier']:,.1f}")
+                line("create through the service (publish → status applied), sandboxes/s", f"{median['service']:,.1f}")
+                line("ratio applier / plain (create)", f"{median['applier'] / median['plain']:.2f}", "goal ≥ 0.8")
+                line("ratio service / plain (create)", f"{median['service'] / median['plain']:.2f}", "goal ≥ 0.8")
+                line("re-apply unchanged, plain, sandboxes/s", f"{median['plain-again']:,.1f}")
+                line("re-apply unchanged, KubernetesApplier.apply, sandboxes/s", f"{median['again']:,.1f}")
+                line("ratio applier / plain (re-apply)", f"{median['again'] / median['plain-again']:.2f}", "goal ≥ 1.0")
+                print(
+                    "per round, sandboxes/s: "
+                    + "; ".join(f"{k} {', '.join(f'{v:.1f}' for v in vs)}" for k, vs in rates.items())
                 )
-                rates["applier"].append(await applier_run(applier, applier_set, concurrency=concurrency))
-                rates["service"].append(await service_run(kubeconfig, n, concurrency=concurrency))
-                rates["plain-again"].append(
-                    await plain_run(kubeconfig, plain_set, concurrency=concurrency, per_sandbox=per_sandbox)
-                )
-                rates["again"].append(await applier_run(applier, applier_set, concurrency=concurrency))
+                if args.resync_n:
+                    await resync(server, applier, args.resync_n, concurrency=concurrency, per_sandbox=per_sandbox)
+                sample = rendered_batch("appl0", 1)[0]
+                if args.memory_n:
+                    megabytes, objects = await cache_memory(kubeconfig, sample, args.memory_n)
+                    line(
+                        f"watch cache at {args.memory_n:,} sandboxes ({objects:,} objects), MB (tracemalloc)",
+                        f"{megabytes:,.1f}",
+                    )
+                tg.cancel_scope.cancel()
         finally:
             await applier.aclose()
-        median = {key: statistics.median(values) for key, values in rates.items()}
-        line("create, plain kubernetes-asyncio SSA loop, sandboxes/s", f"{median['plain']:,.1f}")
-        line("create, KubernetesApplier.apply, sandboxes/s", f"{median['applier']:,.1f}")
-        line("create through the service (publish → status applied), sandboxes/s", f"{median['service']:,.1f}")
-        line("ratio applier / plain (create)", f"{median['applier'] / median['plain']:.2f}", "goal ≥ 0.8")
-        line("ratio service / plain (create)", f"{median['service'] / median['plain']:.2f}", "goal ≥ 0.8")
-        line("re-apply unchanged, plain, sandboxes/s", f"{median['plain-again']:,.1f}")
-        line("re-apply unchanged, KubernetesApplier.apply, sandboxes/s", f"{median['again']:,.1f}")
-        line("ratio applier / plain (re-apply)", f"{median['again'] / median['plain-again']:.2f}", "goal ≥ 0.8")
-        print(
-            "per round, sandboxes/s: "
-            + "; ".join(f"{k} {', '.join(f'{v:.1f}' for v in vs)}" for k, vs in rates.items())
-        )
+
+
+async def resync(
+    server: KubeAPIServer, applier: KubernetesApplier, count: int, *, concurrency: int, per_sandbox: int
+) -> None:
+    """``count`` sandboxes created, then one steady-state resync of them: rate and requests per sandbox."""
+    batch = rendered_batch("resync", count)
+    await applier_run(applier, batch, concurrency=concurrency)
+    await until_cached(applier, batch)
+    before = requests_counted(server)
+    rate = await applier_run(applier, batch, concurrency=concurrency)
+    counted = requests_counted(server) - before
+    plain_before = requests_counted(server)
+    plain_rate = await plain_run(server.kubeconfig_path, batch, concurrency=concurrency, per_sandbox=per_sandbox)
+    plain_counted = requests_counted(server) - plain_before
+    total, plain_total = sum(counted.values()), sum(plain_counted.values())
+    line(f"steady-state resync of {count:,} unchanged sandboxes, applier, sandboxes/s", f"{rate:,.1f}")
+    line(f"the same {count:,} re-applied by the plain SSA loop, sandboxes/s", f"{plain_rate:,.1f}")
+    line("ratio applier / plain (resync)", f"{rate / plain_rate:.2f}", "goal ≥ 1.0")
+    line("API server requests per sandbox, applier resync", f"{total / count:.2f}", "goal ≤ 1")
+    line("API server requests per sandbox, plain re-apply", f"{plain_total / count:.2f}")
+    print(f"requests by verb, applier resync: {dict(counted)}; plain: {dict(plain_counted)}")
 
 
 def cli(argv: list[str] | None = None) -> None:
@@ -215,6 +350,8 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="sandboxes applied at once")
     parser.add_argument("--apply-concurrency", type=int, default=8, help="objects of one sandbox applied at once")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every run; medians are reported")
+    parser.add_argument("--resync-n", type=int, default=1000, help="sandboxes of the steady-state resync (0: skip)")
+    parser.add_argument("--memory-n", type=int, default=10000, help="sandboxes of the cache memory figure (0: skip)")
     asyncio.run(main(parser.parse_args(argv)))
 
 
