@@ -1,4 +1,9 @@
-"""Exponential backoff with full jitter, per sandbox: the delay before attempt ``n + 1`` after ``n`` failures."""
+"""Exponential backoff with equal jitter, per sandbox: the delay before attempt ``n + 1`` after ``n`` failures.
+
+Equal, not full, jitter: the delay is drawn from the upper half of the capped exponential, so it is never
+near zero (a full-jitter draw of a few milliseconds would hammer a broker or an API server that just failed)
+and retries of many sandboxes still spread over the other half.
+"""
 
 from __future__ import annotations
 
