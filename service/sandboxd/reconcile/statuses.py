@@ -136,7 +136,8 @@ def _phase_for(desired: DesiredState, *, replicas: int, ready: int | None) -> tu
             Phase.PROVISIONING,
             ConditionStatus.UNKNOWN,
             "NotObservable",
-            "applied; this applier cannot observe pods (GitOps: the cluster applies the commit)",
+            "written; this applier cannot observe pods (GitOps: the cluster applies the commit; directory: "
+            "whatever reads the folder applies it)",
         )
     if ready >= replicas:
         return Phase.READY, ConditionStatus.TRUE, "ReplicasReady", f"{ready}/{replicas} session pods ready"

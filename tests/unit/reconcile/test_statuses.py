@@ -202,3 +202,22 @@ async def test_deleted_and_rejected_records_are_written_to_expire_live_ones_neve
         "sb-2", lambda prev: statuses.rejected(prev, sandbox_id="sb-2", error=refused, event_id="e", now=at(1))
     )
     assert store.expires_after("sb-2") == 3600.0
+
+
+def test_an_applier_that_cannot_observe_pods_says_so_for_gitops_and_directory_alike() -> None:
+    state = desired(1)
+    status = statuses.applied(
+        None,
+        desired=state,
+        namespace="sandbox-a",
+        endpoint="https://a",
+        objects=(),
+        replicas=2,
+        ready=None,
+        timings_ms={},
+        now=at(1),
+    )
+    ready = status.condition(ConditionType.READY)
+    assert status.phase is Phase.PROVISIONING and ready is not None
+    assert ready.reason == "NotObservable"
+    assert "directory" in ready.message and "GitOps" in ready.message
