@@ -25,16 +25,20 @@ dedupe window (past it intake sees a create of a sandbox that exists: a no-op; s
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Final
 
 import anyio
 from nats.js import JetStreamContext
 
-from sandboxd.adapters.jetstream.deliveries import EventSource, JetStreamDelivery
+from sandboxd.adapters.jetstream.deliveries import EventSource
 from sandboxd.adapters.jetstream.headers import MSG_ID
 from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters, publish_event
 from sandboxd.adapters.jetstream.tenants import bind_tenant_requests
 from sandboxd.errors import SandboxdError
+from sandboxd.models.events import CreateEvent
+from sandboxd.reconcile.ports import Delivery
 from sandboxd.reconcile.tenants import create_event
 from sandboxd.runtime.disposition import DONE, Disposition, Outcome
 from sandboxd.runtime.loops import LoopGuard
@@ -48,12 +52,23 @@ BATCH: Final = 16
 #: How long one fetch waits for a request, s; an empty fetch is a normal iteration.
 FETCH_TIMEOUT_S: Final = 1.0
 
+#: Publishes one create; (stream sequence, whether JetStream deduplicated it). ``publish_event`` on the service.
+PublishCreate = Callable[[CreateEvent], Awaitable[tuple[int, bool]]]
+
 
 class TenantBridge:
-    def __init__(self, js: JetStreamContext, settings: TenantBridgeSettings, *, disposition: Disposition) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        settings: TenantBridgeSettings,
+        *,
+        disposition: Disposition,
+        publish: PublishCreate | None = None,
+    ) -> None:
         self._js = js
         self._settings = settings
         self._disposition = disposition
+        self._publish: PublishCreate = publish or partial(publish_event, js)
         self._source: EventSource | None = None
 
     @classmethod
@@ -83,11 +98,11 @@ class TenantBridge:
             await self.handle_one(delivery)
         return len(deliveries)
 
-    async def handle_one(self, delivery: JetStreamDelivery) -> None:
+    async def handle_one(self, delivery: Delivery) -> None:
         """Translate and publish one request, and report what happened; the disposition settles it."""
         try:
             event = create_event(delivery.data, message_id=delivery.headers.get(MSG_ID))
-            _, duplicate = await publish_event(self._js, event)
+            _, duplicate = await self._publish(event)
         except Exception as exc:  # this event's outcome, never the loop's
             outcome = Outcome.failed(exc, where="the tenant bridge")
             why = exc.message if isinstance(exc, SandboxdError) else exc.__class__.__name__
