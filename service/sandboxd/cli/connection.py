@@ -1,9 +1,11 @@
 """The NATS connection flags every command shares, turned into ``NatsSettings``, and a bounded connect.
 
 A flag wins over its environment variable (``NATS_URL``, ``NATS_USER``, ...), which ``NatsSettings`` reads
-for whatever the flags leave out. Secrets given as files (``--nkey-seed-file``, ``--creds``) are read here or by
-nats-py, never echoed; every secret of the settings (those written into ``NATS_URL`` too) is registered with
-the redactor, which the CLI's error boundary applies to every line it prints.
+for whatever the flags leave out; a ``nats`` CLI context (``--context NAME``, ``NATS_CONTEXT``, or the one
+``nats context select`` chose) fills in what both leave out. Secrets given as files (``--nkey-seed-file``,
+``--creds``, a context's ``nkey``) are read here or by nats-py, never echoed; every secret of the settings
+(those written into ``NATS_URL`` too) is registered with the redactor, which the CLI's error boundary applies
+to every line it prints.
 
 A command connects once with ``connected``, under a deadline, so an unreachable server is one line of error
 after ``--connect-timeout`` seconds instead of a hang (nats-py keeps retrying the first connect for as long as
@@ -25,6 +27,7 @@ from sandboxd.cli.exits import CommandError
 from sandboxd.client import SandboxClient
 from sandboxd.client.sandboxes import DEFAULT_CONNECT_TIMEOUT_S
 from sandboxd.settings import NatsSettings, load
+from sandboxd.settings.broker import nats_context
 from sandboxd.telemetry import logs
 
 
@@ -36,7 +39,15 @@ def add_connection_flags(parser: argparse.ArgumentParser, *, global_flags: bool 
     subcommand then sets only what it was given (``SUPPRESS``), and never resets what came before it.
     """
     unset: Any = argparse.SUPPRESS if global_flags else None
-    group = parser.add_argument_group("connection (flags win over the environment variables named)")
+    group = parser.add_argument_group(
+        "connection (flags win over the environment variables named, both over the NATS context)"
+    )
+    group.add_argument(
+        "--context",
+        metavar="NAME",
+        default=unset,
+        help="a nats CLI context (~/.config/nats/context/NAME.json; NATS_CONTEXT; default: the selected one)",
+    )
     group.add_argument("--server", "-s", metavar="URL", default=unset, help="NATS URL(s), comma-separated (NATS_URL)")
     group.add_argument("--user", default=unset, help="user for user/password auth (NATS_USER)")
     group.add_argument("--password", default=unset, help="password for user/password auth (NATS_PASSWORD)")
@@ -72,7 +83,8 @@ def nats_settings(args: argparse.Namespace, *, client_name: str) -> NatsSettings
     if args.nkey_seed_file:
         flags["nkey_seed"] = read_secret_file(args.nkey_seed_file, what="NKey seed")
     overrides = {name: value for name, value in flags.items() if value is not None}
-    settings = load(NatsSettings, {"name": client_name, **overrides})
+    context = nats_context(args.context)  # only what neither a flag nor the environment sets
+    settings = load(NatsSettings, {**context, "name": client_name, **overrides})
     logs.redact(logs.known_secrets(settings))  # so no error line or log of this command can quote them
     return settings
 

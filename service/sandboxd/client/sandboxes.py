@@ -42,6 +42,7 @@ from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.spec import SandboxSpec
 from sandboxd.models.status import Phase, SandboxStatus
 from sandboxd.settings import NatsSettings, load
+from sandboxd.settings.broker import nats_context
 from sandboxd.telemetry import logs
 
 DEFAULT_SOURCE = "sandboxd.client"
@@ -66,6 +67,7 @@ class SandboxClient:
         cls,
         settings: NatsSettings | str | None = None,
         *,
+        context: str | None = None,
         timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
         reconnect: bool = False,
         on_connection: Callable[[bool], None] | None = None,
@@ -73,12 +75,15 @@ class SandboxClient:
     ) -> AsyncIterator[SandboxClient]:
         """Connect (``NatsSettings``, a URL, or ``None``: ``NATS_URL``, ``NATS_USER``, ... from the environment).
 
+        Without ``NatsSettings``, a ``nats`` CLI context fills in what the URL and the environment leave out:
+        ``context`` names one, else ``NATS_CONTEXT`` or the one ``nats context select`` chose (if any).
+
         The first connect gives up after ``timeout`` seconds with ``BrokerUnavailable``. ``reconnect``: keep
         reconnecting after a later outage (for watches that outlive a server restart); ``on_connection(up)`` is
         told at once when the connection drops (``False``) and when it is back (``True``).
         """
         if not isinstance(settings, NatsSettings):
-            settings = load(NatsSettings, {"url": settings} if settings else None)
+            settings = load(NatsSettings, {**nats_context(context), **({"url": settings} if settings else {})})
         try:
             with anyio.fail_after(timeout):
                 nc = await connect(settings, allow_reconnect=reconnect, on_change=on_connection)

@@ -4,20 +4,31 @@ Credentials are ``SecretStr`` and never printed. Exactly one of user/password, t
 is normally set; TLS works with any of them. The inbox prefix
 is the start of every reply subject the connection subscribes to: a server that grants each user only its own
 prefix (``deploy/nats/accounts.conf``) keeps one user from reading another's replies.
+
+``nats_context`` reads a ``nats`` CLI context (ADR-21: ``$XDG_CONFIG_HOME/nats/context/<name>.json``, the
+selected name in ``nats/context.txt``) for the clients (``sandboxctl``, ``sandboxd init``, ``sandboxd.client``);
+``sandboxd run`` never reads one. A context only fills in what the environment leaves unset: explicit values win.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
-from typing import Final
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
 
 from pydantic import SecretStr, field_validator, model_validator
 
+from sandboxd.errors import ConfigurationError
 from sandboxd.settings.fields import Group, env
 
 DAY = 86_400.0
 #: Literal subject tokens only: a wildcard or a space in a prefix would make every reply subject invalid.
 _INBOX_PREFIX: Final = re.compile(r"^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$")
+#: A context name is a file name in one folder: no separators, no "..".
+_CONTEXT_NAME: Final = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
 
 
 class NatsSettings(Group):
@@ -97,3 +108,90 @@ class TopologySettings(Group):
                 "SANDBOXD_STATUS_RETENTION_SECONDS must be at least SANDBOXD_ACK_WAIT_SECONDS x SANDBOXD_MAX_DELIVER"
             )
         return self
+
+
+# --- nats CLI contexts ----------------------------------------------------------------------------------------
+
+#: A context file's field -> the ``NatsSettings`` field it fills; ``nkey`` names a seed file, read here.
+_CONTEXT_FIELDS: Final = {
+    "url": "url",
+    "user": "user",
+    "password": "password",
+    "token": "token",
+    "creds": "creds_file",
+    "nkey": "nkey_seed",
+    "cert": "tls_cert",
+    "key": "tls_key",
+    "ca": "tls_ca",
+    "inbox_prefix": "inbox_prefix",
+}
+_CONTEXT_PATHS: Final = frozenset({"creds", "nkey", "cert", "key", "ca"})
+
+
+def nats_config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the ``nats`` CLI keeps its contexts: ``$XDG_CONFIG_HOME/nats``, else ``~/.config/nats``."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_CONFIG_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".config")
+    return Path(base) / "nats"
+
+
+def selected_context(environ: Mapping[str, str] | None = None) -> str | None:
+    """The context in use without ``--context``: ``NATS_CONTEXT``, else the one ``nats context select`` chose."""
+    environ = os.environ if environ is None else environ
+    if environ.get("NATS_CONTEXT"):
+        return environ["NATS_CONTEXT"]
+    try:
+        chosen = (nats_config_dir(environ) / "context.txt").read_text().strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the selected NATS context: {exc.strerror or exc}") from exc
+    return chosen or None
+
+
+def nats_context(name: str | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``NatsSettings`` values from the context ``name`` (``None``: ``selected_context()``; none: ``{}``).
+
+    Values whose environment variable is set are left out, so the environment (and flags, given on top) win.
+    A missing or unreadable context is a ``ConfigurationError`` naming the file, never its contents.
+    """
+    environ = os.environ if environ is None else environ
+    name = name or selected_context(environ)
+    if not name:
+        return {}
+    if not _CONTEXT_NAME.fullmatch(name) or ".." in name:
+        raise ConfigurationError(f"{name!r} is not a NATS context name (letters, digits, _ . -)")
+    path = nats_config_dir(environ) / "context" / f"{name}.json"
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigurationError(f"NATS context {name!r} not found ({path}; see `nats context ls`)") from exc
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot read NATS context {name!r} from {path}: not a readable JSON file") from exc
+    if not isinstance(document, dict):
+        raise ConfigurationError(f"NATS context {name!r} ({path}) is not a JSON object")
+    return {
+        field: _context_value(key, document[key], context=name)
+        for key, field in _CONTEXT_FIELDS.items()
+        if isinstance(document.get(key), str) and document[key] and not _from_environment(field, environ)
+    }
+
+
+def _from_environment(field: str, environ: Mapping[str, str]) -> bool:
+    variable = NatsSettings.model_fields[field].validation_alias
+    return isinstance(variable, str) and variable in environ
+
+
+def _context_value(key: str, value: str, *, context: str) -> str:
+    if key not in _CONTEXT_PATHS:
+        return value
+    path = Path(value).expanduser()
+    if key != "nkey":
+        return str(path)
+    try:
+        seed = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigurationError(f"NATS context {context!r}: cannot read its nkey file {path}") from exc
+    if not seed:
+        raise ConfigurationError(f"NATS context {context!r}: its nkey file {path} is empty")
+    return seed
