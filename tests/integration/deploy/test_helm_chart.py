@@ -184,6 +184,10 @@ def test_unpinned_images_are_refused(helm: Helm, value: str, ref: str, expected:
         ({"nats.existingSecret": "s", "nats.keys.user": "user"}, "must be set together"),
         ({"nats.tls.existingSecret": "t", "nats.tls.cert": "tls.crt"}, "must be set together"),
         ({"applier.kind": "gitops"}, "applier.gitops.repo is required"),
+        (
+            {"tokens.existingSecret": "a", "applier.kind": "directory"},
+            "with applier.kind=directory set tokens.writer=external",
+        ),
         ({"serviceMonitor.enabled": True, "metrics.service.enabled": False}, "metrics.service.enabled"),
     ],
 )
@@ -263,9 +267,10 @@ def test_chart_image_and_package_versions_agree() -> None:
 # --- the pods ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("component", ["reconciler", "scaler"])
+@pytest.mark.parametrize("component", ["reconciler", "scaler", "tokens"])
 def test_pods_run_non_root_read_only_without_capabilities(helm: Helm, component: str) -> None:
-    deployment = one(helm.template(values=(FULL_VALUES,)), "Deployment", component)
+    objects = helm.template(values=(FULL_VALUES,), set_values={"tokens.writer": "external"})
+    deployment = one(objects, "Deployment", component)
     pod = deployment["spec"]["template"]["spec"]
     main = container(deployment)
 
@@ -283,6 +288,46 @@ def test_pods_run_non_root_read_only_without_capabilities(helm: Helm, component:
     for volume in pod["volumes"]:
         if volume["name"] != "tmp":
             assert set(volume) == {"name", "secret"}, volume
+
+
+def test_token_writer_runs_as_its_own_deployment_beside_gitops(helm: Helm, monkeypatch: pytest.MonkeyPatch) -> None:
+    gitops = {"applier.kind": "gitops", "applier.gitops.repo": "https://git.example.com/r"}
+    objects = helm.template(
+        values=(FULL_VALUES,),
+        set_values={"tokens.writer": "external", "applier.kubeconfig.existingSecret": "", **gitops},
+    )
+    deployment = one(objects, "Deployment", "tokens")
+    pod = deployment["spec"]["template"]["spec"]
+    env = env_of(deployment)
+
+    assert container(deployment)["args"] == ["tokens"]
+    assert deployment["spec"]["replicas"] == 1  # two writers would both mint for a due sandbox
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert pod["serviceAccountName"] == "sbx-sandboxd-tokens"
+    assert pod["automountServiceAccountToken"] is True
+    assert env["NEWAPI_ADMIN_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "newapi-bp-newapi-token-signing-key",
+        "key": "ADMIN_SECRET",
+    }
+    # Only the minting process holds the admin bearer.
+    assert "NEWAPI_ADMIN_SECRET" not in env_of(one(objects, "Deployment", "reconciler"))
+    assert env_of(one(objects, "Deployment", "reconciler"))["SANDBOXD_TOKEN_WRITER"]["value"] == "external"
+    use_environment(monkeypatch, environment(deployment))
+    settings = sandboxd.settings.load_settings()
+    assert settings.tokens.minting
+    assert settings.tokens.writer == "external"
+    assert settings.nats.name == "sandboxd-tokens"
+
+
+@pytest.mark.parametrize(
+    "set_values",
+    [{}, {"tokens.existingSecret": "a"}, {"tokens.writer": "external"}],
+    ids=["no-minting", "writer-in-reconciler", "external-without-secret"],
+)
+def test_no_token_writer_deployment_unless_minting_external(helm: Helm, set_values: dict[str, str]) -> None:
+    objects = helm.template(set_values=set_values)
+
+    assert [o for o in objects if o["metadata"]["labels"].get("app.kubernetes.io/component") == "tokens"] == []
 
 
 def test_reconciler_probes_and_metrics_use_the_health_port(helm: Helm) -> None:

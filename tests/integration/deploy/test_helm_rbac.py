@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -23,11 +25,13 @@ import anyio
 import pytest
 import yaml
 from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import SecretStr
 
 from sandboxd.adapters.kubernetes import KubernetesApplier
 from sandboxd.adapters.kubernetes.grants import parse_grants
 from sandboxd.adapters.kubernetes.resources import CLUSTER_WATCHED, resource_of
 from sandboxd.adapters.kubernetes.scaling import StatefulSetScaler
+from sandboxd.adapters.kubernetes.tokens import KubeTokenSecrets
 from sandboxd.adapters.kubernetes.watching import feeds
 from sandboxd.app.appliers import build_applier
 from sandboxd.errors import ApplyRejected
@@ -59,6 +63,10 @@ CLUSTER_SCOPED: Final = {
     "ValidatingAdmissionPolicyBinding",
 }
 INSTALLED: Final = {"ServiceAccount", *CLUSTER_SCOPED}
+#: The token Secret's name (runtime.llmGatewayTokenSecret's default) and the values that run `sandboxd tokens`.
+TOKEN_SECRET: Final = "sandbox-llm-gateway-token"
+TOKEN_WRITER: Final = {"tokens.existingSecret": "newapi-admin", "tokens.writer": "external"}
+GITOPS: Final = {"applier.kind": "gitops", "applier.gitops.repo": "https://git.example.com/r"}
 
 
 def http_mcp_sandbox(sandbox_id: str = "rbac-check", *, transport: str = "http") -> RenderedSandbox:
@@ -197,8 +205,51 @@ def test_appliers_without_a_cluster_get_no_reconciler_role(helm: Helm, kind: str
     assert "SANDBOXD_KUBE_NAMESPACE_GRANTS" not in env_of(one(objects, "Deployment", "reconciler"))
 
 
-def test_bindings_name_the_chart_service_accounts(helm: Helm) -> None:
-    objects = helm.template(namespace="platform")
+def test_token_writer_role_is_get_and_patch_of_the_token_secret_only(helm: Helm) -> None:
+    role = one(helm.template(set_values=TOKEN_WRITER), "ClusterRole", "tokens")
+
+    assert grants(role) == {}
+    assert named_grants(role) == {("", "secrets"): ([TOKEN_SECRET], ["get", "patch"])}
+    renamed = one(
+        helm.template(set_values={**TOKEN_WRITER, "runtime.llmGatewayTokenSecret": "llm-token"}),
+        "ClusterRole",
+        "tokens",
+    )
+    assert named_grants(renamed) == {("", "secrets"): (["llm-token"], ["get", "patch"])}
+
+
+def test_token_writer_is_granted_per_sandbox_namespace_with_the_kubernetes_applier(helm: Helm) -> None:
+    objects = helm.template(set_values=TOKEN_WRITER)
+
+    assert {b["roleRef"]["name"] for b in by_kind(objects, "ClusterRoleBinding")} == {"sbx-sandboxd-reconciler"}
+    grants_env = env_of(one(objects, "Deployment", "reconciler"))["SANDBOXD_KUBE_NAMESPACE_GRANTS"]["value"]
+    assert ("sbx-sandboxd-tokens", "sandboxd", "sbx-sandboxd-tokens") in {
+        (g.cluster_role, g.account_namespace, g.account) for g in parse_grants(grants_env)
+    }
+    cluster_wide, _ = reconciler_roles(objects)
+    roles = ["sbx-sandboxd-reconciler-namespaced", "sbx-sandboxd-scaler", "sbx-sandboxd-tokens"]
+    assert named_grants(cluster_wide)[("rbac.authorization.k8s.io", "clusterroles")] == (roles, ["bind"])
+    (policy,) = by_kind(objects, "ValidatingAdmissionPolicy")
+    assert "system:serviceaccount:sandboxd:sbx-sandboxd-tokens" in policy["spec"]["matchConditions"][0]["expression"]
+
+
+def test_token_writer_beside_gitops_is_bound_cluster_wide_and_kept_to_sandbox_namespaces(helm: Helm) -> None:
+    objects = helm.template(set_values={**TOKEN_WRITER, **GITOPS})
+
+    assert {b["roleRef"]["name"] for b in by_kind(objects, "ClusterRoleBinding")} == {
+        "sbx-sandboxd-scaler",
+        "sbx-sandboxd-tokens",
+    }
+    (policy,) = by_kind(objects, "ValidatingAdmissionPolicy")
+    assert policy["spec"]["matchConditions"][0]["expression"] == (
+        'request.userInfo.username in ["system:serviceaccount:sandboxd:sbx-sandboxd-scaler",'
+        '"system:serviceaccount:sandboxd:sbx-sandboxd-tokens"]'
+    )
+
+
+@pytest.mark.parametrize("extra", [{}, TOKEN_WRITER, {**TOKEN_WRITER, **GITOPS}], ids=["default", "tokens", "gitops"])
+def test_bindings_name_the_chart_service_accounts(helm: Helm, extra: dict[str, str]) -> None:
+    objects = helm.template(namespace="platform", set_values=extra)
     accounts = {sa["metadata"]["name"] for sa in by_kind(objects, "ServiceAccount")}
 
     for binding in by_kind(objects, "ClusterRoleBinding"):
@@ -301,8 +352,38 @@ async def admin(kube_api: KubeTarget) -> AsyncIterator[Api]:
         yield Api(client)
 
 
+@dataclass
+class Installer:
+    """Installs the chart's accounts, ClusterRoles, bindings and admission policy for real in ``kube_namespace``."""
+
+    helm: Helm
+    kube_api: KubeTarget
+    namespace: str
+    unique_name: Callable[..., str]
+    admin: Api
+    as_identity: Callable[[Path], Any]
+    folder: Path
+
+    @asynccontextmanager
+    async def install(self, set_values: dict[str, Any] | None = None) -> AsyncIterator[Release]:
+        """The release, once the admission policy is in force (``policy_in_force``); cluster-scoped objects go after."""
+        name = self.unique_name("rel", max_len=24)  # cluster-scoped names are per release: unique per test
+        objects = self.helm.template(namespace=self.namespace, release=name, set_values=set_values)
+        installed = [o for o in objects if o["kind"] in INSTALLED]
+        for obj in installed:
+            await self.admin.apply(obj, namespace=self.namespace)
+        try:
+            installed_release = Release(name, self.namespace, objects, self.kube_api.kubeconfig_path)
+            await policy_in_force(installed_release, self.admin, self.as_identity, self.folder)
+            yield installed_release
+        finally:
+            for obj in installed:
+                if obj["kind"] in CLUSTER_SCOPED:
+                    await self.admin.status_of("DELETE", object_path(obj, None))
+
+
 @pytest.fixture
-async def release(  # noqa: PLR0917 - pytest passes fixtures by name
+def installer(  # noqa: PLR0917 - pytest passes fixtures by name
     helm: Helm,
     kube_api: KubeTarget,
     kube_namespace: str,
@@ -310,43 +391,42 @@ async def release(  # noqa: PLR0917 - pytest passes fixtures by name
     admin: Api,
     as_identity: Callable[[Path], Any],
     tmp_path: Path,
-) -> AsyncIterator[Release]:
-    """The chart's accounts, ClusterRoles, bindings and admission policy, installed for real in ``kube_namespace``.
-
-    Returns once the admission policy is in force: the reconciler's dry run of its grant where no sandbox is (which
-    RBAC allows and the policy refuses) is refused, so no test meets the moment before the API server loaded it.
-    """
-    name = kube_unique_name("rel", max_len=24)  # cluster-scoped names are per release: unique per test
-    objects = helm.template(namespace=kube_namespace, release=name)
-    installed = [o for o in objects if o["kind"] in INSTALLED]
-    for obj in installed:
-        await admin.apply(obj, namespace=kube_namespace)
-    try:
-        installed_release = Release(name, kube_namespace, objects, kube_api.kubeconfig_path)
-        kubeconfig = await installed_release.token_kubeconfig(admin, "reconciler", tmp_path)
-        async with as_identity(kubeconfig) as api:
-            await policy_in_force(installed_release, api)
-        yield installed_release
-    finally:
-        for obj in installed:
-            if obj["kind"] in CLUSTER_SCOPED:
-                await admin.status_of("DELETE", object_path(obj, None))
+) -> Installer:
+    return Installer(helm, kube_api, kube_namespace, kube_unique_name, admin, as_identity, tmp_path)
 
 
-async def policy_in_force(release: Release, reconciler: Api) -> None:
-    (grant, *_) = parse_grants(release.applier_settings(Path()).kube_namespace_grants)
-    path, binding = grant.path(release.namespace), grant.binding(release.namespace)
-    with anyio.fail_after(30):
-        while (status := await reconciler.status_of("PATCH", path, binding, **APPLY, dryRun="All")) != 403:
-            assert status == 200, status  # allowed by RBAC, not refused yet: the policy is still loading
-            await anyio.sleep(0.1)
+@pytest.fixture
+async def release(installer: Installer) -> AsyncIterator[Release]:
+    """The chart with its default values (the Kubernetes applier), installed for real in ``kube_namespace``."""
+    async with installer.install() as installed:
+        yield installed
+
+
+async def policy_in_force(release: Release, admin: Api, as_identity: Callable[[Path], Any], folder: Path) -> None:
+    """Wait until the admission policy refuses a write RBAC allows outside sandbox namespaces, so no test meets the
+    moment before the API server loaded it: the reconciler's grant, or (no Kubernetes applier) the token writer's
+    patch of a token Secret, dry-run in the release's namespace, which is not a sandbox's."""
+    reconciler_env = env_of(one(release.objects, "Deployment", "reconciler"))
+    if "SANDBOXD_KUBE_NAMESPACE_GRANTS" in reconciler_env:
+        component = "reconciler"
+        (grant, *_) = parse_grants(release.applier_settings(Path()).kube_namespace_grants)
+        path, body = grant.path(release.namespace), grant.binding(release.namespace)
+    else:
+        component = "tokens"
+        path = f"/api/v1/namespaces/{release.namespace}/secrets/{TOKEN_SECRET}"
+        body = secret(TOKEN_SECRET, release.namespace)
+        await admin.call("PATCH", path, body, **APPLY)  # there already: the writer's patch is an update
+    kubeconfig = await release.token_kubeconfig(admin, component, folder)
+    async with as_identity(kubeconfig) as api:
+        with anyio.fail_after(30):
+            while (status := await api.status_of("PATCH", path, body, **APPLY, dryRun="All")) != 403:
+                assert status in {200, 201}, status  # allowed by RBAC, not refused yet: the policy is still loading
+                await anyio.sleep(0.1)
 
 
 @pytest.fixture
 def as_identity(kube_api: KubeTarget) -> Callable[[Path], Any]:
     """``async with as_identity(kubeconfig) as api`` — an ``Api`` authenticating with that kubeconfig."""
-    from contextlib import asynccontextmanager  # noqa: PLC0415 - local to the fixture that needs it
-
     from kubernetes_asyncio import config  # noqa: PLC0415
 
     @asynccontextmanager
@@ -529,6 +609,95 @@ async def test_scaler_account_scales_a_sandbox_and_nothing_else(
     kube_system = f"/apis/apps/v1/namespaces/kube-system/statefulsets/{release.name}"
     assert (await admin.call("GET", kube_system))["spec"]["replicas"] == 2
     await admin.status_of("DELETE", kube_system)
+
+
+@pytest.mark.kube
+@pytest.mark.anyio
+async def test_token_writer_account_patches_token_secrets_in_sandbox_namespaces_only(
+    installer: Installer, admin: Api, tmp_path: Path, kube_unique_name: Callable[..., str]
+) -> None:
+    """Kubernetes applier: the reconciler grants the writer in the namespace it creates; the writer's real adapter
+    writes the token there, and its token reads no Secret in kube-system nor any other Secret of the sandbox."""
+    async with installer.install(TOKEN_WRITER) as release:
+        reconciler = await release.token_kubeconfig(admin, "reconciler", tmp_path)
+        applier = await build_applier(release.applier_settings(reconciler))
+        rendered = http_mcp_sandbox(kube_unique_name("sb", max_len=30))
+        try:
+            await applier.apply(rendered, generation=1)  # writes the tokens grant with the others
+        finally:
+            await applier.aclose()
+        await token_writer_can_write(installer, release, rendered.namespace)
+
+
+@pytest.mark.kube
+@pytest.mark.anyio
+async def test_token_writer_account_beside_gitops_is_kept_to_labelled_namespaces(
+    installer: Installer, admin: Api, tmp_path: Path, kube_unique_name: Callable[..., str]
+) -> None:
+    """GitOps applier: nothing of sandboxd creates the namespace, so the writer's role is bound cluster-wide; it
+    writes the token into a namespace labelled as a sandbox's (made here as Flux would) and nowhere else."""
+    async with installer.install({**TOKEN_WRITER, **GITOPS}) as release:
+        sandbox_ns = kube_unique_name("sandbox", max_len=40)
+        labels = {"openova.io/managed-by": "catalyst"}
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": sandbox_ns, "labels": labels}}
+        await admin.call("PATCH", f"/api/v1/namespaces/{sandbox_ns}", namespace, **APPLY)
+        await admin.call(
+            "PATCH",
+            f"/api/v1/namespaces/{sandbox_ns}/secrets/{TOKEN_SECRET}",
+            secret(TOKEN_SECRET, sandbox_ns),
+            **APPLY,
+        )
+        kube_system_token = f"/api/v1/namespaces/kube-system/secrets/{TOKEN_SECRET}"
+        try:
+            await token_writer_can_write(installer, release, sandbox_ns)
+            kubeconfig = await release.token_kubeconfig(admin, "tokens", tmp_path)
+            async with installer.as_identity(kubeconfig) as api:
+                # Creating one is refused by RBAC (no `create`). Patching one that exists: RBAC allows the name
+                # anywhere; the admission policy refuses every namespace that is not a sandbox's.
+                body = secret(TOKEN_SECRET, "kube-system")
+                assert 'cannot create resource "secrets"' in await api.refusal(
+                    "PATCH", kube_system_token, body, **APPLY
+                )
+                await admin.call("PATCH", kube_system_token, body, **APPLY)
+                for where in ("kube-system", release.namespace):
+                    path = f"/api/v1/namespaces/{where}/secrets/{TOKEN_SECRET}"
+                    refused = await api.refusal("PATCH", path, secret(TOKEN_SECRET, where), **APPLY)
+                    assert "ValidatingAdmissionPolicy" in refused
+        finally:
+            await admin.status_of("DELETE", kube_system_token)
+            await admin.status_of("DELETE", f"/api/v1/namespaces/{sandbox_ns}")
+
+
+async def token_writer_can_write(installer: Installer, release: Release, sandbox_ns: str) -> None:
+    """The writer's account, through the real ``KubeTokenSecrets``, writes a token into ``sandbox_ns`` and reads
+    its revision back; it cannot read, list or write any other Secret, in kube-system or in the sandbox."""
+    admin, other = installer.admin, release.name
+    for where in ("kube-system", sandbox_ns):
+        await admin.call("PATCH", f"/api/v1/namespaces/{where}/secrets/{other}", secret(other, where), **APPLY)
+    kubeconfig = await release.token_kubeconfig(admin, "tokens", installer.folder)
+    secrets = await KubeTokenSecrets.from_settings(
+        ApplierSettings(kind="kubernetes", kubeconfig=str(kubeconfig)),
+        secret_name=TOKEN_SECRET,
+        key="LLM_GATEWAY_TOKEN",
+    )
+    try:
+        expires = datetime.now(UTC) + timedelta(days=7)
+        await secrets.write(sandbox_ns, token=SecretStr("sk-rbac-check"), revision=3, expires_at=expires)
+        view = await secrets.read(sandbox_ns)
+        assert view is not None and view.revision == 3
+    finally:
+        await secrets.aclose()
+    written = await admin.call("GET", f"/api/v1/namespaces/{sandbox_ns}/secrets/{TOKEN_SECRET}")
+    assert "LLM_GATEWAY_TOKEN" in written["data"]
+    async with installer.as_identity(kubeconfig) as api:
+        for where in ("kube-system", sandbox_ns):
+            assert await api.status_of("GET", f"/api/v1/namespaces/{where}/secrets/{other}") == 403
+            assert await api.status_of("GET", f"/api/v1/namespaces/{where}/secrets") == 403
+            other_path = f"/api/v1/namespaces/{where}/secrets/{other}"
+            assert await api.status_of("PATCH", other_path, secret(other, where), **APPLY) == 403
+        assert await api.status_of("GET", "/api/v1/secrets") == 403
+        assert await api.status_of("DELETE", f"/api/v1/namespaces/{sandbox_ns}/secrets/{TOKEN_SECRET}") == 403
+        assert await api.status_of("GET", f"/api/v1/namespaces/{sandbox_ns}/pods") == 403
 
 
 @pytest.mark.kube

@@ -39,10 +39,33 @@ and that cluster's identity holds its own access.)
 */}}
 {{- define "sandboxd.namespaceGrants" -}}
 {{- $grants := list (printf "%s=%s/%s" (include "sandboxd.namespacedRoleName" (list . "reconciler")) .Release.Namespace (include "sandboxd.serviceAccountName" (list . "reconciler"))) }}
-{{- if .Values.scaler.enabled }}
-{{- $grants = append $grants (printf "%s=%s/%s" (include "sandboxd.componentName" (list . "scaler")) .Release.Namespace (include "sandboxd.serviceAccountName" (list . "scaler"))) }}
+{{- range $component := include "sandboxd.apiComponents" . | splitList "," | compact }}
+{{- $grants = append $grants (printf "%s=%s/%s" (include "sandboxd.componentName" (list $ $component)) $.Release.Namespace (include "sandboxd.serviceAccountName" (list $ $component))) }}
 {{- end }}
 {{- join "," $grants }}
+{{- end }}
+
+{{/*
+The processes besides the reconciler that call the Kubernetes API with a ServiceAccount of their own, comma-separated
+("scaler,tokens"): the reconciler grants each its ClusterRole per sandbox namespace (Kubernetes applier).
+*/}}
+{{- define "sandboxd.apiComponents" -}}
+{{- $components := list }}
+{{- if .Values.scaler.enabled }}
+{{- $components = append $components "scaler" }}
+{{- end }}
+{{- if include "sandboxd.tokenWriterDeployed" . }}
+{{- $components = append $components "tokens" }}
+{{- end }}
+{{- join "," $components }}
+{{- end }}
+
+{{/*
+"true" when `sandboxd tokens` runs as a Deployment of its own: minting is on (tokens.existingSecret) and the writer
+is external. Empty otherwise (the writer runs inside the reconciler, or there is none).
+*/}}
+{{- define "sandboxd.tokenWriterDeployed" -}}
+{{- if and .Values.tokens.existingSecret (eq .Values.tokens.writer "external") }}true{{ end }}
 {{- end }}
 
 {{- define "sandboxd.labels" -}}
@@ -174,6 +197,9 @@ Mirrors sandboxd.settings.fields.pinned_image, so the chart refuses what the ser
 {{- fail "nats.scaler.keys.user and nats.scaler.keys.password must be set together (NATS_USER and NATS_PASSWORD)" }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- if and .Values.tokens.existingSecret (eq .Values.tokens.writer "service") (ne .Values.applier.kind "kubernetes") }}
+{{- fail (printf "tokens.writer=service needs applier.kind=kubernetes (the reconciler writes the token Secrets); with applier.kind=%s set tokens.writer=external to run `sandboxd tokens` beside it" .Values.applier.kind) }}
 {{- end }}
 {{- if and (eq .Values.applier.kind "gitops") (not .Values.applier.gitops.repo) }}
 {{- fail "applier.gitops.repo is required with applier.kind=gitops: the remote URL of the GitOps repository (SANDBOXD_GITOPS_REPO)" }}
@@ -340,9 +366,13 @@ existingSecret, keys, inboxPrefix. The scaler's own when nats.scaler.existingSec
 {{- end }}
 {{- end }}
 
+{{/*
+The token writer's settings. The admin bearer goes only to the process that mints: the reconciler with writer
+service, `sandboxd tokens` with writer external. (dict "Values" .Values "minter" <bool>)
+*/}}
 {{- define "sandboxd.env.tokens" -}}
 {{- $t := .Values.tokens }}
-{{- if $t.existingSecret }}
+{{- if and $t.existingSecret .minter }}
 - name: NEWAPI_ADMIN_SECRET
   valueFrom:
     secretKeyRef:
