@@ -17,9 +17,10 @@ of the one commit in which this writer's view of its own sandbox wins and every 
 History stays linear; after ``Backoff.attempts`` lost races in a row the operation is ``ApplyUnavailable``.
 
 Concurrency: one ``anyio.Lock`` per applier serialises every git operation on its clone; replicas each own a
-clone (a fresh temporary folder under ``cache_dir``, removed by ``aclose``) and meet only at the remote. An
-operation that fails or is cancelled half-way may leave a lock file or a stray commit in the clone, so the next
-operation starts from a new clone instead of trusting it.
+clone (a fresh temporary folder under ``cache_dir``, removed by ``aclose``; a killed process's clone is removed
+when the next process opens its own, see ``repository``) and meet only at the remote. An operation that fails or
+is cancelled half-way may leave a lock file or a stray commit in the clone, so the next operation starts from a
+new clone instead of trusting it.
 
 Errors: git and OS failures become ``sandboxd.errors`` in ``_translated`` and nowhere else: refusals
 (credentials, missing repository, a hook, a checked-out branch of a non-bare repository) are
@@ -50,7 +51,7 @@ from pydantic import SecretStr
 
 from sandboxd.adapters.folders import FolderChange, object_refs, pruned, remove_folder, write_sandbox
 from sandboxd.adapters.gitops.remote import Remote, parse_remote
-from sandboxd.adapters.gitops.repository import GitFailed, Identity, WorkingClone
+from sandboxd.adapters.gitops.repository import CLONE_PREFIX, GitFailed, Identity, WorkingClone
 from sandboxd.adapters.gitops.secret_guard import refuse_secret_values
 from sandboxd.adapters.retention import retained
 from sandboxd.errors import ApplyRejected, ApplyUnavailable, ConfigurationError
@@ -215,4 +216,4 @@ class GitOpsApplier:
 
 def _new_clone_folder(cache_dir: Path) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="clone-", dir=cache_dir))
+    return Path(tempfile.mkdtemp(prefix=CLONE_PREFIX, dir=cache_dir))  # the prefix the stale-clone sweep knows
