@@ -62,9 +62,9 @@ kube_images() {
   bin="$(bash "$root/tools/kube/build.sh" --print-dir)"
   bash "$root/tools/kube/build.sh" --check >/dev/null || { echo "[images] run tools/kube/build.sh first" >&2; exit 1; }
   versions="$(dirname "$bin")/versions.txt"
-  build "sandboxd-etcd:$(sed -n 's/^ETCD_VERSION=//p' "$versions")" "$bin" \
+  build "sandboxd-etcd:$(sed -n 's/^ETCD_VERSION=//p' "$versions")" "$(dirname "$bin")" \
     --file "$root/tools/docker/kube/Dockerfile" --build-arg "BASE_IMAGE=$base" --build-arg BINARY=etcd
-  build "sandboxd-kube-apiserver:$(sed -n 's/^KUBERNETES_VERSION=//p' "$versions")" "$bin" \
+  build "sandboxd-kube-apiserver:$(sed -n 's/^KUBERNETES_VERSION=//p' "$versions")" "$(dirname "$bin")" \
     --file "$root/tools/docker/kube/Dockerfile" --build-arg "BASE_IMAGE=$base" --build-arg BINARY=kube-apiserver
 }
 

