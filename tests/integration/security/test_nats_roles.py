@@ -17,6 +17,7 @@ import json
 import subprocess
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
@@ -29,14 +30,15 @@ from integration.idle.rig import scaler_config, until
 from sandboxd import naming
 from sandboxd.adapters.jetstream.activity import JetStreamActivity
 from sandboxd.adapters.jetstream.connection import connect
-from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters, publish_scale
+from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters, JetStreamEvents, publish_scale
 from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.app.scaler import ScalerProcess
 from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.activity import ActivityReport
 from sandboxd.models.desired import DesiredState
-from sandboxd.reconcile import idle, scaling
+from sandboxd.models.spec import Expiry, ExpiryPolicy
+from sandboxd.reconcile import expiry, idle, scaling
 from sandboxd.reconcile.idle import Action
 from sandboxd.render.components import PTY_SERVER
 from sandboxd.settings import TopologySettings
@@ -119,6 +121,21 @@ async def test_the_tenant_bridge_in_sandboxd_run_turns_a_tenant_request_into_a_s
     assert "Traceback" not in log
     for role in ("reconciler", "admin", "publisher"):
         assert secured.violations(role, since=mark) == [], role
+
+
+async def test_the_reconcilers_sweeper_publishes_the_delete_of_an_expired_sandbox(secured: SecuredNats) -> None:
+    """Expiry runs in ``sandboxd run``: its delete goes out with the reconciler's credentials, through the same
+    publisher the sweeper uses, and lands in SANDBOX_EVENTS."""
+    sid, mark = unique_id("auth-exp"), secured.log_mark()
+    record = desired(sid, sessions=1)
+    spec_due = record.spec.model_copy(update={"expiry": Expiry(at=T0, policy=ExpiryPolicy.RETAIN)})
+    delete = expiry.delete_event(record.model_copy(update={"spec": spec_due}), now=T0 + timedelta(minutes=1))
+    async with secured.session("reconciler", timeout=5.0) as reconciler:
+        await JetStreamEvents(reconciler.js).publish(delete)
+    async with secured.session("admin") as admin:
+        stored = await admin.js.get_last_msg(naming.EVENTS_STREAM, naming.event_subject("delete", sid))
+    assert (stored.headers or {})["Nats-Msg-Id"] == delete.id
+    assert secured.violations("reconciler", since=mark) == []
 
 
 async def test_the_scaler_consumes_scale_commands_and_dead_letters_what_it_cannot_read(secured: SecuredNats) -> None:
@@ -238,8 +255,8 @@ DENIED: list[tuple[str, Attempt, str]] = [
     ("scaler", publish("sandbox.scale.victim"), "sandbox.scale.victim"),
     ("scaler", publish("$KV.sandbox-desired.victim"), "$KV.sandbox-desired.victim"),
     ("scaler", publish("sandbox.dlq.sandbox.create.victim"), "sandbox.dlq.sandbox.create.victim"),
-    # the reconciler: publishes no event but the tenant bridge's creates, never deletes or purges the audit log,
-    # and on the tenant service's stream only consumes through its own consumer
+    # the reconciler: publishes no event but the tenant bridge's creates and expiry's deletes, never deletes or
+    # purges the audit log, and on the tenant service's stream only consumes through its own consumer
     ("reconciler", publish("sandbox.update.victim"), "sandbox.update.victim"),
     ("reconciler", publish("sandbox.suspend.victim"), "sandbox.suspend.victim"),
     ("reconciler", publish(DEFAULTS.subject), DEFAULTS.subject),
