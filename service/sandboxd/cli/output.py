@@ -16,7 +16,7 @@ import yaml
 
 from sandboxd.cli.deadletters import DeadLetter
 from sandboxd.models.base import Contract
-from sandboxd.models.status import ConditionType, SandboxStatus
+from sandboxd.models.status import ConditionStatus, ConditionType, SandboxStatus
 
 FORMATS: Final = ("table", "json", "yaml")
 STATUS_FORMATS: Final = ("table", "wide", "name", "json", "yaml")  # wide: more columns; name: one id a line
@@ -47,6 +47,15 @@ def age(then: datetime | None, now: datetime) -> str:
     return f"{seconds}s"
 
 
+def time_left(then: datetime | None, now: datetime) -> str:
+    """``in 7h`` until ``then``, ``due`` once it has passed (expiry acts on its next pass); ``-`` for none."""
+    if then is None:
+        return "-"
+    if then.astimezone(UTC) <= now:
+        return "due"
+    return "in " + age(now, then.astimezone(UTC))
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
     lines = ("   ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)) for row in [headers, *rows])
@@ -64,10 +73,24 @@ def ready_column(status: SandboxStatus) -> str:
     return f"{status.replicas.ready}/{status.replicas.desired}"
 
 
+def token_problem(status: SandboxStatus) -> str | None:
+    """``TokenIssued=False`` in words: what failed, and that the last token (if any) still works until it expires."""
+    issued = status.condition(ConditionType.TOKEN_ISSUED)
+    if issued is None or issued.status is not ConditionStatus.FALSE:
+        return None
+    said = f"{issued.reason}: {issued.message}" if issued.message else issued.reason
+    if status.token is None:
+        return f"no session token issued ({said})"
+    return f"token not renewed ({said}); the last one works until {wire_time(status.token.expires_at)}"
+
+
 def message_of(status: SandboxStatus) -> str:
-    """The one thing worth reading: the last error, else the Ready condition, else the newest condition."""
+    """The one thing worth reading: the last error, a token not issued, the Ready condition, the newest one."""
     if status.last_error is not None:
         return status.last_error.message
+    problem = token_problem(status)
+    if problem is not None:
+        return problem
     ready = status.condition(ConditionType.READY)
     if ready is not None and ready.message:
         return ready.message
@@ -90,17 +113,25 @@ def status_row(status: SandboxStatus, now: datetime) -> list[str]:
     ]
 
 
-WIDE_HEADERS: Final = (*STATUS_HEADERS[:-1], "OWNER-UID", "ENDPOINT", "EVENT", "MESSAGE")
+WIDE_HEADERS: Final = (*STATUS_HEADERS[:-1], "EXPIRES", "OWNER-UID", "ENDPOINT", "EVENT", "MESSAGE")
 
 
 def status_table(statuses: Sequence[SandboxStatus], now: datetime, *, wide: bool = False) -> str:
-    """kubectl get: the columns worth a glance; ``wide`` adds owner-uid, endpoint and the last event id."""
+    """kubectl get: the columns worth a glance; ``wide`` adds the time left before expiry, owner-uid, endpoint
+    and the last event id."""
     if not statuses:
         return "No sandboxes."
     if not wide:
         return table(STATUS_HEADERS, [status_row(s, now) for s in statuses])
     rows = [
-        [*status_row(s, now)[:-1], s.owner_uid or "-", s.endpoint or "-", s.event_id or "-", short(message_of(s))]
+        [
+            *status_row(s, now)[:-1],
+            time_left(s.expires_at, now),
+            s.owner_uid or "-",
+            s.endpoint or "-",
+            s.event_id or "-",
+            short(message_of(s)),
+        ]
         for s in statuses
     ]
     return table(WIDE_HEADERS, rows)
@@ -124,6 +155,14 @@ def status_detail(status: SandboxStatus, now: datetime) -> str:
         fields.append(("Last activity", f"{age(status.last_activity_at, now)} ago"))
     if status.idle_since is not None:
         fields.append(("Idle since", f"{age(status.idle_since, now)} ago ({status.idle_reason or 'idle'})"))
+    if status.expires_at is not None:
+        keeps = f", {status.expiry_policy.value}" if status.expiry_policy is not None else ""
+        fields.append(("Expires", f"{time_left(status.expires_at, now)} ({wire_time(status.expires_at)}{keeps})"))
+    problem = token_problem(status)
+    if problem is not None:
+        fields.append(("Token", problem))
+    elif status.token is not None:
+        fields.append(("Token", f"issued, expires {time_left(status.token.expires_at, now)}"))
     if status.deleted_at is not None:
         fields.append(("Deleted", f"{age(status.deleted_at, now)} ago"))
     if status.last_error is not None:

@@ -6,8 +6,13 @@ event was refused (``Accepted=False`` naming its id) or the sandbox failed for g
 
 What a verb settles as, once the reconcile of its event (or of a later one) is recorded in the status:
 
-    create, resume   available: ``Ready``, or applied where the applier cannot observe pods (GitOps,
-                     directory: ``Provisioning`` with ``Ready=Unknown``; the cluster applies the commit)
+    create, resume   available, decided by the ``Ready`` condition, per applier:
+                     - kubernetes (and memory), which observe session pods: ``Ready=True``, i.e. every
+                       session pod ready. ``Ready=False`` (``ReplicasNotReady``: pods starting, images
+                       pulling) is not yet; the applier's readiness watch records ``Ready=True`` once they
+                       are, and a wait that runs out says which of the two it last saw;
+                     - gitops, directory, which cannot: ``Applied=True`` with ``Ready=Unknown``
+                       (``NotObservable``): written; the cluster applies the commit on its own
     update           available, or ``Suspended`` / ``Idle`` (an update does not wake a sandbox)
     suspend          ``Suspended``
     delete           ``Deleted``, or no status record left
@@ -37,18 +42,24 @@ class Condition:
 
 
 def _available(status: SandboxStatus | None) -> bool:
-    if status is None:
+    """``Ready=True`` where the applier observes pods; ``Applied=True`` and ``Ready=Unknown`` where it cannot."""
+    if status is None or status.phase not in (Phase.READY, Phase.PROVISIONING):
         return False
-    if status.phase is Phase.READY:
-        return True
     ready, applied = status.condition(ConditionType.READY), status.condition(ConditionType.APPLIED)
-    return (
-        status.phase is Phase.PROVISIONING
-        and ready is not None
-        and ready.status is ConditionStatus.UNKNOWN
-        and applied is not None
-        and applied.status is ConditionStatus.TRUE
-    )
+    if ready is None or applied is None or applied.status is not ConditionStatus.TRUE:
+        return False
+    return ready.status is ConditionStatus.TRUE or ready.status is ConditionStatus.UNKNOWN
+
+
+def describe(status: SandboxStatus | None) -> str:
+    """Where a sandbox is, in a few words: its phase and, while it is not ready, its ``Ready`` condition."""
+    if status is None:
+        return "it has no status"
+    ready = status.condition(ConditionType.READY)
+    if ready is None or ready.status is ConditionStatus.TRUE or status.phase is not Phase.PROVISIONING:
+        return f"it is {status.phase.value}"
+    said = f": {ready.message}" if ready.message else ""
+    return f"it is {status.phase.value}, Ready={ready.status.value} {ready.reason}{said}"
 
 
 def phase(*phases: Phase) -> Condition:
@@ -56,7 +67,7 @@ def phase(*phases: Phase) -> Condition:
     return Condition("phase " + " or ".join(p.value for p in phases), lambda s: s is not None and s.phase in phases)
 
 
-AVAILABLE = Condition("available (Ready, or applied where pods cannot be observed)", _available)
+AVAILABLE = Condition("available (Ready=True, or Applied=True where pods cannot be observed)", _available)
 READY = phase(Phase.READY)
 SUSPENDED = phase(Phase.SUSPENDED)
 DELETED = Condition("Deleted (or no status left)", lambda s: s is None or s.phase is Phase.DELETED)

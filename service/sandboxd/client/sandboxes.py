@@ -34,7 +34,7 @@ from nats.aio.client import Client
 from sandboxd.adapters.jetstream.connection import connect
 from sandboxd.adapters.jetstream.publishing import publish_event
 from sandboxd.client import projection
-from sandboxd.client.conditions import Condition, Predicate
+from sandboxd.client.conditions import Condition, Predicate, describe
 from sandboxd.client.errors import AlreadyExists, NotFound, WaitTimedOut
 from sandboxd.client.events import Published, build_event, checked_spec
 from sandboxd.client.projection import Change
@@ -207,9 +207,8 @@ class SandboxClient:
                             return last
         except TimeoutError as exc:  # fail_after's: the watch turns nats' own timeouts into BrokerUnavailable
             name = condition.name if isinstance(condition, Condition) else "the condition"
-            now = f"it is {last.phase.value}" if last is not None else "it has no status"
             raise WaitTimedOut(
-                f"sandbox {sandbox_id}: {name} did not hold within {timeout:g}s ({now})", status=last
+                f"sandbox {sandbox_id}: {name} did not hold within {timeout:g}s ({describe(last)})", status=last
             ) from exc
         raise WaitTimedOut(f"sandbox {sandbox_id}: the watch ended before the condition held", status=last)
 

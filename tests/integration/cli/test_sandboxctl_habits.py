@@ -88,10 +88,11 @@ async def test_global_flags_anywhere_and_the_table_shapes(nats_server: NatsServe
 
         wide = (await ctl("status", "-o", "wide", "-s", url)).stdout.splitlines()
         assert wide[0].split() == [
-            "ID", "PHASE", "READY", "NAMESPACE", "GEN", "UPDATED", "OWNER-UID", "ENDPOINT", "EVENT", "MESSAGE"
+            "ID", "PHASE", "READY", "NAMESPACE", "GEN", "UPDATED", "EXPIRES", "OWNER-UID", "ENDPOINT", "EVENT",
+            "MESSAGE",
         ]  # fmt: skip
         row = next(line.split() for line in wide if line.startswith(live))
-        assert row[6] == f"{live}-at-acme-com" and row[7].startswith("https://")
+        assert row[6] == "-" and row[7] == f"{live}-at-acme-com" and row[8].startswith("https://")  # no expiry
 
 
 async def test_version_and_completion_need_no_server() -> None:

@@ -104,3 +104,19 @@ async def test_connecting_to_nothing_gives_up_within_the_timeout() -> None:
     ):
         async with SandboxClient.connect("nats://127.0.0.1:1", timeout=1):
             pass
+
+
+async def test_a_create_waits_for_ready_pods_where_the_applier_observes_them(nats_server: NatsServer) -> None:
+    url, sid = nats_server.url, unique_id("cl")
+    applier = MemoryApplier(ready=False)  # applied, its session pods still starting
+    async with running_service(service_settings(url), applier), SandboxClient.connect(url) as sandboxes:
+        created = await sandboxes.create(sid, spec("pods@acme.com", sessions=2))
+        with pytest.raises(WaitTimedOut, match=r"\(it is Provisioning, Ready=False ReplicasNotReady: 0/2 session pods"):
+            await sandboxes.wait_for(sid, settled(created), timeout=3)
+        applied = await sandboxes.get(sid)
+        assert applied.phase is Phase.PROVISIONING and not AVAILABLE(applied)
+
+        applier.ready = True  # the pods came up; the next reconcile (here an update) observes it
+        await sandboxes.update(sid, spec("pods@acme.com", sessions=2))
+        ready = await sandboxes.wait_for(sid, settled(created), timeout=20)
+        assert ready is not None and ready.phase is Phase.READY and AVAILABLE(ready)
