@@ -37,7 +37,7 @@ from sandboxd.models.activity import ActivityReport, ScaleCommand
 from sandboxd.models.desired import DesiredState, Lifecycle
 from sandboxd.models.spec import SandboxSpec
 from sandboxd.models.status import SandboxStatus
-from sandboxd.reconcile.idle import ActivityBook
+from sandboxd.reconcile.activity import ActivityBook
 from sandboxd.reconcile.ports import Versioned
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.runtime.sweeper import Sweeper

@@ -6,7 +6,7 @@ a connection failure is ``None``, never an error and never activity. The URL com
 ``http://pty-server.{namespace}.svc.cluster.local:7681/idle``); one aiohttp session, opened by the first probe
 and closed by ``aclose``, is shared by all probes and bounds how many are in flight.
 
-What it does not do: decide anything, or remember earlier answers (``reconcile.idle.ActivityBook`` does).
+What it does not do: decide anything, or remember earlier answers (``reconcile.activity.ActivityBook`` does).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def parse_report(body: bytes) -> ActivityReport | None:
 
 
 class HttpProber:
-    """``reconcile.idle.Prober`` over HTTP; ``aclose`` (or ``async with``) releases its connections."""
+    """``reconcile.ports.Prober`` over HTTP; ``aclose`` (or ``async with``) releases its connections."""
 
     def __init__(self, *, url_template: str, timeout_s: float = 5.0, concurrency: int = 32) -> None:
         self._template = url_template

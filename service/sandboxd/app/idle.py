@@ -27,7 +27,7 @@ from sandboxd.adapters.jetstream.publishing import JetStreamEvents
 from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.probing import HttpProber
 from sandboxd.models.desired import DesiredState
-from sandboxd.reconcile.idle import ActivityBook
+from sandboxd.reconcile.activity import ActivityBook
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.runtime.loops import LoopGuard, Record, until_done
 from sandboxd.runtime.sweeper import Sweeper

@@ -1,7 +1,7 @@
 """The sibling scaler process (the idle lifecycle's sweeper half inside the service is ``app.idle``).
 
 ``ScalerProcess`` is ``sandboxd scaler``: it consumes SANDBOX_SCALE through the durable scaler consumer,
-  carries out each command (``reconcile.idle.execute_scale``) against the StatefulSet's ``scale`` subresource,
+  carries out each command (``reconcile.scaling.execute_scale``) against the StatefulSet's ``scale`` subresource,
   and reports what happened to the runtime's disposition, which decides like for any event: ack after success
   (or a skip), nak with backoff on a transient failure or an unexpected exception, dead-letter then term on a
   permanent one or once deliveries run out. A failed fetch (a leader election, a reconnect) is retried with a
@@ -51,16 +51,9 @@ from sandboxd.errors import InvalidEvent, SandboxdError
 from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.base import describe
 from sandboxd.models.desired import DesiredState
-from sandboxd.reconcile.idle import (
-    REASONS,
-    TARGET_REFUSED,
-    Action,
-    ScaleOutcome,
-    ScaleResult,
-    ScaleTarget,
-    execute_scale,
-)
-from sandboxd.reconcile.ports import Delivery, Store
+from sandboxd.reconcile.idle import Action
+from sandboxd.reconcile.ports import Delivery, ScaleTarget, Store
+from sandboxd.reconcile.scaling import REASONS, TARGET_REFUSED, ScaleOutcome, ScaleResult, execute_scale
 from sandboxd.runtime.disposition import DONE, Disposition, Outcome
 from sandboxd.runtime.loops import LoopGuard, until_done
 from sandboxd.runtime.retry import Backoff

@@ -6,7 +6,7 @@ and the decision it comes from) and sent as ``Nats-Msg-Id`` so service replicas 
 publish it once.
 
 The scaler never acts on the ``namespace`` and ``statefulSet`` a command carries: it derives its target from the
-sandbox's desired state (``reconcile.idle.target_of``), and refuses (dead-letters) a command whose names differ
+sandbox's desired state (``reconcile.scaling.target_of``), and refuses (dead-letters) a command whose names differ
 from that target. They stay in the contract so a command can be read on its own (``nats stream view``).
 """
 

@@ -2,16 +2,20 @@
 
 ``Applier`` is where rendered objects go (Kubernetes server-side apply, a GitOps commit, a folder);
 ``Store`` is a compare-and-set record store (desired state, status, owner claims); ``Clock`` gives "now";
-``Delivery``, ``Source`` and ``DeadLetters`` are what the runtime needs of the event broker.
+``Delivery``, ``Source`` and ``DeadLetters`` are what the runtime needs of the event broker. The idle lifecycle's
+ports: ``DesiredView`` (every desired state, watched), ``CommandPublisher``, ``ActivityPublisher``, ``Prober``
+and ``ScaleTarget`` (the sweeper's and the scaler's).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
+from sandboxd.models.activity import ActivityReport, ScaleCommand
+from sandboxd.models.desired import DesiredState
 from sandboxd.models.status import ObjectRef
 from sandboxd.render.model import RenderedSandbox
 
@@ -53,7 +57,6 @@ class Applier(Protocol):
         ...
 
     async def aclose(self) -> None: ...
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,3 +164,50 @@ class Reachable(Protocol):
     """
 
     async def check_reachable(self) -> None: ...
+
+
+# --- the idle lifecycle -------------------------------------------------------------------------------------
+
+
+class DesiredView(Protocol):
+    """Every sandbox's desired state as this process last saw it (a KV watch in production)."""
+
+    @property
+    def ready(self) -> bool:
+        """False until the initial state has been read."""
+        ...
+
+    def snapshot(self) -> Iterable[Versioned[DesiredState]]:
+        """The records now; cheap, no I/O."""
+        ...
+
+    def note(self, record: Versioned[DesiredState]) -> None:
+        """A record this process wrote (so the next sweep does not act on the older one it replaced)."""
+        ...
+
+
+class CommandPublisher(Protocol):
+    async def publish(self, command: ScaleCommand) -> None:
+        """Durably publish, deduplicated by ``command.command_id``; ``BrokerUnavailable`` when it could not."""
+        ...
+
+
+class ActivityPublisher(Protocol):
+    async def publish(self, sandbox_id: str, report: ActivityReport) -> None:
+        """Share a probed report with the other replicas (best effort)."""
+        ...
+
+
+class Prober(Protocol):
+    async def probe(self, *, sandbox_id: str, namespace: str, owner_uid: str) -> ActivityReport | None:
+        """The sandbox's activity now, or ``None`` when it could not be read (never an error, never activity)."""
+        ...
+
+
+class ScaleTarget(Protocol):
+    async def scale(self, *, namespace: str, name: str, replicas: int) -> int | None:
+        """Make the workload run ``replicas`` pods; the count it had before, or ``None`` if it does not exist.
+
+        Errors are ``ApplyRejected`` (permanent) or ``ApplyUnavailable`` (retryable).
+        """
+        ...

@@ -29,6 +29,7 @@ from sandboxd.reconcile.caching import Lru
 from sandboxd.reconcile.ports import Applier, Clock, Store
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.render import RenderedSandbox, RenderRequest, Workload
+from sandboxd.render.workload import workload_of
 from sandboxd.settings import RuntimeSettings
 from sandboxd.telemetry import logs, tracing
 from sandboxd.telemetry.metrics import Instruments, noop_instruments
@@ -52,14 +53,6 @@ class Outcome:
     #: The desired state moved while this pass ran (another replica's intake): run one more pass, so a slow,
     #: older pass can never be the last word on what is applied.
     again: bool = False
-
-
-def workload_of(desired: DesiredState) -> Workload:
-    if desired.lifecycle is Lifecycle.SUSPENDED:
-        return Workload.SUSPENDED
-    if desired.idle_since is not None and (desired.spec.idle_scaling_enabled):
-        return Workload.IDLE
-    return Workload.ACTIVE
 
 
 def object_refs(rendered: RenderedSandbox) -> tuple[ObjectRef, ...]:

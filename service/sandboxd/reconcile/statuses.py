@@ -310,6 +310,28 @@ def deleted(
     )
 
 
+def activity_observed(
+    previous: SandboxStatus | None,
+    *,
+    sandbox_id: str,
+    now: datetime,
+    last_activity_at: datetime | None = None,
+    reason: str | None = None,
+    set_reason: bool = False,
+) -> SandboxStatus:
+    """What the idle sweeper observed: the last activity (never moved backwards) and, when ``set_reason``, the
+    idle reason. Everything else (phase, conditions, replicas) is the reconcile's."""
+    status = previous or SandboxStatus(sandbox_id=sandbox_id, phase=Phase.PENDING, updated_at=now)
+    changes: dict[str, object] = {}
+    if last_activity_at is not None and (status.last_activity_at is None or last_activity_at > status.last_activity_at):
+        changes["last_activity_at"] = last_activity_at
+    if set_reason and status.idle_reason != reason:
+        changes["idle_reason"] = reason
+    if not changes:
+        return status
+    return status.model_copy(update={**changes, "updated_at": now})
+
+
 #: Phases whose record is written to expire: the sandbox is gone, or never was (a never-created id's rejection).
 EXPIRING_PHASES: Final = frozenset({Phase.DELETED, Phase.REJECTED})
 

@@ -18,7 +18,8 @@ from typing import Final
 from sandboxd import naming
 from sandboxd.errors import RenderError
 from sandboxd.models.spec import Agent
-from sandboxd.render.model import RenderRequest, Workload
+from sandboxd.render import workload
+from sandboxd.render.model import RenderRequest
 from sandboxd.render.resources import ResourcePlan, plan_resources
 from sandboxd.settings.runtime import RuntimeSettings
 
@@ -63,10 +64,7 @@ class RenderContext:
 
     @property
     def idle_timeout_minutes(self) -> int:
-        scaling = self.request.spec.idle_scaling
-        if scaling is not None and scaling.timeout_minutes is not None:
-            return scaling.timeout_minutes
-        return self.settings.idle_timeout_minutes
+        return workload.idle_timeout_minutes(self.request.spec, default_minutes=self.settings.idle_timeout_minutes)
 
 
 def derive(request: RenderRequest, settings: RuntimeSettings) -> RenderContext:
@@ -87,7 +85,6 @@ def derive(request: RenderRequest, settings: RuntimeSettings) -> RenderContext:
         _require_subdomain(byos, what="the BYOS Secret name (<SANDBOX_BYOS_SECRET_PREFIX>-<owner-uid>)")
     repos = tuple(RepoMount(repo=repo, slug=slug, claim=naming.pvc_name(slug)) for slug, repo in slugs.items())
     resources = plan_resources(spec.quota, repo_count=len(repos), settings=settings)
-    active = request.workload is Workload.ACTIVE
     return RenderContext(
         request=request,
         settings=settings,
@@ -101,7 +98,7 @@ def derive(request: RenderRequest, settings: RuntimeSettings) -> RenderContext:
         host=host,
         endpoint=f"https://{host}{naming.route_prefix(uid)}",
         repos=repos,
-        replicas=spec.quota.concurrent_sessions if active else 0,
+        replicas=workload.replicas(spec, request.workload),
         resources=resources,
         byos_secret=byos,
     )

@@ -42,18 +42,19 @@ from sandboxd.errors import SandboxdError, StoreConflict
 from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.desired import DesiredState, Lifecycle
 from sandboxd.models.events import DeleteEvent
-from sandboxd.reconcile import expiry, idle
+from sandboxd.reconcile import expiry, idle, scaling, statuses
+from sandboxd.reconcile.activity import ActivityBook
 from sandboxd.reconcile.expiry import EventPublisher
-from sandboxd.reconcile.idle import (
-    Action,
-    ActivityBook,
+from sandboxd.reconcile.idle import Action, Decision
+from sandboxd.reconcile.ports import (
     ActivityPublisher,
+    Clock,
     CommandPublisher,
-    Decision,
     DesiredView,
     Prober,
+    Store,
+    Versioned,
 )
-from sandboxd.reconcile.ports import Clock, Store, Versioned
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.runtime.loops import LoopGuard, Record
 
@@ -118,7 +119,7 @@ class Sweeper:
         self._prober = prober
         self._activity_publisher = activity_publisher
         self._probe_limit = anyio.CapacityLimiter(probe_concurrency)
-        self._looks: dict[str, idle.Look] = {}  # as seen by the last sweep, to spot suspend and resume
+        self._looks: dict[str, idle.EventMark] = {}  # as seen by the last sweep, to spot suspend and resume
         self._noted: dict[str, datetime] = {}  # lastActivityAt this process last wrote into status
         self._unsent: dict[str, ScaleCommand] = {}  # decided, but the publish failed: retried next sweep
         self._events = events
@@ -149,14 +150,14 @@ class Sweeper:
     def _plan(self, now: datetime) -> _Plan:
         """The pure part of a sweep: no I/O, one pass over every record."""
         plan = _Plan()
-        looks: dict[str, idle.Look] = {}
+        looks: dict[str, idle.EventMark] = {}
         noted: dict[str, datetime] = {}
         latest, default, resolution = self._activity.latest, self._default_timeout, self._resolution
         previous_looks, previous_noted = self._looks, self._noted
         for record in self._view.snapshot():
             desired = record.value
             sandbox_id = desired.sandbox_id
-            looks[sandbox_id] = idle.look(desired)
+            looks[sandbox_id] = idle.event_mark(desired)
             change = idle.event_change(previous_looks.get(sandbox_id), desired)
             if change is not None:
                 plan.events.append((desired, change))
@@ -192,7 +193,7 @@ class Sweeper:
         current = record.value
         sandbox_id = current.sandbox_id
         key = naming.desired_key(sandbox_id)
-        new = idle.decided(current, decision, now=now)
+        new = idle.desired_after(current, decision, now=now)
         try:
             revision = await self._desired.put(key, new, revision=record.revision)
         except StoreConflict:
@@ -203,19 +204,21 @@ class Sweeper:
                 self._view.note(fresh)
             return
         self._view.note(Versioned(new, revision))
-        self._looks[sandbox_id] = idle.look(new)
+        self._looks[sandbox_id] = idle.event_mark(new)
         if decision.action is Action.IDLE:
             self.stats.idled += 1
         else:
             self.stats.woken += 1
         log.info("sandbox %s %s: %s", sandbox_id, "idle" if decision.action is Action.IDLE else "wakes", decision.why)
-        await self._guarded(sandbox_id, self._send(idle.scale_command(new, decision.action, now=now)))
+        await self._guarded(sandbox_id, self._send(scaling.scale_command(new, decision.action, now=now)))
         reason = idle.idle_reason(new, decision)
         await self._guarded(
             sandbox_id,
             self._status.write(
                 sandbox_id,
-                lambda prev: idle.noted(prev, sandbox_id=sandbox_id, now=now, reason=reason, set_reason=True),
+                lambda prev: statuses.activity_observed(
+                    prev, sandbox_id=sandbox_id, now=now, reason=reason, set_reason=True
+                ),
             ),
         )
         self._kick(sandbox_id)  # the reconcile renders the new replica count and shows the phase
@@ -225,10 +228,13 @@ class Sweeper:
     async def _after_event(self, desired: DesiredState, action: Action, now: datetime) -> None:
         self.stats.event_commands += 1
         sandbox_id = desired.sandbox_id
-        await self._guarded(sandbox_id, self._send(idle.scale_command(desired, action, now=now)))
+        await self._guarded(sandbox_id, self._send(scaling.scale_command(desired, action, now=now)))
         reason = idle.idle_reason(desired)
         await self._status.write(
-            sandbox_id, lambda prev: idle.noted(prev, sandbox_id=sandbox_id, now=now, reason=reason, set_reason=True)
+            sandbox_id,
+            lambda prev: statuses.activity_observed(
+                prev, sandbox_id=sandbox_id, now=now, reason=reason, set_reason=True
+            ),
         )
 
     # --- commands ------------------------------------------------------------------------------------------
@@ -269,7 +275,8 @@ class Sweeper:
 
     async def _note_activity(self, sandbox_id: str, at: datetime, now: datetime) -> None:
         await self._status.write(
-            sandbox_id, lambda prev: idle.noted(prev, sandbox_id=sandbox_id, now=now, last_activity_at=at)
+            sandbox_id,
+            lambda prev: statuses.activity_observed(prev, sandbox_id=sandbox_id, now=now, last_activity_at=at),
         )
         self._noted[sandbox_id] = at
         self.stats.status_writes += 1

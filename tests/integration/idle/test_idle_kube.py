@@ -26,7 +26,7 @@ from sandboxd.app.idle import IdleLifecycle, idle_lifecycle
 from sandboxd.app.service import Service
 from sandboxd.models.desired import DesiredState
 from sandboxd.models.status import Phase, SandboxStatus
-from sandboxd.reconcile import idle
+from sandboxd.reconcile import scaling
 from sandboxd.reconcile.idle import Action
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.settings import ApplierSettings, Settings
@@ -278,7 +278,7 @@ async def test_a_command_naming_another_workload_changes_nothing(
                 )
         refused = counted("sandboxd_scale_commands_total", reason="Idle", outcome="refused")
         state = (await seen(await idle_of(service), sid)).model_copy(update={"idle_since": minutes(1)})
-        honest = idle.scale_command(state, Action.IDLE, now=clock.now)
+        honest = scaling.scale_command(state, Action.IDLE, now=clock.now)
         for where, name in bystanders:
             forged = honest.model_copy(
                 update={"namespace": where, "stateful_set": name, "command_id": f"forged:{where}:{name}"}
@@ -287,7 +287,7 @@ async def test_a_command_naming_another_workload_changes_nothing(
         await until(lambda: scaler.disposition is not None and scaler.disposition.counts["term"] >= 3)
         assert counted("sandboxd_scale_commands_total", reason="Idle", outcome="refused") == refused + 3
         reasons = [m.headers.get("Sandboxd-Dead-Reason") for m in await c.dead_letters() if m.headers]
-        assert reasons.count(idle.TARGET_REFUSED) == 3
+        assert reasons.count(scaling.TARGET_REFUSED) == 3
         for where, name in bystanders:
             assert (await statefulset(kube_api, where, name)).spec.replicas == 2, (where, name)
         assert (await statefulset(kube_api, namespace)).spec.replicas == 2

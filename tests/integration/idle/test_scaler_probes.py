@@ -23,8 +23,9 @@ from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.adapters.natsserver import NatsServer
 from sandboxd.app.scaler import ScalerConfig, ScalerProcess
 from sandboxd.models.desired import DesiredState
-from sandboxd.reconcile import idle
+from sandboxd.reconcile import idle, scaling
 from sandboxd.reconcile.idle import Action, Decision
+from sandboxd.render.components import PTY_SERVER
 from sandboxd.settings import TopologySettings
 from sandboxd.telemetry.testing import prometheus_sample
 from support.spine import client, unique_id
@@ -80,8 +81,8 @@ async def test_readyz_is_503_while_nats_is_still_being_reached() -> None:
 
 async def test_the_probes_follow_the_scaler_from_bound_to_drained(nats_url: str) -> None:
     sid = unique_id()
-    asleep = idle.decided(desired(sid, sessions=3), Decision(Action.IDLE, "quiet"), now=T0)
-    awake = idle.decided(asleep, Decision(Action.WAKE, "active"), now=T0)
+    asleep = idle.desired_after(desired(sid, sessions=3), Decision(Action.IDLE, "quiet"), now=T0)
+    awake = idle.desired_after(asleep, Decision(Action.WAKE, "active"), now=T0)
     namespace = naming.namespace_for(asleep.owner_uid)
     held, patching, release = False, anyio.Event(), anyio.Event()
 
@@ -90,7 +91,7 @@ async def test_the_probes_follow_the_scaler_from_bound_to_drained(nats_url: str)
             patching.set()
             await release.wait()
 
-    target = FakeStatefulSets({(namespace, idle.STATEFUL_SET): 3}, before_patch=hold)
+    target = FakeStatefulSets({(namespace, PTY_SERVER): 3}, before_patch=hold)
     scaler, stop = ScalerProcess(config(nats_url), target=target), anyio.Event()
     async with client(nats_url) as c, anyio.create_task_group() as tg:
         desired_store = KvStore(await c.js.key_value(naming.DESIRED_BUCKET), DesiredState)
@@ -101,18 +102,18 @@ async def test_the_probes_follow_the_scaler_from_bound_to_drained(nats_url: str)
         assert await get(port, "/readyz") == (200, '{"ready": true}')
         assert await get(port, "/healthz") == (200, '{"alive": true}')
 
-        await publish_scale(c.js, idle.scale_command(asleep, Action.IDLE, now=T0))
+        await publish_scale(c.js, scaling.scale_command(asleep, Action.IDLE, now=T0))
 
         async def scaled_down() -> bool:
             text = (await get(port, "/metrics"))[1]
             return prometheus_sample(text, "sandbox_controller_idle_timeout_events_total", namespace=namespace) == 1
 
         await until(scaled_down, what="the scale-down counted on /metrics")
-        assert target.replicas[(namespace, idle.STATEFUL_SET)] == 0
+        assert target.replicas[(namespace, PTY_SERVER)] == 0
 
         held = True
         await desired_store.put(naming.desired_key(sid), awake, revision=revision)
-        await publish_scale(c.js, idle.scale_command(awake, Action.WAKE, now=T0))
+        await publish_scale(c.js, scaling.scale_command(awake, Action.WAKE, now=T0))
         await patching.wait()  # a command is in flight: the drain waits for it
         stop.set()
         await until(lambda: scaler.health.draining, what="the scaler to drain")
@@ -120,6 +121,6 @@ async def test_the_probes_follow_the_scaler_from_bound_to_drained(nats_url: str)
         assert status == 503 and json.loads(body)["notReady"]["draining"] == "shutting down"
         assert (await get(port, "/healthz"))[0] == 200  # alive while it drains
         release.set()
-    assert target.replicas[(namespace, idle.STATEFUL_SET)] == 3  # the batch in hand finished
+    assert target.replicas[(namespace, PTY_SERVER)] == 3  # the batch in hand finished
     with pytest.raises(aiohttp.ClientConnectionError):  # after run: the endpoint is gone
         await get(port, "/healthz")

@@ -11,8 +11,10 @@ import pytest
 
 from sandboxd.models.activity import ActivityReport
 from sandboxd.models.desired import DesiredState, Lifecycle
-from sandboxd.reconcile import idle
-from sandboxd.reconcile.idle import Action, ActivityBook
+from sandboxd.reconcile import idle, scaling, statuses
+from sandboxd.reconcile.activity import ActivityBook
+from sandboxd.reconcile.idle import Action
+from sandboxd.render import workload
 from unit.idle.factories import T0, desired, minutes, report
 
 DEFAULT = 30
@@ -110,7 +112,7 @@ def test_opting_out_while_idle_wakes() -> None:
 def test_a_suspended_sandbox_holds_whatever_its_activity() -> None:
     suspended = desired(lifecycle=Lifecycle.SUSPENDED, idle_since=T0)
     assert decide(suspended, report(T0 + minutes(100), sessions=5), at=101) is None
-    assert idle.replicas_for(suspended) == 0
+    assert workload.replicas_for(suspended) == 0
 
 
 # --- what a decision writes and publishes -------------------------------------------------------------------
@@ -118,35 +120,35 @@ def test_a_suspended_sandbox_holds_whatever_its_activity() -> None:
 
 def test_deciding_bumps_the_generation_and_sets_or_clears_idle_since() -> None:
     now = T0 + minutes(45)
-    went_idle = idle.decided(desired(generation=4), idle.Decision(Action.IDLE, "x"), now=now)
+    went_idle = idle.desired_after(desired(generation=4), idle.Decision(Action.IDLE, "x"), now=now)
     assert went_idle.idle_since == now and went_idle.generation == 5
-    woke = idle.decided(went_idle, idle.Decision(Action.WAKE, "y"), now=now + minutes(1))
+    woke = idle.desired_after(went_idle, idle.Decision(Action.WAKE, "y"), now=now + minutes(1))
     assert woke.idle_since is None and woke.generation == 6
     with pytest.raises(ValueError, match="not a sweeper decision"):
-        idle.decided(woke, idle.Decision(Action.RESUME, "z"), now=now)
+        idle.desired_after(woke, idle.Decision(Action.RESUME, "z"), now=now)
 
 
 def test_commands_carry_the_rendered_replicas_and_a_deterministic_id() -> None:
     now = T0 + minutes(45)
     state = desired("sb-7", email="ceo@acme.com", sessions=3, generation=4)
-    went_idle = idle.decided(state, idle.Decision(Action.IDLE, "x"), now=now)
-    command = idle.scale_command(went_idle, Action.IDLE, now=now)
+    went_idle = idle.desired_after(state, idle.Decision(Action.IDLE, "x"), now=now)
+    command = scaling.scale_command(went_idle, Action.IDLE, now=now)
     assert command.command_id == "sb-7:5:idle"
     assert (command.namespace, command.stateful_set) == ("sandbox-ceo-at-acme-com", "pty-server")
     assert (command.replicas, command.reason, command.generation) == (0, "Idle", 5)
     assert command.idle_since == now and command.issued_at == now
-    assert command == idle.scale_command(went_idle, Action.IDLE, now=now)  # every replica computes the same
-    woke = idle.decided(went_idle, idle.Decision(Action.WAKE, "y"), now=now)
-    wake = idle.scale_command(woke, Action.WAKE, now=now)
+    assert command == scaling.scale_command(went_idle, Action.IDLE, now=now)  # every replica computes the same
+    woke = idle.desired_after(went_idle, idle.Decision(Action.WAKE, "y"), now=now)
+    wake = scaling.scale_command(woke, Action.WAKE, now=now)
     assert (wake.command_id, wake.replicas, wake.reason, wake.idle_since) == ("sb-7:6:wake", 3, "Active", None)
 
 
 def test_replicas_follow_the_renderer() -> None:
-    assert idle.replicas_for(desired(sessions=4)) == 4
-    assert idle.replicas_for(desired(sessions=4, idle_since=T0)) == 0
-    assert idle.replicas_for(desired(sessions=4, idle_since=T0, enabled=False)) == 4  # opted out: runs
-    assert idle.replicas_for(desired(sessions=4, lifecycle=Lifecycle.SUSPENDED)) == 0
-    assert idle.replicas_for(desired(sessions=4, lifecycle=Lifecycle.DELETED)) == 0
+    assert workload.replicas_for(desired(sessions=4)) == 4
+    assert workload.replicas_for(desired(sessions=4, idle_since=T0)) == 0
+    assert workload.replicas_for(desired(sessions=4, idle_since=T0, enabled=False)) == 4  # opted out: runs
+    assert workload.replicas_for(desired(sessions=4, lifecycle=Lifecycle.SUSPENDED)) == 0
+    assert workload.replicas_for(desired(sessions=4, lifecycle=Lifecycle.DELETED)) == 0
 
 
 def test_changes_made_by_events_are_told_from_sweeper_decisions() -> None:
@@ -154,17 +156,17 @@ def test_changes_made_by_events_are_told_from_sweeper_decisions() -> None:
     suspended = running.model_copy(update={"lifecycle": Lifecycle.SUSPENDED, "generation": 2, "sequence": 2})
     resumed = suspended.model_copy(update={"lifecycle": Lifecycle.ACTIVE, "generation": 3, "sequence": 3})
     assert idle.event_change(None, suspended) is None  # first look: no change
-    assert idle.event_change(idle.look(running), suspended) is Action.SUSPEND
-    assert idle.event_change(idle.look(suspended), resumed) is Action.RESUME
-    assert idle.event_change(idle.look(running), resumed) is None  # same workload in the end
-    went_idle = idle.decided(running, idle.Decision(Action.IDLE, "x"), now=T0)
-    assert idle.event_change(idle.look(running), went_idle) is None  # a sweeper's decision: same sequence
+    assert idle.event_change(idle.event_mark(running), suspended) is Action.SUSPEND
+    assert idle.event_change(idle.event_mark(suspended), resumed) is Action.RESUME
+    assert idle.event_change(idle.event_mark(running), resumed) is None  # same workload in the end
+    went_idle = idle.desired_after(running, idle.Decision(Action.IDLE, "x"), now=T0)
+    assert idle.event_change(idle.event_mark(running), went_idle) is None  # a sweeper's decision: same sequence
     resumed_from_idle = went_idle.model_copy(update={"idle_since": None, "generation": 3, "sequence": 2})
-    assert idle.event_change(idle.look(went_idle), resumed_from_idle) is Action.RESUME
+    assert idle.event_change(idle.event_mark(went_idle), resumed_from_idle) is Action.RESUME
     updated = went_idle.model_copy(update={"generation": 3, "sequence": 2})  # an update keeps idleSince
-    assert idle.event_change(idle.look(went_idle), updated) is None
+    assert idle.event_change(idle.event_mark(went_idle), updated) is None
     deleted = running.model_copy(update={"lifecycle": Lifecycle.DELETED, "generation": 2, "sequence": 2})
-    assert idle.event_change(idle.look(running), deleted) is None
+    assert idle.event_change(idle.event_mark(running), deleted) is None
 
 
 def test_idle_reasons() -> None:
@@ -189,14 +191,18 @@ def test_newest_activity_wins_and_stale_reports_are_ignored() -> None:
     assert book.latest("sb-2") is None and len(book) == 1
 
 
-def test_noted_status_never_moves_activity_backwards() -> None:
-    first = idle.noted(None, sandbox_id="sb-1", now=T0, last_activity_at=T0 + minutes(5))
+def test_the_observed_activity_never_moves_backwards() -> None:
+    first = statuses.activity_observed(None, sandbox_id="sb-1", now=T0, last_activity_at=T0 + minutes(5))
     assert first.last_activity_at == T0 + minutes(5) and first.sandbox_id == "sb-1"
-    same = idle.noted(first, sandbox_id="sb-1", now=T0 + minutes(9), last_activity_at=T0 + minutes(1))
+    same = statuses.activity_observed(first, sandbox_id="sb-1", now=T0 + minutes(9), last_activity_at=T0 + minutes(1))
     assert same is first
-    reasoned = idle.noted(first, sandbox_id="sb-1", now=T0 + minutes(9), reason="Suspended", set_reason=True)
+    reasoned = statuses.activity_observed(
+        first, sandbox_id="sb-1", now=T0 + minutes(9), reason="Suspended", set_reason=True
+    )
     assert reasoned.idle_reason == "Suspended" and reasoned.updated_at == T0 + minutes(9)
-    cleared = idle.noted(reasoned, sandbox_id="sb-1", now=T0 + minutes(10), reason=None, set_reason=True)
+    cleared = statuses.activity_observed(
+        reasoned, sandbox_id="sb-1", now=T0 + minutes(10), reason=None, set_reason=True
+    )
     assert cleared.idle_reason is None
 
 

@@ -15,9 +15,10 @@ from sandboxd.app.scaler import ScaleWorker, scaler_telemetry
 from sandboxd.errors import ApplyRejected, ApplyUnavailable, InvalidEvent, StoreConflict
 from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.desired import DesiredState, Lifecycle
-from sandboxd.reconcile import idle
-from sandboxd.reconcile.idle import Action, Decision, ScaleOutcome, execute_scale
+from sandboxd.reconcile import idle, scaling
+from sandboxd.reconcile.idle import Action, Decision
 from sandboxd.reconcile.ports import Delivery
+from sandboxd.reconcile.scaling import ScaleOutcome, execute_scale
 from sandboxd.runtime.disposition import Disposition
 from sandboxd.runtime.retry import Backoff
 from sandboxd.telemetry.testing import prometheus_sample
@@ -33,7 +34,7 @@ async def stored(state: DesiredState) -> MemoryStore[DesiredState]:
 
 
 def went_idle(state: DesiredState) -> DesiredState:
-    return idle.decided(state, Decision(Action.IDLE, "x"), now=T0 + minutes(30))
+    return idle.desired_after(state, Decision(Action.IDLE, "x"), now=T0 + minutes(30))
 
 
 NS = ("sandbox-ceo-at-acme-com", "pty-server")
@@ -42,7 +43,7 @@ NS = ("sandbox-ceo-at-acme-com", "pty-server")
 async def test_an_idle_command_scales_to_zero_once() -> None:
     state = went_idle(desired(email="ceo@acme.com", sessions=3))
     store, target = await stored(state), FakeStatefulSets({NS: 3})
-    command = idle.scale_command(state, Action.IDLE, now=T0)
+    command = scaling.scale_command(state, Action.IDLE, now=T0)
     result = await execute_scale(command, desired=store, target=target)
     assert (result.outcome, result.replicas, result.previous) == (ScaleOutcome.SCALED, 0, 3)
     assert target.replicas[NS] == 0
@@ -52,7 +53,7 @@ async def test_an_idle_command_scales_to_zero_once() -> None:
 
 async def test_an_older_command_is_skipped() -> None:
     state = went_idle(desired(email="ceo@acme.com", sessions=3))
-    command = idle.scale_command(state, Action.IDLE, now=T0)
+    command = scaling.scale_command(state, Action.IDLE, now=T0)
     resumed = state.model_copy(update={"idle_since": None, "generation": state.generation + 1})
     store, target = await stored(resumed), FakeStatefulSets({NS: 3})
     result = await execute_scale(command, desired=store, target=target)
@@ -61,14 +62,14 @@ async def test_an_older_command_is_skipped() -> None:
 
 async def test_a_command_ahead_of_the_desired_state_is_retried() -> None:
     state = desired(email="ceo@acme.com")
-    command = idle.scale_command(went_idle(state), Action.IDLE, now=T0)
+    command = scaling.scale_command(went_idle(state), Action.IDLE, now=T0)
     with pytest.raises(StoreConflict, match="behind the command"):
         await execute_scale(command, desired=await stored(state), target=FakeStatefulSets({NS: 2}))
 
 
 async def test_a_command_for_an_earlier_sandbox_of_the_same_id_is_skipped() -> None:
     old = went_idle(desired(email="ceo@acme.com", generation=6))
-    command = idle.scale_command(old, Action.IDLE, now=T0 + minutes(30))
+    command = scaling.scale_command(old, Action.IDLE, now=T0 + minutes(30))
     recreated = desired(email="ceo@acme.com", generation=1, accepted_at=T0 + minutes(60))
     target = FakeStatefulSets({NS: 2})
     result = await execute_scale(command, desired=await stored(recreated), target=target)
@@ -78,7 +79,7 @@ async def test_a_command_for_an_earlier_sandbox_of_the_same_id_is_skipped() -> N
 async def test_gone_sandboxes_and_statefulsets_are_not_scaled() -> None:
     """Upstream case 6 (not a sandbox's StatefulSet: untouched) and NotFound-is-success."""
     state = went_idle(desired(email="ceo@acme.com"))
-    command = idle.scale_command(state, Action.IDLE, now=T0)
+    command = scaling.scale_command(state, Action.IDLE, now=T0)
     empty: MemoryStore[DesiredState] = MemoryStore()
     target = FakeStatefulSets({("kube-system", "pty-server"): 2})
     assert (await execute_scale(command, desired=empty, target=target)).outcome is ScaleOutcome.GONE
@@ -104,20 +105,20 @@ async def test_a_command_naming_anything_but_its_own_pty_server_is_refused(names
         ("sandbox-someone-else-at-acme-com", "pty-server"): 2,
     }
     store, target = await stored(state), FakeStatefulSets({NS: 2, **others})
-    command = idle.scale_command(state, Action.IDLE, now=T0).model_copy(update=names)
+    command = scaling.scale_command(state, Action.IDLE, now=T0).model_copy(update=names)
     with pytest.raises(InvalidEvent, match="not the sandbox's pty-server") as refused:
         await execute_scale(command, desired=store, target=target)
-    assert refused.value.reason == idle.TARGET_REFUSED
+    assert refused.value.reason == scaling.TARGET_REFUSED
     assert target.patches == [] and target.replicas == {NS: 2, **others}
 
 
 async def test_a_command_for_an_unknown_sandbox_is_refused_when_it_names_no_sandbox_namespace() -> None:
     state = went_idle(desired(email="ceo@acme.com"))
-    command = idle.scale_command(state, Action.IDLE, now=T0).model_copy(update={"namespace": "kube-system"})
+    command = scaling.scale_command(state, Action.IDLE, now=T0).model_copy(update={"namespace": "kube-system"})
     target = FakeStatefulSets({("kube-system", "pty-server"): 2})
     with pytest.raises(InvalidEvent) as refused:
         await execute_scale(command, desired=MemoryStore(), target=target)
-    assert refused.value.reason == idle.TARGET_REFUSED and target.patches == []
+    assert refused.value.reason == scaling.TARGET_REFUSED and target.patches == []
 
 
 async def test_a_resume_that_overtakes_the_patch_is_not_undone() -> None:
@@ -133,7 +134,7 @@ async def test_a_resume_that_overtakes_the_patch_is_not_undone() -> None:
         await store.put(state.sandbox_id, resumed, revision=current.revision)
 
     target.before_patch = resume_meanwhile
-    result = await execute_scale(idle.scale_command(state, Action.IDLE, now=T0), desired=store, target=target)
+    result = await execute_scale(scaling.scale_command(state, Action.IDLE, now=T0), desired=store, target=target)
     assert result.outcome is ScaleOutcome.SCALED
     assert target.patches == [(*NS, 0), (*NS, 2)] and target.replicas[NS] == 2
 
@@ -204,7 +205,7 @@ async def test_upstream_10_the_counter_goes_up_once_per_scale_down() -> None:
     target = FakeStatefulSets({(namespace, "pty-server"): 2})
     worker, _ = await worker_for(state, target)
     before = counter("sandbox_controller_idle_timeout_events_total", namespace=namespace)
-    command = idle.scale_command(state, Action.IDLE, now=T0)
+    command = scaling.scale_command(state, Action.IDLE, now=T0)
     first, duplicate = delivery_of(command, seq=1), delivery_of(command, seq=2)
     await worker.handle([duplicate, first])
     assert first.settled == [("ack", None)] and duplicate.settled == [("ack", None)]
@@ -214,20 +215,20 @@ async def test_upstream_10_the_counter_goes_up_once_per_scale_down() -> None:
 
 async def test_wakes_are_counted() -> None:
     asleep = went_idle(desired("sb-wake", email="wake@acme.com", sessions=3))
-    awake = idle.decided(asleep, Decision(Action.WAKE, "y"), now=T0 + minutes(40))
+    awake = idle.desired_after(asleep, Decision(Action.WAKE, "y"), now=T0 + minutes(40))
     namespace = "sandbox-wake-at-acme-com"
     target = FakeStatefulSets({(namespace, "pty-server"): 0})
     worker, _ = await worker_for(awake, target)
     labels = {"namespace": namespace, "reason": "Active"}
     before = counter("sandbox_controller_idle_wake_events_total", **labels)
-    await worker.handle([delivery_of(idle.scale_command(awake, Action.WAKE, now=T0))])
+    await worker.handle([delivery_of(scaling.scale_command(awake, Action.WAKE, now=T0))])
     assert target.replicas[(namespace, "pty-server")] == 3
     assert counter("sandbox_controller_idle_wake_events_total", **labels) == before + 1
 
 
 async def test_transient_failures_nak_with_backoff_and_permanent_ones_dead_letter() -> None:
     state = went_idle(desired(email="ceo@acme.com"))
-    command = idle.scale_command(state, Action.IDLE, now=T0)
+    command = scaling.scale_command(state, Action.IDLE, now=T0)
     target = FakeStatefulSets({NS: 2}, fail=ApplyUnavailable("apiserver: HTTP 503"))
     worker, letters = await worker_for(state, target)
     transient = delivery_of(command, delivered=2)
@@ -248,7 +249,7 @@ async def test_malformed_commands_are_dead_lettered() -> None:
     state = desired(email="ceo@acme.com")
     worker, letters = await worker_for(state, FakeStatefulSets({NS: 2}))
     garbage = FakeDelivery("sandbox.scale.sb-1", b'{"commandId": ""}')
-    elsewhere = delivery_of(idle.scale_command(state, Action.IDLE, now=T0))
+    elsewhere = delivery_of(scaling.scale_command(state, Action.IDLE, now=T0))
     elsewhere.subject = "sandbox.scale.sb-other"
     await worker.handle([garbage, elsewhere])
     assert garbage.settled == [("term", None)] and elsewhere.settled == [("term", None)]
@@ -261,12 +262,12 @@ async def test_a_refused_target_is_dead_lettered_and_counted() -> None:
     target = FakeStatefulSets({NS: 2, ("kube-system", "pty-server"): 2})
     worker, letters = await worker_for(state, target)
     before = counter("sandboxd_scale_commands_total", reason="Idle", outcome="refused")
-    command = idle.scale_command(state, Action.IDLE, now=T0).model_copy(update={"namespace": "kube-system"})
+    command = scaling.scale_command(state, Action.IDLE, now=T0).model_copy(update={"namespace": "kube-system"})
     forged = delivery_of(command)
     await worker.handle([forged])
     assert forged.settled == [("term", None)]
     [(reason, message)] = letters.sent
-    assert reason == idle.TARGET_REFUSED and "'kube-system'/'pty-server'" in message
+    assert reason == scaling.TARGET_REFUSED and "'kube-system'/'pty-server'" in message
     assert counter("sandboxd_scale_commands_total", reason="Idle", outcome="refused") == before + 1
     assert target.patches == []
 
@@ -275,7 +276,7 @@ async def test_a_reason_outside_the_contract_is_malformed() -> None:
     """``reason`` is a metric label: free text would let a publisher mint label values without bound."""
     state = went_idle(desired(email="ceo@acme.com"))
     worker, letters = await worker_for(state, FakeStatefulSets({NS: 2}))
-    body = idle.scale_command(state, Action.IDLE, now=T0).model_dump(mode="json", by_alias=True)
+    body = scaling.scale_command(state, Action.IDLE, now=T0).model_dump(mode="json", by_alias=True)
     odd = FakeDelivery(f"sandbox.scale.{state.sandbox_id}", json.dumps({**body, "reason": "x" * 40}).encode())
     await worker.handle([odd])
     assert odd.settled == [("term", None)] and [r for r, _ in letters.sent] == ["InvalidEvent"]

@@ -35,7 +35,7 @@ from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters, publish, publish_scale
 from sandboxd.models.activity import ActivityReport, ScaleCommand
 from sandboxd.models.desired import DesiredState
-from sandboxd.reconcile.idle import ActivityBook
+from sandboxd.reconcile.activity import ActivityBook
 from sandboxd.reconcile.ports import Versioned
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class Records(Protocol):
 
 
 class DesiredFeed:
-    """``reconcile.idle.DesiredView`` over a watch of the desired-state bucket.
+    """``reconcile.ports.DesiredView`` over a watch of the desired-state bucket.
 
     The service's own store wrote most of these revisions: the feed keeps the very record the store parsed when
     it still holds it, and otherwise keeps the entry as it came and parses it when a sweep first looks at it
@@ -198,7 +198,7 @@ class DesiredFeed:
 
 
 class JetStreamCommands:
-    """``reconcile.idle.CommandPublisher`` on SANDBOX_SCALE."""
+    """``reconcile.ports.CommandPublisher`` on SANDBOX_SCALE."""
 
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
@@ -208,7 +208,7 @@ class JetStreamCommands:
 
 
 class JetStreamActivity:
-    """``reconcile.idle.ActivityPublisher`` on SANDBOX_ACTIVITY."""
+    """``reconcile.ports.ActivityPublisher`` on SANDBOX_ACTIVITY."""
 
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js

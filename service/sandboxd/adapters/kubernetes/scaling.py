@@ -1,14 +1,14 @@
 """The sibling scaler's Kubernetes side: set a StatefulSet's replicas through its ``scale`` subresource.
 
-``StatefulSetScaler`` is ``reconcile.idle.ScaleTarget``: it reads ``/scale`` and, when the count differs,
+``StatefulSetScaler`` is ``reconcile.ports.ScaleTarget``: it reads ``/scale`` and, when the count differs,
 merge-patches ``{"spec": {"replicas": n}}`` with its own field manager (``sandboxd-scaler``). The reconciler's
 server-side apply (field manager ``sandboxd``, ``force``) renders the same count and takes the field back on its
 next pass without a conflict, so the two never fight over it. A missing StatefulSet (or namespace) is
 ``None``: nothing to scale. Other failures are translated by ``adapters.kubernetes.errors`` (retryable 409,
 429, 5xx and unreachable; permanent 400, 403, 422).
 
-What it does not do: decide the count (``reconcile.idle.execute_scale`` does), choose the workload (the
-sandbox's own pty-server, ``reconcile.idle.target_of``; never a name a command carries), or touch anything but
+What it does not do: decide the count (``reconcile.scaling.execute_scale`` does), choose the workload (the
+sandbox's own pty-server, ``reconcile.scaling.target_of``; never a name a command carries), or touch anything but
 ``spec.replicas``. Its RBAC is exactly the two requests it makes: ``statefulsets/scale`` get and patch, in sandbox
 namespaces only (docs/security.md).
 """
