@@ -255,7 +255,12 @@ class Service:
         if not self.mints_tokens:
             return
         tokens = await token_loop(
-            self.settings, desired=stores.desired, status=status, clock=self.clock, kick=self._kicker(queue)
+            self.settings,
+            desired=stores.desired,
+            status=status,
+            clock=self.clock,
+            kick=self._kicker(queue),
+            metrics=self.telemetry.instruments,
         )
         tg.start_soon(partial(tokens.run, self._guard("token writer")), name="token-writer")
 

@@ -37,6 +37,7 @@ from sandboxd.reconcile.tokens import TokenBridge, TokenSecrets, TokenWriter
 from sandboxd.runtime.loops import LoopGuard, until_done
 from sandboxd.settings import Settings
 from sandboxd.settings.tokens import TokenSettings
+from sandboxd.telemetry.metrics import Instruments
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,9 @@ async def token_loop(
     kick: Callable[[str], None] | None,
     bridge: TokenBridge | None = None,
     secrets: TokenSecrets | None = None,
+    metrics: Instruments | None = None,
 ) -> TokenLoop:
-    """The writer over real adapters (or the ones given, for tests)."""
+    """The writer over real adapters (or the ones given, for tests); ``metrics`` count its outcomes."""
     bridge = bridge or bridge_from(settings.tokens)
     secrets = secrets or await secrets_from(settings)
     writer = TokenWriter(
@@ -119,6 +121,7 @@ async def token_loop(
         settings=settings.tokens,
         clock=clock,
         kick=kick,
+        metrics=metrics,
     )
     log.info(
         "token writer on: bridge %s, channels %s, rotation %.0f s before expiry",

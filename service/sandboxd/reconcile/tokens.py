@@ -44,6 +44,7 @@ from sandboxd.reconcile import capabilities
 from sandboxd.reconcile.ports import Clock, Store
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.settings.tokens import TokenSettings
+from sandboxd.telemetry.metrics import Instruments, noop_instruments
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,10 @@ class TokenWriter:
         settings: TokenSettings,
         clock: Clock,
         kick: Callable[[str], None] | None = None,
+        metrics: Instruments | None = None,
     ) -> None:
         self._desired = desired
+        self._metrics = metrics or noop_instruments()
         self._status = status
         self._bridge = bridge
         self._secrets = secrets
@@ -207,6 +210,7 @@ class TokenWriter:
         await self._status.write(desired.sandbox_id, _issued(desired, state, message, now))
         self._due[desired.sandbox_id] = rotate_at
         self._failures.pop(desired.sandbox_id, None)
+        self._metrics.token_event("minted" if previous is None else "rotated")
         log.info("sandbox %s: LLM-gateway token %s", desired.sandbox_id, message)
         if self._kick is not None:
             self._kick(desired.sandbox_id)  # the reconcile stamps the revision: the pods restart with the token
@@ -219,6 +223,7 @@ class TokenWriter:
         retry_at = now + timedelta(seconds=delay)
         self._due[desired.sandbox_id] = retry_at
         message = f"{error.message} (attempt {failures}; next at {_iso(retry_at)})"
+        self._metrics.token_event("failed")
         log.warning("sandbox %s: %s: %s", desired.sandbox_id, error.reason, message)
         await self._status.write(desired.sandbox_id, _refused(desired, error.reason, message, now))
 
@@ -235,7 +240,9 @@ class TokenWriter:
             except TokenMintFailed as exc:
                 log.warning("sandbox %s: revoking its token failed: %s", sandbox_id, exc.message)
                 return  # the bookkeeping stays: the next sweep that sees it tries again
-            if not revoked:
+            if revoked:
+                self._metrics.token_event("revoked")
+            else:
                 log.info("sandbox %s: the bridge cannot revoke tokens; it lapses at its expiry", sandbox_id)
         await self._status.write(sandbox_id, _cleared)
 

@@ -18,14 +18,17 @@ Instruments, with their attributes and the Prometheus name the exporter derives:
   by loop name and exception class [``sandboxd_loop_errors_total``];
 - ``sandboxd.idle.scale_downs`` and ``sandboxd.idle.wakes`` (observable counters): the sweeper's idle and wake
   decisions, read from its running counts;
+- ``sandboxd.tokens`` (counter; ``outcome`` minted|rotated|failed|revoked): the LLM-gateway token writer's
+  mints (a sandbox's first token), rotations (a token replacing one: schedule, changed plan or capabilities, a
+  Secret that lost it), failed mints and revokes [``sandboxd_tokens_total``];
 - ``sandboxd.sandboxes`` (gauge; ``phase``): sandboxes by status phase, as this process last saw them;
 - ``sandboxd.ready`` (gauge): 1 while ``/readyz`` would answer 200, else 0 (the scaler exports it too).
 
 Every series is there from start-up, at zero: the counters with one series without attributes (the labelled
 ones come with their first increment), the gauges at 0 until what they read is wired or first sampled, the
-settlements by each action, ``sandboxd.sandboxes`` by every phase. So an alert or a dashboard reads 0 rather than
-"no data" on a replica that has done nothing yet. The one exception is the histogram: its series come with the
-first reconcile (a histogram has no "zero" sample; recording one would skew it).
+settlements by each action, the token outcomes by each outcome, ``sandboxd.sandboxes`` by every phase. So an
+alert or a dashboard reads 0 rather than "no data" on a replica that has done nothing yet. The one exception is
+the histogram: its series come with the first reconcile (a histogram has no "zero" sample; recording one would skew it).
 
 No sandbox id is ever an attribute (one series per sandbox would not scale); reasons are the error tree's
 CamelCase words, a bounded set. Observable gauges read cached values: callbacks are synchronous and run on
@@ -57,6 +60,7 @@ from sandboxd.telemetry.environment import check_protocol, otlp_endpoint, resour
 INSTRUMENTATION: Final = "sandboxd"
 RECONCILE_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 SETTLEMENTS: Final = ("ack", "nak", "term")
+TOKEN_OUTCOMES: Final = ("minted", "rotated", "failed", "revoked")
 _REASON: Final = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
 
@@ -182,8 +186,14 @@ class Instruments:
             "sandboxd.ready", [self._observe_ready], description="1 while this process is ready (/readyz 200)."
         )
 
+        self._tokens = meter.create_counter(
+            "sandboxd.tokens", unit="{token}", description="LLM-gateway tokens minted, rotated, failed, revoked."
+        )
+
         for counter in (self._retries, self._dead_letters, self._apply_errors, self._loop_errors):
             counter.add(0)  # present at zero from start-up
+        for outcome in TOKEN_OUTCOMES:
+            self._tokens.add(0, {"outcome": outcome})
 
     @classmethod
     def from_provider(cls, provider: MeterProvider | NoOpMeterProvider) -> Instruments:
@@ -205,6 +215,10 @@ class Instruments:
 
     def loop_failed(self, loop: str, error: str) -> None:
         self._loop_errors.add(1, {"loop": bounded(loop.replace(" ", "-")), "error": bounded(error)})
+
+    def token_event(self, outcome: str) -> None:
+        """One of ``TOKEN_OUTCOMES`` from the token writer."""
+        self._tokens.add(1, {"outcome": outcome if outcome in TOKEN_OUTCOMES else "other"})
 
     def watch_queue(self, *, depth: Callable[[], int], held: Callable[[], int]) -> None:
         """Where the queue gauges read from (the keyed queue registers itself)."""

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 from pydantic import SecretStr
 
 from sandboxd.adapters.kubernetes import KubernetesApplier
@@ -31,6 +32,7 @@ from sandboxd.render import RenderedSandbox, RenderRequest, render
 from sandboxd.render.kustomize import files
 from sandboxd.settings.service import ApplierSettings
 from sandboxd.settings.tokens import TokenSettings
+from sandboxd.telemetry.testing import Captured, capture, prometheus_sample
 from support import kuberaw
 from support.kube_fixtures import KubeTarget
 from support.spine import runtime_settings, spec
@@ -78,6 +80,11 @@ class Rig:
     reconciler: Reconciler
     writer: TokenWriter
     kicked: list[str]
+    captured: Captured
+
+    def tokens_total(self, outcome: str) -> float | None:
+        text = generate_latest(self.captured.telemetry.registry).decode()
+        return prometheus_sample(text, "sandboxd_tokens_total", outcome=outcome)
 
     async def reconcile_kicked(self) -> None:
         while self.kicked:
@@ -123,6 +130,7 @@ async def rig(
         status_store: MemoryStore[SandboxStatus] = MemoryStore()
         status = StatusWriter(status_store)
         kicked: list[str] = []
+        captured = capture()
         reconciler = Reconciler(
             desired=desired,
             owners=MemoryStore[OwnerClaim](),
@@ -141,6 +149,7 @@ async def rig(
             settings=settings,
             clock=clock,
             kick=kicked.append,
+            metrics=captured.telemetry.instruments,
         )
         await desired.put(sandbox_id, desired_state(sandbox_id), revision=None)
         try:
@@ -154,6 +163,7 @@ async def rig(
                 reconciler,
                 writer,
                 kicked,
+                captured,
             )
         finally:
             await newapi.aclose()
@@ -287,6 +297,8 @@ async def test_a_refused_mint_is_token_mint_failed_in_status_with_growing_backof
         await rig.writer.sweep()
     assert delays == [10, 20, 40, 80]
     assert len(rig.bridge.minted()) == 5
+    assert rig.tokens_total("failed") == 5
+    assert rig.tokens_total("minted") == 0
 
 
 async def test_a_deleted_sandboxs_token_is_revoked_and_forgotten(rig: Rig) -> None:
@@ -300,3 +312,4 @@ async def test_a_deleted_sandboxs_token_is_revoked_and_forgotten(rig: Rig) -> No
     status = await rig.status()
     assert status.token is None
     assert status.condition(ConditionType.TOKEN_ISSUED) is None
+    assert (rig.tokens_total("minted"), rig.tokens_total("revoked")) == (1, 1)

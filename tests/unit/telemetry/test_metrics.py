@@ -110,3 +110,17 @@ def test_the_scalers_series_are_at_zero_before_its_first_command() -> None:
     text = generate_latest(telemetry.registry).decode()
     assert prometheus_sample(text, "sandbox_controller_idle_timeout_events_total", namespace=namespace) == 1
     telemetry.shutdown()
+
+
+def test_token_outcomes_are_at_zero_from_start_up_and_count_each_outcome(captured: Captured) -> None:
+    text = prometheus(captured)
+    for outcome in ("minted", "rotated", "failed", "revoked"):
+        assert prometheus_sample(text, "sandboxd_tokens_total", outcome=outcome) == 0
+    metrics = captured.telemetry.instruments
+    metrics.token_event("minted")
+    metrics.token_event("failed")
+    metrics.token_event("failed")
+    text = prometheus(captured)
+    assert prometheus_sample(text, "sandboxd_tokens_total", outcome="minted") == 1
+    assert prometheus_sample(text, "sandboxd_tokens_total", outcome="failed") == 2
+    assert prometheus_sample(text, "sandboxd_tokens_total", outcome="rotated") == 0
