@@ -82,6 +82,7 @@ nats-defs: $(STAMP)
 	$(BIN)/python deploy/nats/generate.py
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'  # the FastStream peer run
 	$(BIN)/python -m bench.spine
 
 bench-render: $(STAMP)

@@ -25,7 +25,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -220,66 +220,71 @@ class Delivered:
         self.headers: dict[str, str] = msg.headers or {}
 
 
+class SameWork:
+    """The service's work for one new sandbox's create event, but the ack (module docstring, 1)."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+        self.runtime = service_settings("nats://unused").runtime
+
+    async def buckets(self) -> None:
+        self.desired = await self.js.create_key_value(bucket=naming.DESIRED_BUCKET)
+        self.owners = await self.js.create_key_value(bucket=naming.OWNERS_BUCKET)
+        self.status = await self.js.create_key_value(bucket=naming.STATUS_BUCKET)
+
+    async def __call__(self, msg: Any) -> None:
+        delivered = Delivered(msg)
+        event = validate(delivered)
+        assert isinstance(event, CreateEvent)
+        uid = naming.owner_uid(event.data.spec.owner.email)
+        claim = OwnerClaim(sandbox_id=event.subject, email=uid.email)
+        await self.owners.create(naming.owner_key(uid.value), claim.to_json())
+        desired = DesiredState(
+            sandbox_id=event.subject,
+            spec=event.data.spec,
+            owner_uid=uid.value,
+            generation=1,
+            incarnation=delivered.stream_sequence,
+            lifecycle=Lifecycle.ACTIVE,
+            sequence=delivered.stream_sequence,
+            event_id=event.id,
+            accepted_at=datetime.now(UTC),
+        )
+        await self.desired.create(naming.desired_key(event.subject), desired.to_json())
+        rendered = render(RenderRequest(sandbox_id=event.subject, spec=desired.spec), self.runtime)
+        status = statuses.applied(
+            None,
+            desired=desired,
+            namespace=rendered.namespace,
+            endpoint=rendered.endpoint,
+            objects=object_refs(rendered),
+            replicas=rendered.replicas,
+            ready=rendered.replicas,
+            timings_ms={},
+            now=datetime.now(UTC),
+        )
+        await self.status.create(naming.status_key(event.subject), status.to_json())
+        await self.desired.get(naming.desired_key(event.subject))  # the revision check after applying
+
+
 async def same_work(count: int) -> float:
     """The bare loop doing the service's per-sandbox work (module docstring, 1), sandboxes/s to status written."""
-    runtime = service_settings("nats://unused").runtime
     async with server() as srv:
         nc = await nats.connect(srv.url)
         js = nc.jetstream()
         await js.add_stream(name="SAME", subjects=["sandbox.*.*"])
-        desired_kv = await js.create_key_value(bucket=naming.DESIRED_BUCKET)
-        owners_kv = await js.create_key_value(bucket=naming.OWNERS_BUCKET)
-        status_kv = await js.create_key_value(bucket=naming.STATUS_BUCKET)
-        await js.add_consumer(
-            "SAME",
-            config=api.ConsumerConfig(durable_name="same", ack_policy=api.AckPolicy.EXPLICIT, max_ack_pending=20_000),
-        )
+        work = SameWork(js)
+        await work.buckets()
+        config = api.ConsumerConfig(durable_name="same", ack_policy=api.AckPolicy.EXPLICIT, max_ack_pending=20_000)
+        await js.add_consumer("SAME", config=config)
         sub = await js.pull_subscribe_bind("same", stream="SAME")
 
         async def handle(msg: Any) -> None:
-            delivered = Delivered(msg)
-            event = validate(delivered)
-            assert isinstance(event, CreateEvent)
-            uid = naming.owner_uid(event.data.spec.owner.email)
-            await owners_kv.create(
-                naming.owner_key(uid.value), OwnerClaim(sandbox_id=event.subject, email=uid.email).to_json()
-            )
-            now = datetime.now(UTC)
-            desired = DesiredState(
-                sandbox_id=event.subject,
-                spec=event.data.spec,
-                owner_uid=uid.value,
-                generation=1,
-                incarnation=delivered.stream_sequence,
-                lifecycle=Lifecycle.ACTIVE,
-                sequence=delivered.stream_sequence,
-                event_id=event.id,
-                accepted_at=now,
-            )
-            await desired_kv.create(naming.desired_key(event.subject), desired.to_json())
-            rendered = render(RenderRequest(sandbox_id=event.subject, spec=desired.spec), runtime)
-            status = statuses.applied(
-                None,
-                desired=desired,
-                namespace=rendered.namespace,
-                endpoint=rendered.endpoint,
-                objects=object_refs(rendered),
-                replicas=rendered.replicas,
-                ready=rendered.replicas,
-                timings_ms={},
-                now=datetime.now(UTC),
-            )
-            await status_kv.create(naming.status_key(event.subject), status.to_json())
-            await desired_kv.get(naming.desired_key(event.subject))  # the revision check after applying
+            await work(msg)
             await msg.ack()
 
-        counter = StatusCounter(js)
-        items = payloads(count, prefix="s")
-        done = 0
-        start = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(counter.run, count)
-            publisher = asyncio.ensure_future(publish_all(js, items))
+        async def consume() -> None:
+            done = 0
             while done < count:
                 try:
                     msgs = await sub.fetch(256, timeout=1)
@@ -287,10 +292,55 @@ async def same_work(count: int) -> float:
                     continue
                 await asyncio.gather(*(handle(m) for m in msgs))
                 done += len(msgs)
-            await publisher
-        elapsed = max(counter.seen.values()) - start
+
+        elapsed = await timed_to_status(js, count, "s", consume)
         await nc.close()
         return count / elapsed
+
+
+async def faststream_peer(count: int) -> float:
+    """FastStream's NATS broker doing the same work per event (a pull subscriber, 64 workers, acks on return)."""
+    from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub  # noqa: PLC0415 - the ``bench`` extra, only here
+
+    async with server() as srv:
+        nc = await nats.connect(srv.url)
+        js = nc.jetstream()
+        work = SameWork(js)
+        await work.buckets()
+        broker = NatsBroker(srv.url, logger=None)
+
+        @broker.subscriber(
+            "sandbox.*.*",
+            stream=JStream("PEER", subjects=["sandbox.*.*"]),
+            durable="peer",
+            pull_sub=PullSub(batch_size=256, timeout=1),
+            max_workers=64,
+        )
+        async def handle(body: Any, msg: NatsMessage) -> None:  # FastStream decodes the JSON body: its way
+            await work(msg.raw_message)
+
+        await broker.start()
+        try:
+            elapsed = await timed_to_status(js, count, "f", None)
+        finally:
+            await broker.stop()
+        await nc.close()
+        return count / elapsed
+
+
+async def timed_to_status(
+    js: JetStreamContext, count: int, prefix: str, consume: Callable[[], Awaitable[None]] | None
+) -> float:
+    """Publish ``count`` creates and time until every status record is written (``consume``: the loop, if any)."""
+    counter = StatusCounter(js)
+    items = payloads(count, prefix=prefix)
+    start = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(counter.run, count)
+        tg.start_soon(publish_all, js, items)
+        if consume is not None:
+            await consume()
+    return max(counter.seen.values()) - start
 
 
 async def service_throughput(count: int) -> float:
@@ -380,6 +430,8 @@ async def main(args: argparse.Namespace) -> None:
     fresh_heap()
     same = await same_work(args.n)
     fresh_heap()
+    peer = await faststream_peer(args.n) if args.peer else float("nan")
+    fresh_heap()
     svc = await service_throughput(args.n)
     line("raw ceiling (nats-py publish/fetch/KV put/ack), events/s", f"{raw:,.0f}")
     line("same-work loop (bare nats-py, the service's work), sandboxes/s", f"{same:,.0f}")
@@ -387,6 +439,9 @@ async def main(args: argparse.Namespace) -> None:
     line("ratio same-work / raw", f"{same / raw:.2f}")
     line("ratio service / same-work", f"{svc / same:.2f}", "goal ≥ 0.8")
     line("ratio service / raw", f"{svc / raw:.2f}", "goal ≥ 0.2")
+    if args.peer:
+        line("FastStream NATS broker, the same work, sandboxes/s", f"{peer:,.0f}")
+        line("ratio service / FastStream", f"{svc / peer:.2f}", "goal ≥ 1.5")
     fresh_heap()
     p50, p99, sent = await latency(svc / 2, args.seconds)
     line(f"latency at half load ({svc / 2:,.0f}/s, {sent} events) p50 ms", f"{p50:.1f}")
@@ -402,6 +457,7 @@ async def main(args: argparse.Namespace) -> None:
 def cli(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000, help="sandboxes for the throughput runs")
+    parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip the FastStream run")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of the latency run")
     parser.add_argument("--coalesce", type=int, default=1000, help="sandboxes in the coalescing run")
     parser.add_argument("--tracked", type=int, default=10_000, help="sandboxes for the memory figure")
