@@ -47,8 +47,15 @@ async def test_deleted_and_rejected_records_expire_and_live_ones_stay(
         await c.publish("delete", never)  # an id that was never created: Rejected
         await c.wait_status(never, lambda s: s.phase is Phase.REJECTED)
 
+        kv = await c.js.key_value(naming.STATUS_BUCKET)
+        watcher = await kv.watch(naming.status_key(doomed), include_history=False)
         await wait_gone(c, doomed)
         await wait_gone(c, never)
+        with anyio.fail_after(10):  # a console watching the key is told (the server's marker reads as a delete)
+            async for entry in watcher:
+                if entry is not None and entry.operation in ("DEL", "PURGE"):
+                    break
+        await watcher.stop()
         kept = await c.status(live)
         assert kept is not None and kept.phase is Phase.PROVISIONING  # written before both, still there
 
