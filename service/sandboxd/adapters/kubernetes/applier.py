@@ -15,13 +15,14 @@
 3. **prune** the inventoried objects that are no longer rendered, except PersistentVolumeClaims: a removed repo's
    volume keeps the owner's data until a purge.
 
-**From the watch cache.** While the Observer runs, its feeds keep ``inventory.Inventory``: when every watched
-kind is covered and the cache holds the sandbox's Namespace, the pass makes no Namespace GET and no LISTs but
-one, the sandbox's Secrets (metadata only; the reconciler may not list Secrets across the cluster), and applies
-only the objects (the namespace grants included) the cache does not show **unchanged**: annotated
+**From the watch cache.** While the Observer runs, its feeds keep ``inventory.Inventory``. When every watched
+kind is covered, a Namespace the cache does not hold is taken as new without a GET (a lagging cache costs only
+that pass's prune); when it holds the sandbox's Namespace, the pass makes no Namespace GET and no LIST but one,
+the sandbox's Secrets (metadata only: the reconciler may not list Secrets across the cluster), and applies only
+the objects (the namespace grants included) the cache does not show **unchanged**: annotated
 ``inventory.APPLIED`` with the digest of the manifest, and still owning every field this process's last apply
-owned. A steady-state resync of an unchanged sandbox thus costs one request; drift by another field manager
-(it takes a field over) is applied again on the next pass. Every applied object carries the annotation.
+owned. A steady-state resync of an unchanged sandbox thus costs one request; drift by another field manager (it
+takes a field over) is applied again on the next pass. Every applied object carries the annotation.
 
 ``changed`` is whether any resourceVersion moved (inventory vs. apply response) or anything was pruned; the
 pty-server StatefulSet in the apply response gives ``ready_replicas``. Every object is attempted even when one is
@@ -180,12 +181,14 @@ class KubernetesApplier:
 
     async def apply(self, sandbox: RenderedSandbox, *, generation: int) -> ApplyResult:
         namespace, rest = _plan(sandbox)
-        cached = self._cached_namespace(sandbox.namespace)
-        if cached is not None:
+        covered = all(self.inventory.covers(resource) for resource in CLUSTER_WATCHED)
+        cached = self.inventory.get(NAMESPACE, sandbox.namespace) if covered else None
+        if cached is not None and not cached.deleting:
             return await self._apply_cached(sandbox, namespace, rest, cached)
         before: dict[Key, str] = {}
         live: list[Live] = []
-        current = await self.transport.get(NAMESPACE.item(sandbox.namespace))
+        # A namespace the covering cache does not hold is taken as new (a lagging cache costs only this pass's prune).
+        current = None if covered and cached is None else await self.transport.get(NAMESPACE.item(sandbox.namespace))
         if current is None:  # a new sandbox: nothing of it can exist yet, no inventory to take
             namespace_out = await self._apply_one(namespace)
             await self._grant(sandbox.namespace)
@@ -209,13 +212,6 @@ class KubernetesApplier:
             ready_replicas=_ready_of(rest, applied),
             pruned=tuple(item.ref() for item in pruned),
         )
-
-    def _cached_namespace(self, namespace: str) -> Live | None:
-        """The cache's record of ``namespace`` when the cache can serve a pass in it (module docstring)."""
-        if not all(self.inventory.covers(resource) for resource in CLUSTER_WATCHED):
-            return None
-        found = self.inventory.get(NAMESPACE, namespace)
-        return None if found is None or found.deleting else found
 
     async def _apply_cached(
         self, sandbox: RenderedSandbox, namespace: Manifest, rest: Sequence[Manifest], current: Live

@@ -110,7 +110,8 @@ def live_of(resource: Resource, obj: Mapping[str, Any], *, field_manager: str) -
 def _owned(entries: Iterable[Mapping[str, Any]], field_manager: str) -> int:
     for entry in entries:
         if entry.get("manager") == field_manager and entry.get("operation") == "Apply" and not entry.get("subresource"):
-            return hash(json.dumps(entry.get("fieldsV1"), sort_keys=True, separators=(",", ":")))
+            # The server writes fieldsV1 in one canonical order, so its repr is stable within this process.
+            return hash(repr(entry.get("fieldsV1")))
     return 0
 
 
