@@ -14,6 +14,7 @@ from sandboxd.settings import (
     ApplierSettings,
     NatsSettings,
     RuntimeSettings,
+    Settings,
     TopologySettings,
     WorkerSettings,
     load,
@@ -261,3 +262,14 @@ def test_status_retention_outlives_every_redelivery() -> None:
     with pytest.raises(ValidationError, match="SANDBOXD_STATUS_RETENTION_SECONDS"):
         TopologySettings(status_retention_s=60.0, ack_wait_s=30.0, max_deliver=50)
     assert TopologySettings().status_retention_s >= TopologySettings().ack_wait_s * TopologySettings().max_deliver
+
+
+def test_status_retention_outlives_retries_backed_off_to_the_cap(runtime_env: None) -> None:
+    with pytest.raises(ConfigurationError, match="SANDBOXD_RETRY_CAP_SECONDS"):
+        Settings(
+            runtime=load(RuntimeSettings),
+            nats=NatsSettings(),
+            topology=TopologySettings(status_retention_s=3600.0),  # 50 x 30 s fits, 50 x 300 s does not
+            worker=WorkerSettings(),
+            applier=ApplierSettings(),
+        )

@@ -50,6 +50,18 @@ class Settings:
     tokens: TokenSettings = field(default_factory=TokenSettings)
     tenants: TenantBridgeSettings = field(default_factory=TenantBridgeSettings)
 
+    def __post_init__(self) -> None:
+        # A deleted sandbox's status record (its tombstone) must outlive every redelivery of its events: one that
+        # came after the record expired would begin a new life and bring the sandbox back. A delivery comes again
+        # at most max(ack wait, retry cap) after the one before, SANDBOXD_MAX_DELIVER times in all.
+        topology = self.topology
+        horizon = topology.max_deliver * max(topology.ack_wait_s, self.worker.retry_cap_s)
+        if topology.status_retention_s < horizon:
+            raise ConfigurationError(
+                f"SANDBOXD_STATUS_RETENTION_SECONDS ({topology.status_retention_s:g}) must be at least "
+                f"SANDBOXD_MAX_DELIVER x max(SANDBOXD_ACK_WAIT_SECONDS, SANDBOXD_RETRY_CAP_SECONDS) = {horizon:g}"
+            )
+
 
 def load(group: type[G], overrides: Mapping[str, Any] | None = None) -> G:
     """Read one group from the environment; a problem becomes a ``ConfigurationError`` naming the variable."""

@@ -94,7 +94,7 @@ class TopologySettings(Group):
         7 * DAY,
         ge=1,
         description="How long a Deleted (or never-created Rejected) status record stays in sandbox-status, s; "
-        "at least ack wait x max deliver, so no redelivery outlives it.",
+        "at least max deliver x max(ack wait, retry cap), so no redelivery outlives it.",
     )
 
     @model_validator(mode="after")

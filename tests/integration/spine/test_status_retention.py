@@ -22,8 +22,9 @@ from support.spine import Client, client, running_service, service_settings, uni
 
 pytestmark = [pytest.mark.nats, pytest.mark.anyio]
 RETENTION_S = 2.0
-#: Short enough that a redelivery cannot outlive the retention (the settings refuse anything else).
+#: Short enough that no redelivery outlives the retention (the settings refuse anything else).
 TOPOLOGY = {"status_retention_s": RETENTION_S, "ack_wait_s": 1.0, "max_deliver": 2}
+WORKER = {"retry_cap_s": 1.0}
 
 
 async def wait_gone(c: Client, sandbox_id: str, *, timeout: float = 15.0) -> None:
@@ -36,7 +37,7 @@ async def test_deleted_and_rejected_records_expire_and_live_ones_stay(
     fresh_nats_server: NatsServer, tmp_path: anyio.Path
 ) -> None:
     live, doomed, never = unique_id("live"), unique_id("gone"), unique_id("never")
-    settings = service_settings(fresh_nats_server.url, topology=TOPOLOGY)
+    settings = service_settings(fresh_nats_server.url, topology=TOPOLOGY, worker=WORKER)
     async with client(fresh_nats_server.url) as c, running_service(settings, DirectoryApplier(tmp_path)):
         await c.create(live, "live@acme.com")
         await c.wait_status(live, lambda s: s.phase is Phase.PROVISIONING)
@@ -67,7 +68,7 @@ async def test_deleted_and_rejected_records_expire_and_live_ones_stay(
 
 async def test_a_re_create_before_expiry_is_kept(fresh_nats_server: NatsServer, tmp_path: anyio.Path) -> None:
     sid, clock = unique_id("again"), unique_id("clock")
-    settings = service_settings(fresh_nats_server.url, topology=TOPOLOGY)
+    settings = service_settings(fresh_nats_server.url, topology=TOPOLOGY, worker=WORKER)
     async with client(fresh_nats_server.url) as c, running_service(settings, DirectoryApplier(tmp_path)):
         await c.create(sid, "again@acme.com")
         await c.wait_status(sid, lambda s: s.phase is Phase.PROVISIONING)
