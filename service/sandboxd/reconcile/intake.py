@@ -1,7 +1,9 @@
 """Intake: turn delivered events into the desired state, or into a clear rejection.
 
 For the events of one sandbox (in stream order), intake validates each, folds the valid ones into the stored
-desired state and writes the result once with compare-and-set. Ordering assumption: the caller hands one
+desired state and writes the result once with compare-and-set (``reconcile.cas``). The fold (``fold``) is pure:
+it returns the verdicts and the new state, or the owner claim it needs first; ``Intake`` does the I/O around
+it (reads the tombstone, makes the claims with the same compare-and-set writer, writes the state). Ordering assumption: the caller hands one
 sandbox's events to one ``admit`` call at a time (the runtime groups a fetched batch by sandbox id); other
 replicas may write the same key concurrently, which the compare-and-set detects, and then the whole fold is
 redone on the fresh record.
@@ -23,15 +25,16 @@ the process span's own) so the reconcile it causes joins the same trace.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from opentelemetry.trace import Tracer
 from pydantic import ValidationError
 
 from sandboxd import naming
-from sandboxd.errors import InvalidEvent, OwnershipConflict, PermanentError, StoreConflict
+from sandboxd.errors import InvalidEvent, OwnershipConflict, PermanentError
 from sandboxd.models.base import describe
 from sandboxd.models.bounds import quote
 from sandboxd.models.desired import DesiredState, Lifecycle, OwnerClaim
@@ -44,8 +47,8 @@ from sandboxd.models.events import (
     UpdateEvent,
     parse_event,
 )
-from sandboxd.reconcile import statuses
-from sandboxd.reconcile.ports import Clock, InboundEvent, Store, Versioned
+from sandboxd.reconcile import cas, statuses
+from sandboxd.reconcile.ports import Clock, InboundEvent, Store
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.telemetry import logs, tracing
 
@@ -102,6 +105,160 @@ def validate(event: InboundEvent) -> SandboxEvent:
     return body
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An owner claim a fold needs before it can accept a create or update: ``uid`` for ``sandbox_id``."""
+
+    uid: str
+    email: str
+    sandbox_id: str
+
+
+#: What the claims made so far came to: ``None`` held, else the conflict that refused it.
+Claims = Mapping[Claim, OwnershipConflict | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """A fold's result: a verdict per event and the state to write, or the owner claim it needs first."""
+
+    verdicts: tuple[Admission, ...]
+    state: DesiredState | None
+    needs: Claim | None = None
+
+
+def fold(
+    sandbox_id: str,
+    stored: DesiredState | None,
+    events: Sequence[InboundEvent],
+    *,
+    earlier: Earlier,
+    now: datetime,
+    traceparent_of: Callable[[int], str | None],
+    claims: Claims,
+) -> Folded:
+    """Fold events (in stream order) onto the stored state: pure, no I/O.
+
+    ``earlier`` is what the status shows of the id's earlier lives (read by the caller when nothing is stored),
+    ``claims`` the owner claims already made, ``traceparent_of(index)`` the trace parent of event ``index``
+    when the event carries none of its own. A create or update whose owner claim is not among them stops the
+    fold: it returns that claim as ``needs`` and the caller makes it and folds again.
+    """
+    state = stored
+    verdicts: list[Admission] = []
+    for index, event in enumerate(events):
+        if state is None and event.stream_sequence <= earlier.sequence:  # a redelivery after the deletion was done
+            verdicts.append(Admission(Verdict.STALE, sandbox_id))
+            continue
+        if state is not None and event.stream_sequence < state.sequence:
+            verdicts.append(Admission(Verdict.STALE, sandbox_id))
+            continue
+        if state is not None and event.stream_sequence == state.sequence:
+            verdicts.append(Admission(Verdict.ACCEPTED, sandbox_id, event_id=state.event_id))
+            continue
+        try:
+            body = validate(event)
+            if isinstance(body, CreateEvent | UpdateEvent):
+                owner = _owner(body.subject, body.data.spec.owner.email, state)
+                if isinstance(owner, Claim):
+                    if owner not in claims:
+                        return Folded(tuple(verdicts), state, needs=owner)
+                    refused = claims[owner]
+                    if refused is not None:
+                        raise refused
+                    owner = owner.uid
+            else:
+                owner = None
+            state = _apply(
+                state,
+                body,
+                owner_uid=owner,
+                earlier=earlier,
+                sequence=event.stream_sequence,
+                accepted_at=now,
+                traceparent=body.traceparent or traceparent_of(index),
+            )
+        except PermanentError as exc:
+            verdicts.append(Admission(Verdict.REJECTED, sandbox_id, exc, _event_id(event)))
+            continue
+        verdicts.append(Admission(Verdict.ACCEPTED, sandbox_id, event_id=body.id))
+    return Folded(tuple(verdicts), state)
+
+
+def _apply(
+    state: DesiredState | None,
+    event: SandboxEvent,
+    *,
+    owner_uid: str | None,
+    earlier: Earlier,
+    sequence: int,
+    accepted_at: datetime,
+    traceparent: str | None,
+) -> DesiredState:
+    """The state one valid event makes of ``state`` (``owner_uid``: the claimed owner of a create or update)."""
+    common = {"sequence": sequence, "event_id": event.id, "accepted_at": accepted_at, "traceparent": traceparent}
+    if isinstance(event, CreateEvent | UpdateEvent):
+        assert owner_uid is not None
+        # After nothing or after a delete, a create begins a new life (incarnation) of the sandbox id.
+        ongoing = state if state is not None and state.lifecycle is not Lifecycle.DELETED else None
+        suspended = ongoing is not None and ongoing.lifecycle is Lifecycle.SUSPENDED
+        return DesiredState(
+            sandbox_id=event.subject,
+            spec=event.data.spec,
+            owner_uid=owner_uid,
+            generation=(state or earlier).generation + 1,
+            incarnation=ongoing.incarnation if ongoing else sequence,
+            lifecycle=Lifecycle.SUSPENDED if suspended else Lifecycle.ACTIVE,
+            idle_since=ongoing.idle_since if ongoing else None,
+            **common,
+        )
+    if state is None or state.lifecycle is Lifecycle.DELETED:
+        if isinstance(event, DeleteEvent) and state is not None:
+            return state.model_copy(update={"sequence": sequence, "purge": state.purge or event.data.purge})
+        raise InvalidEvent(f"sandbox {event.subject} does not exist; {event.verb} needs a create first")
+    changed = {**common, "generation": state.generation + 1}
+    if isinstance(event, DeleteEvent):
+        return state.model_copy(
+            update={**changed, "lifecycle": Lifecycle.DELETED, "purge": event.data.purge or state.purge}
+        )
+    if isinstance(event, SuspendEvent):
+        return state.model_copy(update={**changed, "lifecycle": Lifecycle.SUSPENDED})
+    assert isinstance(event, ResumeEvent)
+    return state.model_copy(update={**changed, "lifecycle": Lifecycle.ACTIVE, "idle_since": None})
+
+
+def _owner(sandbox_id: str, email: str, state: DesiredState | None) -> str | Claim:
+    """The owner-uid the sandbox keeps, or the claim that makes it the sandbox's: one owner-uid, one sandbox,
+    one email. ``OwnershipConflict`` when the owner would change."""
+    uid = naming.owner_uid(email)
+    if state is not None and state.lifecycle is not Lifecycle.DELETED:
+        if state.owner_uid != uid.value:
+            raise OwnershipConflict(
+                f"the owner of sandbox {sandbox_id} cannot change (owner-uid {state.owner_uid} → {uid.value}); "
+                "delete it and create a new sandbox"
+            )
+        if state.spec.owner.email.strip().lower() == uid.email:
+            return uid.value  # claimed when this sandbox was created
+    return Claim(uid=uid.value, email=uid.email, sandbox_id=sandbox_id)
+
+
+def claimed(current: OwnerClaim | None, claim: Claim) -> OwnerClaim | None:
+    """The owner claim to write for ``claim`` (``None``: already held), or ``OwnershipConflict``."""
+    if current is not None and current.sandbox_id != claim.sandbox_id:
+        if current.email != claim.email:
+            raise OwnershipConflict(
+                f"owner {claim.email} maps to owner-uid {claim.uid}, which already belongs to "
+                f"{current.email} (sandbox {current.sandbox_id}); use a distinct email"
+            )
+        raise OwnershipConflict(
+            f"owner {claim.email} already has sandbox {current.sandbox_id}; "
+            "an owner has one sandbox (update or delete it)"
+        )
+    if current is not None and current.email == claim.email:
+        return None
+    return OwnerClaim(sandbox_id=claim.sandbox_id, email=claim.email)
+
+
 class Intake:
     def __init__(
         self,
@@ -140,110 +297,65 @@ class Intake:
     async def _admit(
         self, sandbox_id: str, events: Sequence[InboundEvent], spans: tracing.Processing
     ) -> list[Admission]:
-        key = naming.desired_key(sandbox_id)
-        stored = self._desired.recent(key)
-        # A sandbox this process does not remember, whose events open with a create, is most likely new: fold
-        # onto nothing and write with a blind create. Only a successful create proves that guess; anything
-        # else (the create fails because the record exists, or there is nothing to write) reads and folds again.
-        guess_new = stored is None and _opens_with_create(events)
-        for _ in range(MAX_FOLD_ATTEMPTS):
-            if stored is None and not guess_new:
-                stored = await self._desired.get(key)
-            verdicts, state = await self._fold(sandbox_id, stored, events, spans)
-            if state is not None and (stored is None or state != stored.value):
-                try:
-                    await self._desired.put(key, state, revision=stored.revision if stored else None)
-                except StoreConflict:
-                    stored, guess_new = None, False
-                    continue
-            elif guess_new:
-                guess_new = False
-                continue
-            await self._record_rejections(sandbox_id, verdicts)
-            return verdicts
-        raise StoreConflict(f"desired state of {sandbox_id} kept changing; gave up after {MAX_FOLD_ATTEMPTS}")
+        """Fold and write once with compare-and-set (``reconcile.cas``); the I/O a fold needs happens here.
 
-    async def _fold(
-        self,
-        sandbox_id: str,
-        stored: Versioned[DesiredState] | None,
-        events: Sequence[InboundEvent],
-        spans: tracing.Processing,
-    ) -> tuple[list[Admission], DesiredState | None]:
-        """Fold events (in stream order) into the stored state; a verdict per event, the state to write."""
-        state = stored.value if stored else None
-        earlier: Earlier | None = None  # read only when the fold starts from nothing
-        verdicts: list[Admission] = []
-        for index, event in enumerate(events):
-            if state is None:
-                earlier = earlier or await self._earlier_life(sandbox_id)
-                if event.stream_sequence <= earlier.sequence:  # e.g. a redelivery after the deletion was done
-                    verdicts.append(Admission(Verdict.STALE, sandbox_id))
-                    continue
-            if state is not None and event.stream_sequence < state.sequence:
-                verdicts.append(Admission(Verdict.STALE, sandbox_id))
-                continue
-            if state is not None and event.stream_sequence == state.sequence:
-                verdicts.append(Admission(Verdict.ACCEPTED, sandbox_id, event_id=state.event_id))
-                continue
-            try:
-                body = validate(event)
-                state = await self._apply(
-                    state,
-                    body,
-                    sequence=event.stream_sequence,
-                    earlier=earlier or Earlier(),
-                    traceparent=spans.traceparent(index),
+        A sandbox this process does not remember, whose events open with a create, is most likely new: the
+        first attempt folds onto nothing and writes with a blind create (``blind``)."""
+        folded = Folded((), None)
+
+        async def decide(stored: DesiredState | None) -> DesiredState | None:
+            nonlocal folded
+            earlier = await self._earlier_life(sandbox_id) if stored is None else Earlier()
+            claims: dict[Claim, OwnershipConflict | None] = {}
+            while True:
+                folded = fold(
+                    sandbox_id,
+                    stored,
+                    events,
+                    earlier=earlier,
+                    now=self._clock(),
+                    traceparent_of=spans.traceparent,
+                    claims=claims,
                 )
-            except PermanentError as exc:
-                verdicts.append(Admission(Verdict.REJECTED, sandbox_id, exc, _event_id(event)))
-                continue
-            verdicts.append(Admission(Verdict.ACCEPTED, sandbox_id, event_id=body.id))
-        return verdicts, state
+                if folded.needs is None:
+                    break
+                claims[folded.needs] = await self._claim(folded.needs)
+            state = folded.state
+            return state if state is not None and state != stored else None
 
-    async def _apply(
-        self,
-        state: DesiredState | None,
-        event: SandboxEvent,
-        *,
-        sequence: int,
-        earlier: Earlier,
-        traceparent: str | None = None,
-    ) -> DesiredState:
-        common = {
-            "sequence": sequence,
-            "event_id": event.id,
-            "accepted_at": self._clock(),
-            "traceparent": event.traceparent or traceparent,
-        }
-        if isinstance(event, CreateEvent | UpdateEvent):
-            uid = await self._claim_owner(event.subject, event.data.spec.owner.email, state)
-            # After nothing or after a delete, a create begins a new life (incarnation) of the sandbox id.
-            ongoing = state if state is not None and state.lifecycle is not Lifecycle.DELETED else None
-            suspended = ongoing is not None and ongoing.lifecycle is Lifecycle.SUSPENDED
-            return DesiredState(
-                sandbox_id=event.subject,
-                spec=event.data.spec,
-                owner_uid=uid,
-                generation=(state or earlier).generation + 1,
-                incarnation=ongoing.incarnation if ongoing else sequence,
-                lifecycle=Lifecycle.SUSPENDED if suspended else Lifecycle.ACTIVE,
-                idle_since=ongoing.idle_since if ongoing else None,
-                **common,
+        key = naming.desired_key(sandbox_id)
+        await cas.write(
+            self._desired,
+            key,
+            decide,
+            start=self._desired.recent(key),
+            blind=_opens_with_create(events),
+            attempts=MAX_FOLD_ATTEMPTS,
+            gave_up=f"desired state of {sandbox_id} kept changing; gave up after {MAX_FOLD_ATTEMPTS}",
+        )
+        verdicts = list(folded.verdicts)
+        await self._record_rejections(sandbox_id, verdicts)
+        return verdicts
+
+    async def _claim(self, claim: Claim) -> OwnershipConflict | None:
+        """Make ``claim`` (blind create first: the usual case is a new owner); the conflict that refused it."""
+
+        async def decide(current: OwnerClaim | None) -> OwnerClaim | None:
+            return claimed(current, claim)
+
+        try:
+            await cas.write(
+                self._owners,
+                naming.owner_key(claim.uid),
+                decide,
+                start=None,
+                blind=True,
+                attempts=MAX_FOLD_ATTEMPTS,
+                gave_up=f"owner claim {claim.uid} kept changing",
             )
-        if state is None or state.lifecycle is Lifecycle.DELETED:
-            if isinstance(event, DeleteEvent) and state is not None:
-                return state.model_copy(update={"sequence": sequence, "purge": state.purge or event.data.purge})
-            raise InvalidEvent(f"sandbox {event.subject} does not exist; {event.verb} needs a create first")
-        changed = {**common, "generation": state.generation + 1}
-        if isinstance(event, DeleteEvent):
-            return state.model_copy(
-                update={**changed, "lifecycle": Lifecycle.DELETED, "purge": event.data.purge or state.purge}
-            )
-        if isinstance(event, SuspendEvent):
-            return state.model_copy(update={**changed, "lifecycle": Lifecycle.SUSPENDED})
-        assert isinstance(event, ResumeEvent)
-        return state.model_copy(update={**changed, "lifecycle": Lifecycle.ACTIVE, "idle_since": None})
+        except OwnershipConflict as refused:
+            return refused
+        return None
 
     async def _earlier_life(self, sandbox_id: str) -> Earlier:
         """What the status record (the tombstone, once a deletion is done and its desired state removed) shows
@@ -252,45 +364,6 @@ class Intake:
         if shown is None:
             return Earlier()
         return Earlier(generation=shown.observed_generation, sequence=shown.observed_sequence)
-
-    async def _claim_owner(self, sandbox_id: str, email: str, state: DesiredState | None) -> str:
-        """Make the owner-uid this sandbox's, or refuse: one owner-uid, one sandbox, one email."""
-        uid = naming.owner_uid(email)
-        if state is not None and state.lifecycle is not Lifecycle.DELETED:
-            if state.owner_uid != uid.value:
-                raise OwnershipConflict(
-                    f"the owner of sandbox {sandbox_id} cannot change (owner-uid {state.owner_uid} → {uid.value}); "
-                    "delete it and create a new sandbox"
-                )
-            if state.spec.owner.email.strip().lower() == uid.email:
-                return uid.value  # claimed when this sandbox was created
-        key = naming.owner_key(uid.value)
-        claim: Versioned[OwnerClaim] | None = None
-        for attempt in range(MAX_FOLD_ATTEMPTS):
-            if attempt:  # the first try is a blind create: the usual case is a new owner
-                claim = await self._owners.get(key)
-            if claim is not None and claim.value.sandbox_id != sandbox_id:
-                if claim.value.email != uid.email:
-                    raise OwnershipConflict(
-                        f"owner {uid.email} maps to owner-uid {uid.value}, which already belongs to "
-                        f"{claim.value.email} (sandbox {claim.value.sandbox_id}); use a distinct email"
-                    )
-                raise OwnershipConflict(
-                    f"owner {uid.email} already has sandbox {claim.value.sandbox_id}; "
-                    "an owner has one sandbox (update or delete it)"
-                )
-            if claim is not None and claim.value.email == uid.email:
-                return uid.value
-            try:
-                await self._owners.put(
-                    key,
-                    OwnerClaim(sandbox_id=sandbox_id, email=uid.email),
-                    revision=claim.revision if claim else None,
-                )
-            except StoreConflict:
-                continue
-            return uid.value
-        raise StoreConflict(f"owner claim {uid.value} kept changing")
 
     async def _record_rejections(self, sandbox_id: str, verdicts: list[Admission]) -> None:
         for verdict in verdicts:

@@ -1,10 +1,10 @@
 """The status projection: pure transitions from one ``SandboxStatus`` to the next, and the CAS writer.
 
 Every function here takes the previous record (or ``None``) and returns the next one; ``StatusWriter`` applies
-such a transition with compare-and-set, re-reading on a lost race, so the intake and reconciles of several
-replicas can write one key without losing each other's fields. ``lastTransitionTime`` moves only when a
-condition's status changes (``models.status.set_condition``). Messages come from errors and never carry secret
-values: the renderer renders none and adapters quote only the target's refusal.
+such a transition with compare-and-set (``reconcile.cas``), re-reading on a lost race, so the intake and
+reconciles of several replicas can write one key without losing each other's fields. ``lastTransitionTime``
+moves only when a condition's status changes (``models.status.set_condition``). Messages come from errors and
+never carry secret values: the renderer renders none and adapters quote only the target's refusal.
 
 Order: a record describes one *incarnation* of the sandbox id and one generation of it. A transition for an
 older (incarnation, generation) than the record's leaves the record alone (that pass is stale; the reconciler
@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Final
 
 from sandboxd import naming
-from sandboxd.errors import SandboxdError, StoreConflict
+from sandboxd.errors import SandboxdError
 from sandboxd.models.desired import DesiredState, Lifecycle
 from sandboxd.models.status import (
     Condition,
@@ -42,6 +42,7 @@ from sandboxd.models.status import (
     SandboxStatus,
     set_condition,
 )
+from sandboxd.reconcile import cas
 from sandboxd.reconcile.ports import Store
 from sandboxd.telemetry.metrics import Instruments
 
@@ -361,23 +362,28 @@ class StatusWriter:
         return stored.value if stored is not None else None
 
     async def write(self, sandbox_id: str, transition: Transition) -> SandboxStatus:
+        """Apply ``transition`` to the record and write it (``reconcile.cas``: a blind create when this process
+        knows no record, a re-read and a re-applied transition on a lost race)."""
         key = naming.status_key(sandbox_id)
-        current = self._store.recent(key)
-        for attempt in range(MAX_CAS_ATTEMPTS):
-            # Unknown to this process: try a blind create first (a new sandbox is the common case); if the
-            # record exists the create fails and the next attempt reads it.
-            if current is None and attempt:
-                current = await self._store.get(key)
-            new = transition(current.value if current else None)
-            expire_after_s = self._retention_s if new.phase in EXPIRING_PHASES else None
-            try:
-                await self._store.put(
-                    key, new, revision=current.revision if current else None, expire_after_s=expire_after_s
-                )
-            except StoreConflict:
-                current = None
-                continue
-            if self._phases is not None:
-                self._phases.observe(sandbox_id, str(new.phase))
-            return new
-        raise StoreConflict(f"status of {sandbox_id} kept changing; gave up after {MAX_CAS_ATTEMPTS} tries")
+
+        async def decide(previous: SandboxStatus | None) -> SandboxStatus:
+            return transition(previous)
+
+        written = await cas.write(
+            self._store,
+            key,
+            decide,
+            start=self._store.recent(key),
+            blind=True,
+            attempts=MAX_CAS_ATTEMPTS,
+            gave_up=f"status of {sandbox_id} kept changing; gave up after {MAX_CAS_ATTEMPTS} tries",
+            expire_after_s=self._expiry,
+        )
+        new = written.value
+        assert new is not None  # a transition always returns a record
+        if self._phases is not None:
+            self._phases.observe(sandbox_id, str(new.phase))
+        return new
+
+    def _expiry(self, status: SandboxStatus) -> float | None:
+        return self._retention_s if status.phase in EXPIRING_PHASES else None

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from sandboxd.adapters.memory import MemoryStore
+from sandboxd.errors import OwnershipConflict
 from sandboxd.models.desired import DesiredState, Lifecycle, OwnerClaim
 from sandboxd.models.status import Phase, SandboxStatus
-from sandboxd.reconcile.intake import Intake, Verdict
+from sandboxd.reconcile.intake import Claim, Earlier, Intake, Verdict, claimed, fold
 from sandboxd.reconcile.statuses import StatusWriter
 from support.spine import event, spec
 
@@ -76,9 +77,7 @@ async def test_a_redelivered_event_asks_for_a_reconcile_without_a_write(
     assert await desired.get("sb-1") == before
 
 
-async def test_invalid_event_is_rejected_with_field_level_reason(
-    intake: Intake, stores: tuple[Any, Any, Any]
-) -> None:
+async def test_invalid_event_is_rejected_with_field_level_reason(intake: Intake, stores: tuple[Any, Any, Any]) -> None:
     status = stores[2]
     body = json.loads(event("create", "sb-1", {"spec": spec("a@acme.com")}).to_json())
     body["data"]["spec"]["quota"]["cpu"] = "lots"
@@ -171,9 +170,7 @@ async def test_an_older_create_on_another_replica_is_stale(intake: Intake, store
     assert stored is not None and stored.value.spec.quota.concurrent_sessions == 5
 
 
-async def test_a_write_from_stale_memory_rereads_and_folds_again(
-    intake: Intake, stores: tuple[Any, Any, Any]
-) -> None:
+async def test_a_write_from_stale_memory_rereads_and_folds_again(intake: Intake, stores: tuple[Any, Any, Any]) -> None:
     await intake.admit("sb-1", [inbound("create", "sb-1", 1, {"spec": spec("a@acme.com", sessions=1)})])
     other, _ = replica_of(stores)
     await other.admit("sb-1", [inbound("update", "sb-1", 2, {"spec": spec("a@acme.com", sessions=2)})])
@@ -181,3 +178,31 @@ async def test_a_write_from_stale_memory_rereads_and_folds_again(
     await intake.admit("sb-1", [inbound("update", "sb-1", 3, {"spec": spec("a@acme.com", sessions=3)})])
     stored = await stores[0].get("sb-1")
     assert (stored.value.generation, stored.value.sequence) == (3, 3)
+
+
+def test_the_fold_is_pure_and_asks_for_the_owner_claim_it_needs() -> None:
+    events = [inbound("create", "sb-1", 4, {"spec": spec("Ana@acme.com")}), inbound("suspend", "sb-1", 5)]
+    kwargs: dict[str, Any] = {"earlier": Earlier(), "now": NOW, "traceparent_of": lambda index: None}
+    first = fold("sb-1", None, events, claims={}, **kwargs)
+    assert first.needs == Claim(uid="ana-at-acme-com", email="ana@acme.com", sandbox_id="sb-1")
+    assert first.verdicts == () and first.state is None  # stopped before the create
+    held = fold("sb-1", None, events, claims={first.needs: None}, **kwargs)
+    assert held.needs is None and [v.verdict for v in held.verdicts] == [Verdict.ACCEPTED] * 2
+    assert held.state is not None and held.state.lifecycle is Lifecycle.SUSPENDED and held.state.generation == 2
+    refused = fold("sb-1", None, events, claims={first.needs: OwnershipConflict("taken")}, **kwargs)
+    assert [v.verdict for v in refused.verdicts] == [Verdict.REJECTED, Verdict.REJECTED]  # no sandbox to suspend
+    assert refused.state is None
+    again = fold(
+        "sb-1", held.state, [inbound("update", "sb-1", 6, {"spec": spec("ana@acme.com")})], claims={}, **kwargs
+    )
+    assert again.needs is None and again.state is not None  # the sandbox's own owner: no claim needed
+
+
+def test_an_owner_claim_is_refused_for_another_sandbox_or_another_email() -> None:
+    claim = Claim(uid="ana-at-acme-com", email="ana@acme.com", sandbox_id="sb-1")
+    assert claimed(None, claim) == OwnerClaim(sandbox_id="sb-1", email="ana@acme.com")
+    assert claimed(OwnerClaim(sandbox_id="sb-1", email="ana@acme.com"), claim) is None  # already held
+    with pytest.raises(OwnershipConflict, match="already has sandbox sb-2"):
+        claimed(OwnerClaim(sandbox_id="sb-2", email="ana@acme.com"), claim)
+    with pytest.raises(OwnershipConflict, match="use a distinct email"):
+        claimed(OwnerClaim(sandbox_id="sb-2", email="ana+x@acme.com"), claim)
