@@ -42,7 +42,7 @@ from nats.js import JetStreamContext, api
 from sandboxd import naming
 from sandboxd.adapters.natsserver import NatsServer
 from sandboxd.app.service import Service
-from sandboxd.app.tuning import tune_gc
+from sandboxd.cli.serving import tune_gc
 from sandboxd.models.desired import DesiredState, Lifecycle, OwnerClaim
 from sandboxd.models.events import EVENT_CLASSES, CreateEvent
 from sandboxd.models.status import Phase

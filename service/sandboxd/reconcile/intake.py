@@ -3,10 +3,11 @@
 For the events of one sandbox (in stream order), intake validates each, folds the valid ones into the stored
 desired state and writes the result once with compare-and-set (``reconcile.cas``). The fold (``fold``) is pure:
 it returns the verdicts and the new state, or the owner claim it needs first; ``Intake`` does the I/O around
-it (reads the tombstone, makes the claims with the same compare-and-set writer, writes the state). Ordering assumption: the caller hands one
-sandbox's events to one ``admit`` call at a time (the runtime groups a fetched batch by sandbox id); other
-replicas may write the same key concurrently, which the compare-and-set detects, and then the whole fold is
-redone on the fresh record.
+it (reads the tombstone, makes the claims with the same compare-and-set writer, writes the state).
+
+Ordering assumption: the caller hands one sandbox's events to one ``admit`` call at a time (the runtime groups a
+fetched batch by sandbox id); other replicas may write the same key concurrently, which the compare-and-set
+detects, and then the whole fold is redone on the fresh record.
 
 An event older (by stream sequence) than the stored desired state is *stale*: it changes nothing and is
 acknowledged. An event whose sequence equals the stored one was already recorded (a redelivery after a failed

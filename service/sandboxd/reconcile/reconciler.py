@@ -22,10 +22,10 @@ from opentelemetry.trace import Tracer
 
 from sandboxd import naming
 from sandboxd.errors import PermanentError, RetryableError, SandboxdError
+from sandboxd.lru import Lru
 from sandboxd.models.desired import DesiredState, Lifecycle, OwnerClaim
 from sandboxd.models.status import ObjectRef, SandboxStatus
 from sandboxd.reconcile import statuses
-from sandboxd.reconcile.caching import Lru
 from sandboxd.reconcile.ports import Applier, Clock, Store
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.render import RenderedSandbox, RenderRequest, Workload

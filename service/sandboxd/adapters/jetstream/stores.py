@@ -18,8 +18,8 @@ from nats.js.kv import KeyValue
 
 from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.errors import BrokerUnavailable, StoreConflict
+from sandboxd.lru import Lru
 from sandboxd.models.base import Contract
-from sandboxd.reconcile.caching import Lru
 from sandboxd.reconcile.ports import Versioned
 
 M = TypeVar("M", bound=Contract)

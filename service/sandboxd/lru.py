@@ -1,6 +1,9 @@
 """A small bounded LRU map, for the memories that must not grow with the number of sandboxes: the record a KV
 store last wrote or read per key (``adapters.jetstream.stores``, which says why a stale one is harmless) and the
 reconciler's renders per incarnation and generation.
+
+Generic, with no import from the package: it sits below every layer, so the use case and the adapters both
+use it without one reaching into the other.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ V = TypeVar("V")
 
 
 class Lru(Generic[K, V]):
+    """At most ``capacity`` entries; ``put`` evicts the least recently used."""
+
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._data: OrderedDict[K, V] = OrderedDict()
