@@ -55,6 +55,7 @@ class Health:
     draining: bool = False
     #: None when the target cannot tell (GitOps, directory); else whether it answered (or connected) last time.
     target_reachable: bool | None = None
+    #: Why a check fails, in words, while it does (``"nats"``, ``"target"``: the last failed connect's message).
     details: dict[str, str] = field(default_factory=dict)
     #: Further checks by name, asked on every probe (cheap, no I/O), e.g. ``broker_check``.
     checks: dict[str, Check] = field(default_factory=dict)
@@ -63,7 +64,7 @@ class Health:
         """What keeps the process from being ready, by check (the body of a 503 from /readyz)."""
         found: dict[str, str] = {}
         if not self.connected:
-            found["nats"] = "not connected"
+            found["nats"] = self.details.get("nats", "not connected")
         if not self.consumer_bound:
             found["consumer"] = "not bound"
         if self.draining:

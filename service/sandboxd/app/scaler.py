@@ -14,6 +14,8 @@ Concurrency (scaler): one fetch loop; a fetched batch is split by sandbox, sandb
 Probes (``app.http``, on ``SANDBOXD_SCALER_METRICS_HOST``/``SANDBOXD_SCALER_METRICS_PORT``, port 0 = a free one):
 ``/healthz``; ``/readyz``, 200 while NATS is connected, the consumer bound, the Kubernetes scale target connected
 and no stop asked for, else 503 naming what is missing; served from before the connect to after the drain.
+Start-up order does not matter: the Kubernetes API server (``GET /version``), then NATS, are retried with backoff
+until they answer (``app.starting.reach``), /readyz naming the last failure meanwhile.
 
 Metrics (``sandboxd.telemetry.scaling``: OTel instruments read by Prometheus, pushed over OTLP when an endpoint
 is set, like the reconciler's; served on ``/metrics`` of that endpoint, every series at zero from start-up):
@@ -47,6 +49,7 @@ from sandboxd.adapters.jetstream.activity import (
 from sandboxd.adapters.jetstream.connection import connect
 from sandboxd.adapters.jetstream.stores import KvStore, open_bucket
 from sandboxd.app.http import Health, HealthEndpoint, broker_check
+from sandboxd.app.starting import reach
 from sandboxd.errors import InvalidEvent, SandboxdError
 from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.base import describe
@@ -196,7 +199,7 @@ class ScalerProcess:
     ) -> None:
         self.config = config
         self._target = target
-        self.health = Health(target_reachable=False, details={"target": "kubernetes not connected"})
+        self.health = Health(target_reachable=False, details={"target": "Kubernetes API server not reached yet"})
         self.endpoint: HealthEndpoint | None = None
         self.worker: ScaleWorker | None = None
         self.disposition: Disposition | None = None
@@ -204,6 +207,7 @@ class ScalerProcess:
         self.telemetry = telemetry or scaler_telemetry()
         self.telemetry.instruments.watch_ready(lambda: self.health.ready)
         self.guard = LoopGuard("scaler", record=self.telemetry.instruments.loop_failed)
+        self._starting = LoopGuard("scaler start-up", record=self.telemetry.instruments.loop_failed)
 
     async def run(self, stop: anyio.Event) -> None:
         scaler = self.config.scaler
@@ -234,24 +238,28 @@ class ScalerProcess:
         config = self.config
         target = self._target
         owned: StatefulSetScaler | None = None
-        if target is None:
-            # Imported here: only this process needs kubernetes_asyncio, not every importer of this module.
-            from sandboxd.adapters.kubernetes.scaling import StatefulSetScaler  # noqa: PLC0415
-
-            target = owned = await StatefulSetScaler.connect(config.applier, field_manager=config.scaler.field_manager)
-        self.health.details.pop("target", None)
-        self.health.target_reachable = True
-        nc = await connect(config.nats)
-        self.health.connected = True
+        nc: Client | None = None
         try:
+            if target is None:
+                # Imported here: only this process needs kubernetes_asyncio, not every importer of this module.
+                from sandboxd.adapters.kubernetes.scaling import StatefulSetScaler  # noqa: PLC0415
+
+                connecting = partial(
+                    StatefulSetScaler.connect, config.applier, field_manager=config.scaler.field_manager
+                )
+                target = owned = await reach(connecting, check="target", health=self.health, guard=self._starting)
+            self.health.target_reachable = True
+            nc = await reach(partial(connect, config.nats), check="nats", health=self.health, guard=self._starting)
+            self.health.connected = True
             await self._consume(nc, target, stop)
         finally:
             self.health.draining = True
             with anyio.CancelScope(shield=True):
-                try:
-                    await nc.drain()
-                except Exception:  # noqa: BLE001 - draining a reconnecting connection fails; closing is enough
-                    await nc.close()
+                if nc is not None:
+                    try:
+                        await nc.drain()
+                    except Exception:  # noqa: BLE001 - draining a reconnecting connection fails; closing is enough
+                        await nc.close()
                 self.health.connected = False
                 if owned is not None:
                     with contextlib.suppress(Exception):

@@ -10,7 +10,8 @@ monitor task refreshes, every few seconds, the consumer's backlog (the lag gauge
 up and, for an applier that can tell (``Reachable``), whether its target answers.
 
 What ends ``run``: the stop event (a signal), or a NATS connection that closed for good (the monitor raises
-``BrokerUnavailable``). Nothing else: start-up steps that fail transiently (a leader election, a replica
+``BrokerUnavailable``). Nothing else: the first connect (NATS not up yet, or refusing the credentials: /readyz
+names why, ``app.starting``) and start-up steps that fail transiently (a leader election, a replica
 racing another to create the topology, ``sandboxd init`` not run yet) are retried (``runtime.loops.until_done``);
 every loop outlives a failed iteration (``runtime.loops.LoopGuard``, counted in ``sandboxd.loop.errors``); and
 whatever goes wrong with one event is that event's outcome (``runtime.disposition``), never the process's.
@@ -41,6 +42,7 @@ from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.app.http import Health, HealthEndpoint, broker_check
 from sandboxd.app.idle import idle_lifecycle
+from sandboxd.app.starting import reach
 from sandboxd.app.tenants import TenantBridge
 from sandboxd.app.tokens import feeds_revisions, token_loop, writer_in_service
 from sandboxd.errors import BrokerUnavailable, PermanentError, SandboxdError
@@ -142,7 +144,8 @@ class Service:
         self.health.connected = connected
 
     async def _run(self, stop: anyio.Event) -> None:
-        nc = self.nc = await connect(self.settings.nats, on_change=self._connection_changed)
+        connecting = partial(connect, self.settings.nats, on_change=self._connection_changed)
+        nc = self.nc = await reach(connecting, check="nats", health=self.health, guard=self._guard("connect"))
         self.health.connected = True
         try:
             js = nc.jetstream()

@@ -61,8 +61,8 @@ async def test_init_against_no_server_is_one_line() -> None:
     assert code == 1
     assert "Traceback" not in stderr
     line = stderr.strip().splitlines()[-1]  # after the warnings the connection attempts logged
-    assert line.startswith(f"sandboxd: error: cannot connect to NATS at {url} ")
-    assert line.endswith("is the server running, and are the URL and credentials right?)")
+    assert line.startswith(f"sandboxd: error: cannot connect to NATS at {url}: ")
+    assert line.endswith(": connection refused; is the server running, and is the URL right?")
 
 
 async def test_run_reconciles_and_stops_cleanly_on_sigterm(fresh_nats_server: NatsServer, tmp_path: Path) -> None:

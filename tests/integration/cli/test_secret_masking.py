@@ -16,11 +16,15 @@ import pytest
 from sandboxd_processes import SANDBOXCTL, SANDBOXD, ServiceProcess, clean_env, service_env
 
 from sandboxd.adapters.natsserver import NatsServer, free_port
+from sandboxd.client import SandboxClient
+from sandboxd.errors import BrokerUnavailable
+from sandboxd.settings import NatsSettings
 
 pytestmark = [pytest.mark.nats, pytest.mark.anyio]
 
 CANARY = "Canary-7f3e-p@ss/word"  # '@' and '/' need percent-encoding in a URL: both forms are checked
 RIGHT = "the-right-Passw0rd"
+REFUSED = "authorization failed (wrong user/password, token, nkey or creds)"
 IN_URL = quote(CANARY, safe="")
 
 
@@ -88,7 +92,7 @@ async def test_no_server_never_shows_the_password_or_token(tmp_path: Path) -> No
     assert "nats://u:***@127.0.0.1" in outputs["sandboxctl status (password in NATS_URL)"][1]
     assert "nats://***@127.0.0.1" in outputs["sandboxd init (token in NATS_URL)"][1]
 
-    run_log = await service_output(tmp_path, with_password, until="ConnectionRefusedError")
+    run_log = await service_output(tmp_path, with_password, until="connection refused")
     assert "nats://u:***@127.0.0.1" in run_log
     assert not leaked(run_log), run_log
 
@@ -108,8 +112,16 @@ async def test_refused_credentials_never_show_the_password(guarded_server: NatsS
     for what, (code, output) in outputs.items():
         assert code == 1, f"{what}: {output}"
         assert not leaked(output), f"{what} printed the secret: {output}"
+        line = output.strip().splitlines()[-1]
+        assert line.endswith(f"127.0.0.1:{guarded_server.port}: {REFUSED}"), f"{what}: {output}"
 
-    run_log = await service_output(tmp_path, wrong, until="uthorization")
+    with pytest.raises(BrokerUnavailable) as refused:  # the client library says the same, in the same words
+        async with SandboxClient.connect(NatsSettings(url=guarded_server.url, user="u", password=CANARY)):
+            pass
+    assert str(refused.value) == f"cannot connect to NATS at {guarded_server.url}: {REFUSED}"
+
+    # The service keeps trying (the server's users may be fixed without restarting it) and says why, once.
+    run_log = await service_output(tmp_path, wrong, until=REFUSED)
     assert not leaked(run_log), run_log
 
 

@@ -1,6 +1,7 @@
 """The scaler's /healthz, /readyz and /metrics on a real nats-server, with a fake scale target.
 
 What must hold: the endpoint answers from before the connect (503, naming what is missing) to after the drain;
+NATS and the Kubernetes API server may come up after the scaler (it waits, /readyz naming which and why);
 /readyz is 200 only while NATS is connected, the consumer bound and the target connected, and 503 again while a
 stop drains the batch in hand; /metrics serves the default registry, where the upstream counters live; after
 ``run`` returns nothing listens on the port.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import anyio
@@ -73,9 +75,58 @@ async def test_readyz_is_503_while_nats_is_still_being_reached() -> None:
         tg.start_soon(scaler.run, anyio.Event())
         port = await started(scaler)
         assert (await get(port, "/healthz"))[0] == 200
+        await until(lambda: "nats" in scaler.health.details, what="the failed connect")
         status, body = await get(port, "/readyz")
         assert status == 503
-        assert json.loads(body) == {"ready": False, "notReady": {"nats": "not connected", "consumer": "not bound"}}
+        problems = json.loads(body)["notReady"]
+        assert problems["consumer"] == "not bound"
+        assert problems["nats"].startswith("cannot connect to NATS at nats://127.0.0.1:")
+        assert problems["nats"].endswith("connection refused; is the server running, and is the URL right?")
+        tg.cancel_scope.cancel()
+
+
+async def test_a_scaler_started_before_nats_becomes_ready_once_the_server_is_up(tmp_path: Path) -> None:
+    server = NatsServer(store_dir=tmp_path / "nats", port=unused_port())
+    scaler = ScalerProcess(config(server.url), target=FakeStatefulSets())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(scaler.run, anyio.Event())
+        port = await started(scaler)
+        await until(lambda: "nats" in scaler.health.details, what="a failed connect named on /readyz")
+        assert (await get(port, "/readyz"))[0] == 503
+        with server:
+            async with client(server.url) as c:
+                await ensure_topology(c.js, TopologySettings(ack_wait_s=5.0, max_deliver=6))
+            await until(lambda: scaler.health.ready, timeout=30.0, what="the scaler to become ready")
+            assert await get(port, "/readyz") == (200, '{"ready": true}')
+            tg.cancel_scope.cancel()
+
+
+async def test_a_scaler_whose_api_server_does_not_answer_waits_and_says_so(nats_url: str, tmp_path: Path) -> None:
+    # A kubeconfig naming a port nothing listens on: the scaler keeps trying, alive, not ready, and never exits.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{unused_port()}"}}],
+                "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    scaler = ScalerProcess(scaler_config(nats_url, kubeconfig=str(kubeconfig)))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(scaler.run, anyio.Event())
+        port = await started(scaler)
+        await until(lambda: scaler._starting.failures >= 2, what="the API server retried")
+        status, body = await get(port, "/readyz")
+        assert status == 503
+        problems = json.loads(body)["notReady"]
+        assert problems["target"].startswith("GET /version"), problems
+        assert "not-a-real-token" not in body
+        assert (await get(port, "/healthz"))[0] == 200
         tg.cancel_scope.cancel()
 
 

@@ -1,20 +1,25 @@
 """Connecting to NATS with whatever credentials the settings carry (user/password, token, NKey, creds, TLS).
 
-Reconnects forever with a 20 s ping (a client that gives up after two minutes of outage, nats-py's default,
-would silently stop the service). Secrets are read from ``SecretStr`` only here and never logged.
+``connect`` makes one attempt (each server of the URL list tried in turn) and raises ``BrokerUnavailable`` saying
+why in plain words (``errors.connect_failure``): whoever owns the process decides whether to try again (the
+service, the scaler and the token writer retry with backoff while /readyz names the reason; a command prints it).
+Once connected, a service's connection reconnects forever with a 20 s ping (a client that gives up after two
+minutes of outage, nats-py's default, would silently stop the service). Secrets are read from ``SecretStr`` only
+here and never logged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 from collections.abc import Callable
 from typing import Any
 
-import nats
+import nats.errors
 from nats.aio.client import Client
 
-from sandboxd.errors import BrokerUnavailable
+from sandboxd.adapters.jetstream.errors import connect_failure
 from sandboxd.settings import NatsSettings
 
 log = logging.getLogger(__name__)
@@ -60,12 +65,17 @@ def connect_options(settings: NatsSettings, *, reconnect: bool = True) -> dict[s
 async def connect(
     settings: NatsSettings, *, allow_reconnect: bool = True, on_change: Callable[[bool], None] | None = None
 ) -> Client:
-    """Connect, or raise ``BrokerUnavailable`` naming the server (never the credentials).
+    """Connect once, or raise ``BrokerUnavailable`` naming the server and why (never the credentials).
 
     ``on_change(connected)`` is told at once when the connection drops and when it is back (readiness).
     """
 
+    attempts: list[Exception] = []  # while connecting: the failure to report is the last one the servers gave
+
     async def on_error(exc: Exception) -> None:
+        if not nc.is_connected and not nc.is_reconnecting:
+            attempts.append(exc)
+            return
         log.warning("nats error: %s", exc.__class__.__name__, extra={"error": str(exc)})
 
     async def on_disconnect() -> None:
@@ -78,18 +88,28 @@ async def connect(
         if on_change is not None:
             on_change(True)
 
-    options = connect_options(settings, reconnect=allow_reconnect)
+    # One pass over the servers (nats-py would retry the first connect forever when reconnecting is allowed);
+    # the reconnect policy is switched on once connected.
+    options = connect_options(settings, reconnect=False)
+    nc = Client()
     try:
-        return await nats.connect(
+        await nc.connect(
             **options,
-            allow_reconnect=allow_reconnect,
+            allow_reconnect=False,
             error_cb=on_error,
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
         )
     except Exception as exc:
-        servers = ", ".join(options["servers"])
-        raise BrokerUnavailable(
-            f"cannot connect to NATS at {servers} ({exc.__class__.__name__}; is the server running, and are the "
-            "URL and credentials right?)"
-        ) from exc
+        with contextlib.suppress(Exception):
+            await nc.close()  # an attempt refused after the socket opened leaves it open
+        cause = attempts[-1] if isinstance(exc, nats.errors.NoServersError) and attempts else exc
+        raise connect_failure(cause, servers=", ".join(options["servers"])) from exc
+    if allow_reconnect:
+        reconnecting = connect_options(settings, reconnect=True)
+        nc.options.update(
+            allow_reconnect=True,
+            max_reconnect_attempts=reconnecting["max_reconnect_attempts"],
+            reconnect_time_wait=reconnecting["reconnect_time_wait"],
+        )
+    return nc

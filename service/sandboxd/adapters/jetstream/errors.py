@@ -16,6 +16,15 @@ created yet) and lets the table say the rest::
     NotFoundError (a stream, consumer or bucket)              BrokerRefused               run `sandboxd init`
     MaxPayloadError, any other APIError or nats-py error      BrokerRefused               JetStream refused
 
+The first connect has a table of its own (``connect_failure``): every row is ``BrokerUnavailable`` (a service
+retries it with backoff, a command prints it), in words a reader can act on::
+
+    'Authorization Violation' / AuthorizationError      authorization failed (wrong user/password, token, nkey or creds)
+    ssl.SSLError, nats-py's TLS errors                   the TLS handshake failed
+    ConnectionRefusedError, other OSError                nothing listens there / the network said why
+    TimeoutError                                         no answer within the connect timeout
+    anything else                                        its class name
+
 Anything that is not nats-py's passes through untouched: it is a bug or an unforeseen failure, and the runtime
 treats it as an unexpected error of the one event (or loop iteration) it happened in.
 
@@ -26,6 +35,7 @@ each loop for its iteration).
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
@@ -34,6 +44,7 @@ import nats.errors
 from nats.js import errors as js_errors
 
 from sandboxd.errors import BrokerRefused, BrokerUnavailable, SandboxdError, StoreConflict
+from sandboxd.telemetry import logs
 
 #: The connection is down or going down: it comes back by itself (the service reconnects forever).
 CONNECTION_DOWN: Final = (
@@ -81,6 +92,30 @@ def translate(exc: BaseException, *, doing: str) -> SandboxdError | None:  # noq
     if isinstance(exc, nats.errors.Error | js_errors.Error):
         return BrokerRefused(f"{doing}: NATS refused it ({exc.__class__.__name__})")
     return None
+
+
+#: What the server says (``-ERR``) to credentials it does not accept, lower-cased.
+AUTHORIZATION_REFUSED: Final = ("authorization violation", "authentication expired", "authentication revoked")
+AUTHORIZATION_FAILED: Final = "authorization failed (wrong user/password, token, nkey or creds)"
+CONNECT_HINT: Final = "is the server running, and is the URL right?"
+
+
+def connect_failure(exc: BaseException, *, servers: str) -> BrokerUnavailable:
+    """Why the first connect to ``servers`` failed, in plain words; never the credentials (URLs are scrubbed)."""
+    said = str(exc).lower()
+    if isinstance(exc, nats.errors.AuthorizationError) or any(word in said for word in AUTHORIZATION_REFUSED):
+        why = AUTHORIZATION_FAILED
+    elif isinstance(exc, ssl.SSLError | nats.errors.SecureConnRequiredError | nats.errors.SecureConnWantedError):
+        why = f"the TLS handshake failed ({exc.__class__.__name__}: check the CA, the certificate and tls:// URLs)"
+    elif isinstance(exc, ConnectionRefusedError):
+        why = f"connection refused; {CONNECT_HINT}"
+    elif isinstance(exc, TimeoutError):
+        why = f"no answer in time; {CONNECT_HINT}"
+    elif isinstance(exc, OSError):
+        why = f"{exc.strerror or exc.__class__.__name__}; {CONNECT_HINT}"
+    else:
+        why = f"{exc.__class__.__name__}; {CONNECT_HINT}"
+    return BrokerUnavailable(f"cannot connect to NATS at {logs.scrub(servers)}: {why}")
 
 
 def _api_error(exc: js_errors.APIError, *, doing: str) -> SandboxdError:

@@ -10,7 +10,8 @@ next pass without a conflict, so the two never fight over it. A missing Stateful
 What it does not do: decide the count (``reconcile.scaling.execute_scale`` does), choose the workload (the
 sandbox's own pty-server, ``reconcile.scaling.target_of``; never a name a command carries), or touch anything but
 ``spec.replicas``. Its RBAC is exactly the two requests it makes: ``statefulsets/scale`` get and patch, in sandbox
-namespaces only (docs/security.md).
+namespaces only (docs/security.md); ``connect`` also reads ``/version``, which every account may
+(``system:public-info-viewer``), to know the API server answers before the scaler reports ready.
 """
 
 from __future__ import annotations
@@ -40,13 +41,20 @@ class StatefulSetScaler:
 
     @classmethod
     async def connect(cls, settings: ApplierSettings, *, field_manager: str = FIELD_MANAGER) -> StatefulSetScaler:
-        """A scaler for the cluster ``settings`` name (``KUBECONFIG`` and context, or the pod's account)."""
+        """A scaler for the cluster ``settings`` name (``KUBECONFIG`` and context, or the pod's account), once
+        its API server answers ``GET /version`` (``ApplyUnavailable`` while it does not: the caller retries)."""
         configuration = await load_configuration(settings)
-        return cls(
+        scaler = cls(
             api_client(configuration, connections=16),
             field_manager=field_manager,
             request_timeout_s=settings.kube_request_timeout_s,
         )
+        try:
+            await scaler._call("GET", "/version")
+        except BaseException:
+            await scaler.aclose()
+            raise
+        return scaler
 
     async def scale(self, *, namespace: str, name: str, replicas: int) -> int | None:
         path = f"{STATEFUL_SET.item(name, namespace)}/scale"
