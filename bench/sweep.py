@@ -40,6 +40,7 @@ from sandboxd.models.status import SandboxStatus
 from sandboxd.reconcile.activity import ActivityBook
 from sandboxd.reconcile.ports import Versioned
 from sandboxd.reconcile.statuses import StatusWriter
+from sandboxd.runtime.outbox import CommandOutbox
 from sandboxd.runtime.sweeper import Sweeper
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -115,7 +116,7 @@ async def one_round(count: int) -> tuple[float, float, float, int]:
         activity=book,
         desired=store,
         status=StatusWriter(MemoryStore[SandboxStatus]()),
-        publisher=commands,
+        commands=CommandOutbox(commands),
         kick=kicked.append,
         clock=lambda: NOW,
         default_timeout_minutes=30,

@@ -1,8 +1,9 @@
 """Wiring of the idle lifecycle inside the service: the sweeper half (the scaler process is ``app.scaler``).
 
 ``idle_lifecycle(...)`` builds what the service runs beside its reconcilers (``Service._serve`` starts
-``IdleLifecycle.run`` in its task group): the desired-state watch, the activity feed, the optional prober and
-the sweeper. Nothing touches the network until ``run``.
+``IdleLifecycle.run`` in its task group): the desired-state watch, the activity feed, the optional prober loop
+(``runtime.probing``) and the sweeper with its command outbox (``runtime.outbox``). Nothing touches the network
+until ``run``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from sandboxd.models.desired import DesiredState
 from sandboxd.reconcile.activity import ActivityBook
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.runtime.loops import LoopGuard, Record, until_done
+from sandboxd.runtime.outbox import CommandOutbox
+from sandboxd.runtime.probing import ActivityProber
 from sandboxd.runtime.sweeper import Sweeper
 from sandboxd.settings import Settings
 from sandboxd.settings.idle import IdleSettings
@@ -44,6 +47,7 @@ WATCH_RESTART_S: Final = 1.0
 class IdleLifecycle:
     settings: IdleSettings
     sweeper: Sweeper
+    probing: ActivityProber | None
     desired: DesiredFeed
     activity: ActivityFeed
     prober: HttpProber | None
@@ -66,7 +70,10 @@ class IdleLifecycle:
                     name="idle-desired-watch",
                 )
                 await until_done(self.activity.start, LoopGuard("idle activity feed", record=record))
-                await self.sweeper.run(interval_s=self.settings.sweep_interval_s, record=record)
+                interval_s = self.settings.sweep_interval_s
+                if self.probing is not None:
+                    tg.start_soon(partial(self.probing.run, interval_s=interval_s, record=record), name="idle-probe")
+                await self.sweeper.run(interval_s=interval_s, record=record)
         finally:
             with anyio.CancelScope(shield=True):
                 await self.activity.close()
@@ -97,18 +104,26 @@ def idle_lifecycle(
         activity=feed.book,
         desired=desired,
         status=status,
-        publisher=JetStreamCommands(js),
+        commands=CommandOutbox(JetStreamCommands(js)),
         kick=kick,
         clock=clock,
         default_timeout_minutes=settings.runtime.idle_timeout_minutes,
         activity_resolution_s=idle.activity_resolution_s,
         status_writes_per_sweep=idle.status_writes_per_sweep,
-        prober=prober,
-        activity_publisher=JetStreamActivity(js) if prober is not None else None,
-        probe_concurrency=idle.probe_concurrency,
         events=JetStreamEvents(js),
     )
-    return IdleLifecycle(settings=idle, sweeper=sweeper, desired=view, activity=feed, prober=prober)
+    probing = (
+        ActivityProber(
+            view=view,
+            activity=feed.book,
+            prober=prober,
+            publisher=JetStreamActivity(js),
+            concurrency=idle.probe_concurrency,
+        )
+        if prober is not None
+        else None
+    )
+    return IdleLifecycle(settings=idle, sweeper=sweeper, probing=probing, desired=view, activity=feed, prober=prober)
 
 
 # --- the scaler process -------------------------------------------------------------------------------------

@@ -22,8 +22,10 @@ deterministic command id dedupes whatever both publish. A sweep never runs befor
 the activity book have replayed what the broker holds. Time is injected: the loop asks ``clock`` for ``now``;
 tests call ``sweep_once``/``probe_once`` with the instant they want, and never sleep through a timeout.
 
-What it does not do: decide (``reconcile.idle`` does), talk to a broker or a cluster (the ports do), or
-retry a lost race within a sweep (the next sweep looks again).
+What it does not do: decide (``reconcile.idle`` does), talk to a broker or a cluster (the ports do), probe
+(``runtime.probing.ActivityProber`` fills the activity book), keep a command that failed to publish
+(``runtime.outbox.CommandOutbox`` does, and the next sweep resends it), or retry a lost race within a sweep
+(the next sweep looks again).
 """
 
 from __future__ import annotations
@@ -33,30 +35,22 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
 
 import anyio
 
 from sandboxd import naming
 from sandboxd.errors import SandboxdError, StoreConflict
 from sandboxd.models.activity import ScaleCommand
-from sandboxd.models.desired import DesiredState, Lifecycle
+from sandboxd.models.desired import DesiredState
 from sandboxd.models.events import DeleteEvent
 from sandboxd.reconcile import expiry, idle, scaling, statuses
 from sandboxd.reconcile.activity import ActivityBook
 from sandboxd.reconcile.expiry import EventPublisher
 from sandboxd.reconcile.idle import Action, Decision
-from sandboxd.reconcile.ports import (
-    ActivityPublisher,
-    Clock,
-    CommandPublisher,
-    DesiredView,
-    Prober,
-    Store,
-    Versioned,
-)
+from sandboxd.reconcile.ports import Clock, DesiredView, Store, Versioned
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.runtime.loops import LoopGuard, Record
+from sandboxd.runtime.outbox import CommandOutbox
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +64,7 @@ class SweepStats:
     event_commands: int = 0
     lost_races: int = 0
     errors: int = 0
-    unsent: int = 0
     status_writes: int = 0
-    probes: int = 0
-    probe_failures: int = 0
     expired: int = 0
 
 
@@ -95,33 +86,26 @@ class Sweeper:
         activity: ActivityBook,
         desired: Store[DesiredState],
         status: StatusWriter,
-        publisher: CommandPublisher,
+        commands: CommandOutbox,
         kick: Callable[[str], None],
         clock: Clock,
         default_timeout_minutes: int,
         activity_resolution_s: float = 60.0,
         status_writes_per_sweep: int = 500,
-        prober: Prober | None = None,
-        activity_publisher: ActivityPublisher | None = None,
-        probe_concurrency: int = 32,
         events: EventPublisher | None = None,
     ) -> None:
         self._view = view
         self._activity = activity
         self._desired = desired
         self._status = status
-        self._publisher = publisher
+        self._commands = commands
         self._kick = kick
         self._clock = clock
         self._default_timeout = default_timeout_minutes
         self._resolution = timedelta(seconds=activity_resolution_s)
         self._status_budget = status_writes_per_sweep
-        self._prober = prober
-        self._activity_publisher = activity_publisher
-        self._probe_limit = anyio.CapacityLimiter(probe_concurrency)
         self._looks: dict[str, idle.EventMark] = {}  # as seen by the last sweep, to spot suspend and resume
         self._noted: dict[str, datetime] = {}  # lastActivityAt this process last wrote into status
-        self._unsent: dict[str, ScaleCommand] = {}  # decided, but the publish failed: retried next sweep
         self._events = events
         self._expiries: dict[str, str] = {}  # sandbox id -> id of the expiry delete this process published
         self.stats = SweepStats()
@@ -240,27 +224,17 @@ class Sweeper:
     # --- commands ------------------------------------------------------------------------------------------
 
     async def _send(self, command: ScaleCommand) -> None:
-        try:
-            await self._publisher.publish(command)
-        except SandboxdError:
-            self._unsent[command.sandbox_id] = command  # a newer command for the sandbox replaces an older one
-            self.stats.unsent += 1
-            raise
-        self._unsent.pop(command.sandbox_id, None)
+        await self._commands.send(command)
 
     async def _resend(self) -> None:
-        """Publish again what failed to publish; a command a newer desired state superseded is dropped."""
-        if not self._unsent:
+        """Publish again what failed to publish (``CommandOutbox.resend``), against the current generations."""
+        waiting = self._commands.waiting_for()
+        if not waiting:
             return
-        unsent = self._unsent
-        current = {
-            r.value.sandbox_id: r.value.generation for r in self._view.snapshot() if r.value.sandbox_id in unsent
+        generations = {
+            r.value.sandbox_id: r.value.generation for r in self._view.snapshot() if r.value.sandbox_id in waiting
         }
-        for sandbox_id, command in list(self._unsent.items()):
-            if current.get(sandbox_id) != command.generation:
-                self._unsent.pop(sandbox_id, None)
-                continue
-            await self._guarded(sandbox_id, self._send(command))
+        await self._commands.resend(generations, self._guarded)
 
     # --- expiry --------------------------------------------------------------------------------------------
 
@@ -281,44 +255,6 @@ class Sweeper:
         self._noted[sandbox_id] = at
         self.stats.status_writes += 1
 
-    # --- probing -------------------------------------------------------------------------------------------
-
-    async def probe_once(self) -> int:
-        """Probe every running sandbox once (bounded concurrency); returns how many answered.
-
-        A probe that fails records nothing: a sandbox that cannot be reached is not thereby active.
-        """
-        if self._prober is None:
-            return 0
-        targets = [
-            r.value
-            for r in self._view.snapshot()
-            if r.value.lifecycle is Lifecycle.ACTIVE and r.value.idle_since is None
-        ]
-        answered = 0
-
-        async def probe(desired: DesiredState) -> None:
-            nonlocal answered
-            assert self._prober is not None
-            async with self._probe_limit:
-                report = await self._prober.probe(
-                    sandbox_id=desired.sandbox_id,
-                    namespace=naming.namespace_for(desired.owner_uid),
-                    owner_uid=desired.owner_uid,
-                )
-            self.stats.probes += 1
-            if report is None:
-                self.stats.probe_failures += 1
-                return
-            answered += 1
-            if self._activity.record(desired.sandbox_id, report) and self._activity_publisher is not None:
-                await self._guarded(desired.sandbox_id, self._activity_publisher.publish(desired.sandbox_id, report))
-
-        async with anyio.create_task_group() as tg:
-            for desired in targets:
-                tg.start_soon(probe, desired, name=f"probe-{desired.sandbox_id}")
-        return answered
-
     # --- loops ---------------------------------------------------------------------------------------------
 
     @property
@@ -327,18 +263,9 @@ class Sweeper:
         return self._view.ready and self._activity.ready
 
     async def run(self, *, interval_s: float, record: Record | None = None) -> None:
-        """Once the view and the book are ready, sweep (and probe, when a prober is set) every ``interval_s``
-        (±10 %) until cancelled; a failed sweep or probe round is logged, counted (``record``) and retried at
-        the next interval (``runtime.loops``)."""
+        """Once the view and the book are ready, sweep every ``interval_s`` (±10 %) until cancelled; a failed
+        sweep is logged, counted (``record``) and retried at the next interval (``runtime.loops``)."""
         while not self.ready:  # noqa: ASYNC110 - two feeds fill in the background and report no event
             await anyio.sleep(0.05)
-
-        def every() -> float:
-            return interval_s * random.uniform(0.9, 1.1)
-
-        async with anyio.create_task_group() as tg:
-            if self._prober is not None:
-                probing = LoopGuard("idle probe", record=record)
-                tg.start_soon(partial(probing.forever, self.probe_once, every_s=every), name="idle-probe")
-            sweeping = LoopGuard("idle sweep", record=record)
-            tg.start_soon(partial(sweeping.forever, self.sweep_once, every_s=every), name="idle-sweep")
+        sweeping = LoopGuard("idle sweep", record=record)
+        await sweeping.forever(self.sweep_once, every_s=lambda: interval_s * random.uniform(0.9, 1.1))

@@ -196,7 +196,7 @@ async def test_probed_activity_counts_and_a_failed_probe_does_not(
         for sid in (alive, dead):
             await c.wait_status(sid, lambda s: s.phase is Phase.READY)
             await seen(idle, sid)
-        assert await idle.sweeper.probe_once() == 1
+        assert idle.probing is not None and await idle.probing.probe_once() == 1
         assert idle.activity.book.latest(dead) is None
         stored = await c.js.get_last_msg("SANDBOX_ACTIVITY", f"sandbox.activity.{alive}")
         assert stored.data is not None and b'"activeSessions":1' in stored.data  # shared with other replicas

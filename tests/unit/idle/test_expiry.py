@@ -17,6 +17,7 @@ from sandboxd.models.events import DeleteEvent, parse_event
 from sandboxd.models.spec import ExpiryPolicy
 from sandboxd.reconcile import expiry, statuses
 from sandboxd.reconcile.statuses import StatusWriter
+from sandboxd.runtime.outbox import CommandOutbox
 from sandboxd.runtime.sweeper import Sweeper
 from unit.idle.factories import T0, desired, minutes
 from unit.idle.test_idle_sweeper import Rig, rig
@@ -48,7 +49,7 @@ def with_events(r: Rig, events: Events) -> Rig:
         activity=r.book,
         desired=r.desired,
         status=StatusWriter(r.status),
-        publisher=r.commands,
+        commands=CommandOutbox(r.commands),
         kick=r.kicked.append,
         clock=lambda: T0,
         default_timeout_minutes=600,

@@ -17,6 +17,8 @@ from sandboxd.models.status import Phase, SandboxStatus
 from sandboxd.reconcile.activity import ActivityBook
 from sandboxd.reconcile.ports import Versioned
 from sandboxd.reconcile.statuses import StatusWriter
+from sandboxd.runtime.outbox import CommandOutbox
+from sandboxd.runtime.probing import ActivityProber
 from sandboxd.runtime.sweeper import Sweeper
 from unit.idle.factories import T0, desired, minutes, report
 
@@ -84,6 +86,8 @@ class Rig:
     kicked: list[str]
     view: MemoryView
     sweeper: Sweeper
+    outbox: CommandOutbox
+    prober: ActivityProber | None
 
     async def put(self, state: DesiredState) -> None:
         current = await self.desired.get(state.sandbox_id)
@@ -117,20 +121,20 @@ def rig(
     status_store = status_store or MemoryStore()
     book = ActivityBook(ready=True) if book is None else book
     commands, kicked, view = Commands(), [], MemoryView(desired_store)
+    outbox = CommandOutbox(commands)
     sweeper = Sweeper(
         view=view,
         activity=book,
         desired=desired_store,
         status=StatusWriter(status_store),
-        publisher=commands,
+        commands=outbox,
         kick=kicked.append,
         clock=lambda: T0,
         default_timeout_minutes=30,
         status_writes_per_sweep=budget,
-        prober=prober,
-        activity_publisher=shared,
     )
-    return Rig(desired_store, status_store, book, commands, kicked, view, sweeper)
+    probing = None if prober is None else ActivityProber(view=view, activity=book, prober=prober, publisher=shared)
+    return Rig(desired_store, status_store, book, commands, kicked, view, sweeper, outbox, probing)
 
 
 async def test_idle_after_the_timeout_then_nothing_more() -> None:
@@ -276,7 +280,7 @@ async def test_a_failed_publish_is_retried_by_the_next_sweep() -> None:
     r.commands.failing = True
     await r.sweep(30)
     assert (await r.get("sb-1")).idle_since is not None and r.kicked == ["sb-1"]
-    assert r.sweeper.stats.unsent == 1 and r.commands.sent == []
+    assert r.outbox.failed == 1 and r.outbox.pending == 1 and r.commands.sent == []
     r.commands.failing = False
     await r.sweep(31)
     assert [c.command_id for c in r.commands.sent] == ["sb-1:2:idle"]
@@ -342,11 +346,11 @@ async def test_a_probe_failure_is_not_activity() -> None:
     await r.put(desired("sb-up", email="up@acme.com"))
     await r.put(desired("sb-down", email="down@acme.com"))
     await r.put(desired("sb-paused", lifecycle=Lifecycle.SUSPENDED))
-    assert await r.sweeper.probe_once() == 1
+    assert r.prober is not None and await r.prober.probe_once() == 1
     assert sorted(probes.asked) == [("sb-down", "sandbox-down-at-acme-com"), ("sb-up", "sandbox-up-at-acme-com")]
     assert r.book.latest("sb-down") is None
     assert [sid for sid, _ in shared.published] == ["sb-up"]
-    assert r.sweeper.stats.probe_failures == 1
+    assert r.prober.stats.failures == 1
     await r.sweep(29)
     assert r.commands.sent == []
     await r.sweep(30)  # the unreachable sandbox idles on time; the one with a session does not
@@ -357,7 +361,7 @@ async def test_probing_skips_idle_sandboxes() -> None:
     probes = Probes({})
     r = rig(prober=probes)
     await r.put(desired("sb-1", idle_since=T0))
-    assert await r.sweeper.probe_once() == 0
+    assert r.prober is not None and await r.prober.probe_once() == 0
     assert probes.asked == []
 
 

@@ -1,0 +1,55 @@
+"""The scale-command outbox: publish a command, and keep the one that failed to publish for the next sweep.
+
+The sweeper decides and hands each command here. A publish that fails (``BrokerUnavailable``) keeps the command
+(a newer command for the same sandbox replaces an older one) and raises, so the caller logs it; ``resend`` at
+the start of the next sweep publishes again those still current (their generation is the desired state's) and
+drops those a newer desired state superseded. Commands carry deterministic ids, so a command published twice is
+one command.
+
+Concurrency: one sweeper per outbox, one sweep at a time; nothing here is locked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+
+from sandboxd.errors import SandboxdError
+from sandboxd.models.activity import ScaleCommand
+from sandboxd.reconcile.ports import CommandPublisher
+
+#: How the caller runs one sandbox's step (the sweeper's ``_guarded``: a failure is logged, never raised).
+Guard = Callable[[str, Awaitable[object]], Awaitable[None]]
+
+
+class CommandOutbox:
+    def __init__(self, publisher: CommandPublisher) -> None:
+        self._publisher = publisher
+        self._unsent: dict[str, ScaleCommand] = {}  # sandbox id -> the newest command that failed to publish
+        self.failed = 0  # publishes that failed (each kept for the next sweep)
+
+    @property
+    def pending(self) -> int:
+        """Commands waiting to be published again."""
+        return len(self._unsent)
+
+    async def send(self, command: ScaleCommand) -> None:
+        try:
+            await self._publisher.publish(command)
+        except SandboxdError:
+            self._unsent[command.sandbox_id] = command  # a newer command for the sandbox replaces an older one
+            self.failed += 1
+            raise
+        self._unsent.pop(command.sandbox_id, None)
+
+    def waiting_for(self) -> set[str]:
+        """The sandboxes with a command to publish again (so the caller looks up only their generations)."""
+        return set(self._unsent)
+
+    async def resend(self, generations: Mapping[str, int], guard: Guard) -> None:
+        """Publish again what failed to publish, if ``generations`` (sandbox id -> desired generation) says it
+        is still current; a command a newer desired state superseded is dropped."""
+        for sandbox_id, command in list(self._unsent.items()):
+            if generations.get(sandbox_id) != command.generation:
+                self._unsent.pop(sandbox_id, None)
+                continue
+            await guard(sandbox_id, self.send(command))
