@@ -16,41 +16,35 @@ namespaces only (docs/security.md); ``connect`` also reads ``/version``, which e
 
 from __future__ import annotations
 
-from typing import Any, Final
-
-from kubernetes_asyncio.client import ApiClient
-from kubernetes_asyncio.client.exceptions import ApiException
+from typing import Final
 
 from sandboxd.adapters.kubernetes.client import api_client, load_configuration
-from sandboxd.adapters.kubernetes.errors import translated
 from sandboxd.adapters.kubernetes.resources import STATEFUL_SET
+from sandboxd.adapters.kubernetes.transport import KubeTransport
 from sandboxd.settings.service import ApplierSettings
 
-MERGE_PATCH: Final = "application/merge-patch+json"
-JSON: Final = "application/json"
 FIELD_MANAGER: Final = "sandboxd-scaler"
-_AUTH: Final = ["BearerToken"]
-_OBJECT: Final = {200: "object", 201: "object"}
 
 
 class StatefulSetScaler:
-    def __init__(self, api: ApiClient, *, field_manager: str = FIELD_MANAGER, request_timeout_s: float = 30.0) -> None:
-        self._api = api
+    """``reconcile.ports.ScaleTarget`` on a ``KubeTransport`` (which translates every failure, and answers None
+    for a 404)."""
+
+    def __init__(self, transport: KubeTransport, *, field_manager: str = FIELD_MANAGER) -> None:
+        self._transport = transport
         self._field_manager = field_manager
-        self._timeout = request_timeout_s
 
     @classmethod
     async def connect(cls, settings: ApplierSettings, *, field_manager: str = FIELD_MANAGER) -> StatefulSetScaler:
         """A scaler for the cluster ``settings`` name (``KUBECONFIG`` and context, or the pod's account), once
         its API server answers ``GET /version`` (``ApplyUnavailable`` while it does not: the caller retries)."""
         configuration = await load_configuration(settings)
-        scaler = cls(
-            api_client(configuration, connections=16),
-            field_manager=field_manager,
-            request_timeout_s=settings.kube_request_timeout_s,
+        transport = KubeTransport(
+            api_client(configuration, connections=16), request_timeout_s=settings.kube_request_timeout_s
         )
+        scaler = cls(transport, field_manager=field_manager)
         try:
-            await scaler._call("GET", "/version")
+            await transport.get("/version")
         except BaseException:
             await scaler.aclose()
             raise
@@ -58,39 +52,15 @@ class StatefulSetScaler:
 
     async def scale(self, *, namespace: str, name: str, replicas: int) -> int | None:
         path = f"{STATEFUL_SET.item(name, namespace)}/scale"
-        current = await self._call("GET", path)
+        current = await self._transport.get(path)
         if current is None:
             return None
         previous = int((current.get("spec") or {}).get("replicas") or 0)
         if previous == replicas:
             return previous
         body = {"spec": {"replicas": replicas}}
-        patched = await self._call("PATCH", path, body=body, query=[("fieldManager", self._field_manager)])
+        patched = await self._transport.patch(path, body, field_manager=self._field_manager)
         return None if patched is None else previous
 
     async def aclose(self) -> None:
-        await self._api.close()
-
-    async def _call(
-        self, method: str, path: str, *, body: dict[str, Any] | None = None, query: list[tuple[str, str]] | None = None
-    ) -> dict[str, Any] | None:
-        """One request; the object answered, or None for a 404 (the StatefulSet or its namespace is not there)."""
-        content_type = MERGE_PATCH if method == "PATCH" else JSON
-        with translated(f"{method} {path}"):
-            try:
-                result = await self._api.call_api(
-                    path,
-                    method,
-                    query_params=query or [],
-                    header_params={"Accept": JSON, "Content-Type": content_type},
-                    body=body,
-                    auth_settings=_AUTH,
-                    response_types_map=_OBJECT,
-                    _return_http_data_only=True,
-                    _request_timeout=self._timeout,
-                )
-            except ApiException as exc:
-                if exc.status == 404:
-                    return None
-                raise
-        return result if isinstance(result, dict) else {}
+        await self._transport.aclose()

@@ -1,4 +1,5 @@
-"""The REST calls the applier and the watches make, and nothing else: apply, create, get, list, delete, watch.
+"""The REST calls the applier, the watches and the scaler make, and nothing else: apply, create, get, patch,
+list, delete, watch.
 
 Every call goes through ``ApiClient.call_api`` with an explicit path (``resources``), so core kinds and the
 HTTPRoute CRD take one code path, errors always raise (unlike the 36.1.0 DynamicClient, which returns them as
@@ -9,7 +10,8 @@ dicts; nothing is deserialised into client models.
   which is valid YAML), one ``fieldManager``, ``force=true``, ``fieldValidation=Strict``;
 - ``list`` and ``watch`` can ask for metadata only (``PartialObjectMetadata``): the prune inventory and the
   deletion watches never receive a Secret's data;
-- ``get`` and ``delete`` answer None / False for 404, the only place a 404 is not an error.
+- ``patch``: a JSON merge patch with a ``fieldManager`` (the scaler's ``spec.replicas`` on ``/scale``);
+- ``get``, ``patch`` and ``delete`` answer None / None / False for 404, the only place a 404 is not an error.
 
 What it deliberately does not do: retry, order, or know what a sandbox is.
 """
@@ -28,6 +30,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from sandboxd.adapters.kubernetes.errors import from_status, translated
 
 APPLY_PATCH: Final = "application/apply-patch+yaml"
+MERGE_PATCH: Final = "application/merge-patch+json"
 JSON: Final = "application/json"
 METADATA_LIST: Final = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 METADATA: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
@@ -74,6 +77,20 @@ class KubeTransport:
         """The object at ``path`` (its metadata only, e.g. a Secret without its data), or None when there is none."""
         try:
             return await self._call("GET", path, accept=METADATA if metadata_only else JSON, not_found_ok=True)
+        except _NotFound:
+            return None
+
+    async def patch(self, path: str, body: Mapping[str, Any], *, field_manager: str) -> Object | None:
+        """Merge-patch ``body`` into the object at ``path``; the object as stored, or None when there is none."""
+        try:
+            return await self._call(
+                "PATCH",
+                path,
+                query=[("fieldManager", field_manager)],
+                body=dict(body),
+                content_type=MERGE_PATCH,
+                not_found_ok=True,
+            )
         except _NotFound:
             return None
 
@@ -184,4 +201,4 @@ class KubeTransport:
 
 
 class _NotFound(Exception):
-    """A 404 the caller asked to hear about (``get`` and ``delete``); never leaves this module."""
+    """A 404 the caller asked to hear about (``get``, ``patch`` and ``delete``); never leaves this module."""
