@@ -15,7 +15,8 @@ Ordering and concurrency:
   per-key growing delay, and a kick without deliveries (resync, watch) is re-submitted after the same delay.
 - Catch-up: while intake is behind (a fetch brought, or left in the stream, ``Backlog.threshold`` events or
   more: a burst), a worker waits before it starts a key, at most ``hold_cap_s`` after the key became ready,
-  so the burst's later events for that key join the same pass. With no backlog (normal load) keys start at
+  so the burst's later events for that key join the same pass. The wait is woken by the backlog easing, the
+  settle period ending or the cap (``Backlog.wait``), not polled. With no backlog (normal load) keys start at
   once.
 - ``close()`` hands back (nak, no delay) everything not started, lets running passes finish within the grace,
   then cancels them and hands back what they held.
@@ -56,10 +57,14 @@ def reported(result: reconciler.Outcome, *, failures: int) -> Outcome:
 
 @dataclass
 class Backlog:
-    """What the consume loop knows about the events not yet admitted; read by the queue's workers."""
+    """What the consume loop knows about the events not yet admitted; read by the queue's workers.
+
+    Workers holding a key wait on it without polling: ``wait(limit_s)`` returns when intake stops being behind
+    by count (a fetch or an admission brought ``waiting`` under the threshold, or the loop lost its room), when
+    the settle period after the last burst-sized batch ends, or after ``limit_s``, whichever comes first.
+    """
 
     waiting: int = 0  # events not yet admitted: the batch being admitted and those still in the stream
-    room: bool = True  # the consume loop may still fetch (held deliveries below its limit)
     #: Fewer waiting events than this is normal traffic arriving during a fetch, not a backlog worth waiting
     #: for: holding then would only add latency.
     threshold: int = 64
@@ -70,21 +75,61 @@ class Backlog:
     clock: Clock = field(default=SYSTEM, repr=False)
     _pending: int = field(default=0, repr=False)
     _burst_admitted_at: float = field(default=-math.inf, repr=False)
+    _room: bool = field(default=True, repr=False)
+    #: Set (and replaced) when ``behind`` may have turned false other than by time passing.
+    _eased: anyio.Event | None = field(default=None, repr=False)
+
+    @property
+    def room(self) -> bool:
+        """The consume loop may still fetch (held deliveries below its limit)."""
+        return self._room
+
+    @room.setter
+    def room(self, value: bool) -> None:
+        self._room = value
+        if not value:
+            self._ease()
 
     def fetched(self, count: int, pending: int) -> None:
         """A fetch brought ``count`` events (intake admits them next) and left ``pending`` in the stream."""
         self.waiting, self._pending = count + pending, pending
+        if self.waiting < self.threshold:
+            self._ease()
 
     def admitted(self) -> None:
         """Intake has admitted the last fetch."""
         if self.waiting >= self.threshold:
             self._burst_admitted_at = self.clock.now()
         self.waiting = self._pending
+        if self.waiting < self.threshold:
+            self._ease()
 
     @property
     def behind(self) -> bool:
         settling = self.clock.now() - self._burst_admitted_at < self.settle_s
         return (self.waiting >= self.threshold or settling) and self.room
+
+    async def wait(self, limit_s: float) -> None:
+        """Until ``behind`` may have changed, at most ``limit_s`` (see the class docstring)."""
+        if self.waiting < self.threshold:  # only the settle period holds: it ends by time alone
+            limit_s = min(limit_s, self._burst_admitted_at + self.settle_s - self.clock.now())
+        if self._eased is None:
+            self._eased = anyio.Event()
+        eased = self._eased
+
+        async def timeout() -> None:
+            await self.clock.sleep(max(0.0, limit_s))
+            tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(timeout)
+            await eased.wait()
+            tg.cancel_scope.cancel()
+
+    def _ease(self) -> None:
+        if self._eased is not None:
+            self._eased.set()
+            self._eased = None
 
 
 @dataclass
@@ -239,12 +284,12 @@ class KeyedQueue:
         return reported(result, failures=state.failures)
 
     async def _catch_up(self, state: _Key) -> None:
-        """Let intake catch up with a backlog before this key's pass, within the cap."""
+        """Let intake catch up with a backlog before this key's pass, within the cap (woken, never polling)."""
         while self._backlog.behind and not self._closing:
             left = state.ready_at + self._hold_cap_s - self._clock.now()
             if left <= 0:
                 return
-            await self._clock.sleep(min(left, 0.02))
+            await self._backlog.wait(left)
 
     def _kick_later(self, key: str, delay: float) -> None:
         async def later() -> None:
