@@ -1,7 +1,8 @@
 """A process's HTTP endpoint: ``/healthz`` (alive), ``/readyz`` (ready to work, or what is not), ``/metrics``.
 
-Both processes serve one: the reconciler (``app.service``, on SANDBOXD_HEALTH_PORT) and the scaler
-(``app.scaler``, on SANDBOXD_SCALER_METRICS_PORT). ``Health`` is the readiness record each of them keeps.
+Every process serves one: the reconciler (``app.service``, on SANDBOXD_HEALTH_PORT), the scaler (``app.scaler``,
+on SANDBOXD_SCALER_METRICS_PORT) and the token writer (``app.tokens``, on SANDBOXD_TOKENS_HEALTH_PORT). ``Health``
+is the readiness record each of them keeps.
 
 - ``/healthz``: 200 whenever the event loop answers; a liveness probe restarts a process that hangs.
 - ``/readyz``: 200 ``{"ready": true}`` when the readiness source reports nothing missing (NATS connected, the

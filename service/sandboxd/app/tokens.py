@@ -23,11 +23,14 @@ from datetime import datetime
 from functools import partial
 
 import anyio
+import prometheus_client
 
 from sandboxd import naming
 from sandboxd.adapters.jetstream.connection import connect
 from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.newapi import NewApiBridge
+from sandboxd.app.http import Health, HealthEndpoint, broker_check
+from sandboxd.app.starting import reach
 from sandboxd.errors import ConfigurationError
 from sandboxd.models.desired import DesiredState
 from sandboxd.models.status import SandboxStatus
@@ -38,6 +41,7 @@ from sandboxd.runtime.loops import LoopGuard, until_done
 from sandboxd.settings import Settings
 from sandboxd.settings.tokens import TokenSettings
 from sandboxd.telemetry.metrics import Instruments
+from sandboxd.telemetry.providers import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -138,30 +142,91 @@ class TokensProcess:
     It reads desired state and writes status in NATS, mints with the bridge, and writes only the token Secrets in
     the cluster (docs/security.md: its RBAC is get and patch of those Secrets in sandbox namespaces). It kicks
     nothing: the reconciler stamps a new revision on its next pass of the sandbox (a resync at the latest).
+
+    Probes like the scaler's (``app.http``, on ``SANDBOXD_TOKENS_HEALTH_HOST``/``SANDBOXD_TOKENS_HEALTH_PORT``):
+    ``/readyz`` is 200 while NATS is connected, both buckets are open, the writer's sweeps succeed (within
+    ``BROKER_GRACE_S``) and no stop was asked for; else 503 naming what is missing. NATS may come up after it
+    (``app.starting.reach``). ``/metrics`` serves ``sandboxd_tokens_total`` and the loop-error counter.
+    ``bridge`` and ``secrets`` replace the real adapters (tests).
     """
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime],
+        bridge: TokenBridge | None = None,
+        secrets: TokenSecrets | None = None,
+    ) -> None:
         if not settings.tokens.minting:
             raise ConfigurationError("sandboxd tokens needs NEWAPI_ADMIN_SECRET (the bridge's admin bearer)")
         self.settings = settings
         self.clock = clock
-        self.connected = False
+        self._bridge, self._secrets = bridge, secrets
+        self.health = Health(consumer_bound=True)  # no consumer: the buckets stand for it (``checks["buckets"]``)
+        self.health.checks["buckets"] = lambda: None if self.loop is not None else "desired and status not open yet"
+        self.telemetry = Telemetry.from_environment()
+        self.telemetry.instruments.watch_ready(lambda: self.health.ready)
+        self.endpoint: HealthEndpoint | None = None
         self.loop: TokenLoop | None = None
 
+    @property
+    def connected(self) -> bool:
+        """Past the first connect (``cli.serving``: a stop before it has nothing to drain)."""
+        return self.health.connected
+
     async def run(self, stop: anyio.Event) -> None:
-        nc = await connect(self.settings.nats)
-        self.connected = True
+        tokens = self.settings.tokens
+        endpoint = HealthEndpoint(
+            readiness=self.health,
+            registries=[self.telemetry.registry, prometheus_client.REGISTRY],
+            host=tokens.health_host,
+            port=tokens.health_port,
+            variables="SANDBOXD_TOKENS_HEALTH_HOST/SANDBOXD_TOKENS_HEALTH_PORT",
+        )
+        try:
+            async with endpoint:
+                self.endpoint = endpoint
+                await self._run(stop)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.telemetry.shutdown)
+
+    async def _run(self, stop: anyio.Event) -> None:
+        metrics = self.telemetry.instruments
+        guard = LoopGuard("token writer", record=metrics.loop_failed)
+        connecting = partial(connect, self.settings.nats, on_change=self._connection_changed)
+        nc = await reach(connecting, check="nats", health=self.health, guard=guard)
+        self.health.connected = True
         try:
             js = nc.jetstream()
-            guard = LoopGuard("token writer")
             desired = await until_done(partial(KvStore.open, js, naming.DESIRED_BUCKET, DesiredState), guard)
             status_store = await until_done(partial(KvStore.open, js, naming.STATUS_BUCKET, SandboxStatus), guard)
-            loop = self.loop = await token_loop(
-                self.settings, desired=desired, status=StatusWriter(status_store), clock=self.clock, kick=None
+            loop = await token_loop(
+                self.settings,
+                desired=desired,
+                status=StatusWriter(status_store),
+                clock=self.clock,
+                kick=None,
+                bridge=self._bridge,
+                secrets=self._secrets,
+                metrics=metrics,
             )
+            self.loop = loop
+            self.health.checks["jetstream"] = broker_check(guard)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(partial(loop.run, guard), name="token-writer")
                 await stop.wait()
+                self.health.draining = True
                 tg.cancel_scope.cancel()
         finally:
-            await nc.drain()
+            self.health.draining = True
+            with anyio.CancelScope(shield=True):
+                try:
+                    await nc.drain()
+                except Exception:  # noqa: BLE001 - draining a reconnecting connection fails; closing is enough
+                    await nc.close()
+                self.health.connected = False
+
+    def _connection_changed(self, connected: bool) -> None:
+        self.health.connected = connected

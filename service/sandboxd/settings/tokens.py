@@ -74,6 +74,18 @@ class TokenSettings(Group):
         description="Revoke a deleted sandbox's token (DELETE <base>/admin/tokens/sandbox/<sandbox id>); a bridge "
         "that answers 404/405/501 does not support it and the token lapses at its expiry.",
     )
+    health_port: int = env(
+        "SANDBOXD_TOKENS_HEALTH_PORT",
+        8082,
+        ge=0,
+        le=65535,
+        description="/healthz /readyz /metrics of `sandboxd tokens`; 0 = a free port.",
+    )
+    health_host: str = env(
+        "SANDBOXD_TOKENS_HEALTH_HOST",
+        "0.0.0.0",  # noqa: S104 - a pod serves its probes and /metrics on every interface
+        description="Bind address of that endpoint.",
+    )
 
     @property
     def minting(self) -> bool:

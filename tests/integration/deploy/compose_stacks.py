@@ -21,7 +21,7 @@ from support.spine import Client
 
 from .charts import REPO_ROOT
 
-ROLES: Final = ("RECONCILER", "SCALER", "PUBLISHER", "ACTIVITY", "CONSOLE", "ADMIN")
+ROLES: Final = ("RECONCILER", "SCALER", "TOKENS", "PUBLISHER", "ACTIVITY", "CONSOLE", "ADMIN")
 
 
 @dataclass(frozen=True)

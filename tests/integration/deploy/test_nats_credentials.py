@@ -13,7 +13,7 @@ from typing import Any, Final
 import pytest
 import yaml
 
-from .charts import REPO_ROOT, Helm, container, env_of, one
+from .charts import FULL_VALUES, REPO_ROOT, Helm, container, env_of, one
 
 ACCOUNTS: Final = REPO_ROOT / "deploy" / "nats" / "accounts.conf"
 COMPOSE: Final = REPO_ROOT / "docker-compose.yml"
@@ -44,6 +44,7 @@ def test_accounts_conf_gives_each_role_its_own_inbox() -> None:
     assert set(inboxes) == {
         "sandboxd-reconciler",
         "sandboxd-scaler",
+        "sandboxd-tokens",
         "sandbox-publisher",
         "sandbox-activity",
         "sandbox-console",
@@ -129,3 +130,28 @@ def test_scaler_credentials_are_refused_as_the_reconcilers_are(
     helm: Helm, set_values: dict[str, Any], expected: str
 ) -> None:
     assert expected in helm.refusal(set_values=set_values)
+
+
+def test_the_token_writer_connects_as_its_own_user_and_serves_its_probes(helm: Helm) -> None:
+    external = {"tokens.writer": "external", **dict(list(OWN_SECRETS.items())[:3])}
+    shared = one(helm.template(values=(FULL_VALUES,), set_values=external), "Deployment", "tokens")
+    inboxes = granted_inboxes()
+    # No credentials of its own: the writer connects as the reconciler, so with the reconciler's inbox.
+    assert secret_ref(env_of(shared), "NATS_USER") == ("sandboxd-nats", "user")
+    assert env_of(shared)["NATS_INBOX_PREFIX"]["value"] == inboxes["sandboxd-reconciler"]
+    own_values = {
+        **external,
+        "nats.tokens.existingSecret": "sandboxd-nats-tokens",
+        "nats.tokens.keys.user": "user",
+        "nats.tokens.keys.password": "password",
+    }
+    own = one(helm.template(values=(FULL_VALUES,), set_values=own_values), "Deployment", "tokens")
+    env = env_of(own)
+    assert secret_ref(env, "NATS_USER") == ("sandboxd-nats-tokens", "user")
+    assert secret_ref(env, "NATS_PASSWORD") == ("sandboxd-nats-tokens", "password")
+    assert env["NATS_INBOX_PREFIX"]["value"] == inboxes["sandboxd-tokens"]
+    main = container(own)
+    assert env["SANDBOXD_TOKENS_HEALTH_PORT"]["value"] == "8082"
+    assert main["ports"] == [{"name": "metrics", "containerPort": 8082, "protocol": "TCP"}]
+    assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}

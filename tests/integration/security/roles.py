@@ -43,6 +43,7 @@ ROLES: Final = {
     for name, user in (
         ("reconciler", "sandboxd-reconciler"),
         ("scaler", "sandboxd-scaler"),
+        ("tokens", "sandboxd-tokens"),
         ("publisher", "sandbox-publisher"),
         ("activity", "sandbox-activity"),
         ("console", "sandbox-console"),

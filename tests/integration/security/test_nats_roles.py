@@ -3,7 +3,8 @@
 The server runs ``deploy/nats/nats-server.conf`` as shipped. ``sandboxd init`` provisions the topology as the
 admin; ``sandboxd run`` converges a sandbox with the reconciler's credentials; the publisher publishes the event
 and reads the status; a console reads it with ``sandboxctl``; the scaler consumes scale commands and
-dead-letters one it cannot read; the activity reporter publishes activity; with the tenant bridge on, ``sandboxd
+dead-letters one it cannot read; the token writer mints, records and revokes a sandbox's token; the activity
+reporter publishes activity; with the tenant bridge on, ``sandboxd
 run`` turns a tenant request into a sandbox under the same reconciler role. Each of them is refused nothing the
 job needs (the server logs no violation for its user), and refused what the role must not do: nats-py reports
 the server's ``permissions violation`` to the error callback, and a request whose subject was refused never
@@ -17,7 +18,7 @@ import json
 import subprocess
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -27,6 +28,10 @@ from nats.js import api
 
 from integration.cli.sandboxd_processes import SANDBOXCTL, SANDBOXD, ServiceProcess, clean_env, service_env
 from integration.idle.rig import scaler_config, until
+from integration.tokens.bridge import Bridge, serving
+from integration.tokens.test_token_writer_kube import desired_state
+from integration.tokens.test_tokens_process import RecordedSecrets
+from integration.tokens.test_tokens_process import settings as tokens_settings
 from sandboxd import naming
 from sandboxd.adapters.jetstream.activity import JetStreamActivity
 from sandboxd.adapters.jetstream.connection import connect
@@ -34,10 +39,12 @@ from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters, JetStre
 from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.app.scaler import ScalerProcess
+from sandboxd.app.tokens import TokensProcess
 from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.activity import ActivityReport
 from sandboxd.models.desired import DesiredState
 from sandboxd.models.spec import Expiry, ExpiryPolicy
+from sandboxd.models.status import SandboxStatus
 from sandboxd.reconcile import expiry, idle, scaling
 from sandboxd.reconcile.idle import Action
 from sandboxd.render.components import PTY_SERVER
@@ -160,6 +167,38 @@ async def test_the_scaler_consumes_scale_commands_and_dead_letters_what_it_canno
     assert secured.violations("scaler", since=mark) == []
 
 
+async def test_the_token_writer_mints_records_status_and_revokes_under_its_own_role(secured: SecuredNats) -> None:
+    """``sandboxd tokens`` lists and reads desired state and writes status as ``sandboxd-tokens``, nothing else."""
+    sid, mark, secrets = unique_id("auth-tok"), secured.log_mark(), RecordedSecrets()
+    async with (
+        serving(Bridge()) as bridge,
+        secured.session("reconciler") as reconciler,
+        anyio.create_task_group() as tg,
+    ):
+        process = TokensProcess(
+            tokens_settings(secured.settings("tokens"), bridge.url), clock=lambda: datetime.now(UTC), secrets=secrets
+        )
+        desired_store = KvStore(await reconciler.js.key_value(naming.DESIRED_BUCKET), DesiredState)
+        status_store = KvStore(await reconciler.js.key_value(naming.STATUS_BUCKET), SandboxStatus)
+        await desired_store.put(naming.desired_key(sid), desired_state(sid), revision=None)
+        stop = anyio.Event()
+        tg.start_soon(process.run, stop)
+
+        async def token_recorded(present: bool) -> bool:
+            record = await status_store.get(naming.status_key(sid))
+            return record is not None and (record.value.token is not None) is present
+
+        await until(lambda: token_recorded(True), timeout=30, what="the token recorded in status")
+        await desired_store.delete(naming.desired_key(sid))
+        await until(lambda: token_recorded(False), timeout=30, what="the revoked token cleared from status")
+        # (the module's other sandboxes are in desired state too: only this one's calls are counted)
+        mine = [seen for seen in bridge.seen if sid in seen.path or (seen.body or {}).get("sandbox_id") == sid]
+        assert [seen.method for seen in mine] == ["POST", "DELETE"]
+        assert process.health.ready
+        stop.set()
+    assert secured.violations("tokens", since=mark) == []
+
+
 async def test_the_activity_reporter_publishes_activity(secured: SecuredNats) -> None:
     sid, mark = unique_id("auth-act"), secured.log_mark()
     report = ActivityReport(last_activity_at=T0, active_sessions=1)
@@ -255,6 +294,19 @@ DENIED: list[tuple[str, Attempt, str]] = [
     ("scaler", publish("sandbox.scale.victim"), "sandbox.scale.victim"),
     ("scaler", publish("$KV.sandbox-desired.victim"), "$KV.sandbox-desired.victim"),
     ("scaler", publish("sandbox.dlq.sandbox.create.victim"), "sandbox.dlq.sandbox.create.victim"),
+    # the token writer: desired state read-only, status, nothing of events, commands, owners or dead letters
+    ("tokens", publish("sandbox.create.victim"), "sandbox.create.victim"),
+    ("tokens", publish("sandbox.scale.victim"), "sandbox.scale.victim"),
+    ("tokens", publish("$KV.sandbox-desired.victim"), "$KV.sandbox-desired.victim"),
+    ("tokens", publish("sandbox.dlq.sandbox.create.victim"), "sandbox.dlq.sandbox.create.victim"),
+    ("tokens", direct_get(naming.OWNERS_BUCKET), "$JS.API.DIRECT.GET.KV_sandbox-owners.$KV.sandbox-owners.someone"),
+    ("tokens", stream_info(naming.EVENTS_STREAM), f"$JS.API.STREAM.INFO.{naming.EVENTS_STREAM}"),
+    ("tokens", lambda s: s.js.get_msg(naming.DLQ_STREAM, seq=1), f"$JS.API.STREAM.MSG.GET.{naming.DLQ_STREAM}"),
+    (
+        "tokens",
+        lambda s: s.js.purge_stream(f"KV_{naming.STATUS_BUCKET}"),
+        f"$JS.API.STREAM.PURGE.KV_{naming.STATUS_BUCKET}",
+    ),
     # the reconciler: publishes no event but the tenant bridge's creates and expiry's deletes, never deletes or
     # purges the audit log, and on the tenant service's stream only consumes through its own consumer
     ("reconciler", publish("sandbox.update.victim"), "sandbox.update.victim"),
@@ -301,7 +353,7 @@ async def test_a_role_is_refused_what_it_must_not_do(
         await session.refused("publish", subject)
 
 
-@pytest.mark.parametrize("role", ["publisher", "console", "activity", "scaler", "reconciler"])
+@pytest.mark.parametrize("role", ["publisher", "console", "activity", "scaler", "tokens", "reconciler"])
 async def test_no_role_reads_the_dead_letters_or_the_events_as_they_pass(secured: SecuredNats, role: str) -> None:
     async with secured.session(role) as session:
         await session.nc.subscribe(naming.DLQ_SUBJECTS)

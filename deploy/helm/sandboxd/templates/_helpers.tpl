@@ -212,13 +212,14 @@ Environment blocks. Values become strings exactly as the service parses them; se
 
 {{/*
 The NATS user a process connects as (deploy/nats/accounts.conf has one per role), as YAML for fromYaml:
-existingSecret, keys, inboxPrefix. The scaler's own when nats.scaler.existingSecret is set, else the reconciler's.
-(list $ "reconciler"|"scaler")
+existingSecret, keys, inboxPrefix. The scaler's (the token writer's) own when nats.scaler.existingSecret
+(nats.tokens.existingSecret) is set, else the reconciler's. (list $ "reconciler"|"scaler"|"tokens")
 */}}
 {{- define "sandboxd.natsCredentials" -}}
 {{- $n := (index . 0).Values.nats }}
-{{- $own := and (eq (index . 1) "scaler") $n.scaler.existingSecret }}
-{{- $c := ternary $n.scaler $n (not (empty $own)) }}
+{{- $role := index . 1 }}
+{{- $group := ternary (get $n $role) dict (has $role (list "scaler" "tokens")) }}
+{{- $c := ternary $group $n (not (empty (get $group "existingSecret"))) }}
 {{- dict "existingSecret" $c.existingSecret "keys" $c.keys "inboxPrefix" $c.inboxPrefix | toYaml }}
 {{- end }}
 
