@@ -11,7 +11,8 @@
 #      dockerd with its data root in the cache (vfs storage driver, no iptables, no bridge: containers run on
 #      the host network; this is what works inside a CI container without privileges for overlayfs/netfilter);
 #   2. the compose plugin testcontainers drives (`docker compose ... up --wait`, `ps --format json`: the v2+
-#      plugin, not Debian's Python docker-compose 1.29), built from the Go module in tools/docker/compose;
+#      plugin, not Debian's Python docker-compose 1.29), built from the Go module in tools/docker/compose
+#      (v5.6.0 talks to dockerd 20.10 at its API 1.41, as the docker CLI does by negotiating down);
 #   3. the local base image (SANDBOXD_BASE_IMAGE, default sandboxd-base:bookworm) from Debian packages with
 #      debootstrap, since registry images cannot be pulled here: python3, venv, git, busybox (wget for the
 #      NATS health check).
@@ -106,7 +107,6 @@ build_compose() {
   ln -sfn "$dest/bin/docker-compose" "$plugins/docker-compose"
   log "compose plugin: $plugins/docker-compose -> $dest/bin/docker-compose"
 }
-docker compose version >/dev/null 2>&1 || build_compose
 
 # --- 3. the base image -------------------------------------------------------------------------------------
 # The root filesystem is kept as a tarball, so a fresh data root (or another storage driver) imports in seconds.
@@ -127,6 +127,13 @@ make_base_image() {
   log "importing $base_image..."
   docker import --change 'CMD ["/bin/bash"]' "$tarball" "$base_image" >/dev/null
 }
-docker image inspect "$base_image" >/dev/null 2>&1 || make_base_image
+# The base image (mostly downloads) is made while the compose plugin compiles (CPU): a cold set-up in one go.
+base_pid=""
+if ! docker image inspect "$base_image" >/dev/null 2>&1; then
+  make_base_image &
+  base_pid=$!
+fi
+docker compose version >/dev/null 2>&1 || build_compose
+[[ -z "$base_pid" ]] || wait "$base_pid"
 
 docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})'
