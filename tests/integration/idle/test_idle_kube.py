@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 from kubernetes_asyncio.client import AppsV1Api
-from prometheus_client import REGISTRY
+from prometheus_client import generate_latest
 
 from sandboxd import naming
 from sandboxd.adapters.jetstream.publishing import publish_scale
@@ -23,6 +23,7 @@ from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.kubernetes import KubernetesApplier, WatchTiming
 from sandboxd.adapters.natsserver import NatsServer
 from sandboxd.app.idle import IdleLifecycle, idle_lifecycle
+from sandboxd.app.scaler import ScalerProcess
 from sandboxd.app.service import Service
 from sandboxd.models.desired import DesiredState
 from sandboxd.models.status import Phase, SandboxStatus
@@ -30,6 +31,7 @@ from sandboxd.reconcile import scaling
 from sandboxd.reconcile.idle import Action
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.settings import ApplierSettings, Settings
+from sandboxd.telemetry.testing import prometheus_sample
 from support import kuberaw
 from support.bystanders import bystander_statefulset
 from support.kube_fixtures import KubeTarget
@@ -100,8 +102,10 @@ async def replicas_become(kube_api: KubeTarget, namespace: str, count: int) -> A
     return found[0]
 
 
-def counted(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+def counted(scaler: ScalerProcess, name: str, **labels: str) -> float:
+    """A sample of the scaler's own metrics (OTel, exported on a Prometheus registry of the process's own)."""
+    text = generate_latest(scaler.telemetry.registry).decode()
+    return prometheus_sample(text, name, **labels) or 0.0
 
 
 async def reconciled_again(c: Client, service: Service, sandbox_id: str) -> SandboxStatus:
@@ -140,12 +144,13 @@ async def test_the_scaler_scales_and_the_reconcile_agrees(
         async with sweeper_only_replica(c, settings, clock) as other:
             await seen(other, sid)
             await report(c.js, other, sid, minutes(1))
-            idled = counted("sandbox_controller_idle_timeout_events_total", namespace=namespace)
+            idled = counted(scaler, "sandbox_controller_idle_timeout_events_total", namespace=namespace)
 
             await other.sweeper.sweep_once(minutes(31))
             before = await replicas_become(kube_api, namespace, 0)  # the scaler did it: nobody kicked a reconcile
-            await until(lambda: counted("sandbox_controller_idle_timeout_events_total", namespace=namespace) > idled)
-            assert counted("sandbox_controller_idle_timeout_events_total", namespace=namespace) == idled + 1
+            idle_events = "sandbox_controller_idle_timeout_events_total"
+            await until(lambda: counted(scaler, idle_events, namespace=namespace) > idled)
+            assert counted(scaler, idle_events, namespace=namespace) == idled + 1
 
             status = await reconciled_again(c, service, sid)  # a resync: renders the same count
             assert status.phase is Phase.IDLE and status.observed_generation == 2
@@ -157,15 +162,12 @@ async def test_the_scaler_scales_and_the_reconcile_agrees(
             assert after.metadata.generation == before.metadata.generation  # no flapping: the spec never moved
             assert len(await scale_commands(c.js, sid)) == 0  # every command was acked; none was added
 
-            woke = counted("sandbox_controller_idle_wake_events_total", namespace=namespace, reason="Active")
+            woke = counted(scaler, "sandbox_controller_idle_wake_events_total", namespace=namespace, reason="Active")
             await report(c.js, other, sid, minutes(70))
             await other.sweeper.sweep_once(minutes(71))
             await replicas_become(kube_api, namespace, 2)
-            await until(
-                lambda: (
-                    counted("sandbox_controller_idle_wake_events_total", namespace=namespace, reason="Active") > woke
-                )
-            )
+            wake_events = "sandbox_controller_idle_wake_events_total"
+            await until(lambda: counted(scaler, wake_events, namespace=namespace, reason="Active") > woke)
             status = await reconciled_again(c, service, sid)
             assert status.phase is Phase.PROVISIONING and status.idle_since is None  # no kubelet: never ready
             assert (await statefulset(kube_api, namespace)).spec.replicas == 2
@@ -194,14 +196,13 @@ async def test_two_replicas_deciding_at_once_cause_one_command_and_one_scale(
             assert command.command_id == f"{sid}:2:idle"
             _, duplicate = await publish_scale(c.js, command)  # a replica that publishes it again
             assert duplicate and len(await scale_commands(c.js, sid)) == 1
-            idled = counted("sandbox_controller_idle_timeout_events_total", namespace=namespace)
             config = scaler_config(fresh_nats_server.url, str(kube_api.kubeconfig_path))
             async with running_scaler(config) as scaler:
                 await replicas_become(kube_api, namespace, 0)
                 await until(lambda: scaler.disposition is not None and scaler.disposition.counts["ack"] >= 1)
                 assert await scale_commands(c.js, sid) == []
+                assert counted(scaler, "sandbox_controller_idle_timeout_events_total", namespace=namespace) == 1
             assert scaler.disposition is not None and scaler.disposition.counts["ack"] == 1
-            assert counted("sandbox_controller_idle_timeout_events_total", namespace=namespace) == idled + 1
         status = await reconciled_again(c, service, sid)
         assert status.phase is Phase.IDLE and status.observed_generation == 2
         assert (await statefulset(kube_api, namespace)).spec.replicas == 0
@@ -276,7 +277,7 @@ async def test_a_command_naming_another_workload_changes_nothing(
                     content_type="application/apply-patch+yaml",
                     fieldManager="test",
                 )
-        refused = counted("sandboxd_scale_commands_total", reason="Idle", outcome="refused")
+        refused = counted(scaler, "sandboxd_scale_commands_total", reason="Idle", outcome="refused")
         state = (await seen(await idle_of(service), sid)).model_copy(update={"idle_since": minutes(1)})
         honest = scaling.scale_command(state, Action.IDLE, now=clock.now)
         for where, name in bystanders:
@@ -285,7 +286,7 @@ async def test_a_command_naming_another_workload_changes_nothing(
             )
             await publish_scale(c.js, forged)
         await until(lambda: scaler.disposition is not None and scaler.disposition.counts["term"] >= 3)
-        assert counted("sandboxd_scale_commands_total", reason="Idle", outcome="refused") == refused + 3
+        assert counted(scaler, "sandboxd_scale_commands_total", reason="Idle", outcome="refused") == refused + 3
         reasons = [m.headers.get("Sandboxd-Dead-Reason") for m in await c.dead_letters() if m.headers]
         assert reasons.count(scaling.TARGET_REFUSED) == 3
         for where, name in bystanders:
