@@ -42,6 +42,8 @@ sandboxd_image() {
   cp -r "$root/Dockerfile" "$root/.dockerignore" "$root/pyproject.toml" "$root/README.md" "$root/service" "$context/"
   cp -r "$(bash "$root/tools/docker/wheelhouse.sh")" "$context/.wheelhouse"
   build "sandboxd:$version" "$context" "${args[@]}" --build-arg "BASE_IMAGE=$base" --build-arg PIP_NO_INDEX=1
+  # Each build (a new revision label) leaves the previous image untagged, its own 110 MB virtualenv layer with it.
+  docker image prune --force --filter "label=org.opencontainers.image.title=sandboxd" >/dev/null
 }
 
 nats_image() {
