@@ -101,7 +101,9 @@ class Owner(Contract):
 
 class Quota(Contract):
     cpu: Cpu = Field(description="CPU the session pods share (an MCP companion over HTTP gets its own, on top).")
-    memory: Bytes = Field(description="Memory the session pods share (an MCP companion over HTTP gets its own, on top).")
+    memory: Bytes = Field(
+        description="Memory the session pods share (an MCP companion over HTTP gets its own, on top)."
+    )
     storage: Bytes = Field(description="Total storage requests allowed in the namespace.")
     concurrent_sessions: int = Field(ge=1, le=10, description="Session pods (StatefulSet replicas), 1-10.")
 

@@ -99,6 +99,4 @@ async def publish_scale(
 ) -> tuple[int, bool]:
     subject = naming.scale_subject(command.sandbox_id)
     with tracing.sending(subject, message_id=command.command_id, sandbox_id=command.sandbox_id) as traced:
-        return await publish(
-            js, subject, command.to_json(), {**traced, **(headers or {}), MSG_ID: command.command_id}
-        )
+        return await publish(js, subject, command.to_json(), {**traced, **(headers or {}), MSG_ID: command.command_id})
