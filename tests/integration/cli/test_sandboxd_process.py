@@ -3,6 +3,7 @@ missing, init provisions, dev runs everything on one machine and Ctrl-C stops al
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -132,3 +133,55 @@ async def test_dev_runs_everything_and_ctrl_c_stops_it_cleanly(tmp_path: Path) -
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
         pass  # nats-server is gone too
     assert "Traceback" not in out.read_text()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/cmdline").exists() and b"nats-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+@pytest.mark.git
+async def test_killed_dev_takes_its_nats_server_with_it(tmp_path: Path) -> None:
+    """SIGKILL of ``sandboxd dev`` (no drain, no clean-up) still stops the embedded nats-server."""
+    data, out = tmp_path / "dev", tmp_path / "dev.out"
+    with out.open("wb") as sink:
+        dev = await anyio.open_process(
+            [*SANDBOXD, "dev", "--data", str(data), "--port", "0"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=clean_env(),
+        )
+    try:
+        with anyio.fail_after(60):
+            while "sandboxd dev is running" not in out.read_text():
+                assert dev.returncode is None, out.read_text()
+                await anyio.sleep(0.1)
+        pid = int((data / "nats" / "nats-server.pid").read_text())
+        assert alive(pid)
+        dev.kill()
+        await dev.wait()
+        with anyio.fail_after(5):
+            while alive(pid):
+                await anyio.sleep(0.05)
+    finally:
+        if dev.returncode is None:
+            dev.kill()
+        await dev.aclose()
+        pid_file = data / "nats" / "nats-server.pid"
+        if pid_file.exists() and alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the failure above is the report; leave no server
+
+
+async def test_dev_refuses_a_store_another_nats_server_uses(tmp_path: Path) -> None:
+    data = tmp_path / "dev"
+    with NatsServer(store_dir=data / "nats") as other:
+        pid = int((data / "nats" / "nats-server.pid").read_text())
+        code, _, stderr = await run("dev", "--data", str(data), "--port", "0", env=clean_env())
+        assert other._process is not None and other._process.poll() is None
+    assert code == 1
+    line = stderr.strip().splitlines()[-1]
+    assert f"nats-server pid {pid} already uses the store {data / 'nats'}" in line
+    assert "Traceback" not in stderr
