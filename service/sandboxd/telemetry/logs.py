@@ -14,8 +14,9 @@ dict into text (``render_json`` or ``render_text``). No processor mutates the ``
   ``span_id`` come from the current OpenTelemetry span (also a context variable) when there is a valid one.
 - ``Redaction`` is one processor: it replaces registered secret values (NATS password, token, NKey seed, Git
   password, and the credentials written into a URL setting such as ``NATS_URL``: see ``known_secrets``),
-  anything shaped like an NKey seed and the credentials of a URL (``user:password@``, or a NATS token
-  ``nats://token@``) with ``***`` in every string of the line: message, exception, stack and extras.
+  anything shaped like an NKey seed and the credentials of a URL (``user:password@``, with or without a
+  scheme, or a NATS token ``nats://token@``) with ``***`` in every string of the line: message, exception,
+  stack and extras.
 - ``redact(values)`` and ``scrub(text)`` are the process's edge: secrets are learnt where settings are read (the
   CLI, the service), often after logging is configured, and text that leaves the process another way (the
   CLI's one-line errors, printed URLs) is scrubbed with the same rules. Both use the process's ``Redaction``,
@@ -65,6 +66,10 @@ _event_id: ContextVar[str | None] = ContextVar("event_id", default=None)
 _NKEY_SEED: Final = re.compile(r"\bS[ANOUCPX][A-Z2-7]{56}\b")
 _URL_PASSWORD: Final = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)[^\s/@]+@")
 _NATS_URL_TOKEN: Final = re.compile(r"(?P<head>\b(?:nats|tls|ws|wss)://)[^\s/@:]+@", re.IGNORECASE)
+# nats-py also takes a server without a scheme (``user:password@host:4222``, ``token@host``): the password of
+# one that starts a word or follows a comma is masked; its token is masked once learnt (``url_secrets``).
+_BARE_PASSWORD: Final = re.compile(r"(?<![^\s,])(?P<head>[^\s/@:,]+:)[^\s/@,]+@")
+_BARE_SERVER: Final = re.compile(r"[^\s/@:]+(?::[^\s/@]+)?@[^\s/@:]+(?::\d+)?")
 _NATS_SCHEMES: Final = frozenset({"nats", "tls", "ws", "wss"})
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is logged as a field.
 _STANDARD: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -141,6 +146,7 @@ class Redaction:
             text = self._known.sub(MASK, text)
         text = _NKEY_SEED.sub(MASK, text)
         text = _URL_PASSWORD.sub(rf"\g<head>{MASK}@", text)
+        text = _BARE_PASSWORD.sub(rf"\g<head>{MASK}@", text)
         return _NATS_URL_TOKEN.sub(rf"\g<head>{MASK}@", text)
 
     def __call__(self, event: Event) -> Event:
@@ -166,14 +172,15 @@ def scrub(text: str) -> str:
 def url_secrets(value: str) -> list[str]:
     """The credentials written into a URL (or a comma-separated list of URLs), raw and percent-decoded.
 
-    A password; and, for a NATS URL, a user part without a password (nats-py sends it as a token).
+    A password; and, for a NATS URL, a user part without a password (nats-py sends it as a token). A server
+    without a scheme (``user:password@host:port``, ``token@host``: nats-py reads it as ``nats://``) counts.
     """
     found: list[str] = []
-    for part in value.split(","):
-        if "://" not in part or "@" not in part:
+    for written in (p.strip() for p in value.split(",")):
+        if "@" not in written or ("://" not in written and not _BARE_SERVER.fullmatch(written)):
             continue
         try:
-            url = urlsplit(part.strip())
+            url = urlsplit(written if "://" in written else f"nats://{written}")
             username, password = url.username, url.password
         except ValueError:  # an unparseable port, say: nothing to learn from it, the patterns still apply
             continue

@@ -125,6 +125,35 @@ async def test_refused_credentials_never_show_the_password(guarded_server: NatsS
     assert not leaked(run_log), run_log
 
 
+async def test_a_server_without_a_scheme_never_shows_the_password_or_token(
+    guarded_server: NatsServer, tmp_path: Path
+) -> None:
+    """nats-py reads ``user:password@host:port`` and ``token@host:port`` as nats:// URLs; so does the masking."""
+    port = guarded_server.port
+    wrong = f"u:{IN_URL}@127.0.0.1:{port}"
+    token = f"{IN_URL}@127.0.0.1:{port}"
+    outputs = {
+        "sandboxctl -s user:password@": await command(
+            SANDBOXCTL, "-s", wrong, "status", "--connect-timeout", "3", env=clean_env()
+        ),
+        "sandboxctl -s token@": await command(
+            SANDBOXCTL, "-s", token, "status", "--connect-timeout", "3", env=clean_env()
+        ),
+        "sandboxd init (a list)": await command(
+            SANDBOXD, "init", "--connect-timeout", "3", env=clean_env(NATS_URL=f"{wrong},{token}")
+        ),
+    }
+    for what, (code, output) in outputs.items():
+        assert code == 1, f"{what}: {output}"
+        assert "cannot connect to NATS" in output, f"{what}: {output}"
+        assert not leaked(output), f"{what} printed the secret: {output}"
+    assert f"u:***@127.0.0.1:{port}" in outputs["sandboxctl -s user:password@"][1]
+
+    run_log = await service_output(tmp_path, wrong, until=REFUSED)
+    assert f"u:***@127.0.0.1:{port}" in run_log
+    assert not leaked(run_log), run_log
+
+
 async def test_accepted_credentials_never_show_the_password(guarded_server: NatsServer, tmp_path: Path) -> None:
     right = f"nats://u:{quote(RIGHT, safe='')}@127.0.0.1:{guarded_server.port}"
     code, output = await command(SANDBOXD, "init", env=clean_env(NATS_URL=right))

@@ -142,6 +142,16 @@ def test_credentials_written_into_a_url_are_known_secrets_and_scrubbed() -> None
     )
 
 
+def test_credentials_of_a_server_without_a_scheme_are_known_secrets_and_scrubbed() -> None:
+    # nats-py reads ``user:password@host`` and ``token@host`` as nats:// URLs, in a list too.
+    nats = NatsSettings(url=f"u:{PASSWORD}@h1:4222,{TOKEN}@h2,nats://h3:4222")
+    assert set(logs.known_secrets(nats)) == {PASSWORD, TOKEN}
+    assert logs.url_secrets("git@github.com:acme/gitops.git") == []  # an scp-style Git remote: no token
+    line = "cannot connect to NATS at admin:WrongS3CRET@127.0.0.1:24875,v:s3cret@h2:4222: authorization failed"
+    assert logs.scrub(line) == "cannot connect to NATS at admin:***@127.0.0.1:24875,v:***@h2:4222: authorization failed"
+    assert logs.scrub("error: see sandbox.create:x for why") == "error: see sandbox.create:x for why"
+
+
 def test_settings_passed_in_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(logs.FORMAT_VARIABLE, "json")
     out = io.StringIO()
