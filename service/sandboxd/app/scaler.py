@@ -53,6 +53,7 @@ from sandboxd.app.starting import reach
 from sandboxd.errors import InvalidEvent, SandboxdError
 from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.base import describe
+from sandboxd.models.bounds import quote
 from sandboxd.models.desired import DesiredState
 from sandboxd.reconcile.idle import Action
 from sandboxd.reconcile.ports import Delivery, ScaleTarget, Store
@@ -187,7 +188,7 @@ class ScaleWorker:
         except ValidationError as exc:
             raise InvalidEvent(f"invalid scale command: {describe(exc)}") from exc
         if naming.scale_subject(command.sandbox_id) != delivery.subject:
-            raise InvalidEvent(f"command for {command.sandbox_id} arrived on {delivery.subject}")
+            raise InvalidEvent(f"command for {command.sandbox_id} arrived on {quote(delivery.subject)}")
         return command
 
 

@@ -25,6 +25,7 @@ from typing import Protocol
 import anyio
 
 from sandboxd.errors import InvalidEvent, SandboxdError
+from sandboxd.models.bounds import quote
 from sandboxd.reconcile.intake import Admission, Verdict, sandbox_id_of
 from sandboxd.reconcile.ports import Delivery, Source
 from sandboxd.runtime.clock import SYSTEM, Clock
@@ -109,7 +110,7 @@ class Consumer:
     async def _admit_group(self, sandbox_id: str | None, group: list[Delivery]) -> None:
         if sandbox_id is None:
             for delivery in group:
-                error = InvalidEvent(f"subject {delivery.subject!r} does not name a valid sandbox id")
+                error = InvalidEvent(f"subject {quote(delivery.subject)} does not name a valid sandbox id")
                 await self._disposition.settle([delivery], Outcome.failed(error, where="intake"))
             return
         try:

@@ -14,6 +14,7 @@ from sandboxd.adapters.memory import MemoryStore
 from sandboxd.app.scaler import ScaleWorker, scaler_telemetry
 from sandboxd.errors import ApplyRejected, ApplyUnavailable, InvalidEvent, StoreConflict
 from sandboxd.models.activity import ScaleCommand
+from sandboxd.models.bounds import quote
 from sandboxd.models.desired import DesiredState, Lifecycle
 from sandboxd.reconcile import idle, scaling
 from sandboxd.reconcile.idle import Action, Decision
@@ -251,10 +252,13 @@ async def test_malformed_commands_are_dead_lettered() -> None:
     garbage = FakeDelivery("sandbox.scale.sb-1", b'{"commandId": ""}')
     elsewhere = delivery_of(scaling.scale_command(state, Action.IDLE, now=T0))
     elsewhere.subject = "sandbox.scale.sb-other"
-    await worker.handle([garbage, elsewhere])
-    assert garbage.settled == [("term", None)] and elsewhere.settled == [("term", None)]
-    assert [reason for reason, _ in letters.sent] == ["InvalidEvent", "InvalidEvent"]
-    assert "arrived on sandbox.scale.sb-other" in letters.sent[1][1]
+    far = delivery_of(scaling.scale_command(state, Action.IDLE, now=T0))
+    far.subject = "sandbox.scale." + "x" * 4000  # quoted at most 200 characters, then …
+    await worker.handle([garbage, elsewhere, far])
+    assert garbage.settled == elsewhere.settled == far.settled == [("term", None)]
+    assert [reason for reason, _ in letters.sent] == ["InvalidEvent"] * 3
+    assert "arrived on 'sandbox.scale.sb-other'" in letters.sent[1][1]
+    assert letters.sent[2][1].endswith(f"arrived on {quote(far.subject)}") and len(letters.sent[2][1]) < 300
 
 
 async def test_a_refused_target_is_dead_lettered_and_counted() -> None:

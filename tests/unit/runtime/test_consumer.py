@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from sandboxd.errors import InvalidEvent
+from sandboxd.models.bounds import QUOTE_LIMIT, quote
 from sandboxd.reconcile.intake import Admission, Verdict
 from sandboxd.reconcile.ports import Delivery
 from sandboxd.reconcile.reconciler import Outcome as PassOutcome
@@ -88,6 +89,20 @@ async def test_a_batch_is_admitted_per_sandbox_in_stream_order_and_stale_or_reje
     assert stale.settled == [("ack", None)]
     assert bad.settled == [("term", None)] and nameless.settled == [("term", None)]
     assert queue.held == 3 and a1.settled == a2.settled == b1.settled == []
+
+
+async def test_a_long_subject_is_quoted_in_its_rejection_at_most_200_characters() -> None:
+    clock = ManualClock()
+    letters = Letters()
+    d = Disposition(dead_letters=letters, backoff=Backoff(1.0, 60.0), max_deliver=5, rng=random.Random(1))
+    _, queue = parts(clock)
+    consumer = Consumer(source=Stream(clock), intake=Intake(), queue=queue, disposition=d, clock=clock)
+    long = FakeDelivery("sandbox.create." + "x" * 4000 + "!", stream_sequence=7)
+    await consumer.admit([long])
+    [(sequence, _, message)] = letters.sent
+    assert sequence == 7 and long.settled == [("term", None)]
+    assert f"subject {quote(long.subject)} does not name a valid sandbox id" in message
+    assert len(quote(long.subject)) == QUOTE_LIMIT + 3 and len(message) < 400
 
 
 async def test_the_loop_stops_fetching_while_the_queue_holds_its_limit() -> None:
