@@ -40,6 +40,9 @@ T = TypeVar("T")
 
 #: "stream name already in use with a different configuration": another replica created it first.
 STREAM_NAME_IN_USE: Final = 10058
+#: "no suitable peers for placement": a cluster still forming (its peers not yet known to the meta leader), or
+#: more replicas asked for than the cluster has servers. Retried for the step's patience, then named.
+NO_PLACEMENT: Final = 10005
 #: "consumer name already in use" (10013), "consumer already exists" (10105, 10148).
 CONSUMER_EXISTS: Final = frozenset({10013, 10105, 10148})
 #: How long a step waits for JetStream to answer (a fresh cluster elects its leaders within seconds), s.
@@ -158,8 +161,21 @@ async def _patiently(step: Callable[[], Awaitable[T]], *, what: str, patience_s:
             if time.monotonic() + pause > deadline:
                 raise
             log.info("%s; retrying in %.1fs", exc.message, pause)
-            await anyio.sleep(pause)
-            pause = min(pause * 2, 5.0)
+        except BrokerRefused as exc:
+            if not _no_placement(exc):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise BrokerRefused(
+                    f"{exc.message}; does SANDBOXD_STREAM_REPLICAS ask for more replicas than the cluster has servers?"
+                ) from exc
+            log.info("%s (a cluster still forming?); retrying in %.1fs", exc.message, pause)
+        await anyio.sleep(pause)
+        pause = min(pause * 2, 5.0)
+
+
+def _no_placement(error: BrokerRefused) -> bool:
+    cause = error.__cause__
+    return isinstance(cause, APIError) and cause.err_code == NO_PLACEMENT
 
 
 async def ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
