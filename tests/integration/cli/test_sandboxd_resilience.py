@@ -14,11 +14,15 @@ unacknowledged.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
 from pathlib import Path
 
 import anyio
+import nats.errors
 import pytest
+from nats.aio.msg import Msg
 from sandboxd_processes import (
     Expectation,
     Services,
@@ -30,6 +34,7 @@ from sandboxd_processes import (
     wait_for,
 )
 
+from sandboxd import naming
 from sandboxd.adapters.natsserver import NatsServer
 from support.spine import Client, client, spec, unique_id
 
@@ -191,3 +196,45 @@ async def _stale_in_git(
         if status is None or status.event_id != want.event_id or replicas != want.sessions:
             stale[want.sandbox_id] = (status.event_id if status else None, replicas, want.sessions)
     return stale
+
+
+async def test_sigterm_hands_back_what_it_held_at_once(fresh_nats_server: NatsServer, tmp_path: Path) -> None:
+    """What a stopping service held but did not finish is nak'd at once: the next fetch gets it, no ack wait.
+
+    A nak'd delivery stays in the consumer's ``num_ack_pending`` until it is delivered again (nats-server keeps
+    it pending and queues it for redelivery), so the check is a fetch: with a 120 s ack wait only a hand-back
+    that reached the server makes the held events come back within seconds.
+    """
+    env = {"SANDBOXD_CONCURRENCY": "1", "SANDBOXD_CATCH_UP_HOLD_SECONDS": "0", "SANDBOXD_ACK_WAIT_SECONDS": "120"}
+    services = Services(fresh_nats_server.url, tmp_path / "rendered", tmp_path, env)
+    wants = sandboxes("back", 200)
+    try:
+        async with client(fresh_nats_server.url) as c:
+            first = services.start(SANDBOXD_SHUTDOWN_GRACE_SECONDS=str(GRACE_S))
+            await wait_fetching(c.js)
+            for want in wants:
+                await publish(c, want, sessions=1)
+            await wait_for(lambda: some_at_last_event(c, wants), timeout=30, what="the first reconciles")
+            first.signal(signal.SIGTERM)
+            assert await first.wait(timeout=GRACE_S + 10) == 0, first.output()
+            held = await c.js.consumer_info(naming.EVENTS_STREAM, naming.EVENTS_CONSUMER)
+            assert held.num_ack_pending > 0, "nothing was held at SIGTERM"
+
+            durable = await c.js.pull_subscribe_bind(naming.EVENTS_CONSUMER, stream=naming.EVENTS_STREAM)
+            back: list[Msg] = []
+            with anyio.move_on_after(10):
+                while len(back) < held.num_ack_pending:
+                    with contextlib.suppress(nats.errors.TimeoutError, asyncio.TimeoutError):
+                        back += await durable.fetch(held.num_ack_pending - len(back), timeout=1)
+            redelivered = [m for m in back if m.metadata.num_delivered > 1]
+            assert len(redelivered) == held.num_ack_pending, f"{len(redelivered)} of {held.num_ack_pending} came back"
+            for msg in back:
+                await msg.nak()
+            await durable.unsubscribe()
+
+            services.start()
+            await wait_converged(c, services.root, wants, timeout=60)
+            await wait_drained(c.js, timeout=30)
+    finally:
+        services.stop_all()
+    no_tracebacks(services)
