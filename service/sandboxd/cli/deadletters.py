@@ -6,7 +6,8 @@ decoded here). Replaying publishes it again on its original subject with the pub
 ``Nats-Msg-Id`` of ``replay:<dlq-seq>:<original id>``, so JetStream's dedupe (which remembers the original
 id) does not swallow it, while replaying the same dead letter twice within the duplicate window still lands
 once. The intake requires the CloudEvents ``id`` to equal ``Nats-Msg-Id``, so a body that is a JSON object with
-an ``id`` gets the same new id; any other body (the usual reason it died) is sent byte for byte. A dead letter
+an ``id`` gets the same new id; any other body (the usual reason it died, JSON nested too deep to parse
+included) is sent byte for byte. A dead letter
 whose body was cut to fit the server's max payload is replayed from the original, read back from its stream
 while the stream still holds it.
 
@@ -184,7 +185,7 @@ def _from_msg(msg: Msg) -> DeadLetter:
 def _body(data: bytes) -> dict[str, Any] | None:
     try:
         body = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than Python recurses: not an event, sent as it is
         return None
     return body if isinstance(body, dict) else None
 
@@ -199,7 +200,10 @@ def _with_id(data: bytes, new_id: str) -> bytes:
     body = _body(data)
     if body is None or not isinstance(body.get("id"), str):
         return data
-    return json.dumps({**body, "id": new_id}, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        return json.dumps({**body, "id": new_id}, ensure_ascii=False, separators=(",", ":")).encode()
+    except RecursionError:
+        return data
 
 
 def _int(text: str | None) -> int | None:

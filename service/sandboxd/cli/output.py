@@ -266,7 +266,7 @@ def dead_letter_detail(letter: DeadLetter, now: datetime) -> str:
         "Body:",
     ]
     body = record["body"]
-    with contextlib.suppress(ValueError):
+    with contextlib.suppress(ValueError, RecursionError):  # not JSON, or nested too deep: shown as it came
         body = as_json(json.loads(body))
     lines += ["  " + line for line in str(body).splitlines() or [""]]
     return "\n".join(lines)

@@ -223,3 +223,37 @@ async def test_a_non_ascii_reason_and_the_publishers_headers_survive_the_round_t
     assert replayed.returncode == 0, replayed.stderr
     # the replay was refused again (the email is still invalid) and carries the publisher's headers again
     assert any((m.headers or {}).get("X-Request-Id") == "req-7f3a" for m in replays), replays
+
+
+async def test_a_deeply_nested_body_and_a_long_subject_are_dead_lettered_shown_and_replayed(
+    fresh_nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """JSON nested deeper than Python recurses, and a 315-character subject: each dead-lettered once, quoted
+    at most 200 characters; ``dlq show`` shows the body as it came and ``dlq replay --all`` replays both."""
+    services = Services(fresh_nats_server.url, tmp_path / "rendered", tmp_path)
+    deep = b'{"a":' * 5000 + b"1" + b"}" * 5000
+    long_subject = "sandbox.create." + "y" * 300
+    url = fresh_nats_server.url
+    try:
+        async with client(url) as c:
+            services.start()
+            await wait_fetching(c.js)
+            nested = await c.publish_raw(naming.event_subject("create", unique_id("deep")), deep)
+            far = await c.publish_raw(long_subject, b"{}")
+            await wait_for(lambda: dead_letter_count(c, 2), timeout=30, what="both events to be dead-lettered")
+            letters = await c.dead_letters()
+            [deep_letter], [far_letter] = letters_for(letters, nested), letters_for(letters, far)
+            shown = await ctl("dlq", "show", str(deep_letter.metadata.sequence.stream), url=url)
+            replayed = await ctl("dlq", "replay", "--all", url=url)
+            await wait_for(lambda: dead_letter_count(c, 4), timeout=30, what="both replays to be refused again")
+            still_running(services)
+    finally:
+        services.stop_all()
+
+    assert deep_letter.data == deep
+    assert shown.returncode == 0, shown.stderr
+    assert '{"a":{"a":' in shown.stdout
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.count("replayed as stream sequence") == 2, replayed.stdout
+    message = dead.decode((far_letter.headers or {})[dead.H_MESSAGE])
+    assert "'sandbox.create." + "y" * 185 + "…'" in message and len(message) < 400, message
