@@ -305,6 +305,11 @@ def _format(default: Format, settings: LogSettings) -> Format:
     return default
 
 
+#: Libraries that log whole HTTP response bodies at DEBUG (kubernetes_asyncio: a Secret's data, a token the
+#: token writer just wrote): never below INFO, whatever the service's own level.
+BODY_LOGGERS: Final = ("kubernetes_asyncio", "urllib3")
+
+
 def configure(
     *,
     default_format: Format = "json",
@@ -334,4 +339,6 @@ def configure(
             existing.close()
     root.addHandler(handler)
     root.setLevel(_level(level, settings))
+    for chatty in BODY_LOGGERS:  # they log whole response bodies at DEBUG: a Secret's data among them
+        logging.getLogger(chatty).setLevel(max(root.level, logging.INFO))
     return handler

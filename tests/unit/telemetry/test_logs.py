@@ -192,3 +192,20 @@ def test_a_record_is_never_changed_on_its_way_to_a_line(stream: io.StringIO) -> 
         logging.getLogger().removeHandler(keeper)
     assert lines(stream)[0]["message"] == "password ***"
     assert seen[0].getMessage() == f"password {PASSWORD}"  # other handlers see the raw record (caplog does)
+
+
+def test_kubernetes_response_bodies_stay_out_of_a_debug_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubernetes_asyncio logs every response body at DEBUG; a Secret the token writer just wrote is one."""
+    monkeypatch.delenv(logs.FORMAT_VARIABLE, raising=False)
+    monkeypatch.setenv(logs.LEVEL_VARIABLE, "debug")
+    out = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    handler = logs.configure(default_format="json", stream=out)
+    try:
+        logging.getLogger("kubernetes_asyncio.client.rest").debug("response body: %s", '{"data": {"token": "c2Vj"}}')
+        log.debug("our own debug line")
+        assert [line["message"] for line in lines(out)] == ["our own debug line"]
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
