@@ -15,6 +15,7 @@ the service's reconnect policy allows, i.e. forever); only ``watch`` reconnects 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -62,10 +63,21 @@ def add_connection_flags(parser: argparse.ArgumentParser, *, global_flags: bool 
     group.add_argument(
         "--connect-timeout",
         metavar="SECONDS",
-        type=float,
+        type=seconds,
         default=argparse.SUPPRESS if global_flags else DEFAULT_CONNECT_TIMEOUT_S,
         help=f"give up connecting after this long (default {DEFAULT_CONNECT_TIMEOUT_S:g})",
     )
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above zero (anything else is a usage error, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above zero")
+    return value
 
 
 def nats_settings(args: argparse.Namespace, *, client_name: str) -> NatsSettings:

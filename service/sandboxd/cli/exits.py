@@ -4,12 +4,15 @@
 library and OS errors that a user can cause (a missing file, a refused permission) print their own words;
 anything else prints its class and text. Every line is scrubbed of the secrets the process knows of and of URL
 credentials (``telemetry.logs.scrub``) whatever raised it. ``SANDBOXD_DEBUG=1`` re-raises instead, for a
-traceback (which is not scrubbed: a debugging aid for one's own terminal).
+traceback (which is not scrubbed: a debugging aid for one's own terminal). A reader that goes away
+(``sandboxctl status -o json | head -1``) ends the command quietly with 141, as SIGPIPE ends other CLIs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -23,6 +26,7 @@ from sandboxd.telemetry import logs
 OK = 0
 FAILED = 1
 INTERRUPTED = 130
+BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 class CommandError(SandboxdError):
@@ -53,6 +57,14 @@ def one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _reader_gone() -> int:
+    """Point stdout at /dev/null, so flushing it at exit does not fail a second time; the SIGPIPE exit code."""
+    with contextlib.suppress(OSError, ValueError):  # stdout replaced (a test's capture) or already closed
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return BROKEN_PIPE
+
+
 def finish(prog: str, main: Callable[[], Awaitable[int]]) -> int:
     """Run ``main`` on an event loop and turn every failure into one line and exit code 1."""
     try:
@@ -60,6 +72,8 @@ def finish(prog: str, main: Callable[[], Awaitable[int]]) -> int:
     except (KeyboardInterrupt, BaseExceptionGroup, Exception) as exc:
         if isinstance(leaf(exc), KeyboardInterrupt):
             return INTERRUPTED
+        if isinstance(leaf(exc), BrokenPipeError):
+            return _reader_gone()
         if os.environ.get("SANDBOXD_DEBUG"):
             raise
         print(f"{prog}: error: {logs.scrub(one_line(exc))}", file=sys.stderr)

@@ -26,7 +26,7 @@ from functools import partial
 from sandboxd import __version__
 from sandboxd.cli import actions
 from sandboxd.cli.completion import SHELLS, completion_help, completion_script
-from sandboxd.cli.connection import add_connection_flags, connected_client, nats_settings
+from sandboxd.cli.connection import add_connection_flags, connected_client, nats_settings, seconds
 from sandboxd.cli.events import add_spec_flags
 from sandboxd.cli.exits import finish
 from sandboxd.cli.output import FORMATS, STATUS_FORMATS
@@ -142,7 +142,7 @@ def _add_event_id(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--timeout",
         metavar="SECONDS",
-        type=float,
+        type=seconds,
         default=DEFAULT_WAIT_S,
         help=f"with --wait: give up (exit 1) after this long (default {DEFAULT_WAIT_S:g})",
     )

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ import anyio
 import pytest
 from sandboxd_processes import SANDBOXCTL, clean_env, ctl
 
+from sandboxd import naming
 from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.adapters.memory import MemoryApplier
 from sandboxd.adapters.natsserver import NatsServer
@@ -138,3 +140,33 @@ async def test_watch_says_when_nats_goes_away_and_comes_back_then_ctrl_c_exits_0
         await watcher.aclose()
     assert code == 0, err.read_text()
     assert "Traceback" not in err.read_text() and "Error" not in err.read_text()
+
+
+async def test_a_timeout_of_zero_or_less_is_a_usage_error_and_publishes_nothing(fresh_nats_server: NatsServer) -> None:
+    url, sid = fresh_nats_server.url, unique_id("never")
+    async with client(url) as c:
+        await ensure_topology(c.js, TopologySettings())
+        for flags in (("--timeout", "-5"), ("--timeout", "0"), ("--timeout", "nan"), ("--connect-timeout", "-1")):
+            done = await ctl("create", sid, "--email", "n@acme.com", "--org", "acme", "--force", *flags, url=url)
+            assert done.returncode == 2, (flags, done.stdout, done.stderr)
+            assert f"argument {flags[0]}: '{flags[1]}' is not a number of seconds above zero" in done.stderr
+        info = await c.js.stream_info(naming.EVENTS_STREAM)
+    assert info.state.messages == 0
+
+
+async def test_a_reader_that_goes_away_ends_the_command_quietly(fresh_nats_server: NatsServer) -> None:
+    """``sandboxctl status -o json | head -1``: no ``error: Broken pipe``, the exit code SIGPIPE gives."""
+    url = fresh_nats_server.url
+    async with client(url) as c:
+        await ensure_topology(c.js, TopologySettings())
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line: every write fails with EPIPE
+    try:
+        with anyio.fail_after(30):
+            done = await anyio.run_process(
+                [*SANDBOXCTL, "status", "-o", "json", "-s", url], stdout=write_end, env=clean_env(), check=False
+            )
+    finally:
+        os.close(write_end)
+    assert done.stderr.decode() == ""
+    assert done.returncode == 128 + signal.SIGPIPE
