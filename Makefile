@@ -27,8 +27,9 @@ test: $(STAMP) kube-bins helm-bin
 
 ## The reliability suite (tests/chaos, marker chaos): fuzz, SIGKILLs, broker outages, an R3 cluster, a frozen
 ## kube-apiserver, canaries. Real servers only; each scenario prints its figures (docs/reliability.md).
+CHAOS ?= chaos
 test-chaos: $(STAMP) kube-bins
-	$(BIN)/python -m pytest tests/chaos -m chaos
+	$(BIN)/python -m pytest tests/chaos -m '$(CHAOS)' 
 
 ## Unit tests only (no servers).
 test-fast: $(STAMP)

@@ -21,7 +21,7 @@ from support.chaos import Figures, exits_fail_fast, publish_next, reconnecting_c
 from support.nats_cluster import NatsCluster
 from support.spine import Client, unique_id
 
-pytestmark = [pytest.mark.chaos, pytest.mark.anyio, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.chaos, pytest.mark.cluster, pytest.mark.anyio, pytest.mark.timeout(900)]
 
 SANDBOXES = 50
 ROUNDS = 20  # 1,000 events
