@@ -14,8 +14,9 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
+import anyio
 import nats.errors
 from nats.aio.client import Client
 
@@ -62,6 +63,10 @@ def connect_options(settings: NatsSettings, *, reconnect: bool = True) -> dict[s
     return options
 
 
+#: nats-py's close of a connection whose TLS handshake failed can wait forever on its half-open transport.
+CLOSE_TIMEOUT_S: Final = 2.0
+
+
 async def connect(
     settings: NatsSettings, *, allow_reconnect: bool = True, on_change: Callable[[bool], None] | None = None
 ) -> Client:
@@ -101,7 +106,7 @@ async def connect(
             reconnected_cb=on_reconnect,
         )
     except Exception as exc:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception), anyio.move_on_after(CLOSE_TIMEOUT_S):
             await nc.close()  # an attempt refused after the socket opened leaves it open
         cause = attempts[-1] if isinstance(exc, nats.errors.NoServersError) and attempts else exc
         raise connect_failure(cause, servers=", ".join(options["servers"])) from exc
