@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import pytest
 from prometheus_client import generate_latest
@@ -24,6 +22,7 @@ from sandboxd.runtime.disposition import Disposition
 from sandboxd.runtime.retry import Backoff
 from sandboxd.telemetry.testing import prometheus_sample
 from unit.idle.factories import T0, FakeStatefulSets, desired, minutes
+from unit.runtime.fakes import FakeDelivery
 
 pytestmark = pytest.mark.anyio
 
@@ -141,29 +140,6 @@ async def test_a_resume_that_overtakes_the_patch_is_not_undone() -> None:
 
 
 # --- settlement -----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class FakeDelivery:
-    subject: str
-    data: bytes
-    stream_sequence: int = 1
-    num_delivered: int = 1
-    headers: Mapping[str, str] = field(default_factory=dict)
-    published_at: datetime = T0
-    settled: list[tuple[str, float | None]] = field(default_factory=list)
-
-    async def ack(self) -> None:
-        self.settled.append(("ack", None))
-
-    async def nak(self, delay: float | None = None) -> None:
-        self.settled.append(("nak", delay))
-
-    async def term(self) -> None:
-        self.settled.append(("term", None))
-
-    async def in_progress(self) -> None:
-        return None
 
 
 @dataclass
