@@ -63,7 +63,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def short(text: str, width: int = MESSAGE_WIDTH) -> str:
-    text = " ".join(text.split())
+    """One line of at most ``width`` characters: whitespace runs as one space, any other character a terminal
+    would act on (an escape sequence, a backspace) as ``?``, a cut ending in ``…``."""
+    text = "".join(c if c.isprintable() else "?" for c in " ".join(text.split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -213,6 +215,9 @@ def watch_line(sandbox_id: str, status: SandboxStatus | None, now: datetime) -> 
 
 
 DLQ_HEADERS: Final = ("SEQ", "AGE", "SUBJECT", "REASON", "DELIVERIES", "MESSAGE")
+#: The most characters of each ``dlq list`` column: a publisher chooses the subject (any token after the verb)
+#: and the headers, so no column may grow with them. ``-o json`` and ``dlq show`` print every value whole.
+DLQ_WIDTHS: Final = (20, 6, 60, 24, 10, 60)
 
 
 def dead_letter_table(letters: Sequence[DeadLetter], now: datetime) -> str:
@@ -220,12 +225,19 @@ def dead_letter_table(letters: Sequence[DeadLetter], now: datetime) -> str:
         return "No dead letters."
     rows = [
         [
-            str(d.sequence),
-            age(d.time, now),
-            d.original_subject,
-            d.reason or "-",
-            "-" if d.deliveries is None else str(d.deliveries),
-            short(d.message, 60),
+            short(cell, width)
+            for cell, width in zip(
+                (
+                    str(d.sequence),
+                    age(d.time, now),
+                    d.original_subject,
+                    d.reason or "-",
+                    "-" if d.deliveries is None else str(d.deliveries),
+                    d.message,
+                ),
+                DLQ_WIDTHS,
+                strict=True,
+            )
         ]
         for d in letters
     ]
