@@ -359,6 +359,31 @@ def test_scaler_probes_and_metrics_use_its_metrics_port(helm: Helm) -> None:
     assert one(objects, "Service", "scaler")["spec"]["ports"][0]["targetPort"] == "metrics"
 
 
+#: The slowest /readyz answer measured under load on 2 cores, s: a probe that waits less counts it as failed.
+SLOWEST_READYZ_S = 3
+
+
+def test_every_probe_waits_longer_than_the_slowest_answer_and_its_timings_are_values(helm: Helm) -> None:
+    """Kubernetes' default probe timeout (1 s) failed probes under load; liveness restarts only after 2 minutes."""
+    external = {"tokens.writer": "external"}
+    defaults = helm.template(values=(FULL_VALUES,), set_values=external)
+    tuned = helm.template(
+        values=(FULL_VALUES,),
+        set_values={**external, "probes.readiness.timeoutSeconds": 7, "probes.liveness.failureThreshold": 9},
+    )
+
+    for component in ("reconciler", "scaler", "tokens"):
+        main = container(one(defaults, "Deployment", component))
+        for probe in ("livenessProbe", "readinessProbe"):
+            assert main[probe]["timeoutSeconds"] > SLOWEST_READYZ_S, (component, probe)
+        live = main["livenessProbe"]
+        assert live["periodSeconds"] * live["failureThreshold"] >= 120, component
+        changed = container(one(tuned, "Deployment", component))
+        assert changed["readinessProbe"]["timeoutSeconds"] == 7
+        assert changed["livenessProbe"]["failureThreshold"] == 9
+    assert "timeoutSeconds" in helm.refusal(set_values={"probes.readiness.timeoutSeconds": 0})
+
+
 def test_service_monitor_scrapes_both_metrics_services(helm: Helm) -> None:
     objects = helm.template(values=(FULL_VALUES,))
     (monitor,) = by_kind(objects, "ServiceMonitor")

@@ -577,24 +577,27 @@ service, `sandboxd tokens` with writer external. (dict "Values" .Values "minter"
 {{- end }}
 
 {{/*
-Probes on the named container port (the argument: "health" for the reconciler, "metrics" for the scaler):
-/healthz (the process is alive), /readyz (connected and consuming).
+Probes on the named container port (the argument: a dict of "port", "health" for the reconciler or "metrics"
+for the scaler and the token writer, and "probes", the chart's .Values.probes): /healthz (the process is alive),
+/readyz (connected and consuming). Every timing is a value (values.yaml, "probes", says why each default).
 */}}
 {{- define "sandboxd.probes" -}}
+{{- $live := .probes.liveness -}}
+{{- $ready := .probes.readiness -}}
 livenessProbe:
   httpGet:
     path: /healthz
-    port: {{ . }}
-  initialDelaySeconds: 10
-  periodSeconds: 20
-  timeoutSeconds: 3
-  failureThreshold: 3
+    port: {{ .port }}
+  initialDelaySeconds: {{ $live.initialDelaySeconds }}
+  periodSeconds: {{ $live.periodSeconds }}
+  timeoutSeconds: {{ $live.timeoutSeconds }}
+  failureThreshold: {{ $live.failureThreshold }}
 readinessProbe:
   httpGet:
     path: /readyz
-    port: {{ . }}
-  initialDelaySeconds: 5
-  periodSeconds: 10
-  timeoutSeconds: 3
-  failureThreshold: 3
+    port: {{ .port }}
+  initialDelaySeconds: {{ $ready.initialDelaySeconds }}
+  periodSeconds: {{ $ready.periodSeconds }}
+  timeoutSeconds: {{ $ready.timeoutSeconds }}
+  failureThreshold: {{ $ready.failureThreshold }}
 {{- end }}
