@@ -41,7 +41,7 @@ from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters
 from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.app.http import Health, HealthEndpoint, broker_check
-from sandboxd.app.idle import idle_lifecycle
+from sandboxd.app.idle import command_outbox, idle_lifecycle
 from sandboxd.app.starting import reach
 from sandboxd.app.tenants import TenantBridge
 from sandboxd.app.tokens import feeds_revisions, token_loop, writer_in_service
@@ -60,7 +60,6 @@ from sandboxd.runtime.queueing import Backlog, KeyedQueue
 from sandboxd.runtime.resync import resync_forever
 from sandboxd.runtime.retry import Backoff
 from sandboxd.settings import Settings
-from sandboxd.telemetry import logs
 from sandboxd.telemetry.providers import Telemetry
 
 log = logging.getLogger(__name__)
@@ -116,7 +115,6 @@ class Service:
         self.nc: Client | None = None
         self.endpoint: HealthEndpoint | None = None
         self.mints_tokens = writer_in_service(settings)  # a ConfigurationError now, not after connecting
-        logs.redact(logs.known_secrets(settings))
 
     async def run(self, stop: anyio.Event) -> None:
         worker = self.settings.worker
@@ -167,6 +165,9 @@ class Service:
         metrics, tracer = self.telemetry.instruments, self.telemetry.tracer
         status = StatusWriter(stores.status, metrics=metrics, retention_s=topology.status_retention_s)
         intake = Intake(desired=stores.desired, owners=stores.owners, status=status, clock=self.clock, tracer=tracer)
+        # Suspend and resume commands come from the reconcile passes; with the sweeper off (nothing idles, and
+        # nothing would resend a command that failed to publish) none are sent and the apply alone scales.
+        commands = command_outbox(js)
         reconciler = Reconciler(
             desired=stores.desired,
             owners=stores.owners,
@@ -178,6 +179,7 @@ class Service:
             tracer=tracer,
             metrics=metrics,
             token_revisions=feeds_revisions(self.settings.tokens),
+            commands=commands if self.settings.idle.sweeper else None,
         )
         disposition = Disposition(
             dead_letters=JetStreamDeadLetters(js),
@@ -234,7 +236,13 @@ class Service:
                 watching = partial(self._guard("observe target").forever, observe, every_s=lambda: MONITOR_INTERVAL_S)
                 tg.start_soon(watching, name="observe-target")
             self.idle = idle_lifecycle(
-                js, self.settings, desired=stores.desired, status=status, kick=self._kicker(queue), clock=self.clock
+                js,
+                self.settings,
+                desired=stores.desired,
+                status=status,
+                commands=commands,
+                kick=self._kicker(queue),
+                clock=self.clock,
             )
             stats = self.idle.sweeper.stats
             metrics.watch_idle(idled=lambda: stats.idled, woken=lambda: stats.woken)

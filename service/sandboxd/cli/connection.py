@@ -4,8 +4,8 @@ A flag wins over its environment variable (``NATS_URL``, ``NATS_USER``, ...), wh
 for whatever the flags leave out; a ``nats`` CLI context (``--context NAME``, ``NATS_CONTEXT``, or the one
 ``nats context select`` chose) fills in what both leave out. Secrets given as files (``--nkey-seed-file``,
 ``--creds``, a context's ``nkey``) are read here or by nats-py, never echoed; every secret of the settings
-(those written into ``NATS_URL`` too) is registered with the redactor, which the CLI's error boundary applies
-to every line it prints.
+(those written into ``NATS_URL`` too) is taught to the command's ``Redaction``, which its logs and the CLI's
+error boundary apply to every line.
 
 A command connects once with ``connected``, under a deadline, so an unreachable server is one line of error
 after ``--connect-timeout`` seconds instead of a hang (nats-py keeps retrying the first connect for as long as
@@ -80,8 +80,9 @@ def seconds(text: str) -> float:
     return value
 
 
-def nats_settings(args: argparse.Namespace, *, client_name: str) -> NatsSettings:
-    """``NatsSettings`` from the flags, the environment filling in what they leave out."""
+def nats_settings(args: argparse.Namespace, *, client_name: str, redaction: logs.Redaction) -> NatsSettings:
+    """``NatsSettings`` from the flags, the environment filling in what they leave out; ``redaction`` learns
+    their secrets."""
     flags: dict[str, Any] = {
         "url": args.server,
         "user": args.user,
@@ -97,7 +98,7 @@ def nats_settings(args: argparse.Namespace, *, client_name: str) -> NatsSettings
     overrides = {name: value for name, value in flags.items() if value is not None}
     context = nats_context(args.context)  # only what neither a flag nor the environment sets
     settings = load(NatsSettings, {**context, "name": client_name, **overrides})
-    logs.redact(logs.known_secrets(settings))  # so no error line or log of this command can quote them
+    redaction.learn(settings)  # so no error line or log of this command can quote them
     return settings
 
 

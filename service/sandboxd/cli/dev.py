@@ -44,6 +44,7 @@ from sandboxd.settings import (
     WorkerSettings,
     load,
 )
+from sandboxd.telemetry import logs
 
 log = logging.getLogger("sandboxd.dev")
 
@@ -187,10 +188,11 @@ async def publish_demo(service: Service) -> None:
     print(f"demo: published sandbox.create.{DEMO_ID} (stream sequence {sequence}); try: sandboxctl status {DEMO_ID}")
 
 
-async def run_dev(args: argparse.Namespace, server: NatsServer) -> int:
+async def run_dev(args: argparse.Namespace, server: NatsServer, redaction: logs.Redaction) -> int:
     data = Path(args.data)
     where = target(data)
     settings = dev_settings(server.url, where.settings)
+    redaction.learn(settings)
     applier = await build_applier(where.settings, cache_dir=data / "clones")
     service = Service(settings, applier=applier, render=render)
     stop = anyio.Event()
@@ -211,7 +213,7 @@ async def run_dev(args: argparse.Namespace, server: NatsServer) -> int:
     return result
 
 
-async def dev_command(args: argparse.Namespace) -> int:
+async def dev_command(args: argparse.Namespace, redaction: logs.Redaction) -> int:
     data = Path(args.data)
     port = preferred_port(NATS_PORT) if args.port is None else args.port
     server = NatsServer(store_dir=data / "nats", port=port, log_file=data / "nats-server.log")
@@ -223,7 +225,7 @@ async def dev_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigurationError(f"cannot start nats-server under {data}: {exc}") from exc
     try:
-        return await run_dev(args, server)
+        return await run_dev(args, server, redaction)
     finally:
         with anyio.CancelScope(shield=True):
             await to_thread.run_sync(partial(server.stop, 10.0))

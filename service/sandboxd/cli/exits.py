@@ -2,10 +2,11 @@
 
 ``finish`` is the CLI's error boundary. Errors of the ``sandboxd.errors`` tree print their message; a few
 library and OS errors that a user can cause (a missing file, a refused permission) print their own words;
-anything else prints its class and text. Every line is scrubbed of the secrets the process knows of and of URL
-credentials (``telemetry.logs.scrub``) whatever raised it. ``SANDBOXD_DEBUG=1`` re-raises instead, for a
-traceback (which is not scrubbed: a debugging aid for one's own terminal). A reader that goes away
-(``sandboxctl status -o json | head -1``) ends the command quietly with 141, as SIGPIPE ends other CLIs.
+anything else prints its class and text. Every line goes through the command's ``Redaction`` (the one its
+logs use, taught the secrets of the settings the command read) whatever raised it. ``SANDBOXD_DEBUG=1``
+re-raises instead, for a traceback (which is not scrubbed: a debugging aid for one's own terminal). A reader
+that goes away (``sandboxctl status -o json | head -1``) ends the command quietly with 141, as SIGPIPE ends
+other CLIs.
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ def _reader_gone() -> int:
     return BROKEN_PIPE
 
 
-def finish(prog: str, main: Callable[[], Awaitable[int]]) -> int:
-    """Run ``main`` on an event loop and turn every failure into one line and exit code 1."""
+def finish(prog: str, main: Callable[[], Awaitable[int]], *, redaction: logs.Redaction) -> int:
+    """Run ``main`` on an event loop and turn every failure into one line (through ``redaction``) and exit
+    code 1."""
     try:
         return anyio.run(main)
     except (KeyboardInterrupt, BaseExceptionGroup, Exception) as exc:
@@ -76,5 +78,5 @@ def finish(prog: str, main: Callable[[], Awaitable[int]]) -> int:
             return _reader_gone()
         if os.environ.get("SANDBOXD_DEBUG"):
             raise
-        print(f"{prog}: error: {logs.scrub(one_line(exc))}", file=sys.stderr)
+        print(f"{prog}: error: {redaction.scrub(one_line(exc))}", file=sys.stderr)
         return FAILED

@@ -159,13 +159,13 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("dlq replay: give a dead-letter sequence or --all")
 
 
-async def run(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace, redaction: logs.Redaction) -> int:
     with tracing.command_tracing():  # every publish carries a traceparent the service's spans and logs join
-        return await _run(args)
+        return await _run(args, redaction)
 
 
-async def _run(args: argparse.Namespace) -> int:
-    settings = nats_settings(args, client_name=PROG)
+async def _run(args: argparse.Namespace, redaction: logs.Redaction) -> int:
+    settings = nats_settings(args, client_name=PROG, redaction=redaction)
     watching = args.command == "watch"  # a watch outlives server restarts; other commands fail fast
     told = _tell_connection if watching else None  # a watch says at once that it lost NATS, and when it is back
     async with connected_client(
@@ -190,8 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "completion":
         print(completion_script(parser, args.shell), end="")
         return 0
-    logs.configure(default_format="text", level="INFO" if args.verbose else "ERROR")
-    return finish(PROG, partial(run, args))
+    redaction = logs.Redaction()  # taught the connection's secrets once they are read (``nats_settings``)
+    logs.configure(default_format="text", level="INFO" if args.verbose else "ERROR", redaction=redaction)
+    return finish(PROG, partial(run, args, redaction), redaction=redaction)
 
 
 if __name__ == "__main__":

@@ -39,36 +39,37 @@ PROG = "sandboxd"
 log = logging.getLogger("sandboxd")
 
 
-async def run_command(args: argparse.Namespace) -> int:
+async def run_command(args: argparse.Namespace, redaction: logs.Redaction) -> int:
     settings = load_settings()
-    logs.redact(logs.known_secrets(settings))
+    redaction.learn(settings)
     applier = await build_applier(settings.applier)
     log.info("starting: applier %s, NATS %s", settings.applier.kind, settings.nats.url)
     service = Service(settings, applier=applier, render=render)
     return await serve(service.run, connected=lambda: service.health.connected)
 
 
-async def scaler_command(args: argparse.Namespace) -> int:
+async def scaler_command(args: argparse.Namespace, redaction: logs.Redaction) -> int:
     config = ScalerConfig.from_environment()
-    logs.redact(logs.known_secrets(config))
+    redaction.learn(config)
     scaler = ScalerProcess(config)
     return await serve(scaler.run, connected=lambda: scaler.disposition is not None)
 
 
-async def tokens_command(args: argparse.Namespace) -> int:
+async def tokens_command(args: argparse.Namespace, redaction: logs.Redaction) -> int:
     settings = load_settings()
-    logs.redact(logs.known_secrets(settings))
+    redaction.learn(settings)
     process = TokensProcess(settings, clock=utc_now)
-    log.info("starting the token writer: NATS %s", logs.scrub(settings.nats.url))
+    log.info("starting the token writer: NATS %s", logs.without_credentials(settings.nats.url))
     return await serve(process.run, connected=lambda: process.connected)
 
 
-async def init_command(args: argparse.Namespace) -> int:
+async def init_command(args: argparse.Namespace, redaction: logs.Redaction) -> int:
     topology = load(TopologySettings)
-    nats = nats_settings(args, client_name=f"{PROG}-init")
+    nats = nats_settings(args, client_name=f"{PROG}-init", redaction=redaction)
     async with connected(nats, timeout=args.connect_timeout) as nc:
         await ensure_topology(nc.jetstream(), topology)
-    print(f"JetStream topology ready on {logs.scrub(nats.url)} (replicas {topology.replicas})", flush=True)
+    where = logs.without_credentials(nats.url)
+    print(f"JetStream topology ready on {where} (replicas {topology.replicas})", flush=True)
     return OK
 
 
@@ -101,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(verbose=args.verbose, default_format="text" if args.command == "dev" else "json")
-    return finish(PROG, partial(args.handler, args))
+    redaction = configure_logging(verbose=args.verbose, default_format="text" if args.command == "dev" else "json")
+    return finish(PROG, partial(args.handler, args, redaction), redaction=redaction)
 
 
 if __name__ == "__main__":

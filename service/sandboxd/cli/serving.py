@@ -42,9 +42,14 @@ def tune_gc() -> None:
     gc.set_threshold(YOUNG_THRESHOLD, older, oldest)
 
 
-def configure_logging(*, verbose: bool = False, default_format: logs.Format = "json") -> None:
-    """Log lines on stderr: ``SANDBOXD_LOG_LEVEL`` (``-v``: DEBUG) and ``SANDBOXD_LOG_FORMAT`` (json|text)."""
-    logs.configure(default_format=default_format, level="DEBUG" if verbose else None)
+def configure_logging(*, verbose: bool = False, default_format: logs.Format = "json") -> logs.Redaction:
+    """Log lines on stderr: ``SANDBOXD_LOG_LEVEL`` (``-v``: DEBUG) and ``SANDBOXD_LOG_FORMAT`` (json|text).
+
+    Returns the lines' ``Redaction``, for the command to teach the secrets of the settings it reads.
+    """
+    redaction = logs.Redaction()
+    logs.configure(default_format=default_format, level="DEBUG" if verbose else None, redaction=redaction)
+    return redaction
 
 
 async def serve(run: Runner, *, connected: Callable[[], bool], stop: anyio.Event | None = None) -> int:

@@ -89,7 +89,7 @@ class SandboxClient:
                 nc = await connect(settings, allow_reconnect=reconnect, on_change=on_connection)
         except TimeoutError as exc:
             raise BrokerUnavailable(
-                f"cannot connect to NATS at {logs.scrub(settings.url)} within {timeout:g}s "
+                f"cannot connect to NATS at {logs.without_credentials(settings.url)} within {timeout:g}s "
                 "(is the server running, and are the URL and credentials right?)"
             ) from exc
         try:

@@ -12,15 +12,16 @@ dict into text (``render_json`` or ``render_text``). No processor mutates the ``
   (json for ``sandboxd run``, text for ``sandboxd dev``); an explicit ``level`` (``-v``) wins.
 - ``bound(sandbox_id=..., event_id=...)`` sets the context variables every line carries; ``trace_id`` and
   ``span_id`` come from the current OpenTelemetry span (also a context variable) when there is a valid one.
-- ``Redaction`` is one processor: it replaces registered secret values (NATS password, token, NKey seed, Git
-  password, and the credentials written into a URL setting such as ``NATS_URL``: see ``known_secrets``),
-  anything shaped like an NKey seed and the credentials of a URL (``user:password@``, with or without a
-  scheme, or a NATS token ``nats://token@``) with ``***`` in every string of the line: message, exception,
-  stack and extras.
-- ``redact(values)`` and ``scrub(text)`` are the process's edge: secrets are learnt where settings are read (the
-  CLI, the service), often after logging is configured, and text that leaves the process another way (the
-  CLI's one-line errors, printed URLs) is scrubbed with the same rules. Both use the process's ``Redaction``,
-  which ``configure`` installs unless it is handed another.
+- ``Redaction`` is one processor, an object the caller builds and passes in (no process-wide state):
+  ``Redaction.of(settings)`` knows every secret of a settings tree (NATS password, token, NKey seed, Git
+  password, and the credentials written into a URL setting such as ``NATS_URL``: see ``known_secrets``). It
+  replaces those values, anything shaped like an NKey seed and the credentials of a URL (``user:password@``,
+  with or without a scheme, or a NATS token ``nats://token@``) with ``***`` in every string of the line:
+  message, exception, stack and extras. Secrets are learnt where settings are read (the CLI reads them after
+  logging is configured), so the edge that built it calls ``learn(settings)`` on the same object; text that
+  leaves the process another way (the CLI's one-line errors) goes through its ``scrub``.
+- ``without_credentials(url)`` is a URL (or a list of them) with the credentials written into it masked, for a
+  message that names a server: it needs no ``Redaction``, the URL carries its own secrets.
 
 A JSON line: ``{"time": "2026-11-27T05:11:00.123Z", "level": "INFO", "logger": "sandboxd.x", "message": "...",
 "sandbox_id": "sb-1", "event_id": "...", "trace_id": "<32 hex>", "span_id": "<16 hex>", ...extras}``.
@@ -132,7 +133,17 @@ class Redaction:
         self._known: re.Pattern[str] | None = None
         self.add(secrets)
 
+    @classmethod
+    def of(cls, settings: object) -> Redaction:
+        """A redaction that knows every secret of ``settings`` (``known_secrets``)."""
+        return cls(known_secrets(settings))
+
+    def learn(self, settings: object) -> None:
+        """Mask the secrets of ``settings`` too, from now on (settings read after logging was configured)."""
+        self.add(known_secrets(settings))
+
     def add(self, secrets: Iterable[str]) -> None:
+        """Mask these values too (idempotent; empty values are ignored)."""
         fresh = {s for s in secrets if s and s.strip()}
         if fresh <= self._secrets:
             return
@@ -142,6 +153,7 @@ class Redaction:
         self._known = re.compile("|".join(re.escape(s) for s in alternatives))
 
     def scrub(self, text: str) -> str:
+        """``text`` with every known secret, NKey seed and URL credential replaced by ``***``."""
         if self._known is not None:
             text = self._known.sub(MASK, text)
         text = _NKEY_SEED.sub(MASK, text)
@@ -153,20 +165,9 @@ class Redaction:
         return {key: self.scrub(value) if isinstance(value, str) else value for key, value in event.items()}
 
 
-#: The secrets this process has learnt: the one piece of process-wide state here, because they are learnt where
-#: settings are read (the CLI, the service), often after logging is configured, and ``scrub`` serves text that
-#: never passes through a logger. The processors take theirs as an argument (``configure(redaction=...)``).
-_PROCESS: Final = Redaction()
-
-
-def redact(secrets: Iterable[str]) -> None:
-    """Never log these values (idempotent; empty values are ignored)."""
-    _PROCESS.add(secrets)
-
-
-def scrub(text: str) -> str:
-    """``text`` with every secret the process knows of, and any URL credentials, replaced by ``***``."""
-    return _PROCESS.scrub(text)
+def without_credentials(url: str) -> str:
+    """``url`` (or a comma-separated list of URLs) with the credentials written into it replaced by ``***``."""
+    return Redaction(url_secrets(url)).scrub(url)
 
 
 def url_secrets(value: str) -> list[str]:
@@ -272,11 +273,10 @@ def render_text(event: Mapping[str, Any]) -> str:
 class LineFormatter(logging.Formatter):
     """``renderer(processors…(event_of(record)))``: the only ``logging`` class here."""
 
-    def __init__(self, *, processors: Iterable[Processor], renderer: Renderer, redaction: Redaction) -> None:
+    def __init__(self, *, processors: Iterable[Processor], renderer: Renderer) -> None:
         super().__init__()
         self.processors = tuple(processors)
         self.renderer = renderer
-        self.redaction = redaction
 
     def format(self, record: logging.LogRecord) -> str:
         event = event_of(record)
@@ -315,23 +315,22 @@ def configure(
     default_format: Format = "json",
     level: str | None = None,
     stream: IO[str] | None = None,
-    secrets: Iterable[str] = (),
     settings: LogSettings | None = None,
     redaction: Redaction | None = None,
 ) -> logging.Handler:
     """Log to ``stream`` (stderr) through one handler on the root logger; returns that handler.
 
     ``level`` wins over ``settings.level`` (``-v`` passes DEBUG); ``settings.format`` wins over
-    ``default_format``. ``settings`` defaults to the environment's (``LogSettings()``); ``redaction`` to the
-    process's (the one ``redact`` feeds). Calling it again replaces the handler it installed before.
+    ``default_format``. ``settings`` defaults to the environment's (``LogSettings()``). ``redaction`` is the
+    caller's, which it may go on teaching (``learn``); without one, only the secret shapes are masked (NKey
+    seeds, URL credentials). Calling it again replaces the handler it installed before.
     """
     settings = settings if settings is not None else LogSettings()
-    redaction = redaction if redaction is not None else _PROCESS
-    redaction.add(secrets)
+    redaction = redaction if redaction is not None else Redaction()
     renderer = render_json if _format(default_format, settings) == "json" else render_text
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.set_name(_HANDLER)
-    handler.setFormatter(LineFormatter(processors=(add_context, redaction), renderer=renderer, redaction=redaction))
+    handler.setFormatter(LineFormatter(processors=(add_context, redaction), renderer=renderer))
     root = logging.getLogger()
     for existing in list(root.handlers):
         if existing.get_name() == _HANDLER:
@@ -342,3 +341,8 @@ def configure(
     for chatty in BODY_LOGGERS:  # they log whole response bodies at DEBUG: a Secret's data among them
         logging.getLogger(chatty).setLevel(max(root.level, logging.INFO))
     return handler
+
+
+def scrub(text: str) -> str:  # TEMPORARY: adapters/jetstream/errors.py's last caller moves to without_credentials
+    """``text`` with any URL credentials (those it carries itself included) replaced by ``***``."""
+    return without_credentials(text)

@@ -243,11 +243,11 @@ class ChattyApplier(MemoryApplier):
 
 
 @asynccontextmanager
-async def json_logs() -> AsyncIterator[io.StringIO]:
+async def json_logs(redaction: logs.Redaction) -> AsyncIterator[io.StringIO]:
     out = io.StringIO()
     root = logging.getLogger()
     level = root.level
-    handler = logs.configure(default_format="json", level="INFO", stream=out)
+    handler = logs.configure(default_format="json", level="INFO", stream=out, redaction=redaction)
     try:
         yield out
     finally:
@@ -264,7 +264,7 @@ async def test_json_logs_carry_the_sandbox_and_never_the_nats_password(fresh_nat
         runtime=base.runtime, nats=nats, topology=base.topology, worker=base.worker, applier=base.applier
     )
     captured = capture()
-    async with json_logs() as out, client(fresh_nats_server.url) as c:
+    async with json_logs(logs.Redaction.of(settings)) as out, client(fresh_nats_server.url) as c:  # as the CLI does
         async with running_service(settings, ChattyApplier(), telemetry=captured.telemetry):
             logging.getLogger("sandboxd.tests").warning("NATS at nats://sandboxd:%s@127.0.0.1:4222", PASSWORD)
             await c.create(sid, "logs@acme.com")

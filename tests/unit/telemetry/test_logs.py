@@ -22,13 +22,18 @@ log = logging.getLogger("sandboxd.tests.logs")
 
 
 @pytest.fixture
-def stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+def redaction() -> logs.Redaction:
+    return logs.Redaction([PASSWORD, TOKEN])
+
+
+@pytest.fixture
+def stream(monkeypatch: pytest.MonkeyPatch, redaction: logs.Redaction) -> Iterator[io.StringIO]:
     monkeypatch.delenv(logs.FORMAT_VARIABLE, raising=False)
     monkeypatch.delenv(logs.LEVEL_VARIABLE, raising=False)
     out = io.StringIO()
     root = logging.getLogger()
     level = root.level
-    handler = logs.configure(default_format="json", stream=out, secrets=[PASSWORD, TOKEN])
+    handler = logs.configure(default_format="json", stream=out, redaction=redaction)
     try:
         yield out
     finally:
@@ -93,16 +98,25 @@ def test_known_secrets_come_from_every_secret_field_of_a_settings_tree() -> None
     assert logs.known_secrets(NatsSettings(url="nats://127.0.0.1:4222")) == []
 
 
-def test_a_secret_registered_later_is_masked_from_then_on(stream: io.StringIO) -> None:
+def test_a_secret_learnt_later_is_masked_from_then_on(stream: io.StringIO, redaction: logs.Redaction) -> None:
     late = "registered-later-0xBEEF"
-    logs.redact([late, ""])
+    redaction.learn(NatsSettings(token=SecretStr(late)))  # settings read after logging was configured
+    redaction.add([""])  # an empty value masks nothing
     log.info("value %s", late)
     assert late not in stream.getvalue()
+    assert lines(stream)[0]["message"] == "value ***"
+
+
+def test_a_redaction_knows_only_what_it_was_given() -> None:
+    """No process-wide state: what one redaction learnt, another does not mask (beyond the secret shapes)."""
+    taught = logs.Redaction.of(NatsSettings(user="svc", password=SecretStr(PASSWORD)))
+    assert taught.scrub(f"password {PASSWORD}") == "password ***"
+    assert logs.Redaction().scrub(f"password {PASSWORD}") == f"password {PASSWORD}"
 
 
 def test_text_format_for_people(monkeypatch: pytest.MonkeyPatch) -> None:
     out = io.StringIO()
-    handler = logs.configure(default_format="text", stream=out, level="DEBUG")
+    handler = logs.configure(default_format="text", stream=out, level="DEBUG", redaction=logs.Redaction([PASSWORD]))
     try:
         with logs.bound(sandbox_id="sb-9"):
             log.debug("hello %s", PASSWORD)
@@ -137,7 +151,7 @@ def test_credentials_written_into_a_url_are_known_secrets_and_scrubbed() -> None
     assert logs.url_secrets("ssh://git@github.com/acme/gitops.git") == []  # a user name, not a token
     # Any URL's credentials are masked, known or not; the rest of the line stays readable.
     line = "cannot connect to NATS at nats://u:sEcret@h:4222, tls://t0ken@h:4443, https://a:b@git.example/x"
-    assert logs.scrub(line) == (
+    assert logs.Redaction().scrub(line) == (
         "cannot connect to NATS at nats://u:***@h:4222, tls://***@h:4443, https://a:***@git.example/x"
     )
 
@@ -148,8 +162,12 @@ def test_credentials_of_a_server_without_a_scheme_are_known_secrets_and_scrubbed
     assert set(logs.known_secrets(nats)) == {PASSWORD, TOKEN}
     assert logs.url_secrets("git@github.com:acme/gitops.git") == []  # an scp-style Git remote: no token
     line = "cannot connect to NATS at admin:WrongS3CRET@127.0.0.1:24875,v:s3cret@h2:4222: authorization failed"
-    assert logs.scrub(line) == "cannot connect to NATS at admin:***@127.0.0.1:24875,v:***@h2:4222: authorization failed"
-    assert logs.scrub("error: see sandbox.create:x for why") == "error: see sandbox.create:x for why"
+    assert logs.Redaction().scrub(line) == (
+        "cannot connect to NATS at admin:***@127.0.0.1:24875,v:***@h2:4222: authorization failed"
+    )
+    assert logs.Redaction().scrub("error: see sandbox.create:x for why") == "error: see sandbox.create:x for why"
+    # A bare token is masked once learnt: a server list carries its own (``without_credentials``).
+    assert logs.without_credentials(f"{TOKEN}@h2:4222,u:{PASSWORD}@h1") == "***@h2:4222,u:***@h1"
 
 
 def test_settings_passed_in_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
