@@ -41,7 +41,7 @@ from sandboxd.reconcile.activity import ActivityBook
 from sandboxd.reconcile.ports import Versioned
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.runtime.outbox import CommandOutbox
-from sandboxd.runtime.sweeper import Sweeper
+from sandboxd.runtime.sweeper import SweepEffects, Sweeper, SweepFeeds, SweepPolicy
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=45)
@@ -112,15 +112,15 @@ async def one_round(count: int) -> tuple[float, float, float, int]:
     view, book, store = await population(count)
     commands, kicked = Commands(), []
     sweeper = Sweeper(
-        view=view,
-        activity=book,
-        desired=store,
-        status=StatusWriter(MemoryStore[SandboxStatus]()),
-        commands=CommandOutbox(commands),
-        kick=kicked.append,
+        feeds=SweepFeeds(view=view, activity=book),
+        effects=SweepEffects(
+            desired=store,
+            status=StatusWriter(MemoryStore[SandboxStatus]()),
+            commands=CommandOutbox(commands),
+            kick=kicked.append,
+        ),
+        policy=SweepPolicy(default_timeout_minutes=30, status_writes_per_sweep=500),
         clock=lambda: NOW,
-        default_timeout_minutes=30,
-        status_writes_per_sweep=500,
     )
     start = time.process_time()
     await sweeper.sweep_once(NOW)

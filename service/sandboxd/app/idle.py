@@ -2,8 +2,9 @@
 
 ``idle_lifecycle(...)`` builds what the service runs beside its reconcilers (``Service._serve`` starts
 ``IdleLifecycle.run`` in its task group): the desired-state watch, the activity feed, the optional prober loop
-(``runtime.probing``) and the sweeper with its command outbox (``runtime.outbox``). Nothing touches the network
-until ``run``.
+(``runtime.probing``) and the sweeper. The command outbox (``runtime.outbox``) is the service's, made by
+``command_outbox``: its reconcile passes send suspend and resume commands into it (only while the sweeper runs,
+which resends what failed), the sweeper idle and wake commands. Nothing touches the network until ``run``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.runtime.loops import LoopGuard, Record, until_done
 from sandboxd.runtime.outbox import CommandOutbox
 from sandboxd.runtime.probing import ActivityProber
-from sandboxd.runtime.sweeper import Sweeper
+from sandboxd.runtime.sweeper import SweepEffects, Sweeper, SweepFeeds, SweepPolicy
 from sandboxd.settings import Settings
 from sandboxd.settings.idle import IdleSettings
 
@@ -81,16 +82,23 @@ class IdleLifecycle:
                     await self.prober.aclose()
 
 
+def command_outbox(js: JetStreamContext) -> CommandOutbox:
+    """The service's scale-command outbox, publishing to SANDBOX_SCALE."""
+    return CommandOutbox(JetStreamCommands(js))
+
+
 def idle_lifecycle(
     js: JetStreamContext,
     settings: Settings,
     *,
     desired: KvStore[DesiredState],
     status: StatusWriter,
+    commands: CommandOutbox,
     kick: Callable[[str], None],
     clock: Callable[[], datetime],
 ) -> IdleLifecycle:
-    """Build the service's idle lifecycle (no I/O here; ``run`` opens the feeds)."""
+    """Build the service's idle lifecycle (no I/O here; ``run`` opens the feeds). ``commands``: the outbox the
+    service's reconcile passes share (``command_outbox``)."""
     idle = settings.idle
     view = DesiredFeed(js, records=desired)
     feed = ActivityFeed(js, ActivityBook())
@@ -100,17 +108,16 @@ def idle_lifecycle(
         else None
     )
     sweeper = Sweeper(
-        view=view,
-        activity=feed.book,
-        desired=desired,
-        status=status,
-        commands=CommandOutbox(JetStreamCommands(js)),
-        kick=kick,
+        feeds=SweepFeeds(view=view, activity=feed.book),
+        effects=SweepEffects(
+            desired=desired,
+            status=status,
+            commands=commands,
+            kick=kick,
+            events=JetStreamEvents(js),
+        ),
+        policy=SweepPolicy.of(idle, default_timeout_minutes=settings.runtime.idle_timeout_minutes),
         clock=clock,
-        default_timeout_minutes=settings.runtime.idle_timeout_minutes,
-        activity_resolution_s=idle.activity_resolution_s,
-        status_writes_per_sweep=idle.status_writes_per_sweep,
-        events=JetStreamEvents(js),
     )
     probing = (
         ActivityProber(

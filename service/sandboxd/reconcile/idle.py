@@ -1,7 +1,7 @@
-"""The idle lifecycle's decisions: when a sandbox goes idle or wakes, and what an accepted event changed.
+"""The idle lifecycle's decisions: when a sandbox goes idle or wakes, and which scale command an event calls for.
 
-Pure functions over plain values (desired state, latest activity report, ``now``). What it deliberately does
-not do: read a clock, loop, hold state, or talk to NATS, Kubernetes or HTTP. Next to it: the in-memory
+Pure functions over plain values (desired state, latest activity report, status record, ``now``). What it
+deliberately does not do: read a clock, loop, hold state, or talk to NATS, Kubernetes or HTTP. Next to it: the in-memory
 ``reconcile.activity.ActivityBook`` the sweeper reads reports from, the ports in ``reconcile.ports``, the status
 transition ``reconcile.statuses.activity_observed``, the scale commands and the scaler's use case in
 ``reconcile.scaling``, and the workload rules (workload, replicas, timeout) in ``render.workload``.
@@ -18,8 +18,11 @@ The rules (upstream §7, with G8 and the missing scale-up fixed):
   idle wakes too (otherwise its status would say Idle while it runs).
 - Every idle/wake decision bumps the desired generation (``desired_after``), so each has a distinct,
   deterministic command id (``reconcile.scaling.command_id``).
-- An accepted event that changed the workload (suspend, resume) is told apart from a sweeper decision by the
-  event sequence it carries (``EventMark``, ``event_change``).
+- Suspend and resume are events, not decisions: the reconcile pass that applies one sends its scale command
+  (``scale_after_event``). It compares the desired state with the status record the pass replaces: an event
+  was accepted since that record (the desired ``sequence`` is past its ``observedSequence``) and the workload
+  the record last applied (its ``Idle`` condition, ``applied_workload``) differs. A sweeper decision moves the
+  generation but never the sequence, so it is never taken for an event (the sweeper sends its own command).
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Final, NamedTuple
+from typing import Final
 
 from sandboxd.models.activity import ActivityReport
 from sandboxd.models.desired import DesiredState, Lifecycle
+from sandboxd.models.status import ConditionType, SandboxStatus
 from sandboxd.render import Workload
 from sandboxd.render.workload import idle_timeout_minutes, workload_of
 
@@ -100,31 +104,44 @@ def _wake(desired: DesiredState, idle_since: datetime, report: ActivityReport | 
     return None
 
 
-class EventMark(NamedTuple):
-    """What a sweep remembers of a sandbox to spot what accepted events changed."""
-
-    workload: Workload
-    sequence: int  # the sequence of the last accepted event
+#: The ``Idle`` condition's reason ``statuses.applied`` writes for each workload it applied.
+_APPLIED_REASONS: Final = {"Active": Workload.ACTIVE, "Idle": Workload.IDLE, "Suspended": Workload.SUSPENDED}
 
 
-_EVENT_ACTIONS: Final = {Workload.SUSPENDED: Action.SUSPEND, Workload.ACTIVE: Action.RESUME, Workload.IDLE: Action.IDLE}
+def applied_workload(status: SandboxStatus) -> Workload | None:
+    """The workload the record's last successful apply rendered (``None``: none yet, or deleted since).
+
+    Only an apply sets the ``Idle`` condition, so a failed pass or a rejected event leaves it as it was."""
+    condition = status.condition(ConditionType.IDLE)
+    return _APPLIED_REASONS.get(condition.reason) if condition is not None else None
 
 
-def event_mark(desired: DesiredState) -> EventMark:
-    return EventMark(workload_of(desired), desired.sequence)
+def scale_after_event(status: SandboxStatus | None, desired: DesiredState) -> Action | None:
+    """The scale command an accepted suspend or resume calls for, judged against ``status``, the record the
+    pass that applies ``desired`` replaces; ``None`` when there is none to send.
 
-
-def event_change(before: EventMark | None, after: DesiredState) -> Action | None:
-    """The workload change an accepted event made since the last mark (``before``), if any.
-
-    Sweeper decisions change the workload but never the event sequence, so they are not counted: only a
-    suspend (→ SUSPEND), a resume (→ RESUME, also of a sandbox that was only idle) or an update that
-    changed the opt-out is. ``before`` None is the first sight of the sandbox: no change.
+    - SUSPEND when the sandbox is now suspended and the record last applied it running or idle; RESUME when it
+      now runs and the record last applied it suspended or idle (a resume, or an update that opted an idle
+      sandbox out of idle scaling).
+    - Nothing unless an event was accepted since the record was written (``desired.sequence`` past its
+      ``observedSequence``): a resync, a redelivery or a second pass finds the record already past it, and a
+      sweeper decision (idle, wake) moves no sequence. Only the writer that moves the record past the event
+      (compare-and-set: exactly one) sees the change, so one pass announces it.
+    - Nothing for a record of another incarnation (a first apply), one with no apply yet, a deletion, or an
+      event that ends in the workload it had (suspend then resume, an update).
     """
-    if before is None or after.lifecycle is Lifecycle.DELETED or after.sequence == before.sequence:
+    if status is None or desired.lifecycle is Lifecycle.DELETED or status.incarnation != desired.incarnation:
         return None
-    workload = workload_of(after)
-    return None if workload is before.workload else _EVENT_ACTIONS[workload]
+    if desired.sequence <= status.observed_sequence:
+        return None
+    before, after = applied_workload(status), workload_of(desired)
+    if before is None or after is before:
+        return None
+    if after is Workload.SUSPENDED:
+        return Action.SUSPEND
+    if after is Workload.ACTIVE:
+        return Action.RESUME
+    return None  # idle is the sweeper's decision, with its own command
 
 
 def desired_after(desired: DesiredState, decision: Decision, *, now: datetime) -> DesiredState:

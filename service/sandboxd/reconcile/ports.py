@@ -3,8 +3,9 @@
 ``Applier`` is where rendered objects go (Kubernetes server-side apply, a GitOps commit, a folder);
 ``Store`` is a compare-and-set record store (desired state, status, owner claims); ``Clock`` gives "now";
 ``Delivery``, ``Source`` and ``DeadLetters`` are what the runtime needs of the event broker. The idle lifecycle's
-ports: ``DesiredView`` (every desired state, watched), ``CommandPublisher``, ``ActivityPublisher``, ``Prober``
-and ``ScaleTarget`` (the sweeper's and the scaler's).
+ports: ``DesiredView`` (every desired state, watched), ``CommandPublisher``, ``CommandSink`` (the reconcile
+pass's way to the publisher), ``ActivityPublisher``, ``Prober`` and ``ScaleTarget`` (the sweeper's and the
+scaler's).
 """
 
 from __future__ import annotations
@@ -189,6 +190,16 @@ class DesiredView(Protocol):
 class CommandPublisher(Protocol):
     async def publish(self, command: ScaleCommand) -> None:
         """Durably publish, deduplicated by ``command.command_id``; ``BrokerUnavailable`` when it could not."""
+        ...
+
+
+class CommandSink(Protocol):
+    """Where a reconcile pass sends the scale command of a suspend or resume it applied (the runtime's
+    ``CommandOutbox``: it publishes through a ``CommandPublisher`` and keeps what failed to publish)."""
+
+    async def send(self, command: ScaleCommand) -> None:
+        """Publish now, deduplicated by ``command.command_id``; a ``SandboxdError`` when that failed, the
+        command then kept and published again later (so the caller only logs it)."""
         ...
 
 

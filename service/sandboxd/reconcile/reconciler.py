@@ -8,6 +8,14 @@ finished deleting the sandbox (the desired state is gone when it checks) removes
 happened. Each pass is a ``reconcile`` span, a child of the event that last changed the desired state (its
 ``traceparent``), with ``render``, ``apply``/``delete`` and ``write status`` below it, and one
 ``sandboxd.reconcile.duration`` sample.
+
+Suspend and resume: the pass whose status write moves the record past an accepted suspend or resume (compare-
+and-set: exactly one writer does) sends the scale command for it (``reconcile.idle.scale_after_event``, through
+the ``CommandSink`` port, after the write) and notes the reason in that same write (``idleReason``:
+``Suspended``, or cleared on resume). The command id is deterministic (``reconcile.scaling.command_id``), so
+whatever is sent twice is one command; a resync or a redelivery finds the record past the event and sends
+nothing. A command that fails to publish is kept by the sink and sent again; a process that dies between the
+write and the send loses the command, never the change: the pass already applied the replica count.
 """
 
 from __future__ import annotations
@@ -25,9 +33,10 @@ from sandboxd.errors import PermanentError, RetryableError, SandboxdError
 from sandboxd.lru import Lru
 from sandboxd.models.desired import DesiredState, Lifecycle, OwnerClaim
 from sandboxd.models.status import ObjectRef, SandboxStatus
-from sandboxd.reconcile import statuses
-from sandboxd.reconcile.ports import Applier, Clock, Store
-from sandboxd.reconcile.statuses import StatusWriter
+from sandboxd.reconcile import idle, scaling, statuses
+from sandboxd.reconcile.idle import Action
+from sandboxd.reconcile.ports import Applier, Clock, CommandSink, Store
+from sandboxd.reconcile.statuses import StatusWriter, Transition
 from sandboxd.render import RenderedSandbox, RenderRequest, Workload
 from sandboxd.render.workload import workload_of
 from sandboxd.settings import RuntimeSettings
@@ -63,6 +72,34 @@ def object_refs(rendered: RenderedSandbox) -> tuple[ObjectRef, ...]:
     )
 
 
+@dataclass(slots=True)
+class _EventCommand:
+    """The scale command one status write of a pass calls for, decided from the record that write replaces.
+
+    ``noting`` wraps the pass's transition: each compare-and-set attempt decides again, so after the write
+    ``action`` is the decision on the record actually replaced. ``enabled`` False (no sink): never a command."""
+
+    desired: DesiredState
+    enabled: bool
+    action: Action | None = None
+
+    def noting(self, transition: Transition) -> Transition:
+        if not self.enabled:
+            return transition
+
+        def noted(previous: SandboxStatus | None) -> SandboxStatus:
+            new = transition(previous)
+            self.action = idle.scale_after_event(previous, self.desired)
+            if self.action is None:
+                return new
+            reason = idle.idle_reason(self.desired)
+            return statuses.activity_observed(
+                new, sandbox_id=self.desired.sandbox_id, now=new.updated_at, reason=reason, set_reason=True
+            )
+
+        return noted
+
+
 class _Stopwatch:
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
@@ -88,9 +125,12 @@ class Reconciler:
         tracer: Tracer | None = None,
         metrics: Instruments | None = None,
         token_revisions: bool = False,
+        commands: CommandSink | None = None,
     ) -> None:
         """``token_revisions``: a token writer records LLM-gateway token revisions in status
-        (``reconcile.tokens``); each pass reads the revision and stamps it on the pod templates (G3)."""
+        (``reconcile.tokens``); each pass reads the revision and stamps it on the pod templates (G3).
+        ``commands``: where the scale command of a suspend or resume goes (None: no commands, no reason noted;
+        the service passes none when its idle sweeper is off)."""
         self._desired = desired
         self._owners = owners
         self._status = status
@@ -101,6 +141,7 @@ class Reconciler:
         self._tracer = tracer
         self._metrics = metrics or noop_instruments()
         self._token_revisions = token_revisions
+        self._commands = commands
         # Rendering is pure: the same (sandbox, incarnation, generation, workload) renders the same objects, so
         # resyncs and readiness kicks reuse the last result instead of rendering again. The incarnation keeps a
         # re-created sandbox from ever getting an earlier life's render, whatever its generation.
@@ -157,13 +198,17 @@ class Reconciler:
         except (PermanentError, RetryableError) as exc:
             error: SandboxdError = exc
         retryable = isinstance(error, RetryableError)
+        event = self._event_command(desired)
         with tracing.stage(self._tracer, "write status"):
             await self._status.write(
                 desired.sandbox_id,
-                lambda prev: statuses.failed(
-                    prev, desired=desired, error=error, retryable=retryable, now=self._clock()
+                event.noting(
+                    lambda prev: statuses.failed(
+                        prev, desired=desired, error=error, retryable=retryable, now=self._clock()
+                    )
                 ),
             )
+        await self._send(event)
         return Outcome(Result.RETRY if retryable else Result.FAILED, desired.generation, error, watch.timings)
 
     async def _token_revision(self, desired: DesiredState) -> int:
@@ -214,14 +259,37 @@ class Reconciler:
                 now=self._clock(),
             )
 
+        event = self._event_command(desired)
         with tracing.stage(self._tracer, "write status"):
-            await self._status.write(desired.sandbox_id, transition)
+            await self._status.write(desired.sandbox_id, event.noting(transition))
+        await self._send(event)
         watch.lap("status")
         latest = await self._desired.get(naming.desired_key(desired.sandbox_id))
         if latest is None:
             await self._take_back(rendered)
             return Outcome(Result.DONE, desired.generation, timings_ms=watch.timings)
         return Outcome(Result.DONE, desired.generation, timings_ms=watch.timings, again=latest.revision != revision)
+
+    def _event_command(self, desired: DesiredState) -> _EventCommand:
+        return _EventCommand(desired, enabled=self._commands is not None)
+
+    async def _send(self, event: _EventCommand) -> None:
+        """Send the scale command the status write called for, if any; a failed publish is the sink's to keep
+        and send again, so it is logged and the pass goes on."""
+        if event.action is None or self._commands is None:
+            return
+        command = scaling.scale_command(event.desired, event.action, now=self._clock())
+        try:
+            await self._commands.send(command)
+        except SandboxdError as exc:
+            log.warning(
+                "sandbox %s: scale command %s not published, kept to send again: %s",
+                command.sandbox_id,
+                command.command_id,
+                exc.message,
+            )
+            return
+        log.info("sandbox %s %s: scale command %s sent", command.sandbox_id, event.action, command.command_id)
 
     async def _take_back(self, rendered: RenderedSandbox) -> None:
         """The sandbox was deleted (its deletion done by another replica, the desired state removed) while this

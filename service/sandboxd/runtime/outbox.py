@@ -1,12 +1,16 @@
 """The scale-command outbox: publish a command, and keep the one that failed to publish for the next sweep.
 
-The sweeper decides and hands each command here. A publish that fails (``BrokerUnavailable``) keeps the command
-(a newer command for the same sandbox replaces an older one) and raises, so the caller logs it; ``resend`` at
-the start of the next sweep publishes again those still current (their generation is the desired state's) and
-drops those a newer desired state superseded. Commands carry deterministic ids, so a command published twice is
-one command.
+Two kinds of callers hand it commands: the reconcile pass that applied a suspend or resume (through the
+``reconcile.ports.CommandSink`` port this class implements) and the idle sweeper (idle and wake decisions). A
+publish that fails (``BrokerUnavailable``) keeps the command (a newer command for the same sandbox replaces an
+older one) and raises, so the caller logs it; ``resend``, at the start of each sweep, publishes again those
+still current (their generation is the desired state's) and drops those a newer desired state superseded.
+Commands carry deterministic ids, so a command published twice is one command.
 
-Concurrency: one sweeper per outbox, one sweep at a time; nothing here is locked.
+Concurrency: one event loop; the reconcile passes (one per sandbox at a time, many sandboxes at once) and one
+sweeper share an outbox, and nothing here is locked. A publish in flight may finish after a newer command for
+the same sandbox was handed in, so keeping and forgetting compare generations: a kept command is replaced only
+by one at least as new, and forgotten only once one at least as new was published.
 """
 
 from __future__ import annotations
@@ -33,13 +37,18 @@ class CommandOutbox:
         return len(self._unsent)
 
     async def send(self, command: ScaleCommand) -> None:
+        """Publish ``command``; when that fails, keep it for ``resend`` and raise the ``SandboxdError``."""
         try:
             await self._publisher.publish(command)
         except SandboxdError:
-            self._unsent[command.sandbox_id] = command  # a newer command for the sandbox replaces an older one
+            kept = self._unsent.get(command.sandbox_id)
+            if kept is None or kept.generation <= command.generation:
+                self._unsent[command.sandbox_id] = command
             self.failed += 1
             raise
-        self._unsent.pop(command.sandbox_id, None)
+        kept = self._unsent.get(command.sandbox_id)
+        if kept is not None and kept.generation <= command.generation:
+            del self._unsent[command.sandbox_id]
 
     def waiting_for(self) -> set[str]:
         """The sandboxes with a command to publish again (so the caller looks up only their generations)."""
@@ -50,6 +59,7 @@ class CommandOutbox:
         is still current; a command a newer desired state superseded is dropped."""
         for sandbox_id, command in list(self._unsent.items()):
             if generations.get(sandbox_id) != command.generation:
-                self._unsent.pop(sandbox_id, None)
+                if self._unsent.get(sandbox_id) is command:
+                    del self._unsent[sandbox_id]
                 continue
             await guard(sandbox_id, self.send(command))

@@ -6,21 +6,24 @@ One sweep (``sweep_once(now)``) walks this process's view of every desired state
 - idle / wake: write the desired state with compare-and-set (``idleSince`` set or cleared, generation
   bumped), publish the scale command, note the reason in the status and kick the reconcile, which renders the
   same replica count the command carries (so a resync never undoes a scale-down);
-- a suspend or resume that intake accepted since the last sweep (the workload changed and so did the event
-  sequence): publish the matching scale command (the reconcile the event kicked applies the same count; the
-  command makes the scaler act without waiting for it, which matters when the applier is GitOps) and note the
-  reason in the status. A replica that was not running when the event came sends nothing: the reconcile
-  still applies it;
 - activity that moved by more than the resolution: write ``status.lastActivityAt``;
 - expiry (``reconcile.expiry``): a sandbox whose ``spec.expiry.at`` has passed gets its delete event published
   once by this process (the derived event id dedupes it across replicas and restarts); intake then deletes it
-  like any other delete.
+  like any other delete;
+- first, commands that failed to publish (``runtime.outbox.CommandOutbox``, shared with the reconcile passes)
+  are published again while still current.
+
+Suspend and resume are not the sweeper's: the reconcile pass that applies one sends its scale command
+(``reconcile.reconciler``); a suspended sandbox simply never idles or wakes here.
+
+Its collaborators come in three groups: ``SweepFeeds`` (what a sweep reads, in memory), ``SweepEffects`` (where
+its decisions go) and ``SweepPolicy`` (the numbers), plus the injected ``clock``.
 
 Concurrency: every replica of the service runs a sweeper over the same records. Two that decide at once
 write from the same revision, so one compare-and-set wins; the loser re-reads and does nothing more, and the
 deterministic command id dedupes whatever both publish. A sweep never runs before the desired-state view and
 the activity book have replayed what the broker holds. Time is injected: the loop asks ``clock`` for ``now``;
-tests call ``sweep_once``/``probe_once`` with the instant they want, and never sleep through a timeout.
+tests call ``sweep_once`` with the instant they want, and never sleep through a timeout.
 
 What it does not do: decide (``reconcile.idle`` does), talk to a broker or a cluster (the ports do), probe
 (``runtime.probing.ActivityProber`` fills the activity book), keep a command that failed to publish
@@ -40,7 +43,6 @@ import anyio
 
 from sandboxd import naming
 from sandboxd.errors import SandboxdError, StoreConflict
-from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.desired import DesiredState
 from sandboxd.models.events import DeleteEvent
 from sandboxd.reconcile import expiry, idle, scaling, statuses
@@ -51,6 +53,7 @@ from sandboxd.reconcile.ports import Clock, DesiredView, Store, Versioned
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.runtime.loops import LoopGuard, Record
 from sandboxd.runtime.outbox import CommandOutbox
+from sandboxd.settings.idle import IdleSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,6 @@ class SweepStats:
     not_ready: int = 0
     idled: int = 0
     woken: int = 0
-    event_commands: int = 0
     lost_races: int = 0
     errors: int = 0
     status_writes: int = 0
@@ -73,40 +75,57 @@ class _Plan:
     """What one pass over the records found to do."""
 
     decisions: list[tuple[Versioned[DesiredState], Decision]] = field(default_factory=list)
-    events: list[tuple[DesiredState, Action]] = field(default_factory=list)
     activity: list[tuple[str, datetime]] = field(default_factory=list)
     expired: list[DeleteEvent] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class SweepFeeds:
+    """What a sweep reads, in memory and without I/O: every desired state, and the newest activity of each."""
+
+    view: DesiredView
+    activity: ActivityBook
+
+
+@dataclass(frozen=True, slots=True)
+class SweepEffects:
+    """Where a sweep's decisions go: the desired state (compare-and-set), the status, scale commands, a kick
+    of the sandbox's reconcile, and expiry's delete events (None: expiry off)."""
+
+    desired: Store[DesiredState]
+    status: StatusWriter
+    commands: CommandOutbox
+    kick: Callable[[str], None]
+    events: EventPublisher | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SweepPolicy:
+    """The numbers: the idle timeout of a sandbox that sets none (minutes), how far activity must move before
+    ``status.lastActivityAt`` is written again (s), and the most such writes one sweep makes."""
+
+    default_timeout_minutes: int
+    activity_resolution_s: float = 60.0
+    status_writes_per_sweep: int = 500
+
+    @classmethod
+    def of(cls, settings: IdleSettings, *, default_timeout_minutes: int) -> SweepPolicy:
+        return cls(
+            default_timeout_minutes=default_timeout_minutes,
+            activity_resolution_s=settings.activity_resolution_s,
+            status_writes_per_sweep=settings.status_writes_per_sweep,
+        )
+
+
 class Sweeper:
-    def __init__(
-        self,
-        *,
-        view: DesiredView,
-        activity: ActivityBook,
-        desired: Store[DesiredState],
-        status: StatusWriter,
-        commands: CommandOutbox,
-        kick: Callable[[str], None],
-        clock: Clock,
-        default_timeout_minutes: int,
-        activity_resolution_s: float = 60.0,
-        status_writes_per_sweep: int = 500,
-        events: EventPublisher | None = None,
-    ) -> None:
-        self._view = view
-        self._activity = activity
-        self._desired = desired
-        self._status = status
-        self._commands = commands
-        self._kick = kick
+    def __init__(self, *, feeds: SweepFeeds, effects: SweepEffects, policy: SweepPolicy, clock: Clock) -> None:
+        self._view, self._activity = feeds.view, feeds.activity
+        self._desired, self._status, self._commands = effects.desired, effects.status, effects.commands
+        self._kick, self._events = effects.kick, effects.events
+        self._policy = policy
+        self._resolution = timedelta(seconds=policy.activity_resolution_s)
         self._clock = clock
-        self._default_timeout = default_timeout_minutes
-        self._resolution = timedelta(seconds=activity_resolution_s)
-        self._status_budget = status_writes_per_sweep
-        self._looks: dict[str, idle.EventMark] = {}  # as seen by the last sweep, to spot suspend and resume
         self._noted: dict[str, datetime] = {}  # lastActivityAt this process last wrote into status
-        self._events = events
         self._expiries: dict[str, str] = {}  # sandbox id -> id of the expiry delete this process published
         self.stats = SweepStats()
 
@@ -122,9 +141,7 @@ class Sweeper:
         plan = self._plan(now)
         for record, decision in plan.decisions:
             await self._guarded(record.value.sandbox_id, self._carry_out(record, decision, now))
-        for desired, action in plan.events:
-            await self._guarded(desired.sandbox_id, self._after_event(desired, action, now))
-        for sandbox_id, at in plan.activity[: self._status_budget]:
+        for sandbox_id, at in plan.activity[: self._policy.status_writes_per_sweep]:
             await self._guarded(sandbox_id, self._note_activity(sandbox_id, at, now))
         for event in plan.expired:
             await self._guarded(event.subject, self._expire(event))
@@ -134,17 +151,14 @@ class Sweeper:
     def _plan(self, now: datetime) -> _Plan:
         """The pure part of a sweep: no I/O, one pass over every record."""
         plan = _Plan()
-        looks: dict[str, idle.EventMark] = {}
+        seen: set[str] = set()
         noted: dict[str, datetime] = {}
-        latest, default, resolution = self._activity.latest, self._default_timeout, self._resolution
-        previous_looks, previous_noted = self._looks, self._noted
+        latest, default, resolution = self._activity.latest, self._policy.default_timeout_minutes, self._resolution
+        previous_noted, events = self._noted, self._events
         for record in self._view.snapshot():
             desired = record.value
             sandbox_id = desired.sandbox_id
-            looks[sandbox_id] = idle.event_mark(desired)
-            change = idle.event_change(previous_looks.get(sandbox_id), desired)
-            if change is not None:
-                plan.events.append((desired, change))
+            seen.add(sandbox_id)
             report = latest(sandbox_id)
             decision = idle.decide(desired, report, now=now, default_timeout_minutes=default)
             if decision is not None:
@@ -154,12 +168,12 @@ class Sweeper:
                 noted[sandbox_id] = written
             if report is not None and (written is None or report.last_activity_at - written >= resolution):
                 plan.activity.append((sandbox_id, report.last_activity_at))
-            if self._events is not None and expiry.due(desired, now=now):
+            if events is not None and expiry.due(desired, now=now):
                 event = expiry.delete_event(desired, now=now)
                 if self._expiries.get(sandbox_id) != event.id:
                     plan.expired.append(event)
-        self._looks, self._noted = looks, noted
-        self._activity.prune(keep=looks, before=now - timedelta(minutes=default))
+        self._noted = noted
+        self._activity.prune(keep=seen, before=now - timedelta(minutes=default))
         return plan
 
     async def _guarded(self, sandbox_id: str, step: Awaitable[object]) -> None:
@@ -188,13 +202,12 @@ class Sweeper:
                 self._view.note(fresh)
             return
         self._view.note(Versioned(new, revision))
-        self._looks[sandbox_id] = idle.event_mark(new)
         if decision.action is Action.IDLE:
             self.stats.idled += 1
         else:
             self.stats.woken += 1
         log.info("sandbox %s %s: %s", sandbox_id, "idle" if decision.action is Action.IDLE else "wakes", decision.why)
-        await self._guarded(sandbox_id, self._send(scaling.scale_command(new, decision.action, now=now)))
+        await self._guarded(sandbox_id, self._commands.send(scaling.scale_command(new, decision.action, now=now)))
         reason = idle.idle_reason(new, decision)
         await self._guarded(
             sandbox_id,
@@ -207,24 +220,7 @@ class Sweeper:
         )
         self._kick(sandbox_id)  # the reconcile renders the new replica count and shows the phase
 
-    # --- suspend and resume --------------------------------------------------------------------------------
-
-    async def _after_event(self, desired: DesiredState, action: Action, now: datetime) -> None:
-        self.stats.event_commands += 1
-        sandbox_id = desired.sandbox_id
-        await self._guarded(sandbox_id, self._send(scaling.scale_command(desired, action, now=now)))
-        reason = idle.idle_reason(desired)
-        await self._status.write(
-            sandbox_id,
-            lambda prev: statuses.activity_observed(
-                prev, sandbox_id=sandbox_id, now=now, reason=reason, set_reason=True
-            ),
-        )
-
     # --- commands ------------------------------------------------------------------------------------------
-
-    async def _send(self, command: ScaleCommand) -> None:
-        await self._commands.send(command)
 
     async def _resend(self) -> None:
         """Publish again what failed to publish (``CommandOutbox.resend``), against the current generations."""

@@ -22,7 +22,7 @@ from sandboxd.adapters.jetstream.publishing import publish_scale
 from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.kubernetes import KubernetesApplier, WatchTiming
 from sandboxd.adapters.natsserver import NatsServer
-from sandboxd.app.idle import IdleLifecycle, idle_lifecycle
+from sandboxd.app.idle import IdleLifecycle, command_outbox, idle_lifecycle
 from sandboxd.app.scaler import ScalerProcess
 from sandboxd.app.service import Service
 from sandboxd.models.desired import DesiredState
@@ -76,7 +76,9 @@ async def sweeper_only_replica(c: Client, settings: Settings, clock: FrozenClock
     whatever happens to the StatefulSet right after its decisions is the scaler's doing."""
     desired = KvStore(await c.js.key_value(naming.DESIRED_BUCKET), DesiredState)
     status = StatusWriter(KvStore(await c.js.key_value(naming.STATUS_BUCKET), SandboxStatus))
-    replica = idle_lifecycle(c.js, settings, desired=desired, status=status, kick=lambda _: None, clock=clock)
+    replica = idle_lifecycle(
+        c.js, settings, desired=desired, status=status, commands=command_outbox(c.js), kick=lambda _: None, clock=clock
+    )
     async with anyio.create_task_group() as tg:
         tg.start_soon(replica.run)
         await until(lambda: replica.sweeper.stats.sweeps >= 1, what="the other replica's first sweep")

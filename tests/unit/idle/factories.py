@@ -1,4 +1,5 @@
-"""Desired states, activity reports and a fake scale target for the idle-lifecycle tests: one knob per argument."""
+"""Desired states, activity reports, a recording command publisher and a fake scale target for the
+idle-lifecycle tests: one knob per argument."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sandboxd import naming
-from sandboxd.errors import SandboxdError
-from sandboxd.models.activity import ActivityReport
+from sandboxd.errors import BrokerUnavailable, SandboxdError
+from sandboxd.models.activity import ActivityReport, ScaleCommand
 from sandboxd.models.desired import DesiredState, Lifecycle
 from sandboxd.models.spec import SandboxSpec
 from support.spine import spec
@@ -56,6 +57,23 @@ def desired(
 
 def report(at: datetime, sessions: int = 0) -> ActivityReport:
     return ActivityReport(last_activity_at=at, active_sessions=sessions)
+
+
+@dataclass
+class Commands:
+    """``CommandPublisher`` that records what it published; ``failing`` refuses like a broker that is down."""
+
+    sent: list[ScaleCommand] = field(default_factory=list)
+    failing: bool = False
+
+    async def publish(self, command: ScaleCommand) -> None:
+        if self.failing:
+            raise BrokerUnavailable("no NATS")
+        self.sent.append(command)
+
+    @property
+    def ids(self) -> list[str]:
+        return [c.command_id for c in self.sent]
 
 
 @dataclass

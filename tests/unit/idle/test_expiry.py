@@ -18,7 +18,7 @@ from sandboxd.models.spec import ExpiryPolicy
 from sandboxd.reconcile import expiry, statuses
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.runtime.outbox import CommandOutbox
-from sandboxd.runtime.sweeper import Sweeper
+from sandboxd.runtime.sweeper import SweepEffects, Sweeper, SweepFeeds, SweepPolicy
 from unit.idle.factories import T0, desired, minutes
 from unit.idle.test_idle_sweeper import Rig, rig
 
@@ -45,15 +45,16 @@ def expiring(sandbox_id: str = "sb-1", *, at: datetime, policy: str = "retain", 
 
 def with_events(r: Rig, events: Events) -> Rig:
     r.sweeper = Sweeper(
-        view=r.view,
-        activity=r.book,
-        desired=r.desired,
-        status=StatusWriter(r.status),
-        commands=CommandOutbox(r.commands),
-        kick=r.kicked.append,
+        feeds=SweepFeeds(view=r.view, activity=r.book),
+        effects=SweepEffects(
+            desired=r.desired,
+            status=StatusWriter(r.status),
+            commands=CommandOutbox(r.commands),
+            kick=r.kicked.append,
+            events=events,
+        ),
+        policy=SweepPolicy(default_timeout_minutes=600),
         clock=lambda: T0,
-        default_timeout_minutes=600,
-        events=events,
     )
     return r
 

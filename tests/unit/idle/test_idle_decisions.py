@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import pytest
 
+from sandboxd.errors import ApplyUnavailable
 from sandboxd.models.activity import ActivityReport
 from sandboxd.models.desired import DesiredState, Lifecycle
+from sandboxd.models.status import SandboxStatus
 from sandboxd.reconcile import idle, scaling, statuses
 from sandboxd.reconcile.activity import ActivityBook
 from sandboxd.reconcile.idle import Action
-from sandboxd.render import workload
+from sandboxd.render import Workload, workload
 from unit.idle.factories import T0, desired, minutes, report
 
 DEFAULT = 30
@@ -151,22 +153,64 @@ def test_replicas_follow_the_renderer() -> None:
     assert workload.replicas_for(desired(sessions=4, lifecycle=Lifecycle.DELETED)) == 0
 
 
-def test_changes_made_by_events_are_told_from_sweeper_decisions() -> None:
+def applied(state: DesiredState, previous: SandboxStatus | None = None) -> SandboxStatus:
+    """The status record a pass that applied ``state`` writes."""
+    return statuses.applied(
+        previous,
+        desired=state,
+        namespace="sandbox-x",
+        endpoint="https://x/",
+        objects=(),
+        replicas=workload.replicas_for(state),
+        ready=None,
+        timings_ms={},
+        now=T0,
+    )
+
+
+def test_the_applied_workload_is_read_back_from_what_an_apply_writes() -> None:
+    assert idle.applied_workload(applied(desired())) is Workload.ACTIVE
+    assert idle.applied_workload(applied(desired(idle_since=T0))) is Workload.IDLE
+    assert idle.applied_workload(applied(desired(lifecycle=Lifecycle.SUSPENDED))) is Workload.SUSPENDED
+    gone = statuses.deleted(applied(desired()), desired=desired(generation=2), timings_ms={}, now=T0)
+    assert idle.applied_workload(gone) is None
+
+
+def test_only_an_event_that_changed_the_workload_calls_for_a_command() -> None:
     running = desired(generation=1)
     suspended = running.model_copy(update={"lifecycle": Lifecycle.SUSPENDED, "generation": 2, "sequence": 2})
     resumed = suspended.model_copy(update={"lifecycle": Lifecycle.ACTIVE, "generation": 3, "sequence": 3})
-    assert idle.event_change(None, suspended) is None  # first look: no change
-    assert idle.event_change(idle.event_mark(running), suspended) is Action.SUSPEND
-    assert idle.event_change(idle.event_mark(suspended), resumed) is Action.RESUME
-    assert idle.event_change(idle.event_mark(running), resumed) is None  # same workload in the end
+    assert idle.scale_after_event(None, suspended) is None  # nothing applied yet
+    assert idle.scale_after_event(applied(running), suspended) is Action.SUSPEND
+    assert idle.scale_after_event(applied(suspended), suspended) is None  # already past the event: a resync
+    assert idle.scale_after_event(applied(suspended), resumed) is Action.RESUME
+    assert idle.scale_after_event(applied(running), resumed) is None  # same workload in the end
     went_idle = idle.desired_after(running, idle.Decision(Action.IDLE, "x"), now=T0)
-    assert idle.event_change(idle.event_mark(running), went_idle) is None  # a sweeper's decision: same sequence
+    assert idle.scale_after_event(applied(running), went_idle) is None  # a sweeper's decision: same sequence
     resumed_from_idle = went_idle.model_copy(update={"idle_since": None, "generation": 3, "sequence": 2})
-    assert idle.event_change(idle.event_mark(went_idle), resumed_from_idle) is Action.RESUME
+    assert idle.scale_after_event(applied(went_idle), resumed_from_idle) is Action.RESUME
+    suspended_while_idle = went_idle.model_copy(
+        update={"lifecycle": Lifecycle.SUSPENDED, "generation": 3, "sequence": 2}
+    )
+    assert idle.scale_after_event(applied(went_idle), suspended_while_idle) is Action.SUSPEND
+    opted_out = went_idle.model_copy(update={"spec": desired(enabled=False).spec, "generation": 3, "sequence": 2})
+    assert idle.scale_after_event(applied(went_idle), opted_out) is Action.RESUME  # runs again at once
     updated = went_idle.model_copy(update={"generation": 3, "sequence": 2})  # an update keeps idleSince
-    assert idle.event_change(idle.event_mark(went_idle), updated) is None
+    assert idle.scale_after_event(applied(went_idle), updated) is None
     deleted = running.model_copy(update={"lifecycle": Lifecycle.DELETED, "generation": 2, "sequence": 2})
-    assert idle.event_change(idle.event_mark(running), deleted) is None
+    assert idle.scale_after_event(applied(running), deleted) is None
+    reborn = suspended.model_copy(update={"incarnation": 7})  # another life of the id: its first apply
+    assert idle.scale_after_event(applied(running), reborn) is None
+
+
+def test_a_failed_pass_leaves_the_applied_workload_as_it_was() -> None:
+    running = desired(generation=1)
+    suspended = running.model_copy(update={"lifecycle": Lifecycle.SUSPENDED, "generation": 2, "sequence": 2})
+    failed = statuses.failed(
+        applied(running), desired=suspended, error=ApplyUnavailable("away"), retryable=True, now=T0
+    )
+    assert idle.applied_workload(failed) is Workload.ACTIVE
+    assert idle.scale_after_event(failed, suspended) is None  # the failed pass's own write announced it
 
 
 def test_idle_reasons() -> None:

@@ -10,8 +10,7 @@ import anyio
 import pytest
 
 from sandboxd.adapters.memory import MemoryStore
-from sandboxd.errors import BrokerUnavailable
-from sandboxd.models.activity import ActivityReport, ScaleCommand
+from sandboxd.models.activity import ActivityReport
 from sandboxd.models.desired import DesiredState, Lifecycle
 from sandboxd.models.status import Phase, SandboxStatus
 from sandboxd.reconcile.activity import ActivityBook
@@ -19,8 +18,8 @@ from sandboxd.reconcile.ports import Versioned
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.runtime.outbox import CommandOutbox
 from sandboxd.runtime.probing import ActivityProber
-from sandboxd.runtime.sweeper import Sweeper
-from unit.idle.factories import T0, desired, minutes, report
+from sandboxd.runtime.sweeper import SweepEffects, Sweeper, SweepFeeds, SweepPolicy
+from unit.idle.factories import T0, Commands, desired, minutes, report
 
 pytestmark = pytest.mark.anyio
 
@@ -46,17 +45,6 @@ class MemoryView:
         current = self.records.get(record.value.sandbox_id)
         if current is None or current.revision <= record.revision:
             self.records[record.value.sandbox_id] = record
-
-
-@dataclass
-class Commands:
-    sent: list[ScaleCommand] = field(default_factory=list)
-    failing: bool = False
-
-    async def publish(self, command: ScaleCommand) -> None:
-        if self.failing:
-            raise BrokerUnavailable("no NATS")
-        self.sent.append(command)
 
 
 @dataclass
@@ -123,15 +111,12 @@ def rig(
     commands, kicked, view = Commands(), [], MemoryView(desired_store)
     outbox = CommandOutbox(commands)
     sweeper = Sweeper(
-        view=view,
-        activity=book,
-        desired=desired_store,
-        status=StatusWriter(status_store),
-        commands=outbox,
-        kick=kicked.append,
+        feeds=SweepFeeds(view=view, activity=book),
+        effects=SweepEffects(
+            desired=desired_store, status=StatusWriter(status_store), commands=outbox, kick=kicked.append
+        ),
+        policy=SweepPolicy(default_timeout_minutes=30, status_writes_per_sweep=budget),
         clock=lambda: T0,
-        default_timeout_minutes=30,
-        status_writes_per_sweep=budget,
     )
     probing = None if prober is None else ActivityProber(view=view, activity=book, prober=prober, publisher=shared)
     return Rig(desired_store, status_store, book, commands, kicked, view, sweeper, outbox, probing)
@@ -203,32 +188,29 @@ async def test_activity_wakes_an_idle_sandbox() -> None:
     assert r.commands.sent[-1].command_id == "sb-1:4:idle"
 
 
-async def test_suspend_holds_and_resume_wakes() -> None:
+async def test_a_suspended_sandbox_holds_whatever_its_activity() -> None:
+    """Suspend and resume commands are the reconcile pass's (``test_event_commands``): the sweeper sends none,
+    and activity never wakes a suspended sandbox."""
     r = rig()
     active = desired("sb-1", sessions=2)
     await r.put(active)
-    await r.sweep(1)  # first look
+    await r.sweep(1)
     suspended = active.model_copy(update={"lifecycle": Lifecycle.SUSPENDED, "generation": 2, "sequence": 2})
     await r.put(suspended)  # what intake writes for a suspend event
     await r.sweep(2)
-    [command] = r.commands.sent
-    assert (command.command_id, command.replicas, command.reason) == ("sb-1:2:suspend", 0, "Suspended")
-    assert (await r.status_of("sb-1")).idle_reason == "Suspended"
-    r.book.record("sb-1", report(T0 + minutes(50), sessions=3))  # activity does not wake a suspended sandbox
+    r.book.record("sb-1", report(T0 + minutes(50), sessions=3))
     await r.sweep(60 * 24)
-    assert len(r.commands.sent) == 1 and (await r.get("sb-1")).lifecycle is Lifecycle.SUSPENDED
+    assert r.commands.sent == [] and r.kicked == []
+    assert (await r.get("sb-1")) == suspended
     resumed = suspended.model_copy(
         update={"lifecycle": Lifecycle.ACTIVE, "generation": 3, "sequence": 3, "accepted_at": T0 + minutes(60 * 24 + 1)}
     )
     await r.put(resumed)
-    await r.sweep(60 * 24 + 2)
-    resume = r.commands.sent[-1]
-    assert (resume.command_id, resume.replicas, resume.reason) == ("sb-1:3:resume", 2, "Resumed")
-    assert (await r.status_of("sb-1")).idle_reason is None
-    assert r.kicked == []  # intake's events kick those reconciles; the sweeper made no decision of its own
+    await r.sweep(60 * 24 + 2)  # the resume counts as activity: not idle
+    assert r.commands.sent == [] and r.kicked == []
 
 
-async def test_resuming_an_idle_sandbox_sends_a_resume_command() -> None:
+async def test_resuming_an_idle_sandbox_leaves_the_command_to_the_reconcile() -> None:
     r = rig()
     await r.put(desired("sb-1", sessions=3))
     await r.sweep(30)
@@ -239,7 +221,7 @@ async def test_resuming_an_idle_sandbox_sends_a_resume_command() -> None:
     )
     await r.put(resumed)
     await r.sweep(46)
-    assert [(c.command_id, c.replicas) for c in r.commands.sent] == [("sb-1:2:idle", 0), ("sb-1:3:resume", 3)]
+    assert [(c.command_id, c.replicas) for c in r.commands.sent] == [("sb-1:2:idle", 0)]
 
 
 async def test_another_replicas_decision_is_not_repeated() -> None:
