@@ -88,6 +88,15 @@ class TokenState(Contract):
     )
 
 
+class TokenClaim(Contract):
+    """A token writer minting for this sandbox right now, claimed by compare-and-set before it asks the bridge:
+    every other writer stands back until the token is recorded (which ends the claim) or ``until`` passes."""
+
+    holder: str = Field(description="The writer that claimed the mint (an id of its own, per process).")
+    revision: int = Field(ge=1, description="The token revision it is minting.")
+    until: Timestamp = Field(description="When the claim lapses if its writer never finishes (it died).")
+
+
 class SandboxStatus(Contract):
     """What a console shows; rewritten (compare-and-set) after every reconcile and rejection."""
 
@@ -120,6 +129,7 @@ class SandboxStatus(Contract):
     timings_ms: dict[str, float] = Field(default_factory=dict, description="Per-stage durations, ms.")
     event_id: str | None = Field(default=None, description="CloudEvents id of the last event applied.")
     token: TokenState | None = Field(default=None, description="LLM-gateway token bookkeeping (no token value).")
+    token_claim: TokenClaim | None = Field(default=None, description="A token writer minting now (the others wait).")
     updated_at: Timestamp
     deleted_at: Timestamp | None = None
 

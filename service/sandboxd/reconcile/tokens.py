@@ -9,26 +9,30 @@ One ``visit`` of a sandbox (upstream §5 step 3, with §10 G1-G3, G11, G13 and G
 2. not due: nothing is written; the next visit is at ``rotate_at`` (a schedule of its own, G11);
 3. due, but the Secret the renderer emits is not in the cluster yet: wait (no token is minted that has nowhere
    to go); the next visit is at the next check;
-4. mint (``TokenBridge``); write the token into the Secret the pods read (``TokenSecrets``: the cluster only,
-   never Git, KV, logs or status, G16) with the new revision; then record the revision, expiry and fingerprint
-   in status (``TokenIssued=True``) and kick the sandbox's reconcile, which stamps the revision on the pod
-   templates so the pods restart with the new token (G3);
+4. claim the mint: one compare-and-set write of a ``TokenClaim`` into status, refused when the token changed
+   since it was read or another writer's claim still holds (that writer mints; this one looks again at the next
+   check). Then mint (``TokenBridge``); write the token into the Secret the pods read (``TokenSecrets``: the
+   cluster only, never Git, KV, logs or status, G16) with the new revision; then record the revision, expiry and
+   fingerprint in status (``TokenIssued=True``, which ends the claim) and kick the sandbox's reconcile, which
+   stamps the revision on the pod templates so the pods restart with the new token (G3);
 5. a failure is ``TokenIssued=False`` with the error's reason (``TokenMintFailed``) and message and the time of
    the next attempt, which backs off exponentially (``SANDBOXD_TOKEN_RETRY_*``), never a fixed 30 s loop.
 
 A sandbox whose desired state is gone (deleted) has its token revoked where the bridge supports it (G13) and
 its token bookkeeping cleared.
 
-Concurrency: ``sweep`` visits due sandboxes one at a time, from one task. Several writers (replicas) may mint for
-one sandbox at once; the last write wins the Secret and the status, and a Secret whose revision differs from
-the status's is minted again, so they converge (an extra mint, never a pod without a token). What it
-deliberately does not do: hold a token beyond one visit, log one, or render anything (the reconciler does).
+Concurrency: ``sweep`` visits due sandboxes one at a time, from one task. Several writers (``sandboxd run``
+replicas with the writer in the service, or a second ``sandboxd tokens``) visit the same sandboxes: the claim
+(step 4) makes exactly one of them mint. A claim whose writer died lapses after twice the bridge's timeout
+(``NEWAPI_TIMEOUT_SECONDS``), and another writer mints then. What it deliberately does not do: hold a token
+beyond one visit, log one, or render anything (the reconciler does).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,7 +43,15 @@ from pydantic import SecretStr
 from sandboxd import naming
 from sandboxd.errors import SandboxdError, TokenMintFailed
 from sandboxd.models.desired import DesiredState, Lifecycle
-from sandboxd.models.status import ConditionStatus, ConditionType, Phase, SandboxStatus, TokenState, set_condition
+from sandboxd.models.status import (
+    ConditionStatus,
+    ConditionType,
+    Phase,
+    SandboxStatus,
+    TokenClaim,
+    TokenState,
+    set_condition,
+)
 from sandboxd.reconcile import capabilities
 from sandboxd.reconcile.ports import Clock, Store
 from sandboxd.reconcile.statuses import StatusWriter
@@ -49,6 +61,13 @@ from sandboxd.telemetry.metrics import Instruments, noop_instruments
 log = logging.getLogger(__name__)
 
 MINTED = "TokenMinted"
+
+
+class _ClaimTaken(Exception):
+    """Another writer minted, or is minting, for the sandbox: this one stands back (see ``TokenWriter._claim``).
+
+    Control flow inside this module (raised in a status transition, caught by ``visit``), never raised out of it.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +151,10 @@ class TokenWriter:
         clock: Clock,
         kick: Callable[[str], None] | None = None,
         metrics: Instruments | None = None,
+        holder: str | None = None,
     ) -> None:
         self._desired = desired
+        self.holder = holder or uuid.uuid4().hex[:12]  # names this writer's claims; unique per process
         self._metrics = metrics or noop_instruments()
         self._status = status
         self._bridge = bridge
@@ -181,12 +202,36 @@ class TokenWriter:
                 self._due[sandbox_id] = token.rotate_at
                 self._failures.pop(sandbox_id, None)
                 return
+            try:
+                await self._claim(desired, token, now)
+            except _ClaimTaken:  # the other writer's token (or its failure) is in status at the next check
+                self._due[sandbox_id] = now + timedelta(seconds=self._settings.check_interval_s)
+                return
             await self._mint(desired, request, namespace, token)
         except SandboxdError as exc:
             await self._failed(desired, exc)
 
     def _due_now(self, token: TokenState, request: MintRequest, secret: SecretView, now: datetime) -> bool:
         return token.rotate_at <= now or token.fingerprint != fingerprint(request) or secret.revision != token.revision
+
+    async def _claim(self, desired: DesiredState, seen: TokenState | None, now: datetime) -> None:
+        """Write this writer's claim on the next revision, or raise ``_ClaimTaken``.
+
+        The status writer's compare-and-set re-reads and decides again when another write came first, so of two
+        writers claiming at once one wins and the other finds the winner's claim (or its token) and stands back.
+        """
+        until = now + timedelta(seconds=2 * self._settings.timeout_s)
+        claim = TokenClaim(holder=self.holder, revision=(seen.revision if seen is not None else 0) + 1, until=until)
+
+        def claimed(previous: SandboxStatus | None) -> SandboxStatus:
+            if previous is not None and _current(previous, desired) != seen:
+                raise _ClaimTaken  # a token was minted (or cleared) since this writer read the status
+            held = previous.token_claim if previous is not None else None
+            if held is not None and held.holder != self.holder and held.until > now:
+                raise _ClaimTaken
+            return _base(previous, desired, now).model_copy(update={"token_claim": claim})
+
+        await self._status.write(desired.sandbox_id, claimed)
 
     async def _mint(
         self, desired: DesiredState, request: MintRequest, namespace: str, previous: TokenState | None
@@ -279,8 +324,8 @@ def _token_condition(
     *,
     state: TokenState | None,
 ) -> Callable[[SandboxStatus | None], SandboxStatus]:
-    """``TokenIssued`` set; the token bookkeeping replaced by ``state`` when a token was minted (a failure keeps
-    the last good token's: it still works until its expiry)."""
+    """``TokenIssued`` set and the mint's claim ended; the token bookkeeping replaced by ``state`` when a token was
+    minted (a failure keeps the last good token's: it still works until its expiry)."""
 
     def transition(previous: SandboxStatus | None) -> SandboxStatus:
         base = _base(previous, desired, now)
@@ -293,7 +338,7 @@ def _token_condition(
             now=now,
             generation=desired.generation,
         )
-        changes: dict[str, object] = {"conditions": conditions, "updated_at": now}
+        changes: dict[str, object] = {"conditions": conditions, "updated_at": now, "token_claim": None}
         if state is not None:
             changes["token"] = state
         return base.model_copy(update=changes)
@@ -304,7 +349,7 @@ def _token_condition(
 def _cleared(previous: SandboxStatus | None) -> SandboxStatus:
     assert previous is not None  # retire reads the record before clearing it
     kept = [c for c in previous.conditions if c.type is not ConditionType.TOKEN_ISSUED]
-    return previous.model_copy(update={"token": None, "conditions": kept})
+    return previous.model_copy(update={"token": None, "token_claim": None, "conditions": kept})
 
 
 def _base(previous: SandboxStatus | None, desired: DesiredState, now: datetime) -> SandboxStatus:

@@ -2,8 +2,9 @@
 
 ``POST /admin/tokens/sandbox`` checks the admin bearer (401 ``{"error":"invalid admin credentials"}`` otherwise),
 refuses empty channels (400) and answers ``{"token", "expires_at"}`` with the next token of ``tokens`` and an
-expiry ``ttl`` after the test's clock; ``DELETE /admin/tokens/sandbox/{id}`` revokes (204), or answers 405 when
-``revoke_supported`` is off. Every request is recorded with its headers and body.
+expiry ``ttl`` after the test's clock, once ``hold`` (when given) is set, so a test can keep mints in flight;
+``DELETE /admin/tokens/sandbox/{id}`` revokes (204), or answers 405 when ``revoke_supported`` is off. Every
+request is recorded with its headers and body.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 from aiohttp import web
 
 ADMIN = "admin-bearer-int-test"
@@ -35,6 +37,7 @@ class Bridge:
     ttl: timedelta = timedelta(days=7)
     tokens: Iterator[str] = field(default_factory=lambda: (f"jwt-int-{n}" for n in itertools.count(1)))
     revoke_supported: bool = True
+    hold: anyio.Event | None = None
     seen: list[Seen] = field(default_factory=list)
     url: str = ""
 
@@ -48,6 +51,8 @@ class Bridge:
             return web.json_response({"error": "invalid admin credentials"}, status=401)
         if not body.get("allowed_channels"):
             return web.json_response({"error": "allowed_channels is empty"}, status=400)
+        if self.hold is not None:
+            await self.hold.wait()
         expires = (self.now() + self.ttl).strftime("%Y-%m-%dT%H:%M:%SZ")
         return web.json_response({"token": next(self.tokens), "expires_at": expires})
 
