@@ -1,7 +1,8 @@
 """Each port's conformance suite runs once per implementation: the in-memory fake and the real adapter.
 
 The ``views`` fixture hands a test two processes' views of one fresh bucket, once per ``Store``
-implementation: ``MemoryStore`` (runs anywhere) and ``KvStore`` on a real nats-server (``nats`` marker).
+implementation: ``MemoryStore`` (runs anywhere) and ``KvStore`` on a real nats-server (``nats`` marker), on a bucket
+with direct gets as ``sandboxd init`` makes it and on one without (``kv-no-direct``: a store reads it nats-py's way).
 The ``applier`` fixture is each ``Applier`` that needs no server: ``MemoryApplier`` and ``DirectoryApplier``.
 """
 
@@ -23,7 +24,9 @@ from support.conformance import Views
 from support.spine import unique_id
 
 
-@pytest.fixture(params=["memory", pytest.param("kv", marks=pytest.mark.nats)])
+@pytest.fixture(
+    params=["memory", pytest.param("kv", marks=pytest.mark.nats), pytest.param("kv-no-direct", marks=pytest.mark.nats)]
+)
 def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
     yield request.param
 
@@ -37,7 +40,8 @@ async def views(implementation: str, request: pytest.FixtureRequest) -> AsyncIte
     server: NatsServer = request.getfixturevalue("nats_server")
     nc = await nats.connect(server.url)
     try:
-        kv = await nc.jetstream().create_key_value(bucket=unique_id("conformance"))
+        bucket = unique_id("conformance")
+        kv = await nc.jetstream().create_key_value(bucket=bucket, direct=implementation == "kv")
         yield Views(KvStore(kv, SandboxStatus), KvStore(kv, SandboxStatus))
     finally:
         await nc.close()

@@ -1,16 +1,21 @@
-"""``KvStore`` on a real nats-server: compare-and-set, and what it remembers between calls."""
+"""``KvStore`` on a real nats-server: compare-and-set, what it remembers between calls, and its lean request path
+(one shared reply inbox) through a server restart and against a bucket that is gone."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
+import anyio
 import nats
 import pytest
 
+from sandboxd.adapters.jetstream.connection import connect
 from sandboxd.adapters.jetstream.stores import KvStore
-from sandboxd.adapters.natsserver import NatsServer
-from sandboxd.errors import StoreConflict
+from sandboxd.adapters.natsserver import NatsServer, free_port
+from sandboxd.errors import BrokerUnavailable, StoreConflict
 from sandboxd.models.status import Phase, SandboxStatus
+from sandboxd.settings import NatsSettings
 from support.spine import unique_id
 
 pytestmark = [pytest.mark.nats, pytest.mark.anyio]
@@ -25,7 +30,7 @@ async def test_two_processes_views_of_one_bucket(nats_server: NatsServer) -> Non
     nc = await nats.connect(nats_server.url)
     try:
         js = nc.jetstream()
-        kv = await js.create_key_value(bucket=unique_id("kv"))
+        kv = await js.create_key_value(bucket=unique_id("kv"), direct=True)
         mine, theirs = KvStore(kv, SandboxStatus), KvStore(kv, SandboxStatus)
 
         first = await mine.put("sb-1", record(Phase.PENDING), revision=None)
@@ -49,5 +54,49 @@ async def test_two_processes_views_of_one_bucket(nats_server: NatsServer) -> Non
 
         await theirs.delete("sb-1")
         assert await mine.get("sb-1") is None and mine.recent("sb-1") is None
+    finally:
+        await nc.close()
+
+
+async def test_a_store_answers_again_once_the_connection_is_back_after_a_server_restart(tmp_path: Path) -> None:
+    with NatsServer(store_dir=tmp_path / "nats", port=free_port()) as server:
+        nc = await connect(NatsSettings(url=server.url))
+        try:
+            js = nc.jetstream()
+            store = KvStore(await js.create_key_value(bucket="status", direct=True), SandboxStatus)
+            first = await store.put("sb-1", record(Phase.PENDING), revision=None)
+
+            server.restart()
+            with anyio.fail_after(30):
+                while not nc.is_connected:
+                    await anyio.sleep(0.05)
+                while True:  # the server may still be recovering its JetStream state: not ready is retryable
+                    try:
+                        got = await store.get("sb-1")
+                        break
+                    except BrokerUnavailable:
+                        await anyio.sleep(0.1)
+            # the reply inbox was subscribed again: reads and compare-and-set writes are answered
+            assert got is not None and got.revision == first
+            second = await store.put("sb-1", record(Phase.READY), revision=first)
+            fresh = await KvStore(store._kv, SandboxStatus).get("sb-1")
+            assert fresh is not None and (fresh.revision, fresh.value.phase) == (second, Phase.READY)
+        finally:
+            await nc.close()
+
+
+async def test_a_bucket_removed_under_a_store_is_unavailable_at_once_not_a_timeout(nats_server: NatsServer) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        bucket = unique_id("kv")
+        store = KvStore(await js.create_key_value(bucket=bucket, direct=True), SandboxStatus, bucket=bucket)
+        await store.put("sb-1", record(Phase.PENDING), revision=None)
+        await js.delete_key_value(bucket)
+        with anyio.fail_after(2):  # no responders answers at once; the request timeout is 5 s
+            with pytest.raises(BrokerUnavailable, match=f"KV get {bucket}/sb-1"):
+                await store.get("sb-1")
+            with pytest.raises(BrokerUnavailable, match=f"KV put {bucket}/sb-2: no stream answered"):
+                await store.put("sb-2", record(Phase.PENDING), revision=None)
     finally:
         await nc.close()

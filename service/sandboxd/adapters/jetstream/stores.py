@@ -6,23 +6,47 @@ the read before a compare-and-set (a stale memory costs one failed write and a r
 
 A put may ask the server to remove the record after a while (``expire_after_s``, per-message TTL): the status
 projection's Deleted and Rejected records go that way, with no sweep over the keys.
+
+Gets, creates and compare-and-set writes take the lean request path (``replies``: one shared inbox, a counter
+token, a timer) instead of nats-py's ``KeyValue`` methods, and parse the answers themselves: a direct get of the
+key's last message (``$JS.API.DIRECT.GET.<stream>.<subject>``), or a publish with
+``Nats-Expected-Last-Subject-Sequence`` whose answer is the stream's JSON ack. The answers mean what nats-py makes
+of them: a delete or purge marker, or the empty marker an expired record leaves, is no record; a create onto such
+a marker writes over it; a lost race is nats-py's ``KeyWrongLastSequenceError``, and every error still goes
+through ``errors.boundary``. Deletes and key listings stay nats-py's.
 """
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+import json
+from typing import Final, Generic, TypeVar
 
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext, api
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
-from nats.js.kv import KeyValue
+from nats.js.errors import (
+    APIError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+    NoStreamResponseError,
+)
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 
 from sandboxd.adapters.jetstream.errors import boundary
+from sandboxd.adapters.jetstream.replies import replies_for
 from sandboxd.errors import BrokerUnavailable, StoreConflict
 from sandboxd.lru import Lru
 from sandboxd.models.base import Contract
 from sandboxd.reconcile.ports import Versioned
 
 M = TypeVar("M", bound=Contract)
+
+#: JetStream's "wrong last sequence" error codes (a compare-and-set lost its race), as nats-py's ``KeyValue``
+#: reads them: 10071 JSStreamWrongLastSequenceErrF, 10164 JSStreamWrongLastSequenceConstantErr.
+WRONG_LAST: Final = frozenset({10071, 10164})
+#: The KV operations that leave a marker where a record was.
+MARKERS: Final = frozenset({KV_DEL, KV_PURGE})
 
 
 async def open_bucket(js: JetStreamContext, bucket: str) -> KeyValue:
@@ -42,6 +66,13 @@ class KvStore(Generic[M]):
         self._model = model
         self._memo: Lru[str, Versioned[M]] = Lru(remember)
         self.bucket = bucket
+        # nats-py's KeyValue does not expose what a request needs: its subject prefix, stream and JetStream
+        # context (whose connection, API prefix and timeout the lean path uses as nats-py would).
+        js: JetStreamContext = kv._js
+        self._replies = replies_for(js._nc)
+        self._timeout: float = js._timeout
+        self._pre: str = kv._pre
+        self._direct_get = f"{js._prefix}.DIRECT.GET.{kv._stream}.{kv._pre}" if kv._direct else None
 
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str, model: type[M], *, remember: int = 1024) -> KvStore[M]:
@@ -49,16 +80,31 @@ class KvStore(Generic[M]):
 
     async def get(self, key: str) -> Versioned[M] | None:
         with boundary(f"KV get {self.bucket}/{key}"):
-            try:
-                entry = await self._kv.get(key)
-            except KeyNotFoundError:  # deleted and purged keys too (KeyDeletedError is one)
-                self._memo.drop(key)
-                return None
-        # An empty value is the marker the server leaves where an expired record was (nats-py returns it as is).
-        if not entry.value or entry.revision is None:
+            last = await self._last(key)
+        # A marker (deleted, purged, or where an expired record was: nats-py returns that one as is) is no record.
+        if last is None or last[1] is None:
             self._memo.drop(key)
             return None
-        return self.decode(key, entry.value, int(entry.revision))
+        return self.decode(key, last[1], last[0])
+
+    async def _last(self, key: str) -> tuple[int, bytes | None] | None:
+        """The revision and value of the key's last message (value ``None``: a marker); ``None``: never written
+        or purged away. Raises nats-py's errors (the caller's boundary translates them)."""
+        if self._direct_get is None:  # a bucket made without direct gets: nats-py's way
+            try:
+                entry = await self._kv.get(key)
+            except KeyNotFoundError as gone:  # deleted and purged keys too (KeyDeletedError is one)
+                revision = getattr(gone.entry, "revision", None)
+                return (int(revision), None) if revision is not None else None
+            return (int(entry.revision or 0), entry.value or None)
+        reply = await self._replies.request(self._direct_get + key, b"", timeout=self._timeout)
+        headers = reply.headers or {}
+        if not reply.data and "Status" in headers:
+            if headers["Status"] == "404":
+                return None
+            raise APIError.from_msg(reply)
+        revision = int(headers["Nats-Sequence"])
+        return (revision, None) if not reply.data or headers.get(KV_OP) in MARKERS else (revision, reply.data)
 
     def recent(self, key: str) -> Versioned[M] | None:
         return self._memo.get(key)
@@ -97,34 +143,35 @@ class KvStore(Generic[M]):
 
     async def _write(self, key: str, data: bytes, *, revision: int | None, ttl_s: float | None) -> int:
         with boundary(f"KV put {self.bucket}/{key}"):
+            headers = {api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: str(revision or 0)}
             if ttl_s is not None:
-                return await self._put_expiring(key, data, revision=revision, ttl_s=ttl_s)
-            if revision is None:
-                return int(await self._kv.create(key, data))
-            return int(await self._kv.update(key, data, last=revision))
+                # It rolls up the key's history: were older revisions kept, the key would show the previous
+                # record again once this one expired. A later write without a TTL (a re-create) outlives it.
+                headers[api.Header.ROLLUP.value] = "sub"
+                headers[api.Header.MSG_TTL.value] = str(int(max(1, ttl_s)))
+            return await self._publish(key, data, headers)
+
+    async def _publish(self, key: str, data: bytes, headers: dict[str, str]) -> int:
+        """Publish one record to the bucket (a JetStream publish, the lean way) and return its revision."""
+        try:
+            reply = await self._replies.request(self._pre + key, data, timeout=self._timeout, headers=headers)
+        except NoRespondersError as exc:
+            raise NoStreamResponseError from exc
+        answer = json.loads(reply.data)
+        error = answer.get("error")
+        if error is not None:
+            refused = APIError.from_error(error)
+            if refused.err_code in WRONG_LAST:
+                raise KeyWrongLastSequenceError(description=refused.description) from refused
+            raise refused
+        return int(answer["seq"])
 
     async def _expired_marker(self, key: str) -> int | None:
-        """The revision of the marker the server left where an expired record was, if the key holds one (a
-        create writes over it; nats-py's own create only knows the markers clients write)."""
+        """The revision of the marker where a record was (deleted, purged, or expired), if the key's last message
+        is one: a create writes over it, as nats-py's own create does for the markers clients write."""
         with boundary(f"KV get {self.bucket}/{key}"):
-            try:
-                entry = await self._kv.get(key)
-            except KeyNotFoundError:
-                return None
-        return int(entry.revision) if not entry.value and entry.revision is not None else None
-
-    async def _put_expiring(self, key: str, data: bytes, *, revision: int | None, ttl_s: float) -> int:
-        """Compare-and-set a record the server removes after ``ttl_s`` (``Nats-TTL``, nats-server 2.11+).
-
-        It rolls up the key's history: were older revisions kept, the key would show the previous record again
-        once this one expired. A later write without a TTL (a re-create) outlives it."""
-        headers = {
-            api.Header.ROLLUP.value: "sub",
-            api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: str(revision or 0),
-        }
-        # nats-py's KeyValue.update takes no TTL; its subject prefix and JetStream context are the bucket's own.
-        ack = await self._kv._js.publish(f"{self._kv._pre}{key}", data, headers=headers, msg_ttl=max(1, ttl_s))
-        return int(ack.seq)
+            last = await self._last(key)
+        return last[0] if last is not None and last[1] is None else None
 
     async def delete(self, key: str, *, revision: int | None = None) -> None:
         self._memo.drop(key)
