@@ -112,6 +112,22 @@ async def scale_commands(js: JetStreamContext, sandbox_id: str | None = None) ->
     return out
 
 
+async def commands_become(js: JetStreamContext, sandbox_id: str, ids: list[str]) -> list[ScaleCommand]:
+    """Wait until SANDBOX_SCALE holds exactly the commands ``ids`` of ``sandbox_id``, in order (a reconcile pass
+    publishes a suspend or resume command just after its status write, so a test that saw the status waits)."""
+    found: list[ScaleCommand] = []
+
+    async def match() -> bool:
+        found[:] = await scale_commands(js, sandbox_id)
+        return [x.command_id for x in found] == ids
+
+    try:
+        await until(match, what=f"the scale commands {ids}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; found {[x.command_id for x in found]}") from None
+    return found
+
+
 def scaler_config(nats_url: str, kubeconfig: str) -> ScalerConfig:
     return ScalerConfig(
         nats=NatsSettings(url=nats_url, name="sandboxd-scaler-test"),

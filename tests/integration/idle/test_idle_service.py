@@ -17,7 +17,7 @@ from sandboxd.adapters.natsserver import NatsServer
 from sandboxd.models.status import ConditionType, Phase
 from support.spine import client, running_service, service_settings, spec, unique_id
 
-from .rig import IDLE_ENV, FrozenClock, idle_of, minutes, report, scale_commands, seen
+from .rig import IDLE_ENV, FrozenClock, commands_become, idle_of, minutes, report, scale_commands, seen
 
 pytestmark = [pytest.mark.nats, pytest.mark.anyio]
 
@@ -113,7 +113,7 @@ async def test_resume_wakes_and_suspend_holds_whatever_the_activity(fresh_nats_s
         assert applier.applied[sid].replicas == 2
         await seen(idle, sid, generation=status.observed_generation)
         await idle.sweeper.sweep_once(minutes(51))
-        assert [x.command_id for x in await scale_commands(c.js, sid)] == [f"{sid}:2:idle", f"{sid}:3:resume"]
+        await commands_become(c.js, sid, [f"{sid}:2:idle", f"{sid}:3:resume"])
         assert (await c.wait_status(sid, lambda s: s.idle_reason is None)).phase is Phase.READY
         await idle.sweeper.sweep_once(minutes(79))  # the resume counts as activity: 29 minutes later, awake
         assert len(await scale_commands(c.js, sid)) == 2
@@ -130,7 +130,7 @@ async def test_resume_wakes_and_suspend_holds_whatever_the_activity(fresh_nats_s
         await idle.sweeper.sweep_once(minutes(60 * 24))
         status = await c.status(sid)
         assert status is not None and status.phase is Phase.SUSPENDED and applier.applied[sid].replicas == 0
-        commands = await scale_commands(c.js, sid)
+        commands = await commands_become(c.js, sid, [f"{sid}:2:idle", f"{sid}:3:resume", f"{sid}:4:suspend"])
         assert [(x.command_id, x.replicas) for x in commands][2:] == [(f"{sid}:4:suspend", 0)]
 
         clock.now = minutes(60 * 24 + 1)
@@ -139,7 +139,41 @@ async def test_resume_wakes_and_suspend_holds_whatever_the_activity(fresh_nats_s
         assert applier.applied[sid].replicas == 2
         await seen(idle, sid, generation=5)
         await idle.sweeper.sweep_once(minutes(60 * 24 + 2))
-        assert (await scale_commands(c.js, sid))[-1].command_id == f"{sid}:5:resume"
+        commands = await commands_become(c.js, sid, [*(x.command_id for x in commands), f"{sid}:5:resume"])
+        assert commands[-1].command_id == f"{sid}:5:resume"
+
+
+async def test_the_pass_that_applies_a_suspend_or_resume_sends_its_command_once(fresh_nats_server: NatsServer) -> None:
+    """No sweep runs here (the first one is over, the next an hour away): each command comes from the pass that
+    applied its event; a repeated suspend and a restarted replica's start-up resync send nothing more."""
+    applier, clock, sid = MemoryApplier(), FrozenClock(), unique_id()
+    settings = service_settings(fresh_nats_server.url)
+    async with client(fresh_nats_server.url) as c:
+        async with running_service(settings, applier, clock=clock) as service:
+            sweeps = (await idle_of(service)).sweeper.stats.sweeps
+            await c.create(sid, "pass@acme.com", sessions=2)
+            await c.wait_status(sid, lambda s: s.phase is Phase.READY)
+            clock.now = minutes(5)
+            await c.publish("suspend", sid)
+            status = await c.wait_status(sid, lambda s: s.phase is Phase.SUSPENDED)
+            assert status.idle_reason == "Suspended" and applier.applied[sid].replicas == 0
+            [suspend] = await commands_become(c.js, sid, [f"{sid}:2:suspend"])
+            assert (suspend.replicas, suspend.reason, suspend.namespace) == (0, "Suspended", "sandbox-pass-at-acme-com")
+            await c.publish("suspend", sid)  # again: accepted, the workload unchanged
+            await c.wait_status(sid, lambda s: s.observed_generation == 3)
+            await c.publish("resume", sid)
+            status = await c.wait_status(sid, lambda s: s.phase is Phase.READY and s.observed_generation == 4)
+            assert status.idle_reason is None
+            # in stream order: had the repeated suspend's pass sent anything, it would stand before the resume
+            [_, resume] = await commands_become(c.js, sid, [f"{sid}:2:suspend", f"{sid}:4:resume"])
+            assert (resume.replicas, resume.reason) == (2, "Resumed")
+            assert service.idle is not None and service.idle.sweeper.stats.sweeps == sweeps
+        attempts = status.attempts
+        async with running_service(settings, applier, clock=clock):
+            await c.wait_status(sid, lambda s: s.attempts > attempts)  # its start-up resync reconciled it
+            await c.publish("suspend", sid)
+            await c.wait_status(sid, lambda s: s.phase is Phase.SUSPENDED)
+            await commands_become(c.js, sid, [f"{sid}:2:suspend", f"{sid}:4:resume", f"{sid}:5:suspend"])
 
 
 async def test_an_update_while_idle_keeps_it_idle(fresh_nats_server: NatsServer) -> None:
