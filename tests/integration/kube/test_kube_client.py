@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sandboxd.adapters.kubernetes import KubernetesApplier
+from sandboxd.adapters.kubernetes.client import api_client, load_configuration
+from sandboxd.adapters.kubernetes.resources import NAMESPACE
+from sandboxd.adapters.kubernetes.transport import KubeTransport
 from sandboxd.app.appliers import build_applier
 from sandboxd.errors import ApplyUnavailable, ConfigurationError
 from sandboxd.settings.service import ApplierSettings
@@ -63,3 +67,30 @@ async def test_an_unreachable_server_is_reported_as_unavailable(kube_api: KubeTa
     assert "GET /version: Kubernetes API unreachable" in unreachable.value.message
     token = next(line for line in text.splitlines() if "token:" in line).split("token:")[1].strip()
     assert token not in unreachable.value.message
+
+
+async def test_every_request_takes_the_token_the_configuration_holds_then(kube_api: KubeTarget) -> None:
+    """A rotated token (the kubelet rewrites a service account's; an exec plugin renews its own) is used at once.
+
+    The configuration's refresh hook runs before every request, as kubernetes_asyncio's in-cluster and exec
+    loaders expect: a stale token is refused (401, retryable, never quoted), the next request with the renewed
+    one passes, on the same connection pool.
+    """
+    configuration = await load_configuration(applier_settings(kube_api))
+    good = configuration.api_key["BearerToken"]
+    current = {"token": "Bearer stale-token-value"}
+
+    def refresh(config: Any) -> None:
+        config.api_key["BearerToken"] = current["token"]
+
+    configuration.refresh_api_key_hook = refresh
+    transport = KubeTransport(api_client(configuration, connections=2))
+    try:
+        with pytest.raises(ApplyUnavailable) as refused:
+            await transport.get(NAMESPACE.item("default"))
+        assert "stale-token-value" not in refused.value.message
+        current["token"] = good
+        found = await transport.get(NAMESPACE.item("default"))
+    finally:
+        await transport.aclose()
+    assert found is not None and found["metadata"]["name"] == "default"

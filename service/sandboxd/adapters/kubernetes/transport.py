@@ -1,10 +1,13 @@
 """The REST calls the applier, the watches and the scaler make, and nothing else: apply, create, get, patch,
 list, delete, watch.
 
-Every call goes through ``ApiClient.call_api`` with an explicit path (``resources``), so core kinds and the
-HTTPRoute CRD take one code path, errors always raise (unlike the 36.1.0 DynamicClient, which returns them as
-``Status`` objects), and every failure is translated by ``errors.translated`` right here. Bodies are plain
-dicts; nothing is deserialised into client models.
+Every call goes to an explicit path (``resources``), so core kinds and the HTTPRoute CRD take one code path,
+errors always raise (unlike the 36.1.0 DynamicClient, which returns them as ``Status`` objects), and every
+failure is translated by ``errors.translated`` right here. Bodies are plain dicts; nothing is deserialised into
+client models. The request goes straight to the ``ApiClient``'s REST client (its connection pool, TLS and proxy
+settings) with the ``ApiClient``'s own headers and authorization (a token refreshed as the configuration says):
+``ApiClient.call_api`` would also walk every body and answer through its model (de)serialiser, which cost a
+third of the client's CPU per apply (docs/benchmarks.md, 2026-12-03) and does nothing for plain JSON.
 
 - ``apply``: server-side apply, ``PATCH`` with ``application/apply-patch+yaml`` (the client JSON-encodes the dict,
   which is valid YAML), one ``fieldManager``, ``force=true``, ``fieldValidation=Strict``;
@@ -35,7 +38,6 @@ JSON: Final = "application/json"
 METADATA_LIST: Final = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 METADATA: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 _AUTH: Final = ["BearerToken"]
-_OBJECT: Final = {200: "object", 201: "object", 202: "object"}
 #: Read timeout on top of the server-side watch timeout: the server closes first unless it is gone.
 _WATCH_READ_GRACE_S: Final = 30.0
 
@@ -139,14 +141,13 @@ class KubeTransport:
             total=None, sock_connect=self.request_timeout_s, sock_read=server_timeout + _WATCH_READ_GRACE_S
         )
         with translated(request):
-            response = await self.api.call_api(
-                collection,
+            response = await self._send(
                 "GET",
-                query_params=query,
-                header_params={"Accept": METADATA if metadata_only else JSON},
-                auth_settings=_AUTH,
-                _preload_content=False,
-                _request_timeout=timeout,
+                collection,
+                query=query,
+                accept=METADATA if metadata_only else JSON,
+                timeout=timeout,
+                preload=False,
             )
         try:
             if response.status != 200:
@@ -182,22 +183,52 @@ class KubeTransport:
         request = f"{method} {path}"
         with translated(request, secret_values=secret_values):
             try:
-                result = await self.api.call_api(
-                    path,
+                response = await self._send(
                     method,
-                    query_params=list(query),
-                    header_params={"Accept": accept, "Content-Type": content_type},
+                    path,
+                    query=query,
+                    accept=accept,
+                    content_type=content_type,
                     body=body,
-                    auth_settings=_AUTH,
-                    response_types_map=_OBJECT,
-                    _return_http_data_only=True,
-                    _request_timeout=self.request_timeout_s,
+                    timeout=self.request_timeout_s,
                 )
             except ApiException as exc:
                 if not_found_ok and exc.status == 404:
                     raise _NotFound from exc  # not a library error: passes ``translated`` untouched
                 raise
+        try:
+            result = json.loads(response.data) if response.data else {}
+        except ValueError:  # not JSON: nothing the callers read
+            return {}
         return result if isinstance(result, dict) else {}
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]],
+        accept: str,
+        timeout: float | aiohttp.ClientTimeout,
+        content_type: str = JSON,
+        body: Object | None = None,
+        preload: bool = True,
+    ) -> Any:
+        """One request through the REST client: a non-2xx answer raises ``ApiException`` unless ``preload`` is off
+        (then the aiohttp response comes back as it is, for a watch to stream)."""
+        headers = {**self.api.default_headers, "Accept": accept, "Content-Type": content_type}
+        params = list(query)
+        await self.api.update_params_for_auth(headers, params, _AUTH)  # the bearer token, refreshed if it rotates
+        rest: Any = self.api.rest_client  # its stubs say query_params is a dict; urlencode takes pairs as well
+        return await rest.request(
+            method,
+            f"{self.api.configuration.host or ''}{path}",
+            query_params=params,
+            headers=headers,
+            body=body,
+            _preload_content=preload,
+            _request_timeout=timeout,
+        )
 
 
 class _NotFound(Exception):
