@@ -40,7 +40,9 @@ import time
 import tracemalloc
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -177,7 +179,7 @@ async def applied_statuses(js: Any, count: int) -> None:
 
 
 def requests_counted(server: KubeAPIServer) -> Counter[str]:
-    """The API server's ``apiserver_request_total`` for resource requests, per verb, watches left out."""
+    """The API server's ``apiserver_request_total`` for resource requests, per ``"VERB resource"``, watches left out."""
     status, body = server.request("GET", "/metrics")
     assert status == 200, status
     counted: Counter[str] = Counter()
@@ -188,8 +190,57 @@ def requests_counted(server: KubeAPIServer) -> Counter[str]:
         fields = dict(part.split("=", 1) for part in labels[len("apiserver_request_total{") : -1].split('",'))
         verb, resource = fields["verb"].strip('"'), fields["resource"].strip('"')
         if resource and verb != "WATCH":
-            counted[verb] += int(float(value))
+            counted[f"{verb} {resource}"] += int(float(value))
     return counted
+
+
+def by_verb(counted: Counter[str]) -> dict[str, int]:
+    verbs: Counter[str] = Counter()
+    for key, value in counted.items():
+        verbs[key.split(" ", 1)[0]] += value
+    return dict(verbs)
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (``/proc``; 0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Meter:
+    """What one run cost: the API server's requests and the CPU of the bench process, kube-apiserver and etcd."""
+
+    server: KubeAPIServer
+    requests: Counter[str] = field(default_factory=Counter)
+    cpu: dict[str, float] = field(default_factory=dict)
+    runs: int = 0
+
+    def _cpu_now(self) -> dict[str, float]:
+        found = {name: _cpu_s(proc.pid) for name, proc in self.server._procs}  # the harness keeps its children private
+        return {"bench": time.process_time(), **found}
+
+    @contextmanager
+    def run(self) -> Iterator[None]:
+        requests, cpu = requests_counted(self.server), self._cpu_now()
+        yield
+        self.requests.update(requests_counted(self.server) - requests)
+        for name, seconds in self._cpu_now().items():
+            self.cpu[name] = self.cpu.get(name, 0.0) + seconds - cpu.get(name, 0.0)
+        self.runs += 1
+
+    def report(self, label: str, sandboxes: int) -> None:
+        """Requests and CPU per sandbox, over the ``sandboxes`` every run of this meter created."""
+        per = {key: value / sandboxes for key, value in sorted(self.requests.items()) if value}
+        total = sum(self.requests.values()) / sandboxes
+        print(f"{label}: {total:.2f} requests per sandbox: " + ", ".join(f"{k} {v:.2f}" for k, v in per.items()))
+        print(
+            f"{label}: CPU ms per sandbox: "
+            + ", ".join(f"{name} {1000 * seconds / sandboxes:.1f}" for name, seconds in sorted(self.cpu.items()))
+        )
 
 
 async def until_cached(applier: KubernetesApplier, batch: Sequence[RenderedSandbox]) -> None:
@@ -280,16 +331,20 @@ async def main(args: argparse.Namespace) -> None:
         settings = ApplierSettings(kind="kubernetes", kubeconfig=str(kubeconfig), apply_concurrency=per_sandbox)
         applier = await KubernetesApplier.from_settings(settings)
         rates: dict[str, list[float]] = {key: [] for key in ("plain", "applier", "service", "plain-again", "again")}
+        meters = {key: Meter(server) for key in ("plain", "applier", "service")}
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(applier.observe, lambda _sandbox: None)
                 for round_ in range(args.rounds):
                     plain_set, applier_set = rendered_batch(f"plain{round_}", n), rendered_batch(f"appl{round_}", n)
-                    rates["plain"].append(
-                        await plain_run(kubeconfig, plain_set, concurrency=concurrency, per_sandbox=per_sandbox)
-                    )
-                    rates["applier"].append(await applier_run(applier, applier_set, concurrency=concurrency))
-                    rates["service"].append(await service_run(kubeconfig, n, concurrency=concurrency))
+                    with meters["plain"].run():
+                        rates["plain"].append(
+                            await plain_run(kubeconfig, plain_set, concurrency=concurrency, per_sandbox=per_sandbox)
+                        )
+                    with meters["applier"].run():
+                        rates["applier"].append(await applier_run(applier, applier_set, concurrency=concurrency))
+                    with meters["service"].run():
+                        rates["service"].append(await service_run(kubeconfig, n, concurrency=concurrency))
                     await until_cached(applier, applier_set)
                     rates["plain-again"].append(
                         await plain_run(kubeconfig, plain_set, concurrency=concurrency, per_sandbox=per_sandbox)
@@ -308,6 +363,8 @@ async def main(args: argparse.Namespace) -> None:
                     "per round, sandboxes/s: "
                     + "; ".join(f"{k} {', '.join(f'{v:.1f}' for v in vs)}" for k, vs in rates.items())
                 )
+                for key, meter in meters.items():
+                    meter.report(f"create, {key}", n * args.rounds)
                 if args.resync_n:
                     await resync(server, applier, args.resync_n, concurrency=concurrency, per_sandbox=per_sandbox)
                 sample = rendered_batch("appl0", 1)[0]
@@ -341,7 +398,7 @@ async def resync(
     line("ratio applier / plain (resync)", f"{rate / plain_rate:.2f}", "goal ≥ 1.0")
     line("API server requests per sandbox, applier resync", f"{total / count:.2f}", "goal ≤ 1")
     line("API server requests per sandbox, plain re-apply", f"{plain_total / count:.2f}")
-    print(f"requests by verb, applier resync: {dict(counted)}; plain: {dict(plain_counted)}")
+    print(f"requests by verb, applier resync: {by_verb(counted)}; plain: {by_verb(plain_counted)}")
 
 
 def cli(argv: list[str] | None = None) -> None:
