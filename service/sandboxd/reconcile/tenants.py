@@ -11,12 +11,17 @@ and the agents.
   always a valid DNS label.
 - The create's id is ``tenant:<tenant event id>`` (the tenant message's ``Nats-Msg-Id``, else the envelope's
   ``id``): a redelivered or re-published tenant event gives the same create, which JetStream stores once.
+- Get, then create, as upstream's orchestrator: ``already_done`` says why a create would do nothing the request
+  asked for, which JetStream's dedupe window (2 minutes) cannot say of a request sent again later: the sandbox
+  exists (a request never changes an existing sandbox: no new generation, no plan over a later update), or the
+  sandbox's last create is this very request's (it was bridged before: a deleted sandbox is not brought back).
 - ``sandbox-ent`` asks upstream for ``concurrentSessions: 0``, which upstream's own CRD refuses (G5). Here it is
   ``ENTERPRISE_SESSIONS`` (10), the most the spec allows: the enterprise plan gets the most sessions.
 - Anything that cannot become a valid create (not JSON, no owner email, an unknown agent, ...) raises
   ``InvalidEvent`` with the reason; the bridge dead-letters it.
 
-Pure: no I/O, no clock (the tenant event's ``timestamp`` becomes the create's ``time``).
+Pure: no I/O, no clock (the tenant event's ``timestamp`` becomes the create's ``time``; ``already_done`` is
+handed what the bridge read).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sandboxd import naming
 from sandboxd.errors import InvalidEvent
 from sandboxd.models.base import describe
+from sandboxd.models.desired import DesiredState, Lifecycle
 from sandboxd.models.events import CreateEvent
 
 SOURCE: Final = "sandboxd/tenant-bridge"
@@ -109,6 +115,19 @@ def create_event(body: bytes, *, message_id: str | None = None) -> CreateEvent:
         )
     except (ValueError, ValidationError) as exc:
         raise InvalidEvent(_why(exc, "sandbox.create")) from exc
+
+
+def already_done(create: CreateEvent, *, desired: DesiredState | None, last_create_id: str | None) -> str | None:
+    """Why publishing ``create`` would do nothing its request asked for (``None``: publish it).
+
+    ``desired`` is the sandbox's desired state, ``last_create_id`` the id of the last create SANDBOX_EVENTS holds
+    for it (``None``: none, or the stream no longer holds it).
+    """
+    if last_create_id == create.id:
+        return f"the request was bridged before ({create.id}); sandbox {create.subject} is not created again"
+    if desired is not None and desired.lifecycle is not Lifecycle.DELETED:
+        return f"sandbox {create.subject} exists (generation {desired.generation}); a request does not change it"
+    return None
 
 
 def _why(exc: Exception, what: str) -> str:

@@ -37,9 +37,16 @@ class Creates:
         return len(self.published), False
 
 
+async def nothing_done(create: CreateEvent) -> str | None:
+    """No sandbox and no earlier create: every request is published (the lookup has tests on a real server)."""
+    return None
+
+
 def bridge(creates: Creates, letters: Letters) -> TenantBridge:
     disposition = Disposition(dead_letters=letters, backoff=Backoff(1.0, 10.0), max_deliver=MAX_DELIVER)
-    return TenantBridge(cast(Any, None), TenantBridgeSettings(), disposition=disposition, publish=creates)
+    return TenantBridge(
+        cast(Any, None), TenantBridgeSettings(), disposition=disposition, publish=creates, done=nothing_done
+    )
 
 
 def request(event_id: str = "evt-1", *, delivered: int = 1, **data: Any) -> FakeDelivery:
