@@ -12,7 +12,7 @@ from typing import Any
 
 from sandboxd.render.model import Manifest, RenderedSandbox
 
-#: Kinds a retained delete keeps: the data, not access (mirrors ``sandboxd.adapters.retention``; written out so a
+#: Kinds a retained delete keeps: the data, not access (mirrors ``sandboxd.render.retained``; written out so a
 #: change shows here).
 KEPT_KINDS = ("Namespace", "ResourceQuota", "PersistentVolumeClaim")
 

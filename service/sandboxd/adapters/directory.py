@@ -5,7 +5,7 @@ The layout is the GitOps repository's (``sandbox/<owner-uid>/`` with a ``kustomi
 bytes changed are rewritten (each atomically), files the sandbox no longer renders are removed, except its
 PersistentVolumeClaims, which stay marked retained until a purge (``sandboxd.adapters.folders.write_sandbox``),
 and ``ApplyResult.changed`` says whether anything moved. A retained delete leaves the Namespace, quota and claims
-(``sandboxd.adapters.retention``); a purge removes the folder.
+(``sandboxd.render.retained``); a purge removes the folder.
 
 Like the GitOps applier it never writes a Secret value: every write passes the same guard
 (``sandboxd.adapters.gitops.secret_guard``) first, and a Secret with a value is refused (``ApplyRejected``).
@@ -29,11 +29,11 @@ from anyio import to_thread
 
 from sandboxd.adapters.folders import FolderChange, object_refs, pruned, remove_folder, write_sandbox
 from sandboxd.adapters.gitops.secret_guard import refuse_secret_values
-from sandboxd.adapters.retention import retained
 from sandboxd.errors import ApplyRejected, ApplyUnavailable
 from sandboxd.naming import gitops_folder
 from sandboxd.reconcile.ports import ApplyResult
 from sandboxd.render.model import RenderedSandbox
+from sandboxd.render.retained import retained
 from sandboxd.settings.service import ApplierSettings
 
 T = TypeVar("T")

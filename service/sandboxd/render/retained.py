@@ -1,15 +1,31 @@
-"""Claims a sandbox's folder keeps after the sandbox stops rendering them: the owner's data stays until a purge.
+"""A retained delete and retained claims: a sandbox keeps its data, not access, until a purge.
 
-The GitOps and directory appliers write a sandbox's folder from its render. Without this, a repo that leaves
-the spec, or a sandbox deleted without a purge and created again with other repos, would drop the claim's file,
-and a GitOps agent that prunes would then delete the volume. So before a folder is written, every
-PersistentVolumeClaim it already holds that the render no longer has is carried over, marked retained
-(``storage.retained_claim``), and listed in the kustomization like any rendered object. A claim rendered again
-(its repo came back) is the rendered one, unmarked. Carried claims join the rendered ones, all sorted by file
-name, where the render puts its claims (after the Secrets, before the MCP configuration and the workloads).
+**What a retained delete keeps** (the rule every applier shares). Deleting a sandbox without purging keeps what
+holds the owner's data: the Namespace, its ResourceQuota and the repository volumes (PersistentVolumeClaims), so
+a later create finds the data where it left it. It removes everything else of the sandbox, in three steps
+(``removal_step``):
 
-Pure: the caller reads the claims the folder holds and passes them in as ``Manifest``s. What it deliberately does
-not do: read files, or decide when a claim may go (only a purge, which removes the whole folder).
+1. what runs: the session StatefulSet and the MCP companion Deployment, so no pod uses what goes next;
+2. how it is reached and configured: the Services, the HTTPRoute, the NetworkPolicy, the ConfigMap and the
+   Secrets (the token);
+3. access: the ServiceAccount, the Role (``pods/exec``, ``secrets``, …) and its RoleBinding. A retained sandbox
+   grants nobody anything; a later create renders them again.
+
+A purge removes everything, the volumes and the Namespace included. The file appliers (GitOps, directory)
+write ``retained(rendered)``; the Kubernetes applier deletes the live objects of each step in order.
+
+**Claims a sandbox's folder keeps after the sandbox stops rendering them** (``keep_claims``). The GitOps and
+directory appliers write a sandbox's folder from its render. Without this, a repo that leaves the spec, or a
+sandbox deleted without a purge and created again with other repos, would drop the claim's file, and a GitOps
+agent that prunes would then delete the volume. So before a folder is written, every PersistentVolumeClaim it
+already holds that the render no longer has is carried over, marked retained (``storage.retained_claim``), and
+listed in the kustomization like any rendered object. A claim rendered again (its repo came back) is the
+rendered one, unmarked. Carried claims join the rendered ones, all sorted by file name, where the render puts
+its claims (after the Secrets, before the MCP configuration and the workloads).
+
+Pure: it picks and marks manifests and kinds; the caller reads the claims the folder holds and passes them in as
+``Manifest``s. What it deliberately does not do: read files, write or delete anything, or decide when a claim
+may go (only a purge, which removes the whole folder).
 """
 
 from __future__ import annotations
@@ -28,6 +44,31 @@ _BEFORE_CLAIMS: Final = frozenset(
 )
 
 Identity = tuple[str, str | None, str]  # kind, namespace, name
+
+#: Kinds a retained delete keeps. Everything else of the sandbox is removed.
+RETAINED_KINDS: Final = frozenset({"Namespace", "ResourceQuota", storage.KIND})
+#: Kinds that run the sandbox's pods: removed first.
+WORKLOAD_KINDS: Final = frozenset({"StatefulSet", "Deployment"})
+#: Kinds that grant access inside the namespace: removed last, once nothing runs as them.
+ACCESS_KINDS: Final = frozenset({"ServiceAccount", "Role", "RoleBinding"})
+#: How many steps ``removal_step`` numbers (0 up to, not including, this).
+REMOVAL_STEPS: Final = 3
+
+
+def removal_step(kind: str) -> int | None:
+    """The step (0, 1, 2) in which a retained delete removes ``kind``; None for a kind it keeps."""
+    if kind in RETAINED_KINDS:
+        return None
+    if kind in WORKLOAD_KINDS:
+        return 0
+    return 2 if kind in ACCESS_KINDS else 1
+
+
+def retained(rendered: RenderedSandbox) -> RenderedSandbox:
+    """``rendered`` with only the kinds a retained delete keeps, in the same order, its claims marked retained,
+    and no session replicas."""
+    kept = tuple(m for m in rendered.manifests if m.kind in RETAINED_KINDS)
+    return retire_claims(dataclasses.replace(rendered, manifests=kept, replicas=0))
 
 
 def keep_claims(rendered: RenderedSandbox, previous: Iterable[Manifest]) -> RenderedSandbox:

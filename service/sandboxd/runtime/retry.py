@@ -3,6 +3,11 @@
 Equal, not full, jitter: the delay is drawn from the upper half of the capped exponential, so it is never
 near zero (a full-jitter draw of a few milliseconds would hammer a broker or an API server that just failed)
 and retries of many sandboxes still spread over the other half.
+
+A module of its own because two runtime modules share the one policy and neither owns it: ``disposition``
+(how long a failed event waits before its redelivery) and ``loops`` (how long a failed loop iteration pauses);
+``app`` builds it from ``WorkerSettings``. The GitOps applier's push retry is another policy (a few bounded
+attempts of tens of milliseconds against a lost race, not a failure) and keeps its own.
 """
 
 from __future__ import annotations

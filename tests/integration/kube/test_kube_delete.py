@@ -21,7 +21,7 @@ from .cluster import Cluster, path_of, sandbox
 
 pytestmark = [pytest.mark.kube, pytest.mark.anyio]
 
-#: A retained delete keeps the data, not access (``sandboxd.adapters.retention``).
+#: A retained delete keeps the data, not access (``sandboxd.render.retained``).
 KEPT = {"Namespace", "ResourceQuota", "PersistentVolumeClaim"}
 
 

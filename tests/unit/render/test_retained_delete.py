@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sandboxd.adapters.retention import REMOVAL_STEPS, RETAINED_KINDS, removal_step, retained
+from sandboxd.render.retained import REMOVAL_STEPS, RETAINED_KINDS, removal_step, retained
 from sandboxd.render.storage import is_retained
 from support.sandboxes import KEPT_KINDS, sample_sandbox
 

@@ -27,7 +27,7 @@ Errors: git and OS failures become ``sandboxd.errors`` in ``_translated`` and no
 ``ApplyRejected``; anything else (unreachable, timed out, lost too many races) is ``ApplyUnavailable``.
 Messages come from ``WorkingClone`` already redacted.
 
-``delete``: a retained delete commits what ``sandboxd.adapters.retention`` keeps (Namespace, quota, claims: the
+``delete``: a retained delete commits what ``sandboxd.render.retained`` keeps (Namespace, quota, claims: the
 data, no access); a purge removes the folder, and a pruning agent then deletes the Namespace with everything in it.
 
 What it deliberately does not do: know whether anything runs (``ready_replicas`` is None), or sign commits.
@@ -53,11 +53,11 @@ from sandboxd.adapters.folders import FolderChange, object_refs, pruned, remove_
 from sandboxd.adapters.gitops.remote import Remote, parse_remote
 from sandboxd.adapters.gitops.repository import CLONE_PREFIX, GitFailed, Identity, WorkingClone
 from sandboxd.adapters.gitops.secret_guard import refuse_secret_values
-from sandboxd.adapters.retention import retained
 from sandboxd.errors import ApplyRejected, ApplyUnavailable, ConfigurationError
 from sandboxd.naming import gitops_folder
 from sandboxd.reconcile.ports import ApplyResult
 from sandboxd.render.model import RenderedSandbox
+from sandboxd.render.retained import retained
 from sandboxd.settings.service import ApplierSettings
 
 log = logging.getLogger(__name__)

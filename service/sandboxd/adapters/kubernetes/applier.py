@@ -30,7 +30,7 @@ refused; then the first permanent error in manifest order (else the first retrya
 refusal is never hidden behind a transient error, nor its cause behind a consequence. A second apply of the
 same objects writes nothing (the server sees no change).
 
-``delete``: **retain** deletes the kinds ``adapters.retention`` does not keep, in its three steps (workloads;
+``delete``: **retain** deletes the kinds ``render.retained`` does not keep, in its three steps (workloads;
 then Services, the route, Secrets and the ConfigMap; then the ServiceAccount, Role and RoleBinding: access last)
 and keeps the Namespace, quota and PVCs, the data. **Purge** deletes every managed
 object in the namespace, PVCs included, then the Namespace, and waits (bounded) until the Namespace is gone *or*
@@ -76,13 +76,13 @@ from sandboxd.adapters.kubernetes.resources import (
 )
 from sandboxd.adapters.kubernetes.transport import KubeTransport, Object
 from sandboxd.adapters.kubernetes.watching import TargetWatch, WatchTiming
-from sandboxd.adapters.retention import REMOVAL_STEPS, WORKLOAD_KINDS, removal_step
 from sandboxd.errors import ApplyRejected, ApplyUnavailable, PermanentError, SandboxdError
 from sandboxd.models.status import ObjectRef
 from sandboxd.naming import label_value
 from sandboxd.reconcile.ports import ApplyResult
 from sandboxd.render import labels
 from sandboxd.render.model import Manifest, RenderedSandbox
+from sandboxd.render.retained import REMOVAL_STEPS, WORKLOAD_KINDS, removal_step
 from sandboxd.settings.service import ApplierSettings
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ emit without being added here is refused at once (``ApplyRejected``, before anyt
 discovery round trip or cache is needed.
 
 What it deliberately does not do: talk to the API server (``transport``), or decide what is kept by a retained
-delete (``sandboxd.adapters.retention``).
+delete (``sandboxd.render.retained``).
 """
 
 from __future__ import annotations
