@@ -289,7 +289,7 @@ class Reconciler:
                 exc.message,
             )
             return
-        log.info("sandbox %s %s: scale command %s sent", command.sandbox_id, event.action, command.command_id)
+        log.info("sandbox %s: %s command %s published", command.sandbox_id, event.action, command.command_id)
 
     async def _take_back(self, rendered: RenderedSandbox) -> None:
         """The sandbox was deleted (its deletion done by another replica, the desired state removed) while this
