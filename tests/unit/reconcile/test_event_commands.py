@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from sandboxd.adapters.memory import MemoryApplier, MemoryStore
-from sandboxd.errors import ApplyUnavailable
+from sandboxd.errors import ApplyUnavailable, BrokerUnavailable
 from sandboxd.models.desired import DesiredState, Lifecycle, OwnerClaim
 from sandboxd.models.spec import SandboxSpec
 from sandboxd.models.status import Phase, SandboxStatus
@@ -59,9 +59,10 @@ def replica(
     *,
     commands: bool = True,
 ) -> Replica:
-    """A replica; pass the stores of another (``MemoryStore.replica()`` is done here) to share its buckets."""
+    """A replica; pass another's desired store (its ``replica()`` is taken here) and ``status.replica()`` to
+    share its buckets."""
     desired_store = desired_store.replica() if desired_store is not None else MemoryStore[DesiredState]()
-    status_store = status_store.replica() if status_store is not None else MemoryStore[SandboxStatus]()
+    status_store = status_store or MemoryStore[SandboxStatus]()
     applier, publisher = MemoryApplier(), Commands()
     outbox = CommandOutbox(publisher)
     reconciler = Reconciler(
@@ -168,7 +169,7 @@ async def test_a_pass_repeated_after_sending_sends_the_same_id_or_nothing() -> N
     a = replica()
     await a.record(first := running())
     await a.pass_()
-    b = replica(a.desired, a.status)
+    b = replica(a.desired, a.status.replica())
     await a.record(after_event(first, lifecycle=Lifecycle.SUSPENDED))
     async with anyio.create_task_group() as tg:
         tg.start_soon(a.pass_)
@@ -179,12 +180,41 @@ async def test_a_pass_repeated_after_sending_sends_the_same_id_or_nothing() -> N
     assert a.publisher.ids + b.publisher.ids == ["sb-1:2:suspend"]
 
 
+class StatusOutage(MemoryStore[SandboxStatus]):
+    """The status bucket, refusing writes while ``down``."""
+
+    down = False
+
+    async def put(
+        self, key: str, value: SandboxStatus, *, revision: int | None, expire_after_s: float | None = None
+    ) -> int:
+        if self.down:
+            raise BrokerUnavailable("status bucket unavailable")
+        return await super().put(key, value, revision=revision, expire_after_s=expire_after_s)
+
+
+async def test_a_redelivery_after_a_failed_status_write_sends_the_command_with_its_one_id() -> None:
+    status = StatusOutage()
+    r = replica(status_store=status)
+    await r.record(first := running())
+    await r.pass_()
+    await r.record(after_event(first, lifecycle=Lifecycle.SUSPENDED))
+    status.down = True
+    with pytest.raises(BrokerUnavailable):  # the pass fails; the runtime naks the event
+        await r.pass_()
+    assert r.publisher.sent == []  # nothing is sent before the status record is past the event
+    status.down = False
+    await r.pass_()  # the redelivery
+    await r.pass_()  # and another
+    assert r.publisher.ids == ["sb-1:2:suspend"]
+
+
 async def test_a_replica_that_was_down_when_the_event_came_still_sends_it() -> None:
     a = replica()
     await a.record(first := running())
     await a.pass_()
     await a.record(after_event(first, lifecycle=Lifecycle.SUSPENDED))  # accepted; its pass never ran (a died)
-    restarted = replica(a.desired, a.status)  # remembers nothing
+    restarted = replica(a.desired, a.status.replica())  # remembers nothing
     await restarted.pass_()  # the resync at start-up
     assert restarted.publisher.ids == ["sb-1:2:suspend"]
 
