@@ -65,11 +65,7 @@ class Outcome:
 
 
 def object_refs(rendered: RenderedSandbox) -> tuple[ObjectRef, ...]:
-    # The renderer's own output: nothing to validate.
-    return tuple(
-        ObjectRef.model_construct(api_version=m.api_version, kind=m.kind, name=m.name, namespace=m.namespace)
-        for m in rendered.manifests
-    )
+    return statuses.object_refs((m.api_version, m.kind, m.name, m.namespace) for m in rendered.manifests)
 
 
 @dataclass(slots=True)
