@@ -46,6 +46,8 @@ from sandboxd.models.status import (
 )
 from sandboxd.reconcile import cas
 from sandboxd.reconcile.ports import Store
+from sandboxd.render import Workload
+from sandboxd.render.workload import workload_of
 from sandboxd.telemetry.metrics import Instruments
 
 Transition = Callable[[SandboxStatus | None], SandboxStatus]
@@ -142,7 +144,7 @@ def rejected(
 def _phase_for(desired: DesiredState, *, replicas: int, ready: int | None) -> tuple[Phase, ConditionStatus, str, str]:
     if desired.lifecycle is Lifecycle.SUSPENDED:
         return Phase.SUSPENDED, ConditionStatus.FALSE, "Suspended", "suspended: no session pods run until resume"
-    if desired.idle_since is not None:
+    if workload_of(desired) is Workload.IDLE:  # an opted-out sandbox with a stale idleSince runs: not idle
         return Phase.IDLE, ConditionStatus.FALSE, "Idle", "scaled to zero for inactivity; activity wakes it"
     if ready is None:
         return (
@@ -195,7 +197,7 @@ def applied(
         now=now,
         generation=generation,
     )
-    idle = desired.lifecycle is Lifecycle.SUSPENDED or desired.idle_since is not None
+    idle = workload_of(desired) is not Workload.ACTIVE
     conditions = set_condition(
         conditions,
         kind=ConditionType.IDLE,

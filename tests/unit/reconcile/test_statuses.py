@@ -221,3 +221,13 @@ def test_an_applier_that_cannot_observe_pods_says_so_for_gitops_and_directory_al
     assert status.phase is Phase.PROVISIONING and ready is not None
     assert ready.reason == "NotObservable"
     assert "directory" in ready.message and "GitOps" in ready.message
+
+
+def test_a_sandbox_that_opted_out_of_idle_scaling_while_idle_is_said_to_run() -> None:
+    """``idleSince`` is still set, but the workload rule runs an opted-out sandbox: its status says so."""
+    opted_out = SandboxSpec.model_validate(spec("a@acme.com", idleScaling={"enabled": False}))
+    state = desired(2, idle_since=at(-30)).model_copy(update={"spec": opted_out})
+    status = applied(None, state, at(0))
+    assert status.phase is Phase.READY
+    idle = next(c for c in status.conditions if c.type is ConditionType.IDLE)
+    assert idle.status.value == "False" and idle.reason == "Active"
