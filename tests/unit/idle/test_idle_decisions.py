@@ -235,6 +235,20 @@ def test_newest_activity_wins_and_stale_reports_are_ignored() -> None:
     assert book.latest("sb-2") is None and len(book) == 1
 
 
+def test_the_reports_held_share_their_field_name_set() -> None:
+    book = ActivityBook(ready=True)
+    book.record(
+        "sb-1", ActivityReport.model_validate_json('{"lastActivityAt": "2026-12-03T12:00:00Z", "activeSessions": 1}')
+    )
+    book.record(
+        "sb-2", ActivityReport.model_validate_json('{"activeSessions": 0, "lastActivityAt": "2026-12-03T12:01:00Z"}')
+    )
+    one, two = book.latest("sb-1"), book.latest("sb-2")
+    assert one is not None and two is not None
+    assert one.__pydantic_fields_set__ is two.__pydantic_fields_set__
+    assert (one.active_sessions, two.to_json()) == (1, b'{"lastActivityAt":"2026-12-03T12:01:00Z","activeSessions":0}')
+
+
 def test_the_observed_activity_never_moves_backwards() -> None:
     first = statuses.activity_observed(None, sandbox_id="sb-1", now=T0, last_activity_at=T0 + minutes(5))
     assert first.last_activity_at == T0 + minutes(5) and first.sandbox_id == "sb-1"

@@ -35,6 +35,7 @@ from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters, publish, publish_scale
 from sandboxd.models.activity import ActivityReport, ScaleCommand
 from sandboxd.models.desired import DesiredState
+from sandboxd.models.sharing import Sharing
 from sandboxd.reconcile.activity import ActivityBook
 from sandboxd.reconcile.ports import Versioned
 
@@ -113,7 +114,9 @@ class DesiredFeed:
 
     The service's own store wrote most of these revisions: the feed keeps the very record the store parsed when
     it still holds it, and otherwise keeps the entry as it came and parses it when a sweep first looks at it
-    (``snapshot``), so a sandbox updated many times between two sweeps is parsed at most once.
+    (``snapshot``), so a sandbox updated many times between two sweeps is parsed at most once. Every record it
+    keeps has its parts shared with equal ones (``models.sharing``): one per sandbox is most of a replica's
+    memory at scale, and most of each equals other sandboxes'.
     """
 
     def __init__(
@@ -126,6 +129,7 @@ class DesiredFeed:
         self._js = js
         self._bucket = bucket
         self._parsed = records
+        self._sharing = Sharing()
         self._records: dict[str, Versioned[DesiredState]] = {}
         self._unparsed: dict[str, tuple[bytes, int]] = {}  # newer than the parsed record of the same key
         self._ready = False
@@ -138,7 +142,7 @@ class DesiredFeed:
     def snapshot(self) -> Iterable[Versioned[DesiredState]]:
         for key, (data, revision) in self._unparsed.items():
             try:
-                self._records[key] = self._parsed.decode(key, data, revision, remember=False)
+                self._records[key] = self._shared(self._parsed.decode(key, data, revision, remember=False))
             except ValidationError:
                 self.ignored += 1
                 self._records.pop(key, None)
@@ -149,7 +153,7 @@ class DesiredFeed:
     def note(self, record: Versioned[DesiredState]) -> None:
         key = record.value.sandbox_id
         if self._revision(key) <= record.revision:
-            self._records[key] = record
+            self._records[key] = self._shared(record)
             self._unparsed.pop(key, None)
 
     def __len__(self) -> int:
@@ -178,6 +182,10 @@ class DesiredFeed:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
 
+    def _shared(self, record: Versioned[DesiredState]) -> Versioned[DesiredState]:
+        self._sharing.share(record.value)
+        return record
+
     def _revision(self, key: str) -> int:
         unparsed, record = self._unparsed.get(key), self._records.get(key)
         return unparsed[1] if unparsed is not None else record.revision if record is not None else 0
@@ -191,7 +199,7 @@ class DesiredFeed:
             return  # nothing to keep, or this process already noted something newer
         record = self._parsed.held(key, int(revision))
         if record is not None:
-            self._records[key] = record
+            self._records[key] = self._shared(record)
             self._unparsed.pop(key, None)
         else:
             self._unparsed[key] = (value, int(revision))
