@@ -85,6 +85,7 @@ nats-defs: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'  # the FastStream peer run
 	$(BIN)/python -m bench.spine
+	$(BIN)/python -m bench.scale  # the service in processes of its own: 10k vs 50k, one vs two replicas
 
 bench-render: $(STAMP)
 	$(BIN)/python -m bench.render
