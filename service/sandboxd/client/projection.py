@@ -2,6 +2,13 @@
 
 The client's read side (``SandboxClient.get/list/watch/wait_for`` call these).
 
+A sandbox has no status until its first reconcile, which a backlog may hold up. ``find_desired`` looks for it in
+the desired state (KV bucket ``sandbox-desired``, which intake writes when it accepts the create), and
+``accepted`` is what such a sandbox shows: ``Pending``, ``Accepted=True`` "accepted, waiting for its first
+reconcile". Only some NATS users may read that bucket (deploy/nats: the admin and sandboxd's own, not the
+publisher or the console): a request the server refuses gets no answer, so the read gives up after
+``DESIRED_WAIT_S`` and says it could not tell.
+
 Listing uses one wildcard watch and stops at its end-of-initial-state marker (``None``) instead of
 ``kv.keys()``, which costs a consumer per call and filters client-side. A watch yields the initial state, then a
 ``None`` marker, then live changes; deleted or purged keys arrive as ``Change(status=None)``.
@@ -26,10 +33,16 @@ from sandboxd import naming
 from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.client.errors import NotFound, StatusUnreadable
 from sandboxd.errors import BrokerUnavailable
-from sandboxd.models.status import SandboxStatus
+from sandboxd.models.desired import DesiredState, Lifecycle
+from sandboxd.models.status import Condition, ConditionStatus, ConditionType, Phase, SandboxStatus
 
 LIST_TIMEOUT_S = 30.0
 CLOSED_CHECK_S = 1.0  # how often a quiet watch checks that its connection still lives, s
+#: How long a read of the desired state waits for an answer, s: a user the server refuses it to gets none.
+DESIRED_WAIT_S = 1.0
+#: The ``Accepted`` condition of a sandbox with no status yet (``accepted``).
+AWAITING_RECONCILE = "AwaitingFirstReconcile"
+ACCEPTED_MESSAGE = "accepted, waiting for its first reconcile"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +75,54 @@ async def find_status(js: JetStreamContext, sandbox_id: str) -> SandboxStatus | 
     return _parse(sandbox_id, entry.value) if entry.value else None
 
 
-async def get_status(js: JetStreamContext, sandbox_id: str) -> SandboxStatus:
-    found = await find_status(js, sandbox_id)
-    if found is None:
-        raise NotFound(f"sandbox {sandbox_id} has no status (never published, or not yet seen)")
-    return found
+@dataclass(frozen=True, slots=True)
+class DesiredLookup:
+    """What ``find_desired`` found: the live desired state (``None``: none, or deleted), and whether the bucket
+    answered at all (``False``: these credentials may not read it, or it did not answer in time)."""
+
+    state: DesiredState | None
+    answered: bool
+
+
+async def find_desired(js: JetStreamContext, sandbox_id: str, *, wait_s: float = DESIRED_WAIT_S) -> DesiredLookup:
+    """The sandbox's desired state, if intake accepted it and it is not deleted; never raises for a refusal."""
+    entry = None
+    with anyio.move_on_after(wait_s) as waited, boundary(f"reading the desired state of {sandbox_id}"):
+        try:
+            kv = await js.key_value(naming.DESIRED_BUCKET)
+            entry = await kv.get(naming.desired_key(sandbox_id))
+        except (BucketNotFoundError, KeyNotFoundError, NotFoundError):
+            return DesiredLookup(None, answered=True)
+    if waited.cancelled_caught or entry is None:
+        return DesiredLookup(None, answered=False)
+    try:
+        state = DesiredState.model_validate_json(entry.value) if entry.value else None
+    except ValidationError:  # a newer sandboxd's record: it cannot tell
+        return DesiredLookup(None, answered=False)
+    live = state is not None and state.lifecycle is not Lifecycle.DELETED
+    return DesiredLookup(state if live else None, answered=True)
+
+
+def accepted(desired: DesiredState) -> SandboxStatus:
+    """What a sandbox whose events intake accepted shows before its first reconcile writes a status."""
+    condition = Condition(
+        type=ConditionType.ACCEPTED,
+        status=ConditionStatus.TRUE,
+        reason=AWAITING_RECONCILE,
+        message=ACCEPTED_MESSAGE,
+        last_transition_time=desired.accepted_at,
+        observed_generation=desired.generation,
+    )
+    return SandboxStatus(
+        sandbox_id=desired.sandbox_id,
+        phase=Phase.PENDING,
+        conditions=[condition],
+        incarnation=desired.incarnation,
+        owner_uid=desired.owner_uid,
+        namespace=naming.namespace_for(desired.owner_uid),
+        event_id=desired.event_id,  # so publishing that event again reads as a retry
+        updated_at=desired.accepted_at,
+    )
 
 
 async def list_statuses(js: JetStreamContext, *, timeout: float = LIST_TIMEOUT_S) -> list[SandboxStatus]:

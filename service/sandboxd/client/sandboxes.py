@@ -8,17 +8,22 @@ Writes are events (``sandbox.<verb>.<id>`` on SANDBOX_EVENTS) whose CloudEvents 
 give the same ``event_id`` again (or derive one with ``event_id_for``) and JetStream stores the event once.
 Before publishing, each verb checks the status projection like kubectl checks the API: ``create`` refuses a
 live sandbox id (``AlreadyExists``), ``update``/``delete``/``suspend``/``resume`` refuse one with no live
-sandbox (``NotFound``: no status, or ``Deleted``/``Rejected``). ``force=True`` skips the check and publishes, as
-the event contract allows (a create onto a live sandbox updates it, an update of an unknown id creates it, a
-delete/suspend/resume of an unknown id is refused by sandboxd and dead-lettered). An event whose id the
-status shows applied is a retry and never refused. The check guards against typos; it is not a lock:
-sandboxd's intake stays the authority.
+sandbox (``NotFound``: no status, or ``Deleted``/``Rejected``). A sandbox intake accepted that has no status
+yet (its first reconcile has not written one) is live too: ``get``/``find`` read it from the desired state and
+show it ``Pending``, "accepted, waiting for its first reconcile" (``projection.accepted``), where the
+credentials may read that bucket (not the ``sandbox-publisher`` or ``sandbox-console`` role: their read gets no
+answer, and after ``projection.DESIRED_WAIT_S`` the sandbox counts as not found, the error saying why).
+``force=True`` skips the check and publishes, as the event contract allows (a create onto a live sandbox
+updates it, an update of an unknown id creates it, a delete/suspend/resume of an unknown id is refused by
+sandboxd and dead-lettered). An event whose id the status shows applied is a retry and never refused. The check
+guards against typos; it is not a lock: sandboxd's intake stays the authority.
 
 The connection needs only what the ``sandbox-publisher`` role may do (deploy/nats): publish events, read and
-watch the status bucket. Reads never write anything.
+watch the status bucket (and, to see sandboxes not yet reconciled, read the desired state, which that role may
+not). Reads never write anything.
 
 What it deliberately does not do: retry a failed publish on its own (retry with the same ``event_id``; it is
-deduplicated), or read the desired-state bucket (a publisher is not allowed to).
+deduplicated), or read the desired-state bucket except for a sandbox with no status, or list from it.
 """
 
 from __future__ import annotations
@@ -143,9 +148,11 @@ class SandboxClient:
         self, verb: str, sandbox_id: str, data: Mapping[str, Any] | None, *, event_id: str | None, force: bool
     ) -> Published:
         if not force:
-            found = await self.find(sandbox_id)
+            found, answered = await self._lookup(sandbox_id)
             if (found is None or found.phase in GONE) and not _retried(found, event_id):
                 was = f" (it is {found.phase.value})" if found is not None else ""
+                if not answered:
+                    was = " (no status, and these credentials may not read the desired state to tell)"
                 raise NotFound(f"sandbox {sandbox_id} not found{was}; --force / force=True publishes the {verb} anyway")
         return await self._publish(verb, sandbox_id, data, event_id=event_id)
 
@@ -162,12 +169,27 @@ class SandboxClient:
     # --- the status projection ----------------------------------------------------------------------------
 
     async def get(self, sandbox_id: str) -> SandboxStatus:
-        """The sandbox's status; ``NotFound`` when it has none."""
-        return await projection.get_status(self._js, sandbox_id)
+        """The sandbox's status (``Pending`` when accepted but not yet reconciled); ``NotFound`` when it has none."""
+        found, answered = await self._lookup(sandbox_id)
+        if found is None:
+            why = "never published, or not yet accepted"
+            if not answered:
+                why += "; these credentials may not read the desired state to tell whether it was accepted"
+            raise NotFound(f"sandbox {sandbox_id} has no status ({why})")
+        return found
 
     async def find(self, sandbox_id: str) -> SandboxStatus | None:
-        """The sandbox's status, or ``None`` when it has none."""
-        return await projection.find_status(self._js, sandbox_id)
+        """The sandbox's status (``Pending`` when accepted but not yet reconciled), or ``None`` when it has none."""
+        return (await self._lookup(sandbox_id))[0]
+
+    async def _lookup(self, sandbox_id: str) -> tuple[SandboxStatus | None, bool]:
+        """The status, else what the desired state says; and whether every read answered."""
+        status = await projection.find_status(self._js, sandbox_id)
+        if status is not None:
+            return status, True
+        desired = await projection.find_desired(self._js, sandbox_id)
+        found = projection.accepted(desired.state) if desired.state is not None else None
+        return found, desired.answered
 
     async def list(self, *, phases: Collection[Phase] | None = None, gone: bool = True) -> builtins.list[SandboxStatus]:
         """Every status record sorted by id; only ``phases`` if given; without ``Deleted`` ones unless ``gone``."""

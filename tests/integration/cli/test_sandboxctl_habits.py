@@ -4,20 +4,27 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 import pytest
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 from sandboxd_processes import SANDBOXCTL, clean_env, ctl
 
+from integration.idle.rig import until
 from sandboxd import naming
 from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.adapters.memory import MemoryApplier
 from sandboxd.adapters.natsserver import NatsServer
 from sandboxd.models.status import Phase
+from sandboxd.reconcile.ports import ApplyResult
+from sandboxd.render import RenderedSandbox
 from sandboxd.settings import TopologySettings
 from support.spine import client, running_service, service_settings, unique_id
 
@@ -170,3 +177,53 @@ async def test_a_reader_that_goes_away_ends_the_command_quietly(fresh_nats_serve
         os.close(write_end)
     assert done.stderr.decode() == ""
     assert done.returncode == 128 + signal.SIGPIPE
+
+
+@dataclass
+class HeldApplier(MemoryApplier):
+    """Holds every apply until ``hold`` is set: the sandbox is accepted (desired state written), not reconciled."""
+
+    hold: anyio.Event = field(default_factory=anyio.Event)
+
+    async def apply(self, sandbox: RenderedSandbox, *, generation: int) -> ApplyResult:
+        await self.hold.wait()
+        return await super().apply(sandbox, generation=generation)
+
+
+async def test_a_sandbox_accepted_but_not_yet_reconciled_shows_as_pending_and_exists(nats_server: NatsServer) -> None:
+    url, sid = nats_server.url, unique_id("early")
+    owner = ("--email", "early@acme.com", "--org", "acme")
+    applier = HeldApplier()
+    async with client(url) as c, running_service(service_settings(url), applier):
+        created = await ctl("create", sid, *owner, url=url)
+        assert created.returncode == 0, created.stderr
+        desired = await c.js.key_value(naming.DESIRED_BUCKET)
+        await until(lambda: desired_has(desired, sid), what="intake to accept the create")
+        assert await c.status(sid) is None  # no status until the first reconcile
+
+        shown = await ctl("status", sid, url=url)
+        assert shown.returncode == 0, shown.stderr
+        assert "Phase:" in shown.stdout and "Pending" in shown.stdout
+        assert "accepted, waiting for its first reconcile" in shown.stdout
+        record = json.loads((await ctl("status", sid, "-o", "json", url=url)).stdout)
+        assert (record["sandboxId"], record["phase"], record["namespace"]) == (
+            sid,
+            "Pending",
+            "sandbox-early-at-acme-com",
+        )
+
+        again = await ctl("create", sid, *owner, url=url)
+        assert again.returncode == 1 and f"sandbox {sid} already exists (Pending)" in error_line(again)
+        updated = await ctl("update", sid, *owner, "--sessions", "3", url=url)  # no --force needed
+        assert updated.returncode == 0, updated.stderr
+        applier.hold.set()
+        status = await c.wait_status(sid, lambda s: s.phase is Phase.READY and s.observed_generation == 2)
+    assert status.replicas is not None and status.replicas.desired == 3
+
+
+async def desired_has(bucket: KeyValue, sandbox_id: str) -> bool:
+    try:
+        await bucket.get(naming.desired_key(sandbox_id))
+    except KeyNotFoundError:
+        return False
+    return True

@@ -238,6 +238,23 @@ async def test_only_the_admin_reads_and_replays_dead_letters(secured: SecuredNat
         assert secured.passwords[role] not in refused.stderr
 
 
+async def test_a_role_that_may_not_read_desired_state_is_told_so_when_a_sandbox_has_no_status(
+    secured: SecuredNats,
+) -> None:
+    """``sandboxctl`` looks for a sandbox with no status in the desired state; the publisher and the console may not
+    read it (the server refuses, nothing answers): a second later the sandbox is not found, and the error says why."""
+    unknown = unique_id("nostatus")
+    for role, args in (("console", ("status", unknown)), ("publisher", ("delete", unknown))):
+        started = anyio.current_time()
+        done = await sandboxctl(*args, env=secured.env(role))
+        assert done.returncode == 1, role
+        assert "these credentials may not read the desired state" in done.stderr, done.stderr
+        assert anyio.current_time() - started < 15, role  # the read gives up after DESIRED_WAIT_S, not 5 s per try
+    async with secured.session("admin") as admin:
+        events = await admin.js.stream_info(naming.EVENTS_STREAM, subjects_filter=f"sandbox.delete.{unknown}")
+    assert not events.state.subjects  # nothing was published
+
+
 async def test_the_reconciler_provisions_a_fresh_server_under_its_own_role(tmp_path: Path) -> None:
     with secured_nats(tmp_path / "nats") as fresh:
         async with fresh.session("reconciler", timeout=5.0) as reconciler:
