@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, NewType
 
+#: A sandbox id: a DNS-1123 label, validated. Made only where a raw string is checked: ``as_sandbox_id`` (a
+#: subject's last token, a CLI argument, an object's sandbox label), ``sandbox_ids`` (KV keys) and the pydantic
+#: models' ``SandboxIdField``.
 SandboxId = NewType("SandboxId", str)
 
 #: A DNS-1123 label: what namespaces, Services, container volume names and sandbox ids must be.
@@ -219,3 +223,14 @@ def owner_key(uid: str) -> str:
 
 def is_sandbox_id(text: str) -> bool:
     return bool(DNS_LABEL_RE.fullmatch(text))
+
+
+def as_sandbox_id(text: str) -> SandboxId | None:
+    """``text`` as a ``SandboxId`` when it is one (``is_sandbox_id``), else None."""
+    return SandboxId(text) if is_sandbox_id(text) else None
+
+
+def sandbox_ids(keys: Iterable[str]) -> list[SandboxId]:
+    """The KV keys (of the desired or status bucket) that are sandbox ids, in order; a key written by hand
+    that could not be one is left out (nothing may be named after it)."""
+    return [SandboxId(key) for key in keys if is_sandbox_id(key)]

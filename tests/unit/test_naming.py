@@ -228,3 +228,10 @@ def test_label_value_keeps_changed_texts_apart(text: str, other: str) -> None:
 def test_a_trailing_newline_is_not_a_valid_name(text: str) -> None:
     assert not naming.is_sandbox_id(text)
     assert is_label_value(naming.label_value(text))
+
+
+def test_a_raw_string_becomes_a_sandbox_id_only_once_checked() -> None:
+    assert naming.as_sandbox_id("sb-1") == "sb-1"
+    assert naming.as_sandbox_id("Not_An_Id") is None and naming.as_sandbox_id("") is None
+    # KV keys: a key written by hand that could not be a sandbox id is left out, the order kept.
+    assert naming.sandbox_ids(["sb-2", "BAD.key", "sb-1", "x" * 64]) == ["sb-2", "sb-1"]

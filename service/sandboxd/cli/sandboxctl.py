@@ -33,7 +33,7 @@ from sandboxd.cli.output import FORMATS, STATUS_FORMATS
 from sandboxd.cli.signals import until_interrupted
 from sandboxd.client import SandboxClient
 from sandboxd.models.status import Phase
-from sandboxd.naming import is_sandbox_id
+from sandboxd.naming import SandboxId, as_sandbox_id
 from sandboxd.telemetry import logs, tracing
 
 PROG = "sandboxctl"
@@ -41,12 +41,14 @@ DEFAULT_WAIT_S = 300.0
 Action = Callable[[argparse.Namespace, SandboxClient], Awaitable[int]]
 
 
-def sandbox_id(text: str) -> str:
-    if not is_sandbox_id(text):
+def sandbox_id(text: str) -> SandboxId:
+    """An argparse type: a sandbox id (anything else is a usage error, exit 2)."""
+    checked = as_sandbox_id(text)
+    if checked is None:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a sandbox id: 1-63 characters a-z, 0-9 and '-', starting and ending alphanumeric"
         )
-    return text
+    return checked
 
 
 def build_parser() -> argparse.ArgumentParser:

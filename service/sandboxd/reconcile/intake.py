@@ -48,6 +48,7 @@ from sandboxd.models.events import (
     UpdateEvent,
     parse_event,
 )
+from sandboxd.naming import SandboxId
 from sandboxd.reconcile import cas, statuses
 from sandboxd.reconcile.ports import Clock, InboundEvent, Store
 from sandboxd.reconcile.statuses import StatusWriter
@@ -78,12 +79,10 @@ class Admission:
     event_id: str | None = None
 
 
-def sandbox_id_of(subject: str) -> str | None:
+def sandbox_id_of(subject: str) -> SandboxId | None:
     """The sandbox id a subject names, if it names a valid one (used to group and to report rejections)."""
     parsed = naming.parse_event_subject(subject)
-    if parsed is None or not naming.is_sandbox_id(parsed[1]):
-        return None
-    return parsed[1]
+    return None if parsed is None else naming.as_sandbox_id(parsed[1])
 
 
 def validate(event: InboundEvent) -> SandboxEvent:

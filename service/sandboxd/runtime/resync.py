@@ -11,6 +11,7 @@ import random
 
 import anyio
 
+from sandboxd import naming
 from sandboxd.models.desired import DesiredState
 from sandboxd.reconcile.ports import Store
 from sandboxd.runtime.loops import LoopGuard
@@ -20,10 +21,12 @@ log = logging.getLogger(__name__)
 
 
 async def resync_once(desired: Store[DesiredState], queue: KeyedQueue) -> int:
-    keys = await desired.keys()
-    for key in keys:
-        queue.submit(key)
-    return len(keys)
+    """Submit every sandbox the desired bucket holds (``naming.sandbox_ids``: a key that cannot be a sandbox id,
+    written by hand, is skipped); how many."""
+    sandbox_ids = naming.sandbox_ids(await desired.keys())
+    for sandbox_id in sandbox_ids:
+        queue.submit(sandbox_id)
+    return len(sandbox_ids)
 
 
 async def resync_forever(

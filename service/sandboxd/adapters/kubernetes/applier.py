@@ -78,7 +78,7 @@ from sandboxd.adapters.kubernetes.transport import KubeTransport, Object
 from sandboxd.adapters.kubernetes.watching import TargetWatch, WatchTiming
 from sandboxd.errors import ApplyRejected, ApplyUnavailable, PermanentError, SandboxdError
 from sandboxd.models.status import ObjectRef
-from sandboxd.naming import label_value
+from sandboxd.naming import SandboxId, label_value
 from sandboxd.reconcile.ports import ApplyResult
 from sandboxd.render import labels
 from sandboxd.render.model import Manifest, RenderedSandbox
@@ -262,7 +262,7 @@ class KubernetesApplier:
 
     # --- Observer --------------------------------------------------------------------------------------------
 
-    async def observe(self, kick: Callable[[str], None]) -> None:
+    async def observe(self, kick: Callable[[SandboxId], None]) -> None:
         """Kick a sandbox when its session pods' readiness changes or one of its objects is deleted."""
         await self.target_watch.run(kick)
 

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from sandboxd import naming
 from sandboxd.adapters.kubernetes.errors import ResourceVersionGone
 from sandboxd.adapters.kubernetes.resources import (
     CLUSTER_WATCHED,
@@ -51,10 +52,11 @@ from sandboxd.adapters.kubernetes.resources import (
     Resource,
 )
 from sandboxd.errors import ApplyUnavailable, SandboxdError
+from sandboxd.naming import SandboxId
 
 log = logging.getLogger(__name__)
 
-Kick = Callable[[str], None]
+Kick = Callable[[SandboxId], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,12 +166,12 @@ class Tracker:
 
     feed: Feed
     kick: Kick
-    known: dict[str, tuple[str, Hashable]] = field(default_factory=dict)
+    known: dict[str, tuple[SandboxId, Hashable]] = field(default_factory=dict)
     primed: bool = False
 
     def relist(self, items: list[Mapping[str, Any]]) -> None:
         """A full list: kick for what vanished or changed since the last one (nothing on the first)."""
-        seen = {uid: entry for uid, entry in map(self._entry, items) if uid}
+        seen = dict(entry for entry in map(self._entry, items) if entry is not None)
         if self.primed:
             for uid, (sandbox, _) in self.known.items():
                 if uid not in seen:
@@ -180,9 +182,10 @@ class Tracker:
         self.primed = True
 
     def event(self, kind: str, obj: Mapping[str, Any]) -> None:
-        uid, entry = self._entry(obj)
-        if not uid:
+        found = self._entry(obj)
+        if found is None:
             return
+        uid, entry = found
         if kind == "DELETED":
             self.known.pop(uid, None)
             self.kick(entry[0])
@@ -190,17 +193,20 @@ class Tracker:
         self._compare(self.known.get(uid), entry)
         self.known[uid] = entry
 
-    def _compare(self, previous: tuple[str, Hashable] | None, current: tuple[str, Hashable]) -> None:
+    def _compare(self, previous: tuple[SandboxId, Hashable] | None, current: tuple[SandboxId, Hashable]) -> None:
         sandbox, fingerprint = current
         if (previous is None and self.feed.news(fingerprint)) or (previous is not None and previous[1] != fingerprint):
             self.kick(sandbox)
 
-    def _entry(self, obj: Mapping[str, Any]) -> tuple[str, tuple[str, Hashable]]:
+    def _entry(self, obj: Mapping[str, Any]) -> tuple[str, tuple[SandboxId, Hashable]] | None:
+        """The object's uid, sandbox and fingerprint; None without a uid or a sandbox label that is a sandbox id
+        (a sandbox's objects carry the id itself: ``naming.label_value`` keeps a valid id as it is)."""
         metadata = obj.get("metadata") or {}
-        sandbox = (metadata.get("labels") or {}).get(SANDBOX_LABEL)
-        if not sandbox:
-            return "", ("", None)
-        return str(metadata.get("uid", "")), (str(sandbox), self.feed.fingerprint(obj))
+        uid = str(metadata.get("uid") or "")
+        sandbox = naming.as_sandbox_id(str((metadata.get("labels") or {}).get(SANDBOX_LABEL) or ""))
+        if not uid or sandbox is None:
+            return None
+        return uid, (sandbox, self.feed.fingerprint(obj))
 
 
 @dataclass
