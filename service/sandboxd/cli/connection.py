@@ -9,12 +9,15 @@ error boundary apply to every line.
 
 A command connects once with ``connected``, under a deadline, so an unreachable server is one line of error
 after ``--connect-timeout`` seconds instead of a hang (nats-py keeps retrying the first connect for as long as
-the service's reconnect policy allows, i.e. forever); only ``watch`` reconnects after a later outage.
+the service's reconnect policy allows, i.e. forever); only ``watch`` reconnects after a later outage. It logs
+(at INFO: ``-v``) where it connects and, once connected, to which server and how (``connection_details``:
+the server's version, the kind of credentials and the user name, never a secret).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,6 +33,8 @@ from sandboxd.client.sandboxes import DEFAULT_CONNECT_TIMEOUT_S
 from sandboxd.settings import NatsSettings, load
 from sandboxd.settings.broker import nats_context
 from sandboxd.telemetry import logs
+
+log = logging.getLogger(__name__)
 
 
 def add_connection_flags(parser: argparse.ArgumentParser, *, global_flags: bool = False) -> None:
@@ -125,10 +130,38 @@ async def connected_client(
     ``reconnect``: keep reconnecting after a later outage (``watch``); otherwise the connection closes on it.
     ``on_connection(up)`` hears of each drop and each reconnect.
     """
+    log.info("connecting to %s (within %gs)", logs.without_credentials(settings.url), timeout)
     async with SandboxClient.connect(
         settings, timeout=timeout, reconnect=reconnect, on_connection=on_connection, source=SOURCE
     ) as client:
+        log.info("%s", connection_details(settings, client.nc))
         yield client
+
+
+def connection_details(settings: NatsSettings, nc: Client) -> str:
+    """One line on the connection: the server, its version, the credentials by kind, the inbox; no secret."""
+    server = nc.connected_url
+    version = nc.connected_server_version
+    if settings.creds_file:
+        auth = f"the creds file {settings.creds_file}"
+    elif settings.nkey_seed is not None:
+        auth = "an NKey seed"
+    elif settings.token is not None:
+        auth = "a token"
+    elif settings.user:
+        auth = f"user {settings.user} and a password"
+    elif server is not None and server.username and server.password:
+        auth = f"user {server.username} and a password, from the URL"
+    elif server is not None and server.username:
+        auth = "a token, from the URL"
+    else:
+        auth = "no credentials"
+    tls = f", TLS (CA {settings.tls_ca})" if settings.tls_ca else ", TLS" if settings.tls_cert else ""
+    where = logs.without_credentials(server.geturl() if server is not None else settings.url)
+    return (
+        f"connected to {where} (nats-server {version.major}.{version.minor}.{version.patch}) as {settings.name}, "
+        f"with {auth}{tls}, inbox prefix {settings.inbox_prefix}"
+    )
 
 
 @asynccontextmanager

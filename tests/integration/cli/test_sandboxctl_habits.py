@@ -227,3 +227,19 @@ async def desired_has(bucket: KeyValue, sandbox_id: str) -> bool:
     except KeyNotFoundError:
         return False
     return True
+
+
+async def test_verbose_says_where_and_how_it_connected_and_never_the_password(nats_server: NatsServer) -> None:
+    url = nats_server.url
+    async with client(url) as c:
+        await ensure_topology(c.js, TopologySettings())
+    quiet = await ctl("status", url=url)
+    verbose = await ctl("status", "-v", "--user", "alice", "--password", "pw-never-shown", url=url)
+
+    assert quiet.returncode == verbose.returncode == 0
+    assert quiet.stderr == ""
+    assert verbose.stdout == quiet.stdout
+    assert f"connecting to {url} (within 5s)" in verbose.stderr
+    assert f"connected to {url} (nats-server 2." in verbose.stderr
+    assert "as sandboxctl, with user alice and a password, inbox prefix _INBOX" in verbose.stderr
+    assert "pw-never-shown" not in verbose.stderr
