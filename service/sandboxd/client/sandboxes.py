@@ -85,13 +85,20 @@ class SandboxClient:
 
         The first connect gives up after ``timeout`` seconds with ``BrokerUnavailable``. ``reconnect``: keep
         reconnecting after a later outage (for watches that outlive a server restart); ``on_connection(up)`` is
-        told at once when the connection drops (``False``) and when it is back (``True``).
+        told at once when the connection drops (``False``) and when it is back (``True``), never of the close that
+        ends the block.
         """
         if not isinstance(settings, NatsSettings):
             settings = load(NatsSettings, {**nats_context(context), **({"url": settings} if settings else {})})
+        closing = anyio.Event()
+
+        def tell(up: bool) -> None:
+            if on_connection is not None and not closing.is_set():
+                on_connection(up)
+
         try:
             with anyio.fail_after(timeout):
-                nc = await connect(settings, allow_reconnect=reconnect, on_change=on_connection)
+                nc = await connect(settings, allow_reconnect=reconnect, on_change=tell)
         except TimeoutError as exc:
             raise BrokerUnavailable(
                 f"cannot connect to NATS at {logs.without_credentials(settings.url)} within {timeout:g}s "
@@ -100,6 +107,7 @@ class SandboxClient:
         try:
             yield cls(nc, source=source)
         finally:
+            closing.set()  # our own close is no outage: ``sandboxctl watch`` ended by Ctrl-C says nothing of it
             await nc.close()
 
     # --- events -------------------------------------------------------------------------------------------

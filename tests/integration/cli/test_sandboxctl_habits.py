@@ -147,6 +147,7 @@ async def test_watch_says_when_nats_goes_away_and_comes_back_then_ctrl_c_exits_0
         await watcher.aclose()
     assert code == 0, err.read_text()
     assert "Traceback" not in err.read_text() and "Error" not in err.read_text()
+    assert err.read_text().count("disconnected from NATS") == 1  # the close after Ctrl-C is not an outage
 
 
 async def test_a_timeout_of_zero_or_less_is_a_usage_error_and_publishes_nothing(fresh_nats_server: NatsServer) -> None:
