@@ -7,15 +7,20 @@ each (distinct owners, so distinct namespaces; every run creates its own):
    ``application/apply-patch+yaml``, one field manager, ``force``, ``fieldValidation=Strict``), the Namespace
    first and then the rest of a sandbox ``apply_concurrency`` at a time, ``concurrency`` sandboxes at once. No
    inventory, no prune, no error translation, no framework;
-2. **applier**: ``KubernetesApplier.apply`` over the same kind of rendered sandboxes with the same concurrency
-   (it also reads the Namespace and lists the sandbox's objects for ``changed`` and prune);
-3. **service**: the whole service (a real nats-server, intake, keyed queue, reconcile, status) with that applier
-   and its Observer: N create events published, timed until every status record says the objects are applied.
+2. **applier**: ``KubernetesApplier.apply`` over the same kind of rendered sandboxes with the same concurrency,
+   its Observer (``observe``) running as the service runs it: the watch cache answers the prune inventory and
+   which objects are unchanged;
+3. **service**: the whole service (a real nats-server, intake, keyed queue, reconcile, status) with its own
+   applier and Observer: N create events published, timed until every status record says the objects are applied.
 
-Each round runs plain, applier and service on fresh sandboxes, then plain and applier re-apply theirs (the steady
-state: the server writes nothing), so the API server's growing object count weighs on all alike. The applier runs
-its Observer (``observe``) throughout, as the service does: its watch cache answers the prune inventory and which
-objects are unchanged. Medians over the rounds are reported, with every round's figure; ratios are applier (or
+Each round runs plain, applier and service on fresh sandboxes, in an order that turns by one place every round
+(on a shared machine the load moves by more than the goal's margin within minutes: every run takes every place),
+and plain and applier re-apply theirs (the steady state: the server writes nothing), so the API server's growing
+object count weighs on all alike. Each run has the
+watches its subject has and no others: none for plain, the applier's while it runs (``observing``), the service's
+own. For each create run the API server's requests per sandbox (by verb and resource) and the CPU per sandbox of
+the bench process, kube-apiserver and etcd are printed (``Meter``; the nats-server's is not counted). Medians over
+the rounds are reported, with every round's figure and the ratios within each round; ratios are applier (or
 service) / plain, goals ≥ 0.8 for a create, ≥ 1.0 for a re-apply. The machine's load average is printed: on a
 shared machine the figures move with it.
 
@@ -40,8 +45,8 @@ import time
 import tracemalloc
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -133,7 +138,7 @@ async def applier_run(applier: KubernetesApplier, batch: list[RenderedSandbox], 
     return await timed([partial(applier.apply, s, generation=1) for s in batch], concurrency)
 
 
-async def service_run(kubeconfig: Path, count: int, *, concurrency: int) -> float:
+async def service_run(kubeconfig: Path, count: int, *, concurrency: int, meter: Meter | None = None) -> float:
     """Create events published at once → every status record applied, sandboxes per second."""
     with tempfile.TemporaryDirectory() as tmp, NatsServer(store_dir=Path(tmp)) as server:
         settings = service_settings(server.url, concurrency=concurrency)
@@ -148,14 +153,16 @@ async def service_run(kubeconfig: Path, count: int, *, concurrency: int) -> floa
             items.append((naming.event_subject("create", sandbox_id), created.to_json(), created.id))
         async with anyio.create_task_group() as tg:
             tg.start_soon(service.run, stop)
-            while not service.health.ready:  # noqa: ASYNC110 - Health is a plain record the service updates
+            # Ready, and its watch cache filled: the creates are timed, not the start-up list of the whole cluster.
+            while not (service.health.ready and covering(applier)):  # noqa: ASYNC110 - plain records
                 await anyio.sleep(0.01)
             nc = await nats.connect(server.url)
             js = nc.jetstream()
-            start = time.perf_counter()
-            await publish_all(js, items)
-            await applied_statuses(js, count)
-            elapsed = time.perf_counter() - start
+            with meter.run() if meter else nullcontext():
+                start = time.perf_counter()
+                await publish_all(js, items)
+                await applied_statuses(js, count)
+                elapsed = time.perf_counter() - start
             await nc.close()
             stop.set()
         return count / elapsed
@@ -227,8 +234,9 @@ class Meter:
     def run(self) -> Iterator[None]:
         requests, cpu = requests_counted(self.server), self._cpu_now()
         yield
+        now = self._cpu_now()  # before reading the metrics, which costs the bench process some CPU
         self.requests.update(requests_counted(self.server) - requests)
-        for name, seconds in self._cpu_now().items():
+        for name, seconds in now.items():
             self.cpu[name] = self.cpu.get(name, 0.0) + seconds - cpu.get(name, 0.0)
         self.runs += 1
 
@@ -241,6 +249,26 @@ class Meter:
             f"{label}: CPU ms per sandbox: "
             + ", ".join(f"{name} {1000 * seconds / sandboxes:.1f}" for name, seconds in sorted(self.cpu.items()))
         )
+
+
+def covering(applier: KubernetesApplier) -> bool:
+    """Whether the applier's watch cache has listed every watched kind (its passes then use it)."""
+    return all(applier.inventory.covers(resource) for resource in CLUSTER_WATCHED)
+
+
+@asynccontextmanager
+async def observing(applier: KubernetesApplier) -> AsyncIterator[None]:
+    """The applier's Observer running, as the service runs it, once its watch cache covers every watched kind.
+
+    Only the applier's runs have it: the plain loop has no watches, the service runs its own.
+    """
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(applier.observe, lambda _sandbox: None)
+        with anyio.fail_after(300):
+            while not covering(applier):  # noqa: ASYNC110 - the cache is a plain record the feeds update
+                await anyio.sleep(0.05)
+        yield
+        tg.cancel_scope.cancel()
 
 
 async def until_cached(applier: KubernetesApplier, batch: Sequence[RenderedSandbox]) -> None:
@@ -333,50 +361,66 @@ async def main(args: argparse.Namespace) -> None:
         rates: dict[str, list[float]] = {key: [] for key in ("plain", "applier", "service", "plain-again", "again")}
         meters = {key: Meter(server) for key in ("plain", "applier", "service")}
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(applier.observe, lambda _sandbox: None)
-                for round_ in range(args.rounds):
-                    plain_set, applier_set = rendered_batch(f"plain{round_}", n), rendered_batch(f"appl{round_}", n)
+            for round_ in range(args.rounds):
+                plain_set, applier_set = rendered_batch(f"plain{round_}", n), rendered_batch(f"appl{round_}", n)
+
+                async def plain_create(batch: list[RenderedSandbox] = plain_set) -> None:
                     with meters["plain"].run():
                         rates["plain"].append(
-                            await plain_run(kubeconfig, plain_set, concurrency=concurrency, per_sandbox=per_sandbox)
+                            await plain_run(kubeconfig, batch, concurrency=concurrency, per_sandbox=per_sandbox)
                         )
-                    with meters["applier"].run():
-                        rates["applier"].append(await applier_run(applier, applier_set, concurrency=concurrency))
-                    with meters["service"].run():
-                        rates["service"].append(await service_run(kubeconfig, n, concurrency=concurrency))
-                    await until_cached(applier, applier_set)
-                    rates["plain-again"].append(
-                        await plain_run(kubeconfig, plain_set, concurrency=concurrency, per_sandbox=per_sandbox)
+
+                async def applier_create(batch: list[RenderedSandbox] = applier_set) -> None:
+                    async with observing(applier):
+                        with meters["applier"].run():
+                            rates["applier"].append(await applier_run(applier, batch, concurrency=concurrency))
+                        await until_cached(applier, batch)
+                        rates["again"].append(await applier_run(applier, batch, concurrency=concurrency))
+
+                async def service_create() -> None:
+                    rates["service"].append(
+                        await service_run(kubeconfig, n, concurrency=concurrency, meter=meters["service"])
                     )
-                    rates["again"].append(await applier_run(applier, applier_set, concurrency=concurrency))
-                median = {key: statistics.median(values) for key, values in rates.items()}
-                line("create, plain kubernetes-asyncio SSA loop, sandboxes/s", f"{median['plain']:,.1f}")
-                line("create, KubernetesApplier.apply, sandboxes/s", f"{median['applier']:,.1f}")
-                line("create through the service (publish → status applied), sandboxes/s", f"{median['service']:,.1f}")
-                line("ratio applier / plain (create)", f"{median['applier'] / median['plain']:.2f}", "goal ≥ 0.8")
-                line("ratio service / plain (create)", f"{median['service'] / median['plain']:.2f}", "goal ≥ 0.8")
-                line("re-apply unchanged, plain, sandboxes/s", f"{median['plain-again']:,.1f}")
-                line("re-apply unchanged, KubernetesApplier.apply, sandboxes/s", f"{median['again']:,.1f}")
-                line("ratio applier / plain (re-apply)", f"{median['again'] / median['plain-again']:.2f}", "goal ≥ 1.0")
-                print(
-                    "per round, sandboxes/s: "
-                    + "; ".join(f"{k} {', '.join(f'{v:.1f}' for v in vs)}" for k, vs in rates.items())
+
+                runs = [plain_create, applier_create, service_create]
+                for run in runs[round_ % 3 :] + runs[: round_ % 3]:  # each takes each place in turn
+                    await run()
+                rates["plain-again"].append(
+                    await plain_run(kubeconfig, plain_set, concurrency=concurrency, per_sandbox=per_sandbox)
                 )
-                for key, meter in meters.items():
-                    meter.report(f"create, {key}", n * args.rounds)
-                if args.resync_n:
-                    await resync(server, applier, args.resync_n, concurrency=concurrency, per_sandbox=per_sandbox)
-                sample = rendered_batch("appl0", 1)[0]
-                if args.memory_n:
-                    megabytes, objects = await cache_memory(kubeconfig, sample, args.memory_n)
-                    line(
-                        f"watch cache at {args.memory_n:,} sandboxes ({objects:,} objects), MB (tracemalloc)",
-                        f"{megabytes:,.1f}",
-                    )
-                tg.cancel_scope.cancel()
+            report(rates)
+            for key, meter in meters.items():
+                meter.report(f"create, {key}", n * args.rounds)
+            if args.resync_n:
+                await resync(server, applier, args.resync_n, concurrency=concurrency, per_sandbox=per_sandbox)
+            if args.memory_n:
+                megabytes, objects = await cache_memory(kubeconfig, rendered_batch("appl0", 1)[0], args.memory_n)
+                line(
+                    f"watch cache at {args.memory_n:,} sandboxes ({objects:,} objects), MB (tracemalloc)",
+                    f"{megabytes:,.1f}",
+                )
         finally:
             await applier.aclose()
+
+
+def report(rates: dict[str, list[float]]) -> None:
+    """Medians over the rounds, their ratios, and the ratios within each round (the same minute's load)."""
+    median = {key: statistics.median(values) for key, values in rates.items()}
+    line("create, plain kubernetes-asyncio SSA loop, sandboxes/s", f"{median['plain']:,.1f}")
+    line("create, KubernetesApplier.apply, sandboxes/s", f"{median['applier']:,.1f}")
+    line("create through the service (publish → status applied), sandboxes/s", f"{median['service']:,.1f}")
+    line("ratio applier / plain (create)", f"{median['applier'] / median['plain']:.2f}", "goal ≥ 0.8")
+    line("ratio service / plain (create)", f"{median['service'] / median['plain']:.2f}", "goal ≥ 0.8")
+    line("re-apply unchanged, plain, sandboxes/s", f"{median['plain-again']:,.1f}")
+    line("re-apply unchanged, KubernetesApplier.apply, sandboxes/s", f"{median['again']:,.1f}")
+    line("ratio applier / plain (re-apply)", f"{median['again'] / median['plain-again']:.2f}", "goal ≥ 1.0")
+    print("per round, sandboxes/s: " + "; ".join(f"{k} {', '.join(f'{v:.1f}' for v in vs)}" for k, vs in rates.items()))
+    for key in ("applier", "service"):
+        within = [mine / plain for mine, plain in zip(rates[key], rates["plain"], strict=True)]
+        print(
+            f"per round, ratio {key} / plain (create): {', '.join(f'{r:.2f}' for r in within)}; "
+            f"median {statistics.median(within):.2f}"
+        )
 
 
 async def resync(
@@ -384,11 +428,12 @@ async def resync(
 ) -> None:
     """``count`` sandboxes created, then one steady-state resync of them: rate and requests per sandbox."""
     batch = rendered_batch("resync", count)
-    await applier_run(applier, batch, concurrency=concurrency)
-    await until_cached(applier, batch)
-    before = requests_counted(server)
-    rate = await applier_run(applier, batch, concurrency=concurrency)
-    counted = requests_counted(server) - before
+    async with observing(applier):
+        await applier_run(applier, batch, concurrency=concurrency)
+        await until_cached(applier, batch)
+        before = requests_counted(server)
+        rate = await applier_run(applier, batch, concurrency=concurrency)
+        counted = requests_counted(server) - before
     plain_before = requests_counted(server)
     plain_rate = await plain_run(server.kubeconfig_path, batch, concurrency=concurrency, per_sandbox=per_sandbox)
     plain_counted = requests_counted(server) - plain_before
