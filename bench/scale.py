@@ -62,6 +62,9 @@ from sandboxd.render import render
 #: Sandboxes in the two scale runs; the ratio of their figures is the goal (≤ 1.10 for CPU per sandbox).
 SCALE_SIZES = (10_000, 50_000)
 
+#: How long a replica may take to drain once told to stop (its figures are taken by then), s.
+STOP_GRACE_S = 60.0
+
 
 # --- the replica process ------------------------------------------------------------------------------------
 
@@ -150,10 +153,14 @@ class Replica:
         return answer
 
     def stop(self) -> None:
-        """End of input: the replica drains and exits."""
+        """End of input: the replica drains and exits (killed if its drain outlasts the grace twice over)."""
         assert self.process.stdin is not None
         self.process.stdin.close()
-        self.process.wait(timeout=60)
+        try:
+            self.process.wait(timeout=2 * STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 @asynccontextmanager
@@ -269,15 +276,18 @@ async def replicas_throughput(count: int, processes: int) -> tuple[float, list[i
 
 
 async def main(args: argparse.Namespace) -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # a long run shows each figure as it comes
     print(f"scale benchmark: service processes of their own, sizes {args.sizes}, replicas N={args.n}")
     for size in args.sizes:
         held, unshared = view_memory(size)
         line(f"desired-state view, {size:,} sandboxes, MB (tracemalloc)", f"{held:.1f}")
         line("  the same records parsed and held as they come, MB", f"{unshared:.1f}")
-    figures = [await scale_run(size) for size in args.sizes]
-    for f in figures:
+    figures = []
+    for size in args.sizes:
+        f = await scale_run(size)
         line(f"service process, {f.count:,} sandboxes: RSS after a sweep, MB", f"{f.rss_mb:.0f}")
         line("  CPU per new sandbox, ms (of it GC; collections)", f"{f.cpu_ms:.3f} ({f.gc_ms:.3f}; {f.collections})")
+        figures.append(f)
     if len(figures) == 2:
         small, large = figures
         line(
@@ -289,8 +299,8 @@ async def main(args: argparse.Namespace) -> None:
     if args.n <= 0:
         return
     one, passes_one = await replicas_throughput(args.n, 1)
-    two, passes_two = await replicas_throughput(args.n, 2)
     line(f"one service process, new sandboxes/s (passes {passes_one})", f"{one:,.0f}")
+    two, passes_two = await replicas_throughput(args.n, 2)
     line(f"two processes, one durable consumer (passes {passes_two})", f"{two:,.0f}")
     line("ratio two / one", f"{two / one:.2f}")
 
