@@ -18,7 +18,7 @@ import pytest
 from integration.cli.sandboxd_processes import Expectation, Services, wait_converged, wait_drained, wait_fetching
 from sandboxd import naming
 from support.chaos import Figures, exits_fail_fast, publish_next, reconnecting_client, unexpected_exits
-from support.nats_cluster import NatsCluster
+from support.nats_cluster import NatsCluster, reported_on_stall
 from support.spine import Client, unique_id
 
 pytestmark = [pytest.mark.chaos, pytest.mark.cluster, pytest.mark.anyio, pytest.mark.timeout(900)]
@@ -51,7 +51,7 @@ async def test_r3_cluster_replicas_racing_at_start_and_the_stream_leader_killed(
         nc = await reconnecting_client(nats_cluster.url)
         c = Client(nc, nc.jetstream())
         try:
-            async with exits_fail_fast(services.started):
+            async with exits_fail_fast(services.started), reported_on_stall(nats_cluster):
                 await wait_fetching(c.js, services=2, timeout=120)
                 figures["both_fetching_s"] = time.monotonic() - started
                 info = await c.js.stream_info(naming.EVENTS_STREAM)
