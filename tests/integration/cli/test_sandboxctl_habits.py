@@ -230,8 +230,8 @@ async def desired_has(bucket: KeyValue, sandbox_id: str) -> bool:
     return True
 
 
-async def test_verbose_says_where_and_how_it_connected_and_never_the_password(nats_server: NatsServer) -> None:
-    url = nats_server.url
+async def test_verbose_says_where_and_how_it_connected_and_never_the_password(fresh_nats_server: NatsServer) -> None:
+    url = fresh_nats_server.url  # of its own: both runs print the same table (no age moves between them)
     async with client(url) as c:
         await ensure_topology(c.js, TopologySettings())
     quiet = await ctl("status", url=url)
