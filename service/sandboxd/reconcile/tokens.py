@@ -252,7 +252,7 @@ class TokenWriter:
             fingerprint=fingerprint(request),
         )
         message = f"revision {revision}, expires {_iso(minted.expires_at)}, rotates {_iso(rotate_at)}"
-        await self._status.write(desired.sandbox_id, _issued(desired, state, message, now))
+        await self._status.write(desired.sandbox_id, _issued(desired, state, message, now, holder=self.holder))
         self._due[desired.sandbox_id] = rotate_at
         self._failures.pop(desired.sandbox_id, None)
         self._metrics.token_event("minted" if previous is None else "rotated")
@@ -270,7 +270,7 @@ class TokenWriter:
         message = f"{error.message} (attempt {failures}; next at {_iso(retry_at)})"
         self._metrics.token_event("failed")
         log.warning("sandbox %s: %s: %s", desired.sandbox_id, error.reason, message)
-        await self._status.write(desired.sandbox_id, _refused(desired, error.reason, message, now))
+        await self._status.write(desired.sandbox_id, _refused(desired, error.reason, message, now, holder=self.holder))
 
     async def retire(self, sandbox_id: str) -> None:
         """The sandbox is deleted: revoke its token (where the bridge can) and clear the bookkeeping."""
@@ -304,15 +304,15 @@ def _iso(moment: datetime) -> str:
 
 
 def _issued(
-    desired: DesiredState, state: TokenState, message: str, now: datetime
+    desired: DesiredState, state: TokenState, message: str, now: datetime, *, holder: str
 ) -> Callable[[SandboxStatus | None], SandboxStatus]:
-    return _token_condition(desired, ConditionStatus.TRUE, MINTED, message, now, state=state)
+    return _token_condition(desired, ConditionStatus.TRUE, MINTED, message, now, state=state, holder=holder)
 
 
 def _refused(
-    desired: DesiredState, reason: str, message: str, now: datetime
+    desired: DesiredState, reason: str, message: str, now: datetime, *, holder: str
 ) -> Callable[[SandboxStatus | None], SandboxStatus]:
-    return _token_condition(desired, ConditionStatus.FALSE, reason, message, now, state=None)
+    return _token_condition(desired, ConditionStatus.FALSE, reason, message, now, state=None, holder=holder)
 
 
 def _token_condition(
@@ -323,9 +323,11 @@ def _token_condition(
     now: datetime,
     *,
     state: TokenState | None,
+    holder: str,
 ) -> Callable[[SandboxStatus | None], SandboxStatus]:
-    """``TokenIssued`` set and the mint's claim ended; the token bookkeeping replaced by ``state`` when a token was
-    minted (a failure keeps the last good token's: it still works until its expiry)."""
+    """``TokenIssued`` set and ``holder``'s claim ended (another writer's, taken after this one's lapsed, stays);
+    the token bookkeeping replaced by ``state`` when a token was minted (a failure keeps the last good token's: it
+    still works until its expiry)."""
 
     def transition(previous: SandboxStatus | None) -> SandboxStatus:
         base = _base(previous, desired, now)
@@ -338,7 +340,9 @@ def _token_condition(
             now=now,
             generation=desired.generation,
         )
-        changes: dict[str, object] = {"conditions": conditions, "updated_at": now, "token_claim": None}
+        changes: dict[str, object] = {"conditions": conditions, "updated_at": now}
+        if base.token_claim is not None and base.token_claim.holder == holder:
+            changes["token_claim"] = None
         if state is not None:
             changes["token"] = state
         return base.model_copy(update=changes)
