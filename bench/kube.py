@@ -88,12 +88,16 @@ def rendered_batch(prefix: str, count: int) -> list[RenderedSandbox]:
     return out
 
 
-async def bounded(calls: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> None:
+async def bounded(
+    calls: Sequence[Callable[[], Awaitable[Any]]], limit: int, *, done: Callable[[], None] | None = None
+) -> None:
     slots = asyncio.Semaphore(limit)
 
     async def run(call: Callable[[], Awaitable[Any]]) -> None:
         async with slots:
             await call()
+        if done is not None:
+            done()
 
     await asyncio.gather(*(run(call) for call in calls))
 
@@ -119,23 +123,35 @@ async def plain_apply(api: ApiClient, sandbox: RenderedSandbox, apply_concurrenc
     await bounded([partial(one, m) for m in rest], apply_concurrency)
 
 
-async def timed(calls: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> float:
-    """Sandboxes per second for ``calls`` run ``limit`` at once."""
+async def timed(calls: Sequence[Callable[[], Awaitable[Any]]], limit: int, *, ramp: list[float] | None = None) -> float:
+    """Sandboxes per second for ``calls`` run ``limit`` at once; ``ramp`` gets the seconds until the first was done."""
     start = time.perf_counter()
-    await bounded(calls, limit)
+    firsts: list[float] = []
+    await bounded(calls, limit, done=lambda: firsts.append(time.perf_counter() - start) if not firsts else None)
+    if ramp is not None:
+        ramp.append(firsts[0])
     return len(calls) / (time.perf_counter() - start)
 
 
-async def plain_run(kubeconfig: Path, batch: list[RenderedSandbox], *, concurrency: int, per_sandbox: int) -> float:
+async def plain_run(
+    kubeconfig: Path,
+    batch: list[RenderedSandbox],
+    *,
+    concurrency: int,
+    per_sandbox: int,
+    ramp: list[float] | None = None,
+) -> float:
     api = await kube_config.new_client_from_config(config_file=str(kubeconfig))
     try:
-        return await timed([partial(plain_apply, api, s, per_sandbox) for s in batch], concurrency)
+        return await timed([partial(plain_apply, api, s, per_sandbox) for s in batch], concurrency, ramp=ramp)
     finally:
         await api.close()
 
 
-async def applier_run(applier: KubernetesApplier, batch: list[RenderedSandbox], *, concurrency: int) -> float:
-    return await timed([partial(applier.apply, s, generation=1) for s in batch], concurrency)
+async def applier_run(
+    applier: KubernetesApplier, batch: list[RenderedSandbox], *, concurrency: int, ramp: list[float] | None = None
+) -> float:
+    return await timed([partial(applier.apply, s, generation=1) for s in batch], concurrency, ramp=ramp)
 
 
 async def service_run(kubeconfig: Path, count: int, *, concurrency: int, meter: Meter | None = None) -> float:
@@ -161,14 +177,15 @@ async def service_run(kubeconfig: Path, count: int, *, concurrency: int, meter: 
             with meter.run() if meter else nullcontext():
                 start = time.perf_counter()
                 await publish_all(js, items)
-                await applied_statuses(js, count)
+                await applied_statuses(js, count, ramp=None if meter is None else meter.ramp, start=start)
                 elapsed = time.perf_counter() - start
             await nc.close()
             stop.set()
         return count / elapsed
 
 
-async def applied_statuses(js: Any, count: int) -> None:
+async def applied_statuses(js: Any, count: int, *, ramp: list[float] | None = None, start: float = 0.0) -> None:
+    """Until ``count`` status records say applied; ``ramp`` gets the seconds from ``start`` until the first did."""
     kv = await js.key_value(naming.STATUS_BUCKET)
     watcher = await kv.watchall()
     done: set[str] = set()
@@ -178,6 +195,8 @@ async def applied_statuses(js: Any, count: int) -> None:
                 continue
             status = SandboxStatus.model_validate_json(entry.value)
             if status.observed_generation >= 1 and status.phase in (Phase.PROVISIONING, Phase.READY):
+                if not done and ramp is not None:
+                    ramp.append(time.perf_counter() - start)
                 done.add(entry.key)
             if len(done) >= count:
                 return
@@ -224,6 +243,8 @@ class Meter:
     server: KubeAPIServer
     requests: Counter[str] = field(default_factory=Counter)
     cpu: dict[str, float] = field(default_factory=dict)
+    #: Seconds from the start of each run until its first sandbox was done (the pipeline filling).
+    ramp: list[float] = field(default_factory=list)
     runs: int = 0
 
     def _cpu_now(self) -> dict[str, float]:
@@ -245,6 +266,8 @@ class Meter:
         per = {key: value / sandboxes for key, value in sorted(self.requests.items()) if value}
         total = sum(self.requests.values()) / sandboxes
         print(f"{label}: {total:.2f} requests per sandbox: " + ", ".join(f"{k} {v:.2f}" for k, v in per.items()))
+        if self.ramp:
+            print(f"{label}: first sandbox done after (median of runs) {statistics.median(self.ramp):.2f}s")
         print(
             f"{label}: CPU ms per sandbox: "
             + ", ".join(f"{name} {1000 * seconds / sandboxes:.1f}" for name, seconds in sorted(self.cpu.items()))
@@ -367,13 +390,21 @@ async def main(args: argparse.Namespace) -> None:
                 async def plain_create(batch: list[RenderedSandbox] = plain_set) -> None:
                     with meters["plain"].run():
                         rates["plain"].append(
-                            await plain_run(kubeconfig, batch, concurrency=concurrency, per_sandbox=per_sandbox)
+                            await plain_run(
+                                kubeconfig,
+                                batch,
+                                concurrency=concurrency,
+                                per_sandbox=per_sandbox,
+                                ramp=meters["plain"].ramp,
+                            )
                         )
 
                 async def applier_create(batch: list[RenderedSandbox] = applier_set) -> None:
                     async with observing(applier):
                         with meters["applier"].run():
-                            rates["applier"].append(await applier_run(applier, batch, concurrency=concurrency))
+                            rates["applier"].append(
+                                await applier_run(applier, batch, concurrency=concurrency, ramp=meters["applier"].ramp)
+                            )
                         await until_cached(applier, batch)
                         rates["again"].append(await applier_run(applier, batch, concurrency=concurrency))
 
