@@ -8,6 +8,7 @@ directory applier's StatefulSet file at the last replica count.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import nats.errors
 import yaml
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
-from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError, ServiceUnavailableError
 
 from sandboxd import naming
 from sandboxd.models.desired import DesiredState
@@ -227,12 +229,20 @@ async def unconverged(c: Client, root: Path, wants: list[Expectation]) -> list[s
     return left
 
 
+#: What a JetStream request meets while a cluster elects a leader (a fresh cluster, a node killed or back):
+#: the waits below ask again rather than fail.
+ELECTING = (nats.errors.TimeoutError, TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError)
+
+
 async def wait_converged(c: Client, root: Path, wants: list[Expectation], *, timeout: float) -> None:
-    left: list[str] = []
+    left: list[str] = [want.sandbox_id for want in wants]
     with anyio.move_on_after(timeout):
-        while left := await unconverged(c, root, wants):
+        while True:
+            with contextlib.suppress(ELECTING):
+                left = await unconverged(c, root, wants)
+            if not left:
+                return
             await anyio.sleep(0.2)
-        return
     details = {
         sid: (await c.status(sid), await desired(c, sid), next(w for w in wants if w.sandbox_id == sid))
         for sid in left[:2]
@@ -246,7 +256,7 @@ async def fetching(js: JetStreamContext, *, at_least: int = 1) -> bool:
     """Whether the shared consumer exists and ``at_least`` pull requests wait on it (one per running service)."""
     try:
         info = await js.consumer_info(naming.EVENTS_STREAM, naming.EVENTS_CONSUMER)
-    except NotFoundError:
+    except (NotFoundError, *ELECTING):
         return False
     return (info.num_waiting or 0) >= at_least
 
@@ -260,8 +270,11 @@ async def wait_drained(js: JetStreamContext, *, timeout: float) -> ConsumerInfo:
     info: ConsumerInfo | None = None
     with anyio.move_on_after(timeout):
         while True:
-            info = await js.consumer_info(naming.EVENTS_STREAM, naming.EVENTS_CONSUMER)
-            if info.num_pending == 0 and info.num_ack_pending == 0:
+            try:
+                info = await js.consumer_info(naming.EVENTS_STREAM, naming.EVENTS_CONSUMER)
+            except ELECTING:
+                info = None
+            if info is not None and info.num_pending == 0 and info.num_ack_pending == 0:
                 return info
             await anyio.sleep(0.2)
     raise AssertionError(f"the consumer never drained: {info}")
