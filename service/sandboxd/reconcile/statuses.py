@@ -334,11 +334,13 @@ def activity_observed(
     reason: str | None = None,
     set_reason: bool = False,
 ) -> SandboxStatus:
-    """What the idle sweeper observed: the last activity (never moved backwards) and, when ``set_reason``, the
-    idle reason. Everything else (phase, conditions, replicas) is the reconcile's."""
+    """What the idle sweeper observed: the last activity (never moved backwards, unless the held one is in the
+    future of ``now``: no activity can have happened then) and, when ``set_reason``, the idle reason.
+    Everything else (phase, conditions, replicas) is the reconcile's."""
     status = previous or SandboxStatus(sandbox_id=sandbox_id, phase=Phase.PENDING, updated_at=now)
     changes: dict[str, object] = {}
-    if last_activity_at is not None and (status.last_activity_at is None or last_activity_at > status.last_activity_at):
+    held = status.last_activity_at
+    if last_activity_at is not None and (held is None or last_activity_at > held or held > now):
         changes["last_activity_at"] = last_activity_at
     if set_reason and status.idle_reason != reason:
         changes["idle_reason"] = reason

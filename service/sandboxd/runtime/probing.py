@@ -1,9 +1,9 @@
 """The activity prober loop: ask every running sandbox's pty-server for its activity, into the activity book.
 
 ``probe_once`` probes every ACTIVE, not idle sandbox of the desired-state view once, at most ``concurrency`` at
-a time. A report it gets is recorded in the ``ActivityBook`` (the sweeper decides from it) and, when it was
-newer than what the book held, shared with the other replicas (``ActivityPublisher``, best effort). A probe
-that fails records nothing: a sandbox that cannot be reached is not thereby active.
+a time. A report it gets is recorded in the ``ActivityBook``, received at the probe's clock (the sweeper
+decides from it) and, when the book kept it, shared with the other replicas (``ActivityPublisher``, best
+effort). A probe that fails records nothing: a sandbox that cannot be reached is not thereby active.
 
 What it does not do: decide idleness (``reconcile.idle``) or talk HTTP (the ``Prober`` port does).
 Concurrency: probes run in one task group per round; ``run`` starts a round every interval (±10 %).
@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import anyio
 
@@ -44,11 +46,13 @@ class ActivityProber:
         prober: Prober,
         publisher: ActivityPublisher | None = None,
         concurrency: int = 32,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._view = view
         self._activity = activity
         self._prober = prober
         self._publisher = publisher
+        self._clock = clock
         self._limit = anyio.CapacityLimiter(concurrency)
         self.stats = ProbeStats()
 
@@ -74,8 +78,9 @@ class ActivityProber:
                 self.stats.failures += 1
                 return
             answered += 1
-            if self._activity.record(desired.sandbox_id, report) and self._publisher is not None:
-                await self._share(desired.sandbox_id, report)
+            kept = self._activity.record(desired.sandbox_id, report, received_at=self._clock())
+            if kept and self._publisher is not None:  # as the book holds it: its time capped
+                await self._share(desired.sandbox_id, self._activity.latest(desired.sandbox_id) or report)
 
         async with anyio.create_task_group() as tg:
             for desired in targets:

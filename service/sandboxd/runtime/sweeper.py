@@ -166,7 +166,9 @@ class Sweeper:
             written = previous_noted.get(sandbox_id)
             if written is not None:
                 noted[sandbox_id] = written
-            if report is not None and (written is None or report.last_activity_at - written >= resolution):
+            if report is not None and (
+                written is None or report.last_activity_at - written >= resolution or written > now
+            ):
                 plan.activity.append((sandbox_id, report.last_activity_at))
             if events is not None and expiry.due(desired, now=now):
                 event = expiry.delete_event(desired, now=now)

@@ -7,17 +7,19 @@ tests read the status projection, the commands in SANDBOX_SCALE and the replica 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import pytest
 from aiohttp import web
 
+from sandboxd import naming
 from sandboxd.adapters.memory import MemoryApplier
 from sandboxd.adapters.natsserver import NatsServer
 from sandboxd.models.status import ConditionType, Phase
 from support.spine import client, running_service, service_settings, spec, unique_id
 
-from .rig import IDLE_ENV, FrozenClock, commands_become, idle_of, minutes, report, scale_commands, seen
+from .rig import IDLE_ENV, FrozenClock, commands_become, idle_of, minutes, report, scale_commands, seen, until
 
 pytestmark = [pytest.mark.nats, pytest.mark.anyio]
 
@@ -252,18 +254,45 @@ async def test_a_restarted_service_remembers_activity(fresh_nats_server: NatsSer
             await c.create(sid, "restart@acme.com")
             await c.wait_status(sid, lambda s: s.phase is Phase.READY)
             await report(c.js, idle, sid, minutes(25))
-            await report(c.js, None, sid, minutes(24))  # stale: the book keeps 25
+            await report(c.js, None, sid, minutes(24))  # received last: the reporter's word, the book keeps 24
             await report(c.js, idle, unique_id(), minutes(0))  # reports arrive in order: once this is in, so is that
             kept = idle.activity.book.latest(sid)
-            assert kept is not None and kept.last_activity_at == minutes(25)
+            assert kept is not None and kept.last_activity_at == minutes(24)
         async with running_service(settings, applier, clock=clock) as service:
             idle = await idle_of(service)
             with anyio.fail_after(5):
                 await seen(idle, sid)
-            # the stream keeps the newest message per subject, which is the stale one: the book holds 24
+            # the stream keeps the newest message per subject: the book holds 24 again
             latest = idle.activity.book.latest(sid)
             assert latest is not None and latest.last_activity_at == minutes(24)
             await idle.sweeper.sweep_once(minutes(50))
             assert await scale_commands(c.js, sid) == []
             await idle.sweeper.sweep_once(minutes(54))
             assert len(await scale_commands(c.js, sid)) == 1
+
+
+async def test_a_far_future_report_cannot_keep_a_sandbox_awake(fresh_nats_server: NatsServer) -> None:
+    """A report from the year 9999 (or a pty-server whose clock runs ahead) counts as no later than its receipt
+    plus the skew allowance, and the next report replaces it: the sandbox still goes idle."""
+    applier, clock, sid = MemoryApplier(), FrozenClock(), unique_id()
+    settings = service_settings(fresh_nats_server.url)
+    async with client(fresh_nats_server.url) as c, running_service(settings, applier, clock=clock) as service:
+        idle = await idle_of(service)
+        await c.create(sid, "future@acme.com")
+        await c.wait_status(sid, lambda s: s.phase is Phase.READY)
+        await seen(idle, sid)
+        future = b'{"lastActivityAt":"9999-12-31T23:59:59Z","activeSessions":2}'
+        await c.js.publish(naming.activity_subject(sid), future)
+        await until(lambda: idle.activity.book.latest(sid) is not None, what="the far-future report")
+        held = idle.activity.book.latest(sid)
+        assert held is not None and held.last_activity_at < datetime.now(UTC) + timedelta(minutes=5)
+        await idle.sweeper.sweep_once(minutes(2))
+        status = await c.wait_status(sid, lambda s: s.last_activity_at is not None)
+        assert status.last_activity_at == held.last_activity_at  # capped, not the year 9999
+
+        await report(c.js, idle, sid, minutes(1))  # the real reporter corrects it
+        clock.now = minutes(31)
+        await idle.sweeper.sweep_once(minutes(31))
+        status = await c.wait_status(sid, lambda s: s.phase is Phase.IDLE)
+        assert status.last_activity_at == minutes(1)
+        assert [x.reason for x in await scale_commands(c.js, sid)] == ["Idle"]

@@ -14,7 +14,7 @@ from sandboxd.models.activity import ActivityReport
 from sandboxd.models.desired import DesiredState, Lifecycle
 from sandboxd.models.status import SandboxStatus
 from sandboxd.reconcile import idle, scaling, statuses
-from sandboxd.reconcile.activity import ActivityBook
+from sandboxd.reconcile.activity import CLOCK_SKEW, ActivityBook
 from sandboxd.reconcile.idle import Action
 from sandboxd.render import Workload, workload
 from unit.idle.factories import T0, desired, minutes, report
@@ -235,6 +235,25 @@ def test_newest_activity_wins_and_stale_reports_are_ignored() -> None:
     assert book.latest("sb-2") is None and len(book) == 1
 
 
+def test_a_far_future_report_is_capped_and_the_next_received_report_replaces_it() -> None:
+    """One report from the year 9999 (or a skewed clock) cannot keep a sandbox awake: its time is cut to when
+    it was received plus the skew allowance, and the reporter's next report corrects it."""
+    book = ActivityBook(ready=True)
+    far = ActivityReport.model_validate_json('{"lastActivityAt":"9999-12-31T23:59:59Z","activeSessions":2}')
+    assert book.record("sb-1", far, received_at=T0)
+    held = book.latest("sb-1")
+    assert held is not None and (held.last_activity_at, held.active_sessions) == (T0 + CLOCK_SKEW, 2)
+    assert book.record("sb-1", report(T0 - minutes(3)), received_at=T0 + minutes(1))  # received later: it wins
+    assert book.latest("sb-1") == report(T0 - minutes(3))
+    assert not book.record("sb-1", report(T0 + minutes(2), sessions=1), received_at=T0)  # received earlier
+    assert (
+        idle.decide(
+            desired(accepted_at=T0 - minutes(40)), book.latest("sb-1"), now=T0 + minutes(30), default_timeout_minutes=30
+        )
+        is not None
+    )
+
+
 def test_the_reports_held_share_their_field_name_set() -> None:
     book = ActivityBook(ready=True)
     book.record(
@@ -262,6 +281,12 @@ def test_the_observed_activity_never_moves_backwards() -> None:
         reasoned, sandbox_id="sb-1", now=T0 + minutes(10), reason=None, set_reason=True
     )
     assert cleared.idle_reason is None
+
+
+def test_an_observed_activity_in_the_future_is_corrected() -> None:
+    future = statuses.activity_observed(None, sandbox_id="sb-1", now=T0, last_activity_at=T0 + minutes(60))
+    fixed = statuses.activity_observed(future, sandbox_id="sb-1", now=T0 + minutes(5), last_activity_at=T0)
+    assert fixed.last_activity_at == T0 and fixed.updated_at == T0 + minutes(5)
 
 
 def test_reports_of_unknown_sandboxes_are_forgotten_once_they_cannot_matter() -> None:

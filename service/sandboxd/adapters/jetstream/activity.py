@@ -2,7 +2,8 @@
 
 - ``ActivityFeed``: an ordered (ephemeral, unacknowledged) consumer over SANDBOX_ACTIVITY that starts with the
   last report per subject and then follows new ones, filling an ``ActivityBook``. The stream keeps only the
-  newest report per sandbox, so a restart replays one message per sandbox.
+  newest report per sandbox, so a restart replays one message per sandbox. A report counts as received when the
+  stream stored it (its timestamp, the same on a replay), which caps its ``lastActivityAt``.
 - ``DesiredFeed``: a watch over the desired-state bucket, the sweeper's view of every sandbox (no KV read per
   sandbox per sweep).
 - ``JetStreamCommands`` / ``JetStreamActivity``: publish scale commands (``Nats-Msg-Id`` = command id) and
@@ -85,7 +86,7 @@ class ActivityFeed:
         try:
             parsed = parse_activity(msg.subject, msg.data)
             if parsed is not None:
-                self.book.record(*parsed)
+                self.book.record(*parsed, received_at=msg.metadata.timestamp)
         except Exception as exc:  # noqa: BLE001 - one odd report never stops the feed
             log.warning("activity report on %s: unexpected %s", msg.subject, exc.__class__.__name__)
             parsed = None
