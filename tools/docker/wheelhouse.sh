@@ -6,10 +6,12 @@
 #   tools/docker/wheelhouse.sh    download if needed; the last stdout line is the folder holding the wheels
 #
 # Use: copy the folder to .wheelhouse/ in the build context and pass --build-arg PIP_NO_INDEX=1 (see Dockerfile).
+# nkeys (NKey and .creds logins) is published as a source archive only: it is pure Python, so its wheel is built
+# here first (py3-none-any, any platform) and the download below finds it in the folder (--find-links).
 # Cache: ${SANDBOXD_TOOLS_CACHE:-$HOME/.cache/sandboxd}/wheelhouse-<hash of pyproject.toml>. Logs go to stderr.
 set -euo pipefail
 
-RECIPE=1 # bump when the download command below changes
+RECIPE=2 # bump when the download command below changes
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 key="$({ echo "recipe=$RECIPE"; cat "$root/pyproject.toml"; } | sha256sum | cut -c1-16)"
 cache_root="${SANDBOXD_TOOLS_CACHE:-$HOME/.cache/sandboxd}"
@@ -30,12 +32,15 @@ with open(sys.argv[1], "rb") as f:
     project = tomllib.load(f)
 print("\n".join([*project["project"]["dependencies"], *project["build-system"]["requires"]]))
 PY
+grep -E '^nkeys' "$tmp/requirements.txt" >"$tmp/sdist-only.txt"
+"$python" -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir "$tmp" \
+  --requirement "$tmp/sdist-only.txt" >&2
 echo "[wheelhouse] downloading $(wc -l <"$tmp/requirements.txt") requirements and their dependencies..." >&2
-"$python" -m pip download --quiet --disable-pip-version-check --dest "$tmp" --requirement "$tmp/requirements.txt" \
+"$python" -m pip download --quiet --disable-pip-version-check --dest "$tmp" --requirement "$tmp/requirements.txt" --find-links "$tmp" \
   --only-binary=:all: --implementation cp --python-version 3.11 --abi cp311 --abi abi3 --abi none \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 --platform any >&2
-rm "$tmp/requirements.txt"
+rm "$tmp/requirements.txt" "$tmp/sdist-only.txt"
 touch "$tmp/.complete"
 chmod 755 "$tmp"
 rm -rf "$dest" && mv "$tmp" "$dest"

@@ -11,7 +11,8 @@ import ssl
 import pytest
 
 from sandboxd.adapters.jetstream.connection import connect_options
-from sandboxd.errors import ConfigurationError
+from sandboxd.adapters.jetstream.errors import connect_failure
+from sandboxd.errors import BrokerUnavailable, ConfigurationError
 from sandboxd.settings import NatsSettings, load
 
 
@@ -49,3 +50,15 @@ def test_a_tls_url_verifies_the_server_even_without_a_ca_file(monkeypatch: pytes
     context = connect_options(load(NatsSettings))["tls"]
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_a_local_failure_names_what_failed_and_is_permanent_never_is_the_server_running() -> None:
+    missing = connect_failure(ModuleNotFoundError("No module named 'nkeys'", name="nkeys"), servers="nats://h:4222")
+    assert isinstance(missing, ConfigurationError)
+    assert "is the server running" not in missing.message
+    assert "'nkeys' is missing" in missing.message and "nats://h:4222" in missing.message
+    unreadable = connect_failure(FileNotFoundError(2, "No such file or directory", "/x/u.creds"), servers="nats://h")
+    assert isinstance(unreadable, ConfigurationError)
+    assert unreadable.message == "cannot connect to NATS: cannot read /x/u.creds: No such file or directory"
+    refused = connect_failure(ConnectionRefusedError(111, "Connection refused"), servers="nats://h:4222")
+    assert isinstance(refused, BrokerUnavailable) and "is the server running" in refused.message

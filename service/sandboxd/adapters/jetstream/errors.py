@@ -23,7 +23,11 @@ retries it with backoff, a command prints it), in words a reader can act on::
     ssl.SSLError, nats-py's TLS errors                   the TLS handshake failed
     ConnectionRefusedError, other OSError                nothing listens there / the network said why
     TimeoutError                                         no answer within the connect timeout
-    anything else                                        its class name
+    any other nats-py error                              its class name
+
+except for a failure here, before the server had a say: a file that cannot be read (a creds file), a missing
+module (nkeys, for NKey and creds logins) or anything else raised locally is a ``ConfigurationError`` naming
+what failed (never "is the server running"), so a service stops instead of retrying forever.
 
 Anything that is not nats-py's passes through untouched: it is a bug or an unforeseen failure, and the runtime
 treats it as an unexpected error of the one event (or loop iteration) it happened in.
@@ -43,7 +47,7 @@ from typing import Final
 import nats.errors
 from nats.js import errors as js_errors
 
-from sandboxd.errors import BrokerRefused, BrokerUnavailable, SandboxdError, StoreConflict
+from sandboxd.errors import BrokerRefused, BrokerUnavailable, ConfigurationError, SandboxdError, StoreConflict
 from sandboxd.telemetry import logs
 
 #: The connection is down or going down: it comes back by itself (the service reconnects forever).
@@ -100,7 +104,7 @@ AUTHORIZATION_FAILED: Final = "authorization failed (wrong user/password, token,
 CONNECT_HINT: Final = "is the server running, and is the URL right?"
 
 
-def connect_failure(exc: BaseException, *, servers: str) -> BrokerUnavailable:
+def connect_failure(exc: BaseException, *, servers: str) -> BrokerUnavailable | ConfigurationError:
     """Why the first connect to ``servers`` failed, in plain words; never the credentials (URLs are scrubbed)."""
     said = str(exc).lower()
     if isinstance(exc, nats.errors.AuthorizationError) or any(word in said for word in AUTHORIZATION_REFUSED):
@@ -111,11 +115,30 @@ def connect_failure(exc: BaseException, *, servers: str) -> BrokerUnavailable:
         why = f"connection refused; {CONNECT_HINT}"
     elif isinstance(exc, TimeoutError):
         why = f"no answer in time; {CONNECT_HINT}"
+    elif isinstance(exc, OSError) and exc.filename is not None:
+        return ConfigurationError(f"cannot connect to NATS: cannot read {exc.filename}: {exc.strerror or exc}")
     elif isinstance(exc, OSError):
         why = f"{exc.strerror or exc.__class__.__name__}; {CONNECT_HINT}"
-    else:
+    elif isinstance(exc, nats.errors.Error):
         why = f"{exc.__class__.__name__}; {CONNECT_HINT}"
+    else:
+        return local_failure(exc, servers=servers)
     return BrokerUnavailable(f"cannot connect to NATS at {logs.scrub(servers)}: {why}")
+
+
+def local_failure(exc: BaseException, *, servers: str) -> ConfigurationError:
+    """A connect that failed here, before the server had a say: a missing package, an unreadable seed.
+
+    Permanent (a service stops waiting instead of retrying forever); its class name and, for a missing module,
+    the module's name, never its text (an NKey library's complaint could quote the seed).
+    """
+    if isinstance(exc, ImportError):
+        what = f"the Python module {exc.name!r} is missing (NKey and creds logins need nats-py's nkeys extra)"
+    else:
+        what = f"{exc.__class__.__name__} (check the NKey seed or the creds file)"
+    return ConfigurationError(
+        f"cannot connect to NATS at {logs.scrub(servers)}: a local failure, not the server: {what}"
+    )
 
 
 def _api_error(exc: js_errors.APIError, *, doing: str) -> SandboxdError:
