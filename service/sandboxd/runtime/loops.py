@@ -15,6 +15,10 @@ activity feeds, the scaler's fetch) catches whatever one iteration raises and ha
 unavailable for longer than a moment turns ``/readyz`` to 503). Cancellation is never caught: only a signal,
 or a connection that closed for good (the service's monitor), ends the process.
 
+``FailureLog`` is that logging rule on its own, for code that retries by other means (the keyed queue: a
+reconcile that fails on a broker outage is nak'd, not slept on): one WARNING line without a traceback per run of
+failures from the error tree, one line again when they end.
+
 ``until_done`` is the start-up twin: a step (provision the topology, bind a consumer, open a bucket) retried
 while it fails transiently, so replicas started during a leader election or before ``sandboxd init`` wait
 instead of exiting; a permanent failure still raises and ends the start-up with its message.
@@ -42,6 +46,36 @@ def _ignore(_loop: str, _error: str) -> None:
     return None
 
 
+class FailureLog:
+    """Logs a run of failures once (and again when the kind changes), then once when it ends.
+
+    An exception from the error tree is logged as a WARNING with its message and no traceback (expected: a broker
+    that is down, a target that is unreachable); any other exception with its class name and its traceback.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.failures = 0
+        self._kind = ""
+
+    def failed(self, exc: BaseException, *, of: str | None = None) -> None:
+        """One more failure (``of``: what it happened to, such as a sandbox id, for the log line)."""
+        self.failures += 1
+        kind = exc.__class__.__name__
+        if kind == self._kind:
+            return
+        self._kind = kind
+        foreign = not isinstance(exc, SandboxdError)
+        what = exc.message if isinstance(exc, SandboxdError) else f"unexpected {kind}"
+        name = self.name if of is None else f"{self.name} of {of}"
+        log.warning("%s failed: %s; retrying", name, what, exc_info=exc if foreign else None)
+
+    def succeeded(self) -> None:
+        if self.failures:
+            log.info("%s recovered after %d failed attempts", self.name, self.failures)
+        self.failures, self._kind = 0, ""
+
+
 class LoopGuard:
     def __init__(
         self,
@@ -55,11 +89,15 @@ class LoopGuard:
         self._record = record or _ignore
         self._backoff = backoff
         self._clock = clock
-        self.failures = 0
+        self._log = FailureLog(name)
         self.total = 0
         self.last_error: SandboxdError | None = None
         self._since: float | None = None
-        self._kind = ""
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failures: the current run's length (0 after a success)."""
+        return self._log.failures
 
     def count(self, exc: BaseException) -> None:
         """Count a failure this loop handled itself (no pause, no log)."""
@@ -69,22 +107,15 @@ class LoopGuard:
     async def failed(self, exc: BaseException) -> None:
         """Log (once per run), count, remember and pause after a failed iteration."""
         self.count(exc)
-        self.failures += 1
+        self._log.failed(exc)
         if self._since is None:
             self._since = self._clock()
-        foreign = not isinstance(exc, SandboxdError)
         self.last_error = exc if isinstance(exc, SandboxdError) else None
-        kind = exc.__class__.__name__
-        if kind != self._kind:
-            self._kind = kind
-            what = exc.message if isinstance(exc, SandboxdError) else f"unexpected {kind}"
-            log.warning("%s failed: %s; retrying", self.name, what, exc_info=exc if foreign else None)
         await anyio.sleep(self._backoff.delay(self.failures))
 
     def succeeded(self) -> None:
-        if self.failures:
-            log.info("%s recovered after %d failed attempts", self.name, self.failures)
-        self.failures, self._since, self._kind, self.last_error = 0, None, "", None
+        self._log.succeeded()
+        self._since, self.last_error = None, None
 
     def failing_for(self) -> float:
         """Seconds since the first failure of the current run; 0 when the last iteration succeeded."""

@@ -10,7 +10,9 @@ Ordering and concurrency:
 - Held deliveries are kept alive with ``in_progress`` every ``heartbeat_s``, so a long wait or a long
   reconcile is not redelivered elsewhere.
 - Each pass's outcome goes to ``runtime.disposition``, which alone decides ack, nak or dead-letter. A pass
-  that raises is reported as a failure (``UnexpectedError``) like any other, never raised out of a worker.
+  that raises is reported as a failure like any other, never raised out of a worker: an error of the tree (a
+  broker outage) logged once per run of failures without a traceback (``loops.FailureLog``), anything else
+  (``UnexpectedError``, a bug) with its traceback every time.
   After a retried failure the queue holds no more passes for the key: the deliveries are nak'd with the
   per-key growing delay, and a kick without deliveries (resync, watch) is re-submitted after the same delay.
 - Catch-up: while intake is behind (a fetch brought, or left in the stream, ``Backlog.threshold`` events or
@@ -34,10 +36,12 @@ from dataclasses import dataclass, field
 import anyio
 from anyio.abc import TaskGroup
 
+from sandboxd.errors import SandboxdError
 from sandboxd.reconcile import reconciler
 from sandboxd.reconcile.ports import Delivery
 from sandboxd.runtime.clock import SYSTEM, Clock
 from sandboxd.runtime.disposition import DONE, SHUTTING_DOWN, Disposition, Happened, Outcome
+from sandboxd.runtime.loops import FailureLog
 from sandboxd.telemetry.metrics import Instruments
 
 log = logging.getLogger(__name__)
@@ -167,6 +171,7 @@ class KeyedQueue:
         self._handler = handler
         self._clock = clock
         self._on_unexpected = on_unexpected
+        self._failures = FailureLog("reconcile")
         self._disposition = disposition
         self._concurrency = concurrency
         self._heartbeat_s = heartbeat_s
@@ -272,7 +277,10 @@ class KeyedQueue:
         try:
             result = await self._handler(key, bool(state.in_flight))
         except Exception as exc:  # one sandbox's bug never stops a worker
-            log.error("reconcile of %s raised %s", key, exc.__class__.__name__, exc_info=exc)
+            if isinstance(exc, SandboxdError):  # expected (a broker outage): one line per run, no traceback
+                self._failures.failed(exc, of=key)
+            else:
+                log.error("reconcile of %s raised %s", key, exc.__class__.__name__, exc_info=exc)
             if self._on_unexpected is not None:
                 self._on_unexpected(exc)
             state.failures += 1
@@ -280,6 +288,7 @@ class KeyedQueue:
         if result.result is reconciler.Result.RETRY:
             state.failures += 1
         if result.result is reconciler.Result.DONE:
+            self._failures.succeeded()
             state.kicked = state.kicked or result.again
         return reported(result, failures=state.failures)
 

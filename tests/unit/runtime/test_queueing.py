@@ -7,6 +7,7 @@ retry delay, the burst hold, the heartbeat and the shutdown hand-back.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from sandboxd.errors import RetryableError
+from sandboxd.errors import BrokerUnavailable, RetryableError
 from sandboxd.reconcile.reconciler import Outcome as PassOutcome
 from sandboxd.reconcile.reconciler import Result
 from sandboxd.runtime.clock import ManualClock
@@ -204,3 +205,35 @@ async def test_close_waits_for_a_running_pass_that_finishes_within_the_grace() -
         await clock.advance(0)
     assert delivery.settled == [("ack", None)]
     assert clock.now() == 1.0  # the grace did not have to run out
+
+
+async def test_a_broker_outage_logs_one_warning_without_a_traceback_and_a_bug_keeps_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """docs/operations.md: a traceback means a bug; a broker that is down is expected and said once per run."""
+    clock, raising = ManualClock(), {"a": BrokerUnavailable("JetStream did not answer"), "b": None}
+
+    async def handler(key: str, after_intake: bool) -> PassOutcome:
+        error = raising.get(key)
+        if error is not None:
+            raise error
+        return PassOutcome(Result.DONE)
+
+    queue = KeyedQueue(handler=handler, disposition=disposition(), concurrency=1, clock=clock)
+    caplog.set_level(logging.INFO, logger="sandboxd.runtime")
+    async with running(queue, clock):
+        for key in ("a", "c", "d"):
+            raising[key] = raising["a"]
+            queue.submit(key, FakeDelivery(f"sandbox.update.{key}"))
+        await clock.advance(0)
+        queue.submit("b", FakeDelivery("sandbox.update.b"))  # the broker is back: a pass succeeds
+        await clock.advance(0)
+        raising["e"] = KeyError("a bug in one sandbox's pass")
+        queue.submit("e", FakeDelivery("sandbox.update.e"))
+        await clock.advance(0)
+    lines = [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records]
+    assert lines == [
+        ("WARNING", "reconcile of a failed: JetStream did not answer; retrying", False),
+        ("INFO", "reconcile recovered after 3 failed attempts", False),
+        ("ERROR", "reconcile of e raised KeyError", True),
+    ]
