@@ -6,8 +6,9 @@ errors always raise (unlike the 36.1.0 DynamicClient, which returns them as ``St
 failure is translated by ``errors.translated`` right here. Bodies are plain dicts; nothing is deserialised into
 client models. The request goes straight to the ``ApiClient``'s REST client (its connection pool, TLS and proxy
 settings) with the ``ApiClient``'s own headers and authorization (a token refreshed as the configuration says):
-``ApiClient.call_api`` would also walk every body and answer through its model (de)serialiser, which cost a
-third of the client's CPU per apply (docs/benchmarks.md, 2026-12-03) and does nothing for plain JSON.
+``ApiClient.call_api`` would also walk every body and answer through its model (de)serialiser, which does nothing
+for plain JSON; with the per-request environment look-ups ``client`` turns off, that was half of the client's CPU
+per apply (docs/benchmarks.md, 2026-12-03 evening).
 
 - ``apply``: server-side apply, ``PATCH`` with ``application/apply-patch+yaml`` (the client JSON-encodes the dict,
   which is valid YAML), one ``fieldManager``, ``force=true``, ``fieldValidation=Strict``;
