@@ -26,6 +26,7 @@ the process span's own) so the reconcile it causes joins the same trace.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,6 +54,8 @@ from sandboxd.reconcile import cas, statuses
 from sandboxd.reconcile.ports import Clock, InboundEvent, Store
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.telemetry import logs, tracing
+
+log = logging.getLogger(__name__)
 
 MAX_FOLD_ATTEMPTS = 10
 
@@ -246,9 +249,9 @@ def claimed(current: OwnerClaim | None, claim: Claim) -> OwnerClaim | None:
     """The owner claim to write for ``claim`` (``None``: already held), or ``OwnershipConflict``."""
     if current is not None and current.sandbox_id != claim.sandbox_id:
         if current.email != claim.email:
-            raise OwnershipConflict(
-                f"owner {claim.email} maps to owner-uid {claim.uid}, which already belongs to "
-                f"{current.email} (sandbox {current.sandbox_id}); use a distinct email"
+            raise OwnershipConflict(  # never the other owner's email nor sandbox: every console reads this
+                f"owner {claim.email} maps to owner-uid {claim.uid}, which another sandbox already has for "
+                "a different email; use a distinct email"
             )
         raise OwnershipConflict(
             f"owner {claim.email} already has sandbox {current.sandbox_id}; "
@@ -340,7 +343,11 @@ class Intake:
     async def _claim(self, claim: Claim) -> OwnershipConflict | None:
         """Make ``claim`` (blind create first: the usual case is a new owner); the conflict that refused it."""
 
+        held: OwnerClaim | None = None
+
         async def decide(current: OwnerClaim | None) -> OwnerClaim | None:
+            nonlocal held
+            held = current
             return claimed(current, claim)
 
         try:
@@ -354,6 +361,13 @@ class Intake:
                 gave_up=f"owner claim {claim.uid} kept changing",
             )
         except OwnershipConflict as refused:
+            if held is not None:  # the log is the operator's: it may name the sandbox that holds the owner-uid
+                log.info(
+                    "owner-uid %s for sandbox %s refused: sandbox %s holds it",
+                    claim.uid,
+                    claim.sandbox_id,
+                    held.sandbox_id,
+                )
             return refused
         return None
 

@@ -135,6 +135,8 @@ async def test_second_sandbox_for_an_owner_is_rejected_not_merged(fresh_nats_ser
         collided = await c.wait_status(collide, lambda s: s.phase is Phase.REJECTED)
     assert rejected.last_error is not None and f"already has sandbox {first}" in rejected.last_error.message
     assert collided.last_error is not None and "owner-at-acme-com" in collided.last_error.message
+    # every console reads the status: it must not give away the other sandbox or its owner's email
+    assert "owner@acme.com" not in collided.last_error.message and first not in collided.last_error.message
     assert set(applier.applied) == {first}
 
 

@@ -204,5 +204,7 @@ def test_an_owner_claim_is_refused_for_another_sandbox_or_another_email() -> Non
     assert claimed(OwnerClaim(sandbox_id="sb-1", email="ana@acme.com"), claim) is None  # already held
     with pytest.raises(OwnershipConflict, match="already has sandbox sb-2"):
         claimed(OwnerClaim(sandbox_id="sb-2", email="ana@acme.com"), claim)
-    with pytest.raises(OwnershipConflict, match="use a distinct email"):
+    with pytest.raises(OwnershipConflict, match="use a distinct email") as other:
         claimed(OwnerClaim(sandbox_id="sb-2", email="ana+x@acme.com"), claim)
+    # every console reads the refused sandbox's status: it names neither the other owner's email nor sandbox
+    assert "ana+x@acme.com" not in other.value.message and "sb-2" not in other.value.message
