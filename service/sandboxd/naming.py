@@ -26,6 +26,8 @@ DNS_LABEL_MAX: Final = 63
 DNS_LABEL_RE: Final = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 LABEL_VALUE_RE: Final = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 SANDBOX_ID_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+#: ``SANDBOX_ID_PATTERN`` in words, for the reasons that refuse an id (docs/events.md).
+SANDBOX_ID_RULE: Final = "1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"
 #: Compiled once: every render derives an owner-uid and one slug per repo through them.
 _NOT_DNS_SAFE: Final = re.compile(r"[^a-z0-9-]")
 _DASH_RUNS: Final = re.compile(r"-{2,}")

@@ -26,6 +26,7 @@ from typing import Protocol
 
 import anyio
 
+from sandboxd import naming
 from sandboxd.errors import InvalidEvent, SandboxdError
 from sandboxd.models.bounds import quote
 from sandboxd.reconcile.intake import Admission, Verdict, sandbox_id_of
@@ -118,7 +119,9 @@ class Consumer:
     async def _admit_group(self, sandbox_id: str | None, group: list[Delivery]) -> None:
         if sandbox_id is None:
             for delivery in group:
-                error = InvalidEvent(f"subject {quote(delivery.subject)} does not name a valid sandbox id")
+                error = InvalidEvent(
+                    f"subject {quote(delivery.subject)} does not name a valid sandbox id ({naming.SANDBOX_ID_RULE})"
+                )
                 await self._disposition.settle([delivery], Outcome.failed(error, where="intake"))
             return
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import anyio
 import pytest
@@ -114,6 +115,7 @@ async def test_poison_messages_are_dead_lettered_and_rejected(fresh_nats_server:
         with anyio.fail_after(10):
             while len(letters := await c.dead_letters()) < 3:
                 await anyio.sleep(0.1)
+        keys = set(await (await c.js.key_value(naming.STATUS_BUCKET)).keys())
     assert status.last_error is not None and "invalid create event" in status.last_error.message
     assert other_status.last_error is not None
     assert "quota.concurrentSessions" in other_status.last_error.message
@@ -121,6 +123,14 @@ async def test_poison_messages_are_dead_lettered_and_rejected(fresh_nats_server:
     assert reasons[naming.event_subject("create", sid)] == "InvalidEvent"
     assert reasons["sandbox.create.Not_A_Valid_Id"] == "InvalidEvent"
     assert any(m.data == b"not-json{" for m in letters)
+    messages = {
+        m.headers["Sandboxd-Original-Subject"]: unquote(m.headers["Sandboxd-Dead-Message"])
+        for m in letters
+        if m.headers
+    }
+    # the reason says the rule (docs/events.md); an invalid id has no key, so no status record
+    assert naming.SANDBOX_ID_RULE in messages["sandbox.create.Not_A_Valid_Id"]
+    assert keys == {sid, other}
 
 
 async def test_second_sandbox_for_an_owner_is_rejected_not_merged(fresh_nats_server: NatsServer) -> None:
@@ -198,9 +208,10 @@ async def test_suspend_of_unknown_sandbox_is_rejected(fresh_nats_server: NatsSer
 async def test_a_service_that_ran_a_while_stops_promptly(fresh_nats_server: NatsServer) -> None:
     """Stopping drains the NATS connection; a subscription left behind (the dead-letter mover's, whose pull
     requests expire every few seconds) used to hold the drain for its full 30 s timeout."""
-    async with client(fresh_nats_server.url) as c, running_service(
-        service_settings(fresh_nats_server.url), MemoryApplier()
-    ) as service:
+    async with (
+        client(fresh_nats_server.url) as c,
+        running_service(service_settings(fresh_nats_server.url), MemoryApplier()) as service,
+    ):
         sid = unique_id()
         await c.create(sid, "prompt@acme.com")
         await c.wait_status(sid, lambda s: s.phase is Phase.READY)

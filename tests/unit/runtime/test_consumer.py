@@ -15,6 +15,7 @@ import pytest
 
 from sandboxd.errors import InvalidEvent
 from sandboxd.models.bounds import QUOTE_LIMIT, quote
+from sandboxd.naming import SANDBOX_ID_RULE
 from sandboxd.reconcile.intake import Admission, Verdict
 from sandboxd.reconcile.ports import Delivery
 from sandboxd.reconcile.reconciler import Outcome as PassOutcome
@@ -101,8 +102,8 @@ async def test_a_long_subject_is_quoted_in_its_rejection_at_most_200_characters(
     await consumer.admit([long])
     [(sequence, _, message)] = letters.sent
     assert sequence == 7 and long.settled == [("term", None)]
-    assert f"subject {quote(long.subject)} does not name a valid sandbox id" in message
-    assert len(quote(long.subject)) == QUOTE_LIMIT + 3 and len(message) < 400
+    assert f"subject {quote(long.subject)} does not name a valid sandbox id ({SANDBOX_ID_RULE})" in message
+    assert len(quote(long.subject)) == QUOTE_LIMIT + 3 and len(message) < 500
 
 
 async def test_the_loop_stops_fetching_while_the_queue_holds_its_limit() -> None:
