@@ -23,6 +23,8 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
+import anyio
+
 from sandboxd import __version__
 from sandboxd.cli import actions
 from sandboxd.cli.completion import SHELLS, completion_help, completion_script
@@ -32,12 +34,16 @@ from sandboxd.cli.exits import finish
 from sandboxd.cli.output import FORMATS, STATUS_FORMATS
 from sandboxd.cli.signals import until_interrupted
 from sandboxd.client import SandboxClient
+from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.status import Phase
 from sandboxd.naming import SandboxId, as_sandbox_id
+from sandboxd.settings import NatsSettings
 from sandboxd.telemetry import logs, tracing
 
 PROG = "sandboxctl"
 DEFAULT_WAIT_S = 300.0
+#: The pause between ``watch``'s attempts to reach a server that does not answer, s.
+WATCH_RETRY_S = 1.0
 Action = Callable[[argparse.Namespace, SandboxClient], Awaitable[int]]
 
 
@@ -168,20 +174,42 @@ async def run(args: argparse.Namespace, redaction: logs.Redaction) -> int:
 
 async def _run(args: argparse.Namespace, redaction: logs.Redaction) -> int:
     settings = nats_settings(args, client_name=PROG, redaction=redaction)
-    watching = args.command == "watch"  # a watch outlives server restarts; other commands fail fast
-    told = _tell_connection if watching else None  # a watch says at once that it lost NATS, and when it is back
-    async with connected_client(
-        settings, timeout=args.connect_timeout, reconnect=watching, on_connection=told
-    ) as client:
-        body = partial(args.action, args, client)
-        if watching:
-            return await until_interrupted(body)
-        result: int = await body()
+    if args.command == "watch":  # a watch outlives server outages; other commands fail fast
+        return await until_interrupted(partial(_watch, args, settings))
+    async with connected_client(settings, timeout=args.connect_timeout) as client:
+        result: int = await args.action(args, client)
         return result
 
 
+async def _watch(args: argparse.Namespace, settings: NatsSettings) -> int:
+    """``watch`` until Ctrl-C: a server that does not answer yet (or is restarting) is waited for, saying so once,
+    and the connection then says at once when it drops and when it is back."""
+    waited = False
+    while True:
+        connected = False
+        try:
+            async with connected_client(
+                settings, timeout=args.connect_timeout, reconnect=True, on_connection=_tell_connection
+            ) as client:
+                connected = True
+                if waited:
+                    _tell(f"connected to NATS at {logs.without_credentials(settings.url)}; watching")
+                result: int = await args.action(args, client)
+                return result
+        except BrokerUnavailable as exc:
+            if connected:
+                raise
+            if not waited:
+                _tell(f"{exc.message}; trying again until it answers (Ctrl-C to stop)")
+                waited = True
+            await anyio.sleep(WATCH_RETRY_S)
+
+
 def _tell_connection(up: bool) -> None:
-    what = "reconnected to NATS; watching again" if up else "disconnected from NATS; reconnecting (Ctrl-C to stop)"
+    _tell("reconnected to NATS; watching again" if up else "disconnected from NATS; reconnecting (Ctrl-C to stop)")
+
+
+def _tell(what: str) -> None:
     print(f"{PROG}: {what}", file=sys.stderr, flush=True)
 
 

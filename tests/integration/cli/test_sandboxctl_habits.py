@@ -8,11 +8,14 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 import pytest
+from anyio.abc import Process
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from sandboxd_processes import SANDBOXCTL, clean_env, ctl
@@ -119,35 +122,73 @@ async def test_version_and_completion_need_no_server() -> None:
     assert done.stdout.decode().split() == ["replay", "--purge"]
 
 
-async def test_watch_says_when_nats_goes_away_and_comes_back_then_ctrl_c_exits_0(
-    fresh_nats_server: NatsServer, tmp_path: Path
-) -> None:
-    url, out, err = fresh_nats_server.url, tmp_path / "watch.out", tmp_path / "watch.err"
-    async with client(url) as c:  # the status bucket must exist before the watch opens it
-        await ensure_topology(c.js, TopologySettings())
+@asynccontextmanager
+async def watching(url: str, tmp_path: Path, *flags: str) -> AsyncIterator[tuple[Process, Path, Path]]:
+    """``sandboxctl watch -s url`` running, its stdout and stderr in files; killed at the end if still running."""
+    out, err = tmp_path / "watch.out", tmp_path / "watch.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         watcher = await anyio.open_process(
-            [*SANDBOXCTL, "watch", "-s", url], stdout=stdout, stderr=stderr, env=clean_env()
+            [*SANDBOXCTL, "watch", "-s", url, *flags], stdout=stdout, stderr=stderr, env=clean_env()
         )
     try:
-        with anyio.fail_after(30):
-            while "watching for changes" not in out.read_text():
-                await anyio.sleep(0.05)
-            fresh_nats_server.stop()
-            while "disconnected from NATS" not in err.read_text():
-                await anyio.sleep(0.05)
-            fresh_nats_server.start()
-            while "reconnected to NATS" not in err.read_text():
-                await anyio.sleep(0.05)
-            watcher.send_signal(signal.SIGINT)
-            code = await watcher.wait()
+        yield watcher, out, err
     finally:
         if watcher.returncode is None:
             watcher.kill()
         await watcher.aclose()
+
+
+async def until_in(path: Path, text: str, *, count: int = 1) -> None:
+    while (await anyio.Path(path).read_text()).count(text) < count:
+        await anyio.sleep(0.05)
+
+
+async def test_watch_says_when_nats_goes_away_and_comes_back_then_ctrl_c_exits_0(
+    fresh_nats_server: NatsServer, tmp_path: Path
+) -> None:
+    url = fresh_nats_server.url
+    async with client(url) as c:  # the status bucket must exist before the watch opens it
+        await ensure_topology(c.js, TopologySettings())
+    async with watching(url, tmp_path) as (watcher, out, err):
+        with anyio.fail_after(30):
+            await until_in(out, "watching for changes")
+            fresh_nats_server.stop()
+            await until_in(err, "disconnected from NATS")
+            fresh_nats_server.start()
+            await until_in(err, "reconnected to NATS")
+            watcher.send_signal(signal.SIGINT)
+            code = await watcher.wait()
     assert code == 0, err.read_text()
     assert "Traceback" not in err.read_text() and "Error" not in err.read_text()
     assert err.read_text().count("disconnected from NATS") == 1  # the close after Ctrl-C is not an outage
+
+
+async def test_watch_started_while_nats_is_down_waits_for_it_and_keeps_reconnecting_until_ctrl_c(
+    fresh_nats_server: NatsServer, tmp_path: Path
+) -> None:
+    url = fresh_nats_server.url
+    async with client(url) as c:
+        await ensure_topology(c.js, TopologySettings())
+    fresh_nats_server.stop()  # the same port again below: what a restarted server or a late start looks like
+    async with watching(url, tmp_path, "--connect-timeout", "2") as (watcher, out, err):
+        with anyio.fail_after(60):
+            await until_in(err, "trying again until it answers")
+            fresh_nats_server.start()
+            await until_in(out, "watching for changes")
+            for outage in (1, 2):  # each outage, however long, is waited out
+                fresh_nats_server.stop()
+                await anyio.sleep(3)  # longer than the first connect's timeout: an outage, not a blip
+                assert watcher.returncode is None, err.read_text()
+                fresh_nats_server.start()
+                await until_in(err, "reconnected to NATS", count=outage)
+            watcher.send_signal(signal.SIGINT)
+            code = await watcher.wait()
+    said = err.read_text()
+    assert code == 0, said
+    assert said.startswith(f"sandboxctl: cannot connect to NATS at {url}: connection refused"), said
+    assert said.count("trying again until it answers") == 1 and f"connected to NATS at {url}; watching" in said
+    assert said.count("disconnected from NATS") == 2 and said.count("reconnected to NATS") == 2, said
+    assert "error" not in said and "Traceback" not in said
 
 
 async def test_a_timeout_of_zero_or_less_is_a_usage_error_and_publishes_nothing(fresh_nats_server: NatsServer) -> None:

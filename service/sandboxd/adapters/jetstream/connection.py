@@ -75,6 +75,7 @@ async def connect(
     ``on_change(connected)`` is told at once when the connection drops and when it is back (readiness).
     """
 
+    established = False  # once the first connect succeeded: only then is a drop an outage worth telling
     attempts: list[Exception] = []  # while connecting: the failure to report is the last one the servers gave
 
     async def on_error(exc: Exception) -> None:
@@ -84,6 +85,8 @@ async def connect(
         log.warning("nats error: %s", exc.__class__.__name__, extra={"error": str(exc)})
 
     async def on_disconnect() -> None:
+        if not established:
+            return  # the close of a first connect that failed: not the outage of a connection that never was
         log.info("nats disconnected")
         if on_change is not None:
             on_change(False)
@@ -110,6 +113,7 @@ async def connect(
             await nc.close()  # an attempt refused after the socket opened leaves it open
         cause = attempts[-1] if isinstance(exc, nats.errors.NoServersError) and attempts else exc
         raise connect_failure(cause, servers=", ".join(options["servers"])) from exc
+    established = True
     if allow_reconnect:
         reconnecting = connect_options(settings, reconnect=True)
         nc.options.update(
