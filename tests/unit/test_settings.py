@@ -273,3 +273,42 @@ def test_status_retention_outlives_retries_backed_off_to_the_cap(runtime_env: No
             worker=WorkerSettings(),
             applier=ApplierSettings(),
         )
+
+
+def test_on_a_cluster_an_events_retries_outlast_a_leader_election(runtime_env: None) -> None:
+    """At R3 a retry budget of a few seconds dead-letters good events while a stream elects its leader (4-9 s):
+    refused at start-up, naming what to raise; the same budget at R1 and the defaults at R3 are fine."""
+
+    def settings(replicas: int, worker: WorkerSettings, max_deliver: int = 6) -> Settings:
+        return Settings(
+            runtime=load(RuntimeSettings),
+            nats=NatsSettings(),
+            topology=TopologySettings(replicas=replicas, max_deliver=max_deliver),
+            worker=worker,
+            applier=ApplierSettings(),
+        )
+
+    hasty = WorkerSettings(retry_base_s=0.2, retry_cap_s=2.0)  # 6 deliveries span 2.5 s at the least
+    with pytest.raises(ConfigurationError, match=r"SANDBOXD_MAX_DELIVER \(6\).*only 2\.5 s; at least 30 s"):
+        settings(3, hasty)
+    settings(1, hasty)
+    with pytest.raises(ConfigurationError, match=r"only 15\.5 s"):
+        settings(3, WorkerSettings())  # the default delays, but 6 deliveries: 0.5 + 1 + 2 + 4 + 8 s at the least
+    settings(3, WorkerSettings(), max_deliver=TopologySettings.model_fields["max_deliver"].default)
+
+
+def test_the_retention_refusal_states_the_rule_operations_md_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SANDBOXD_STATUS_RETENTION_SECONDS", "10")
+    message = refusal(TopologySettings)
+    assert "SANDBOXD_MAX_DELIVER x max(SANDBOXD_ACK_WAIT_SECONDS, SANDBOXD_RETRY_CAP_SECONDS)" in message
+    assert "(10)" in message and "1500" in message
+
+
+def test_every_invalid_setting_is_named_at_once(runtime_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SANDBOXD_CONCURRENCY", "-3")
+    monkeypatch.setenv("SANDBOXD_ACK_WAIT_SECONDS", "nan")
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings()
+    message = refused.value.message
+    assert "SANDBOXD_CONCURRENCY" in message and "SANDBOXD_ACK_WAIT_SECONDS" in message
+    assert message.count("invalid configuration") == 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import ValidationError
 
@@ -38,6 +38,10 @@ __all__ = [
 
 G = TypeVar("G", bound=Group)
 
+#: The least time an event's redeliveries must span on a clustered broker: nats-server elects a stream's leader
+#: in 4-9 s, and a dead node can cost a stream, a bucket and the consumer one election each.
+ELECTION_OUTLAST_S: Final = 30.0
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -61,6 +65,23 @@ class Settings:
                 f"SANDBOXD_STATUS_RETENTION_SECONDS ({topology.status_retention_s:g}) must be at least "
                 f"SANDBOXD_MAX_DELIVER x max(SANDBOXD_ACK_WAIT_SECONDS, SANDBOXD_RETRY_CAP_SECONDS) = {horizon:g}"
             )
+        # On a cluster (replicas > 1) a leader election stalls a stream or bucket for 4-9 s, several in a row when
+        # a node dies: an event whose retries all fall inside one would be dead-lettered though nothing is wrong
+        # with it. The shortest time its redeliveries can span (every jitter drawn low) must outlast that.
+        worker = self.worker
+        if topology.replicas > 1:
+            shortest = sum(
+                0.5 * min(worker.retry_cap_s, worker.retry_base_s * 2 ** (failures - 1))
+                for failures in range(1, topology.max_deliver)
+            )
+            if shortest < ELECTION_OUTLAST_S:
+                raise ConfigurationError(
+                    f"at SANDBOXD_STREAM_REPLICAS={topology.replicas} an event's retries must outlast a leader "
+                    f"election: SANDBOXD_MAX_DELIVER ({topology.max_deliver}) retries from "
+                    f"SANDBOXD_RETRY_BASE_SECONDS ({worker.retry_base_s:g}) up to SANDBOXD_RETRY_CAP_SECONDS "
+                    f"({worker.retry_cap_s:g}) can span only {shortest:.1f} s; at least {ELECTION_OUTLAST_S:g} s "
+                    "is needed (raise SANDBOXD_MAX_DELIVER or the retry delays)"
+                )
 
 
 def load(group: type[G], overrides: Mapping[str, Any] | None = None) -> G:
