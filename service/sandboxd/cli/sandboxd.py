@@ -75,7 +75,8 @@ async def init_command(args: argparse.Namespace, redaction: logs.Redaction) -> i
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="The sandbox reconciler.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (else SANDBOXD_LOG_LEVEL)")
+    verbose_help = "debug logging (else SANDBOXD_LOG_LEVEL)"
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser(
         "run", help="run the reconciler (settings from the environment)", description="Run the reconciler."
@@ -97,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tokens.set_defaults(handler=tokens_command)
     dev.add_parser(commands)
+    for command in commands.choices.values():  # -v before or after the command, as sandboxctl takes its options
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
     return parser
 
 
