@@ -89,8 +89,13 @@ def free_port() -> int:
 
 
 def preferred_port(port: int) -> int:
-    """``port`` when nothing listens on it on 127.0.0.1, otherwise 0 (a free one is chosen at start)."""
+    """``port`` when nothing listens on it on 127.0.0.1, otherwise 0 (a free one is chosen at start).
+
+    The probe binds with ``SO_REUSEADDR``, as nats-server itself does: a connection of a killed server still in
+    TIME-WAIT does not stop nats-server from listening there, so it must not count as taken.
+    """
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
