@@ -97,18 +97,32 @@ def load(group: type[G], overrides: Mapping[str, Any] | None = None) -> G:
             if item["type"] == "missing":
                 message = "is required but not set"
             problems.append(f"{variable} {message}" if variable else message)
-        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from exc
+        raise ConfigurationError(_INVALID + "; ".join(problems)) from exc
+
+
+_INVALID: Final = "invalid configuration: "
 
 
 def load_settings() -> Settings:
-    """The whole tree from the environment, as ``sandboxd run`` needs it."""
-    return Settings(
-        runtime=load(RuntimeSettings),
-        nats=load(NatsSettings),
-        topology=load(TopologySettings),
-        worker=load(WorkerSettings),
-        applier=load(ApplierSettings),
-        idle=load(IdleSettings),
-        tokens=load(TokenSettings),
-        tenants=load(TenantBridgeSettings),
-    )
+    """The whole tree from the environment, as ``sandboxd run`` needs it; every invalid setting of every group
+    is named in one ``ConfigurationError``, so a start-up that fails says everything to fix at once."""
+    groups: dict[str, type[Group]] = {
+        "runtime": RuntimeSettings,
+        "nats": NatsSettings,
+        "topology": TopologySettings,
+        "worker": WorkerSettings,
+        "applier": ApplierSettings,
+        "idle": IdleSettings,
+        "tokens": TokenSettings,
+        "tenants": TenantBridgeSettings,
+    }
+    loaded: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, group in groups.items():
+        try:
+            loaded[name] = load(group)
+        except ConfigurationError as exc:
+            problems.append(exc.message.removeprefix(_INVALID))
+    if problems:
+        raise ConfigurationError(_INVALID + "; ".join(problems))
+    return Settings(**loaded)

@@ -103,9 +103,12 @@ class TopologySettings(Group):
             raise ValueError("SANDBOXD_DUPLICATE_WINDOW_SECONDS must not exceed SANDBOXD_EVENTS_MAX_AGE_SECONDS")
         # A tombstone that expired before the last redelivery of its deleted life's events would let that
         # redelivery begin a new life: the deleted sandbox would come back.
-        if self.status_retention_s < self.ack_wait_s * self.max_deliver:
+        # The whole rule also takes SANDBOXD_RETRY_CAP_SECONDS (``Settings``); this group alone checks its part.
+        if self.status_retention_s < (floor := self.ack_wait_s * self.max_deliver):
             raise ValueError(
-                "SANDBOXD_STATUS_RETENTION_SECONDS must be at least SANDBOXD_ACK_WAIT_SECONDS x SANDBOXD_MAX_DELIVER"
+                f"SANDBOXD_STATUS_RETENTION_SECONDS ({self.status_retention_s:g}) must be at least SANDBOXD_MAX_DELIVER"
+                " x max(SANDBOXD_ACK_WAIT_SECONDS, SANDBOXD_RETRY_CAP_SECONDS), and SANDBOXD_MAX_DELIVER x"
+                f" SANDBOXD_ACK_WAIT_SECONDS alone is {floor:g}"
             )
         return self
 
