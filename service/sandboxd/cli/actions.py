@@ -18,11 +18,18 @@ from nats.js import JetStreamContext
 from sandboxd.cli import deadletters, output
 from sandboxd.cli.events import spec_from_file, spec_from_flags
 from sandboxd.cli.exits import OK
+from sandboxd.cli.terminal import printable
 from sandboxd.client import Published, SandboxClient, settled
 from sandboxd.models.status import SandboxStatus
 
 
 def _print(text: str) -> None:
+    """Text for a reader: laid out by the CLI, its values publisher-chosen (``terminal.printable``)."""
+    print(printable(text, lines=True), flush=True)
+
+
+def _emit(text: str) -> None:
+    """JSON or YAML for a script: every value as stored."""
     print(text, flush=True)
 
 
@@ -79,7 +86,7 @@ async def status(args: argparse.Namespace, client: SandboxClient) -> int:
         elif fmt in ("wide", "name"):
             _print(one.sandbox_id if fmt == "name" else output.status_table([one], now, wide=True))
         else:
-            _print(_formatted(output.wire(one), fmt))
+            _emit(_formatted(output.wire(one), fmt))
         return OK
     every = await client.list(phases=args.phase, gone=bool(args.all or args.phase))
     if fmt in ("table", "wide"):
@@ -88,7 +95,7 @@ async def status(args: argparse.Namespace, client: SandboxClient) -> int:
         if every:
             _print("\n".join(s.sandbox_id for s in every))
     else:
-        _print(_formatted([output.wire(s) for s in every], fmt))
+        _emit(_formatted([output.wire(s) for s in every], fmt))
     return OK
 
 
@@ -109,7 +116,7 @@ async def watch(args: argparse.Namespace, client: SandboxClient) -> int:
                 continue
             if args.output == "json":
                 record = output.wire(change.status) if change.status else {"sandboxId": change.sandbox_id}
-                _print(_json_line(record))
+                _emit(_json_line(record))
             else:
                 _print(output.watch_line(change.sandbox_id, change.status, output.now_utc()))
     return OK
@@ -122,7 +129,7 @@ def _json_line(record: dict[str, Any]) -> str:
 def _show_initial(initial: list[SandboxStatus], args: argparse.Namespace) -> None:
     if args.output == "json":
         for one in initial:
-            _print(_json_line(output.wire(one)))
+            _emit(_json_line(output.wire(one)))
         return
     if initial:
         _print(output.status_table(sorted(initial, key=lambda s: s.sandbox_id), output.now_utc()))
@@ -143,14 +150,14 @@ async def dlq(args: argparse.Namespace, client: SandboxClient) -> int:
         if args.output == "table":
             _print(output.dead_letter_table(letters, now))
         else:
-            _print(_formatted([output.dead_letter_record(d) for d in letters], args.output))
+            _emit(_formatted([output.dead_letter_record(d) for d in letters], args.output))
         return OK
     if args.dlq_command == "show":
         letter = await deadletters.get_dead_letter(js, args.seq)
         if args.output == "table":
             _print(output.dead_letter_detail(letter, now))
         else:
-            _print(_formatted(output.dead_letter_record(letter), args.output))
+            _emit(_formatted(output.dead_letter_record(letter), args.output))
         return OK
     return await _replay(args, js)
 

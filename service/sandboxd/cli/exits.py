@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 from pydantic import ValidationError
 
+from sandboxd.cli.terminal import printable
 from sandboxd.errors import SandboxdError
 from sandboxd.models.base import describe
 from sandboxd.telemetry import logs
@@ -55,7 +56,7 @@ def one_line(exc: BaseException) -> str:
         text = "; ".join(one_line(e) for e in exc.exceptions)
     else:
         text = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
-    return " ".join(text.split())
+    return printable(" ".join(text.split()))
 
 
 def _reader_gone() -> int:

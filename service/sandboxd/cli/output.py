@@ -15,6 +15,7 @@ from typing import Any, Final
 import yaml
 
 from sandboxd.cli.deadletters import DeadLetter
+from sandboxd.cli.terminal import printable
 from sandboxd.models.base import Contract
 from sandboxd.models.status import ConditionStatus, ConditionType, SandboxStatus
 
@@ -57,6 +58,7 @@ def time_left(then: datetime | None, now: datetime) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    rows = [[printable(str(cell)) for cell in row] for row in rows]
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
     lines = ("   ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)) for row in [headers, *rows])
     return "\n".join(line.rstrip() for line in lines)
@@ -65,7 +67,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def short(text: str, width: int = MESSAGE_WIDTH) -> str:
     """One line of at most ``width`` characters: whitespace runs as one space, any other character a terminal
     would act on (an escape sequence, a backspace) as ``?``, a cut ending in ``…``."""
-    text = "".join(c if c.isprintable() else "?" for c in " ".join(text.split()))
+    text = printable(" ".join(text.split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -33,6 +33,7 @@ from sandboxd.cli.events import add_spec_flags
 from sandboxd.cli.exits import finish
 from sandboxd.cli.output import FORMATS, STATUS_FORMATS
 from sandboxd.cli.signals import until_interrupted
+from sandboxd.cli.terminal import printable
 from sandboxd.client import SandboxClient
 from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.status import Phase
@@ -210,7 +211,7 @@ def _tell_connection(up: bool) -> None:
 
 
 def _tell(what: str) -> None:
-    print(f"{PROG}: {what}", file=sys.stderr, flush=True)
+    print(f"{PROG}: {printable(what)}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
