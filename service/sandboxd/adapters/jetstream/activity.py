@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 import anyio
+import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.kv import KV_DEL, KV_PURGE
@@ -34,6 +35,7 @@ from sandboxd import naming
 from sandboxd.adapters.jetstream.deliveries import EventSource
 from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters, publish, publish_scale
+from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.activity import ActivityReport, ScaleCommand
 from sandboxd.models.desired import DesiredState
 from sandboxd.models.sharing import Sharing
@@ -43,6 +45,10 @@ from sandboxd.reconcile.ports import Versioned
 log = logging.getLogger(__name__)
 
 ACTIVITY_PREFIX = naming.activity_subject("")
+
+#: How often, and how far apart, the feed asks again for a consumer that reset itself while starting.
+RESET_ASKS = 25
+RESET_PAUSE_S = 0.2
 
 
 def parse_activity(subject: str, data: bytes) -> tuple[str, ActivityReport] | None:
@@ -69,7 +75,8 @@ class ActivityFeed:
         self._sub: JetStreamContext.PushSubscription | None = None
 
     async def start(self) -> None:
-        """Subscribe (``BrokerUnavailable`` when JetStream cannot answer now: the caller retries)."""
+        """Subscribe (``BrokerUnavailable`` when JetStream cannot answer now: the caller retries; a failed start
+        leaves no subscription behind)."""
         with boundary(f"following {naming.ACTIVITY_STREAM}"):
             self._sub = await self._js.subscribe(
                 naming.ACTIVITY_SUBJECTS,
@@ -78,9 +85,26 @@ class ActivityFeed:
                 ordered_consumer=True,
                 deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
             )
-            info = await self._sub.consumer_info()
-        if info.num_pending == 0 and self._sub.delivered == 0:
+        try:
+            pending = await self._replay_pending(self._sub)
+        except BaseException:
+            await self.close()
+            raise
+        if pending == 0 and self._sub.delivered == 0:
             self.book.ready = True  # nothing to replay
+
+    @staticmethod
+    async def _replay_pending(sub: JetStreamContext.PushSubscription) -> int | None:
+        """Reports the replay still has to deliver. An ordered consumer that missed its heartbeats (a starved
+        process) resets itself and is re-created under a new name in the background, so the name asked about
+        can be gone for a moment: ask again (``BrokerUnavailable`` if it stays gone)."""
+        with boundary(f"following {naming.ACTIVITY_STREAM}"):
+            for _ in range(RESET_ASKS):
+                try:
+                    return (await sub.consumer_info()).num_pending
+                except nats.js.errors.NotFoundError:
+                    await anyio.sleep(RESET_PAUSE_S)
+        raise BrokerUnavailable(f"following {naming.ACTIVITY_STREAM}: its consumer is still being re-created")
 
     async def _on_message(self, msg: Msg) -> None:
         try:
