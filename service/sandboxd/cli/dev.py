@@ -26,13 +26,12 @@ from typing import Any, Final
 import anyio
 from anyio import to_thread
 
-from sandboxd.adapters.jetstream.publishing import publish_event
 from sandboxd.adapters.natsserver import NatsServer, preferred_port
 from sandboxd.app.appliers import build_applier, gitops_available
 from sandboxd.app.service import Service
 from sandboxd.cli.events import SOURCE
 from sandboxd.cli.serving import serve
-from sandboxd.client.events import build_event
+from sandboxd.client import AlreadyExists, SandboxClient
 from sandboxd.errors import BrokerUnavailable, ConfigurationError
 from sandboxd.render import render
 from sandboxd.settings import (
@@ -147,8 +146,10 @@ def sandboxctl_command() -> str:
     return str(beside) if beside.exists() else "sandboxctl"
 
 
-def banner(url: str, data: Path, where: Target, health: str) -> str:
+def banner(url: str, data: Path, where: Target, health: str, *, demo: bool = False) -> str:
+    """What to try; with ``demo`` (``--demo`` creates ``demo`` itself) the create suggested is another one's."""
     ctl = sandboxctl_command()
+    new = "alice" if demo else DEMO_ID
     return "\n".join(
         [
             "",
@@ -159,7 +160,7 @@ def banner(url: str, data: Path, where: Target, health: str) -> str:
             "",
             "Try it from another terminal:",
             f"  export NATS_URL={url}",
-            f"  {ctl} create {DEMO_ID} --email demo@example.com --org acme --sessions 2 --repo acme/demo",
+            f"  {ctl} create {new} --email {new}@example.com --org acme --sessions 2 --repo acme/demo",
             f"  {ctl} status",
             f"  {ctl} watch {DEMO_ID}",
             f"  {ctl} update {DEMO_ID} --email demo@example.com --org acme --sessions 3 --repo acme/demo",
@@ -181,11 +182,18 @@ async def wait_ready(service: Service) -> bool:
 
 
 async def publish_demo(service: Service) -> None:
-    """Publish the sample sandbox on the service's own connection (one client fewer on a laptop)."""
+    """Publish the sample sandbox on the service's own connection (one client fewer on a laptop), unless it
+    exists already (a restart of ``make run``): the user's updates to it stay."""
     assert service.nc is not None, "called once the service is ready"
-    event = build_event("create", DEMO_ID, {"spec": DEMO_SPEC}, source=SOURCE)
-    sequence, _ = await publish_event(service.nc.jetstream(), event)
-    print(f"demo: published sandbox.create.{DEMO_ID} (stream sequence {sequence}); try: sandboxctl status {DEMO_ID}")
+    try:
+        done = await SandboxClient(service.nc, source=SOURCE).create(DEMO_ID, DEMO_SPEC)
+    except AlreadyExists as exc:
+        print(f"demo: {exc.message}; left as it is. Try: sandboxctl status {DEMO_ID}", flush=True)
+        return
+    print(
+        f"demo: published sandbox.create.{DEMO_ID} (stream sequence {done.sequence}); try: sandboxctl status {DEMO_ID}",
+        flush=True,
+    )
 
 
 async def run_dev(args: argparse.Namespace, server: NatsServer, redaction: logs.Redaction) -> int:
@@ -203,7 +211,7 @@ async def run_dev(args: argparse.Namespace, server: NatsServer, redaction: logs.
                 raise BrokerUnavailable(f"the service did not become ready within {READY_TIMEOUT_S:g}s")
             health = service.settings.worker.health_host
             port = service.endpoint.port if service.endpoint is not None else service.settings.worker.health_port
-            print(banner(server.url, data, where, f"http://{health}:{port}"), flush=True)
+            print(banner(server.url, data, where, f"http://{health}:{port}", demo=args.demo), flush=True)
             if args.demo:
                 await publish_demo(service)
 

@@ -185,3 +185,66 @@ async def test_dev_refuses_a_store_another_nats_server_uses(tmp_path: Path) -> N
     line = stderr.strip().splitlines()[-1]
     assert f"nats-server pid {pid} already uses the store {data / 'nats'}" in line
     assert "Traceback" not in stderr
+
+
+async def dev_until(data: Path, out: Path, text: str) -> anyio.abc.Process:
+    """``sandboxd dev --demo`` on ``data``, its output in ``out``, once ``text`` shows there."""
+    with out.open("wb") as sink:
+        dev = await anyio.open_process(
+            [*SANDBOXD, "dev", "--data", str(data), "--port", "0", "--demo"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=clean_env(SANDBOXD_LOG_FORMAT="text"),
+        )
+    try:
+        with anyio.fail_after(60):
+            while text not in (said := await anyio.Path(out).read_text()):
+                assert dev.returncode is None, said
+                await anyio.sleep(0.1)
+    except BaseException:
+        dev.kill()
+        await dev.aclose()
+        raise
+    return dev
+
+
+async def stop(dev: anyio.abc.Process) -> int:
+    try:
+        dev.send_signal(signal.SIGINT)
+        with anyio.fail_after(30):
+            return await dev.wait()
+    finally:
+        if dev.returncode is None:
+            dev.kill()
+        await dev.aclose()
+
+
+@pytest.mark.git
+async def test_dev_demo_keeps_the_users_update_across_a_restart_and_the_banner_create_works(tmp_path: Path) -> None:
+    data = tmp_path / "dev"
+    first = await dev_until(data, tmp_path / "first.out", "demo: published")
+    try:
+        banner = (tmp_path / "first.out").read_text()
+        url = banner.split("export NATS_URL=")[1].split()[0]
+        create = next(line.split() for line in banner.splitlines() if " create " in line)
+        created = await ctl(*create[1:], url=url)  # the banner's first suggestion, as printed
+        assert created.returncode == 0, created.stderr
+        async with client(url) as c:
+            await c.wait_status("demo", lambda s: s.observed_generation == 1, timeout=30)
+        updated = await ctl(
+            "update", "demo", "--email", "demo@example.com", "--org", "acme", "--sessions", "3", "--wait", url=url
+        )
+        assert updated.returncode == 0, updated.stderr
+    finally:
+        assert await stop(first) == 0
+
+    second = await dev_until(data, tmp_path / "second.out", "demo: ")
+    try:
+        said = (tmp_path / "second.out").read_text()
+        assert "demo: sandbox demo already exists" in said and "demo: published" not in said, said
+        url = said.split("export NATS_URL=")[1].split()[0]
+        shown = await ctl("status", "demo", "-o", "json", url=url)
+        assert shown.returncode == 0, shown.stderr
+        assert '"observedGeneration": 2' in shown.stdout  # the update stands: no second create
+    finally:
+        assert await stop(second) == 0
