@@ -14,12 +14,14 @@ from pydantic import Field, TypeAdapter
 
 from sandboxd.models.base import Contract, Timestamp
 from sandboxd.models.spec import SandboxSpec
-from sandboxd.naming import SANDBOX_ID_PATTERN
+from sandboxd.naming import SANDBOX_ID_PATTERN, SandboxId
 
 TYPE_PREFIX: Final = "io.openova.sandbox."
 
+#: A validated model's sandbox id is a ``naming.SandboxId``: parsing an event, a desired record or a report is
+#: where a raw string becomes one.
 SandboxIdField = Annotated[
-    str,
+    SandboxId,
     Field(
         min_length=1,
         max_length=63,

@@ -15,6 +15,7 @@ from pydantic import Field
 from sandboxd.models.base import Contract, Timestamp
 from sandboxd.models.bounds import BoundedMessage
 from sandboxd.models.spec import ExpiryPolicy
+from sandboxd.naming import SandboxId
 
 
 class Phase(StrEnum):
@@ -100,7 +101,7 @@ class TokenClaim(Contract):
 class SandboxStatus(Contract):
     """What a console shows; rewritten (compare-and-set) after every reconcile and rejection."""
 
-    sandbox_id: str
+    sandbox_id: SandboxId
     phase: Phase
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int = Field(default=0, ge=0, description="Desired-state generation reconciled.")

@@ -19,16 +19,17 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from sandboxd.errors import SandboxdError
 from sandboxd.models.activity import ScaleCommand
+from sandboxd.naming import SandboxId
 from sandboxd.reconcile.ports import CommandPublisher
 
 #: How the caller runs one sandbox's step (the sweeper's ``_guarded``: a failure is logged, never raised).
-Guard = Callable[[str, Awaitable[object]], Awaitable[None]]
+Guard = Callable[[SandboxId, Awaitable[object]], Awaitable[None]]
 
 
 class CommandOutbox:
     def __init__(self, publisher: CommandPublisher) -> None:
         self._publisher = publisher
-        self._unsent: dict[str, ScaleCommand] = {}  # sandbox id -> the newest command that failed to publish
+        self._unsent: dict[SandboxId, ScaleCommand] = {}  # sandbox id -> the newest command that failed to publish
         self.failed = 0  # publishes that failed (each kept for the next sweep)
 
     @property
@@ -50,11 +51,11 @@ class CommandOutbox:
         if kept is not None and kept.generation <= command.generation:
             del self._unsent[command.sandbox_id]
 
-    def waiting_for(self) -> set[str]:
+    def waiting_for(self) -> set[SandboxId]:
         """The sandboxes with a command to publish again (so the caller looks up only their generations)."""
         return set(self._unsent)
 
-    async def resend(self, generations: Mapping[str, int], guard: Guard) -> None:
+    async def resend(self, generations: Mapping[SandboxId, int], guard: Guard) -> None:
         """Publish again what failed to publish, if ``generations`` (sandbox id -> desired generation) says it
         is still current; a command a newer desired state superseded is dropped."""
         for sandbox_id, command in list(self._unsent.items()):
