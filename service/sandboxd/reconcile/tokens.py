@@ -52,6 +52,7 @@ from sandboxd.models.status import (
     TokenState,
     set_condition,
 )
+from sandboxd.naming import SandboxId
 from sandboxd.reconcile import capabilities
 from sandboxd.reconcile.ports import Clock, Store
 from sandboxd.reconcile.statuses import StatusWriter
@@ -74,7 +75,7 @@ class _ClaimTaken(Exception):
 class MintRequest:
     org_id: str
     user_id: str
-    sandbox_id: str
+    sandbox_id: SandboxId
     allowed_channels: tuple[str, ...]
     capabilities: tuple[str, ...]
 
@@ -98,7 +99,7 @@ class TokenBridge(Protocol):
 
     async def mint(self, request: MintRequest) -> MintedToken: ...
 
-    async def revoke(self, sandbox_id: str) -> bool:
+    async def revoke(self, sandbox_id: SandboxId) -> bool:
         """True once revoked (or nothing to revoke); False when the bridge cannot revoke."""
         ...
 
@@ -149,7 +150,7 @@ class TokenWriter:
         secrets: TokenSecrets,
         settings: TokenSettings,
         clock: Clock,
-        kick: Callable[[str], None] | None = None,
+        kick: Callable[[SandboxId], None] | None = None,
         metrics: Instruments | None = None,
         holder: str | None = None,
     ) -> None:
@@ -162,17 +163,17 @@ class TokenWriter:
         self._settings = settings
         self._clock = clock
         self._kick = kick
-        self._due: dict[str, datetime] = {}
-        self._failures: dict[str, int] = {}
+        self._due: dict[SandboxId, datetime] = {}
+        self._failures: dict[SandboxId, int] = {}
 
-    def due_at(self, sandbox_id: str) -> datetime | None:
+    def due_at(self, sandbox_id: SandboxId) -> datetime | None:
         """When the writer visits ``sandbox_id`` next (None: at the next sweep)."""
         return self._due.get(sandbox_id)
 
     async def sweep(self) -> int:
         """Visit every sandbox that is due, and retire those whose desired state is gone; how many were visited."""
         now = self._clock()
-        present = set(await self._desired.keys())
+        present = set(naming.sandbox_ids(await self._desired.keys()))
         for gone in [s for s in self._due if s not in present]:
             await self.retire(gone)
         visited = 0
@@ -182,7 +183,7 @@ class TokenWriter:
                 visited += 1
         return visited
 
-    async def visit(self, sandbox_id: str) -> None:
+    async def visit(self, sandbox_id: SandboxId) -> None:
         stored = await self._desired.get(naming.desired_key(sandbox_id))
         if stored is None or stored.value.lifecycle is Lifecycle.DELETED:
             await self.retire(sandbox_id)
@@ -272,7 +273,7 @@ class TokenWriter:
         log.warning("sandbox %s: %s: %s", desired.sandbox_id, error.reason, message)
         await self._status.write(desired.sandbox_id, _refused(desired, error.reason, message, now, holder=self.holder))
 
-    async def retire(self, sandbox_id: str) -> None:
+    async def retire(self, sandbox_id: SandboxId) -> None:
         """The sandbox is deleted: revoke its token (where the bridge can) and clear the bookkeeping."""
         self._due.pop(sandbox_id, None)
         self._failures.pop(sandbox_id, None)
