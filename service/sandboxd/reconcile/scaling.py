@@ -22,6 +22,7 @@ from sandboxd import naming
 from sandboxd.errors import InvalidEvent, StoreConflict
 from sandboxd.models.activity import ScaleCommand
 from sandboxd.models.desired import DesiredState, Lifecycle
+from sandboxd.naming import SandboxId
 from sandboxd.reconcile.idle import Action
 from sandboxd.reconcile.ports import ScaleTarget, Store
 from sandboxd.render.components import PTY_SERVER
@@ -34,7 +35,7 @@ TARGET_REFUSED: Final = "ScaleTargetRefused"
 REASONS: Final = {Action.IDLE: "Idle", Action.WAKE: "Active", Action.SUSPEND: "Suspended", Action.RESUME: "Resumed"}
 
 
-def command_id(sandbox_id: str, generation: int, action: Action) -> str:
+def command_id(sandbox_id: SandboxId, generation: int, action: Action) -> str:
     """Deterministic: replicas that decide the same thing from the same record publish one command."""
     return f"{sandbox_id}:{generation}:{action.value}"
 
