@@ -23,6 +23,7 @@ from sandboxd import naming
 from sandboxd.errors import SandboxdError
 from sandboxd.models.activity import ActivityReport
 from sandboxd.models.desired import DesiredState, Lifecycle
+from sandboxd.naming import SandboxId
 from sandboxd.reconcile.activity import ActivityBook
 from sandboxd.reconcile.ports import ActivityPublisher, DesiredView, Prober
 from sandboxd.runtime.loops import LoopGuard, Record
@@ -87,7 +88,7 @@ class ActivityProber:
                 tg.start_soon(probe, desired, name=f"probe-{desired.sandbox_id}")
         return answered
 
-    async def _share(self, sandbox_id: str, report: ActivityReport) -> None:
+    async def _share(self, sandbox_id: SandboxId, report: ActivityReport) -> None:
         assert self._publisher is not None
         try:
             await self._publisher.publish(sandbox_id, report)
