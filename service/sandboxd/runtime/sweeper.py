@@ -45,6 +45,7 @@ from sandboxd import naming
 from sandboxd.errors import SandboxdError, StoreConflict
 from sandboxd.models.desired import DesiredState
 from sandboxd.models.events import DeleteEvent
+from sandboxd.naming import SandboxId
 from sandboxd.reconcile import expiry, idle, scaling, statuses
 from sandboxd.reconcile.activity import ActivityBook
 from sandboxd.reconcile.expiry import EventPublisher
@@ -75,7 +76,7 @@ class _Plan:
     """What one pass over the records found to do."""
 
     decisions: list[tuple[Versioned[DesiredState], Decision]] = field(default_factory=list)
-    activity: list[tuple[str, datetime]] = field(default_factory=list)
+    activity: list[tuple[SandboxId, datetime]] = field(default_factory=list)
     expired: list[DeleteEvent] = field(default_factory=list)
 
 
@@ -95,7 +96,7 @@ class SweepEffects:
     desired: Store[DesiredState]
     status: StatusWriter
     commands: CommandOutbox
-    kick: Callable[[str], None]
+    kick: Callable[[SandboxId], None]
     events: EventPublisher | None = None
 
 
@@ -125,7 +126,7 @@ class Sweeper:
         self._policy = policy
         self._resolution = timedelta(seconds=policy.activity_resolution_s)
         self._clock = clock
-        self._noted: dict[str, datetime] = {}  # lastActivityAt this process last wrote into status
+        self._noted: dict[SandboxId, datetime] = {}  # lastActivityAt this process last wrote into status
         self._expiries: dict[str, str] = {}  # sandbox id -> id of the expiry delete this process published
         self.stats = SweepStats()
 
@@ -151,8 +152,8 @@ class Sweeper:
     def _plan(self, now: datetime) -> _Plan:
         """The pure part of a sweep: no I/O, one pass over every record."""
         plan = _Plan()
-        seen: set[str] = set()
-        noted: dict[str, datetime] = {}
+        seen: set[SandboxId] = set()
+        noted: dict[SandboxId, datetime] = {}
         latest, default, resolution = self._activity.latest, self._policy.default_timeout_minutes, self._resolution
         previous_noted, events = self._noted, self._events
         for record in self._view.snapshot():
@@ -178,7 +179,7 @@ class Sweeper:
         self._activity.prune(keep=seen, before=now - timedelta(minutes=default))
         return plan
 
-    async def _guarded(self, sandbox_id: str, step: Awaitable[object]) -> None:
+    async def _guarded(self, sandbox_id: SandboxId, step: Awaitable[object]) -> None:
         """Run one sandbox's step; its failure is logged and left for the next sweep, never the whole sweep's."""
         try:
             await step
@@ -245,7 +246,7 @@ class Sweeper:
 
     # --- activity in the status ----------------------------------------------------------------------------
 
-    async def _note_activity(self, sandbox_id: str, at: datetime, now: datetime) -> None:
+    async def _note_activity(self, sandbox_id: SandboxId, at: datetime, now: datetime) -> None:
         await self._status.write(
             sandbox_id,
             lambda prev: statuses.activity_observed(prev, sandbox_id=sandbox_id, now=now, last_activity_at=at),
