@@ -29,6 +29,7 @@ import anyio
 from sandboxd import naming
 from sandboxd.errors import InvalidEvent, SandboxdError
 from sandboxd.models.bounds import quote
+from sandboxd.naming import SandboxId
 from sandboxd.reconcile.intake import Admission, Verdict, sandbox_id_of
 from sandboxd.reconcile.ports import Delivery, Source
 from sandboxd.runtime.clock import SYSTEM, Clock
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 class Admits(Protocol):
     """What the loop needs of intake (``reconcile.intake.Intake``): one verdict per event, in stream order."""
 
-    async def admit(self, sandbox_id: str, events: Sequence[Delivery]) -> list[Admission]: ...
+    async def admit(self, sandbox_id: SandboxId, events: Sequence[Delivery]) -> list[Admission]: ...
 
 
 class Consumer:
@@ -103,7 +104,7 @@ class Consumer:
             self._backlog.admitted()
 
     async def admit(self, deliveries: Sequence[Delivery]) -> None:
-        groups: dict[str | None, list[Delivery]] = defaultdict(list)
+        groups: dict[SandboxId | None, list[Delivery]] = defaultdict(list)
         for delivery in deliveries:
             groups[sandbox_id_of(delivery.subject)].append(delivery)
         waiting = deque(groups.items())
@@ -116,7 +117,7 @@ class Consumer:
             for _ in range(min(len(waiting), self._intake_concurrency)):
                 tg.start_soon(admit_groups)
 
-    async def _admit_group(self, sandbox_id: str | None, group: list[Delivery]) -> None:
+    async def _admit_group(self, sandbox_id: SandboxId | None, group: list[Delivery]) -> None:
         if sandbox_id is None:
             for delivery in group:
                 error = InvalidEvent(
@@ -133,7 +134,7 @@ class Consumer:
         for delivery, admission in zip(ordered, admissions, strict=True):
             await self._settle(sandbox_id, delivery, admission)
 
-    async def _intake_failed(self, sandbox_id: str, group: list[Delivery], exc: Exception) -> None:
+    async def _intake_failed(self, sandbox_id: SandboxId, group: list[Delivery], exc: Exception) -> None:
         if isinstance(exc, SandboxdError) or len(group) == 1:
             if not isinstance(exc, SandboxdError):
                 log.error("intake of %s raised %s", sandbox_id, exc.__class__.__name__, exc_info=exc)
@@ -146,7 +147,7 @@ class Consumer:
         for delivery in sorted(group, key=lambda d: d.stream_sequence):
             await self._admit_group(sandbox_id, [delivery])
 
-    async def _settle(self, sandbox_id: str, delivery: Delivery, admission: Admission) -> None:
+    async def _settle(self, sandbox_id: SandboxId, delivery: Delivery, admission: Admission) -> None:
         if admission.verdict is Verdict.ACCEPTED:
             try:
                 self._queue.submit(sandbox_id, delivery)
