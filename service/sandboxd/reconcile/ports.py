@@ -18,6 +18,7 @@ from typing import Generic, Protocol, TypeVar, runtime_checkable
 from sandboxd.models.activity import ActivityReport, ScaleCommand
 from sandboxd.models.desired import DesiredState
 from sandboxd.models.status import ObjectRef
+from sandboxd.naming import SandboxId
 from sandboxd.render.model import RenderedSandbox
 
 T = TypeVar("T")
@@ -153,7 +154,7 @@ class Observer(Protocol):
     again; the keyed queue coalesces the kicks.
     """
 
-    async def observe(self, kick: Callable[[str], None]) -> None: ...
+    async def observe(self, kick: Callable[[SandboxId], None]) -> None: ...
 
 
 @runtime_checkable
@@ -204,13 +205,13 @@ class CommandSink(Protocol):
 
 
 class ActivityPublisher(Protocol):
-    async def publish(self, sandbox_id: str, report: ActivityReport) -> None:
+    async def publish(self, sandbox_id: SandboxId, report: ActivityReport) -> None:
         """Share a probed report with the other replicas (best effort)."""
         ...
 
 
 class Prober(Protocol):
-    async def probe(self, *, sandbox_id: str, namespace: str, owner_uid: str) -> ActivityReport | None:
+    async def probe(self, *, sandbox_id: SandboxId, namespace: str, owner_uid: str) -> ActivityReport | None:
         """The sandbox's activity now, or ``None`` when it could not be read (never an error, never activity)."""
         ...
 
