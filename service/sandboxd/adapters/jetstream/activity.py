@@ -39,6 +39,7 @@ from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.activity import ActivityReport, ScaleCommand
 from sandboxd.models.desired import DesiredState
 from sandboxd.models.sharing import Sharing
+from sandboxd.naming import SandboxId
 from sandboxd.reconcile.activity import ActivityBook
 from sandboxd.reconcile.ports import Versioned
 
@@ -51,7 +52,7 @@ RESET_ASKS = 25
 RESET_PAUSE_S = 0.2
 
 
-def parse_activity(subject: str, data: bytes) -> tuple[str, ActivityReport] | None:
+def parse_activity(subject: str, data: bytes) -> tuple[SandboxId, ActivityReport] | None:
     """``sandbox.activity.<id>`` and its JSON body → (id, report); ``None`` for anything malformed."""
     sandbox_id = subject.removeprefix(ACTIVITY_PREFIX)
     if sandbox_id == subject or not naming.is_sandbox_id(sandbox_id):
@@ -62,7 +63,7 @@ def parse_activity(subject: str, data: bytes) -> tuple[str, ActivityReport] | No
         return None
     if report.sandbox_id is not None and report.sandbox_id != sandbox_id:
         return None
-    return sandbox_id, report
+    return SandboxId(sandbox_id), report  # checked above (is_sandbox_id)
 
 
 class ActivityFeed:
