@@ -34,6 +34,7 @@ from sandboxd.app.starting import reach
 from sandboxd.errors import ConfigurationError
 from sandboxd.models.desired import DesiredState
 from sandboxd.models.status import SandboxStatus
+from sandboxd.naming import SandboxId
 from sandboxd.reconcile.ports import Store
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.reconcile.tokens import TokenBridge, TokenSecrets, TokenWriter
@@ -109,7 +110,7 @@ async def token_loop(
     desired: Store[DesiredState],
     status: StatusWriter,
     clock: Callable[[], datetime],
-    kick: Callable[[str], None] | None,
+    kick: Callable[[SandboxId], None] | None,
     bridge: TokenBridge | None = None,
     secrets: TokenSecrets | None = None,
     metrics: Instruments | None = None,
