@@ -29,6 +29,7 @@ from sandboxd.adapters.jetstream.publishing import JetStreamEvents
 from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.probing import HttpProber
 from sandboxd.models.desired import DesiredState
+from sandboxd.naming import SandboxId
 from sandboxd.reconcile.activity import ActivityBook
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.runtime.loops import LoopGuard, Record, until_done
@@ -94,7 +95,7 @@ def idle_lifecycle(
     desired: KvStore[DesiredState],
     status: StatusWriter,
     commands: CommandOutbox,
-    kick: Callable[[str], None],
+    kick: Callable[[SandboxId], None],
     clock: Callable[[], datetime],
 ) -> IdleLifecycle:
     """Build the service's idle lifecycle (no I/O here; ``run`` opens the feeds). ``commands``: the outbox the
