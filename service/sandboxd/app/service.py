@@ -48,6 +48,7 @@ from sandboxd.app.tokens import feeds_revisions, token_loop, writer_in_service
 from sandboxd.errors import BrokerUnavailable, PermanentError, SandboxdError
 from sandboxd.models.desired import DesiredState, OwnerClaim
 from sandboxd.models.status import SandboxStatus
+from sandboxd.naming import SandboxId
 from sandboxd.reconcile import statuses
 from sandboxd.reconcile.intake import Intake, sandbox_id_of
 from sandboxd.reconcile.ports import Applier, Observer, Reachable
@@ -333,8 +334,8 @@ class Service:
         self.health.target_reachable = True
 
     @staticmethod
-    def _kicker(queue: KeyedQueue) -> Callable[[str], None]:
-        def kick(sandbox_id: str) -> None:
+    def _kicker(queue: KeyedQueue) -> Callable[[SandboxId], None]:
+        def kick(sandbox_id: SandboxId) -> None:
             with contextlib.suppress(RuntimeError):  # the queue is closing: the next start-up resyncs anyway
                 queue.submit(sandbox_id)
 
