@@ -19,6 +19,7 @@ from typing import Final
 
 from sandboxd.models.activity import ActivityReport
 from sandboxd.models.sharing import Sharing
+from sandboxd.naming import SandboxId
 
 #: How far past the time it was received a report's ``lastActivityAt`` may be (clocks differ a little); a later
 #: time is cut to it.
@@ -37,12 +38,12 @@ class ActivityBook:
     __slots__ = ("_latest", "_received", "_sharing", "ready")
 
     def __init__(self, *, ready: bool = False) -> None:
-        self._latest: dict[str, ActivityReport] = {}
+        self._latest: dict[SandboxId, ActivityReport] = {}
         self._received: dict[str, datetime] = {}
         self._sharing = Sharing()
         self.ready = ready
 
-    def record(self, sandbox_id: str, report: ActivityReport, *, received_at: datetime | None = None) -> bool:
+    def record(self, sandbox_id: SandboxId, report: ActivityReport, *, received_at: datetime | None = None) -> bool:
         """Keep ``report`` unless one received later is held; returns whether it was kept.
 
         ``received_at`` is when it reached sandboxd (the stream's timestamp, or the probe's clock); a report
@@ -58,7 +59,7 @@ class ActivityBook:
         self._received[sandbox_id] = received
         return True
 
-    def latest(self, sandbox_id: str) -> ActivityReport | None:
+    def latest(self, sandbox_id: SandboxId) -> ActivityReport | None:
         return self._latest.get(sandbox_id)
 
     def prune(self, *, keep: Container[str], before: datetime) -> int:
