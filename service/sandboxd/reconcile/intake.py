@@ -77,7 +77,7 @@ class Earlier:
 @dataclass(frozen=True, slots=True)
 class Admission:
     verdict: Verdict
-    sandbox_id: str | None
+    sandbox_id: SandboxId | None
     error: PermanentError | None = None
     event_id: str | None = None
 
@@ -114,7 +114,7 @@ class Claim:
 
     uid: str
     email: str
-    sandbox_id: str
+    sandbox_id: SandboxId
 
 
 #: What the claims made so far came to: ``None`` held, else the conflict that refused it.
@@ -131,7 +131,7 @@ class Folded:
 
 
 def fold(
-    sandbox_id: str,
+    sandbox_id: SandboxId,
     stored: DesiredState | None,
     events: Sequence[InboundEvent],
     *,
@@ -230,7 +230,7 @@ def _apply(
     return state.model_copy(update={**changed, "lifecycle": Lifecycle.ACTIVE, "idle_since": None})
 
 
-def _owner(sandbox_id: str, email: str, state: DesiredState | None) -> str | Claim:
+def _owner(sandbox_id: SandboxId, email: str, state: DesiredState | None) -> str | Claim:
     """The owner-uid the sandbox keeps, or the claim that makes it the sandbox's: one owner-uid, one sandbox,
     one email. ``OwnershipConflict`` when the owner would change."""
     uid = naming.owner_uid(email)
@@ -278,7 +278,7 @@ class Intake:
         self._clock = clock
         self._tracer = tracer
 
-    async def admit(self, sandbox_id: str, events: Sequence[InboundEvent]) -> list[Admission]:
+    async def admit(self, sandbox_id: SandboxId, events: Sequence[InboundEvent]) -> list[Admission]:
         """Admit one sandbox's events (stream order); one verdict per event, in the same order."""
         ordered = sorted(events, key=lambda e: e.stream_sequence)
         with (
@@ -298,7 +298,7 @@ class Intake:
         return verdicts
 
     async def _admit(
-        self, sandbox_id: str, events: Sequence[InboundEvent], spans: tracing.Processing
+        self, sandbox_id: SandboxId, events: Sequence[InboundEvent], spans: tracing.Processing
     ) -> list[Admission]:
         """Fold and write once with compare-and-set (``reconcile.cas``); the I/O a fold needs happens here.
 
@@ -371,7 +371,7 @@ class Intake:
             return refused
         return None
 
-    async def _earlier_life(self, sandbox_id: str) -> Earlier:
+    async def _earlier_life(self, sandbox_id: SandboxId) -> Earlier:
         """What the status record (the tombstone, once a deletion is done and its desired state removed) shows
         of an earlier life of this sandbox id: nothing older than it may come back, and generations go on."""
         shown = await self._status.read(sandbox_id)
@@ -379,7 +379,7 @@ class Intake:
             return Earlier()
         return Earlier(generation=shown.observed_generation, sequence=shown.observed_sequence)
 
-    async def _record_rejections(self, sandbox_id: str, verdicts: list[Admission]) -> None:
+    async def _record_rejections(self, sandbox_id: SandboxId, verdicts: list[Admission]) -> None:
         for verdict in verdicts:
             if verdict.verdict is Verdict.REJECTED and verdict.error is not None:
                 error = verdict.error
