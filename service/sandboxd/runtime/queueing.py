@@ -37,6 +37,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from sandboxd.errors import SandboxdError
+from sandboxd.naming import SandboxId
 from sandboxd.reconcile import reconciler
 from sandboxd.reconcile.ports import Delivery
 from sandboxd.runtime.clock import SYSTEM, Clock
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 
 #: ``handler(key, after_intake)``: one pass for ``key``; ``after_intake`` is true when the pass settles events
 #: this process's intake just recorded (it may start from the desired state the store remembers).
-Handler = Callable[[str, bool], Awaitable[reconciler.Outcome]]
+Handler = Callable[[SandboxId, bool], Awaitable[reconciler.Outcome]]
 
 
 def reported(result: reconciler.Outcome, *, failures: int) -> Outcome:
@@ -177,10 +178,10 @@ class KeyedQueue:
         self._heartbeat_s = heartbeat_s
         self._backlog = backlog or Backlog(clock=clock)
         self._hold_cap_s = hold_cap_s
-        self._keys: dict[str, _Key] = {}
+        self._keys: dict[SandboxId, _Key] = {}
         # Each key is in this FIFO at most once (only when neither waiting nor running), so it cannot grow
         # beyond the number of distinct sandboxes.
-        self._ready_in, self._ready_out = anyio.create_memory_object_stream[str](max_buffer_size=math.inf)
+        self._ready_in, self._ready_out = anyio.create_memory_object_stream[SandboxId](max_buffer_size=math.inf)
         self._closing = False
         self._tg: TaskGroup | None = None
         self._pass_ended = anyio.Event()
@@ -210,7 +211,7 @@ class KeyedQueue:
 
     # --- intake side -----------------------------------------------------------------------------------
 
-    def submit(self, key: str, delivery: Delivery | None = None) -> None:
+    def submit(self, key: SandboxId, delivery: Delivery | None = None) -> None:
         if self._closing:
             raise RuntimeError("queue is closing")
         state = self._keys.setdefault(key, _Key())
@@ -221,7 +222,7 @@ class KeyedQueue:
         if not state.running and not state.waiting:
             self._enqueue(key, state)
 
-    def _enqueue(self, key: str, state: _Key) -> None:
+    def _enqueue(self, key: SandboxId, state: _Key) -> None:
         state.waiting = True
         state.ready_at = self._clock.now()
         self._ready_in.send_nowait(key)
@@ -253,7 +254,7 @@ class KeyedQueue:
                 elif not (state.in_flight or state.pending or state.kicked):
                     self._keys.pop(key, None)
 
-    async def _passes(self, key: str, state: _Key) -> None:
+    async def _passes(self, key: SandboxId, state: _Key) -> None:
         while (state.pending or state.kicked) and not self._closing:
             state.in_flight, state.pending, state.kicked = state.pending, [], False
             outcome = await self._one_pass(key, state)
@@ -272,7 +273,7 @@ class KeyedQueue:
                 self._kick_later(key, settled.delay)
             return
 
-    async def _one_pass(self, key: str, state: _Key) -> Outcome:
+    async def _one_pass(self, key: SandboxId, state: _Key) -> Outcome:
         """Run the handler once and report what happened; whatever it raises is this key's failure only."""
         try:
             result = await self._handler(key, bool(state.in_flight))
@@ -300,7 +301,7 @@ class KeyedQueue:
                 return
             await self._backlog.wait(left)
 
-    def _kick_later(self, key: str, delay: float) -> None:
+    def _kick_later(self, key: SandboxId, delay: float) -> None:
         async def later() -> None:
             await self._clock.sleep(delay)
             if not self._closing:
