@@ -33,6 +33,7 @@ from sandboxd.errors import PermanentError, RetryableError, SandboxdError
 from sandboxd.lru import Lru
 from sandboxd.models.desired import DesiredState, Lifecycle, OwnerClaim
 from sandboxd.models.status import ObjectRef, SandboxStatus
+from sandboxd.naming import SandboxId
 from sandboxd.reconcile import idle, scaling, statuses
 from sandboxd.reconcile.idle import Action
 from sandboxd.reconcile.ports import Applier, Clock, CommandSink, Store
@@ -143,7 +144,7 @@ class Reconciler:
         # re-created sandbox from ever getting an earlier life's render, whatever its generation.
         self._rendered: Lru[tuple[str, int, int, Workload, int], RenderedSandbox] = Lru(256)
 
-    async def reconcile(self, sandbox_id: str, after_intake: bool = False) -> Outcome:
+    async def reconcile(self, sandbox_id: SandboxId, after_intake: bool = False) -> Outcome:
         """One pass. ``after_intake``: the pass follows events this process's intake just recorded, so it starts
         from the desired state the store remembers instead of reading it (if another replica wrote a newer one
         meanwhile, the check after applying sees it and asks for another pass)."""
@@ -156,7 +157,7 @@ class Reconciler:
         self._metrics.reconciled(time.perf_counter() - started, str(outcome.result))
         return outcome
 
-    async def _reconcile(self, sandbox_id: str, after_intake: bool) -> Outcome:
+    async def _reconcile(self, sandbox_id: SandboxId, after_intake: bool) -> Outcome:
         watch = _Stopwatch()
         start_ns = time.time_ns() if self._tracer is not None else 0
         key = naming.desired_key(sandbox_id)
