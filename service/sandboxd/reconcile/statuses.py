@@ -44,6 +44,7 @@ from sandboxd.models.status import (
     SandboxStatus,
     set_condition,
 )
+from sandboxd.naming import SandboxId
 from sandboxd.reconcile import cas
 from sandboxd.reconcile.ports import Store
 from sandboxd.render import Workload
@@ -64,7 +65,7 @@ def object_refs(refs: Iterable[tuple[str, str, str, str | None]]) -> tuple[Objec
     )
 
 
-def _base(previous: SandboxStatus | None, sandbox_id: str, now: datetime) -> SandboxStatus:
+def _base(previous: SandboxStatus | None, sandbox_id: SandboxId, now: datetime) -> SandboxStatus:
     if previous is not None:
         return previous
     return SandboxStatus(sandbox_id=sandbox_id, phase=Phase.PENDING, updated_at=now)
@@ -115,7 +116,7 @@ def _with(status: SandboxStatus, **changes: object) -> SandboxStatus:
 
 
 def rejected(
-    previous: SandboxStatus | None, *, sandbox_id: str, error: SandboxdError, event_id: str | None, now: datetime
+    previous: SandboxStatus | None, *, sandbox_id: SandboxId, error: SandboxdError, event_id: str | None, now: datetime
 ) -> SandboxStatus:
     """An event was refused. A sandbox that never had a valid spec becomes ``Rejected``; one that has keeps
     its phase (its runtime still runs the last valid spec) and says why in ``Accepted=False``."""
@@ -328,7 +329,7 @@ def deleted(
 def activity_observed(
     previous: SandboxStatus | None,
     *,
-    sandbox_id: str,
+    sandbox_id: SandboxId,
     now: datetime,
     last_activity_at: datetime | None = None,
     reason: str | None = None,
@@ -372,12 +373,12 @@ class StatusWriter:
         self._phases = metrics.phases if metrics is not None else None
         self._retention_s = retention_s
 
-    async def read(self, sandbox_id: str) -> SandboxStatus | None:
+    async def read(self, sandbox_id: SandboxId) -> SandboxStatus | None:
         """The record as it is now (read from the store; the next ``write`` then needs no read of its own)."""
         stored = await self._store.get(naming.status_key(sandbox_id))
         return stored.value if stored is not None else None
 
-    async def write(self, sandbox_id: str, transition: Transition) -> SandboxStatus:
+    async def write(self, sandbox_id: SandboxId, transition: Transition) -> SandboxStatus:
         """Apply ``transition`` to the record and write it (``reconcile.cas``: a blind create when this process
         knows no record, a re-read and a re-applied transition on a lost race)."""
         key = naming.status_key(sandbox_id)
