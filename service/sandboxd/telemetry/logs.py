@@ -341,8 +341,3 @@ def configure(
     for chatty in BODY_LOGGERS:  # they log whole response bodies at DEBUG: a Secret's data among them
         logging.getLogger(chatty).setLevel(max(root.level, logging.INFO))
     return handler
-
-
-def scrub(text: str) -> str:  # TEMPORARY: adapters/jetstream/errors.py's last caller moves to without_credentials
-    """``text`` with any URL credentials (those it carries itself included) replaced by ``***``."""
-    return without_credentials(text)

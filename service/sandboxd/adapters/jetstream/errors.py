@@ -123,7 +123,7 @@ def connect_failure(exc: BaseException, *, servers: str) -> BrokerUnavailable | 
         why = f"{exc.__class__.__name__}; {CONNECT_HINT}"
     else:
         return local_failure(exc, servers=servers)
-    return BrokerUnavailable(f"cannot connect to NATS at {logs.scrub(servers)}: {why}")
+    return BrokerUnavailable(f"cannot connect to NATS at {logs.without_credentials(servers)}: {why}")
 
 
 def local_failure(exc: BaseException, *, servers: str) -> ConfigurationError:
@@ -137,7 +137,7 @@ def local_failure(exc: BaseException, *, servers: str) -> ConfigurationError:
     else:
         what = f"{exc.__class__.__name__} (check the NKey seed or the creds file)"
     return ConfigurationError(
-        f"cannot connect to NATS at {logs.scrub(servers)}: a local failure, not the server: {what}"
+        f"cannot connect to NATS at {logs.without_credentials(servers)}: a local failure, not the server: {what}"
     )
 
 
