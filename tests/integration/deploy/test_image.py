@@ -68,3 +68,12 @@ def test_oci_labels_name_source_version_and_revision(sandboxd_image: str) -> Non
     assert len(revision) == 40
     assert subprocess.run(is_ancestor, capture_output=True, check=False).returncode == 0, revision
     assert labels["org.opencontainers.image.source"].startswith("https://github.com/")
+
+
+def test_nkey_and_creds_logins_have_what_they_need(sandboxd_image: str) -> None:
+    # nats-py signs the server's challenge with nkeys for NKey seeds and .creds files; the wheelhouse builds it.
+    probe = "import nkeys; print(nkeys.from_seed(nkeys.encode_seed(bytes(32), nkeys.PREFIX_BYTE_USER)).public_key)"
+    said = docker(
+        "run", "--rm", "--network", "none", "--entrypoint", "/opt/sandboxd/bin/python", sandboxd_image, "-c", probe
+    )
+    assert said.startswith("b'U")
