@@ -48,7 +48,7 @@ class Applier(Protocol):
 
     async def delete(self, sandbox: RenderedSandbox, *, purge: bool) -> None:
         """Retain: remove workloads, Services, route, ConfigMap, Secrets, then ServiceAccount, Role and
-        RoleBinding; keep namespace, quota and PVCs (the data, not access: ``sandboxd.adapters.retention``).
+        RoleBinding; keep namespace, quota and PVCs (the data, not access: ``sandboxd.render.retained``).
 
         Purge: remove everything, the namespace and its PVCs included, and return once it is gone.
         """
