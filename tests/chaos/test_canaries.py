@@ -4,11 +4,12 @@ service writes.
 Settings: the NATS password (in ``NATS_URL`` for one replica, in ``NATS_PASSWORD`` for the other, in the URL and
 as ``--password`` for ``sandboxctl``), the NATS token (a second server that wants one: ``NATS_TOKEN`` and
 ``nats://token@``), the GitOps password (``SANDBOXD_GITOPS_PASSWORD`` for one replica, written into
-``SANDBOXD_GITOPS_REPO`` for the other). Places searched: every message of every stream on both servers (the
-KV buckets are streams too, so every revision of every key), both replicas' logs at debug level, the GitOps
-repository's objects and the working clones' git config, and what ``sandboxctl`` and ``sandboxd init`` print,
-errors included. It proves 0 occurrences, raw or percent-encoded. (NKey seeds are not covered: no ``nkeys``
-package here to make one.)
+``SANDBOXD_GITOPS_REPO`` for the other), the NKey seed (a third server whose only user is an NKey:
+``NATS_NKEY_SEED`` for a replica and ``sandboxd init``, ``--nkey-seed-file`` for ``sandboxctl``). Places
+searched: every message of every stream on every server (the KV buckets are streams too, so every revision of
+every key), every replica's log at debug level, the GitOps repository's objects and the working clones' git
+config, and what ``sandboxctl`` and ``sandboxd init`` print, errors included.
+It proves 0 occurrences, raw or percent-encoded.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import anyio
+import nkeys
 import pytest
 
 from integration.cli.sandboxd_processes import SANDBOXCTL, SANDBOXD, Services, clean_env, wait_fetching
@@ -35,18 +37,23 @@ RUN = uuid.uuid4().hex[:6]
 NATS_PASSWORD = f"CANARY-{RUN}-nats-password"  # nats-py does not percent-decode a URL password: URL-safe
 NATS_TOKEN = f"CANARY-{RUN}-nats-token"
 GIT_PASSWORD = f"CANARY-{RUN}-git:pass@word"
-CANARIES = [NATS_PASSWORD, NATS_TOKEN, GIT_PASSWORD]
+NKEY_SEED = nkeys.encode_seed(uuid.uuid4().bytes * 2, nkeys.PREFIX_BYTE_USER).decode()  # SU…: no stem of its own
+CANARIES = [NATS_PASSWORD, NATS_TOKEN, GIT_PASSWORD, NKEY_SEED]
 #: Every form a canary could take on the way out: raw, percent-encoded (in a URL), and its recognisable stem.
 NEEDLES = sorted({form.encode() for c in CANARIES for form in (c, quote(c, safe=""), quote(c))} | {b"CANARY-"})
 
 
 @pytest.fixture
-def servers(tmp_path: Path) -> Iterator[tuple[NatsServer, NatsServer]]:
+def servers(tmp_path: Path) -> Iterator[tuple[NatsServer, NatsServer, NatsServer]]:
+    nkey_conf = tmp_path / "nkey.conf"
+    user = nkeys.from_seed(NKEY_SEED.encode()).public_key.decode()
+    nkey_conf.write_text(f'authorization {{ users = [ {{ nkey: "{user}" }} ] }}\n')
     with (
         NatsServer(store_dir=tmp_path / "nats-pw", extra_args=["--user", "svc", "--pass", NATS_PASSWORD]) as pw,
         NatsServer(store_dir=tmp_path / "nats-tok", extra_args=["--auth", NATS_TOKEN]) as tok,
+        NatsServer(store_dir=tmp_path / "nats-nkey", extra_args=["-c", str(nkey_conf)]) as nk,
     ):
-        yield pw, tok
+        yield pw, tok, nk
 
 
 async def run(program: tuple[str, ...], *args: str, env: dict[str, str]) -> tuple[str, bytes]:
@@ -55,10 +62,10 @@ async def run(program: tuple[str, ...], *args: str, env: dict[str, str]) -> tupl
     return f"{program[-1]} {' '.join(args)}", done.stdout + done.stderr
 
 
-async def stream_contents(url: str) -> list[tuple[str, bytes]]:
+async def stream_contents(url: str, **connect: str) -> list[tuple[str, bytes]]:
     """Every message of every stream on the server: subject, headers and body."""
     found: list[tuple[str, bytes]] = []
-    async with client(url) as c:
+    async with client(url, **connect) as c:
         names = [info.config.name for info in await c.js.streams_info()]
         for name in names:
             for msg in await read_stream(c.js, str(name)):
@@ -86,9 +93,9 @@ async def converged(c: Client, sandbox_id: str, event_id: str) -> None:
 
 
 async def test_canaries_in_every_secret_setting_never_appear_anywhere(
-    servers: tuple[NatsServer, NatsServer], tmp_path: Path, figures: Figures
+    servers: tuple[NatsServer, NatsServer, NatsServer], tmp_path: Path, figures: Figures
 ) -> None:
-    pw, tok = servers
+    pw, tok, nk = servers
     nats_in_url = f"nats://svc:{quote(NATS_PASSWORD, safe='')}@127.0.0.1:{pw.port}"
     token_in_url = f"nats://{quote(NATS_TOKEN, safe='')}@127.0.0.1:{tok.port}"
     git_root = tmp_path / "git"
@@ -118,6 +125,7 @@ async def test_canaries_in_every_secret_setting_never_appear_anywhere(
                 ),
             )
             token_service = services.start(NATS_URL=token_in_url, SANDBOXD_APPLIER="directory")
+            nkey_service = services.start(NATS_URL=nk.url, NATS_NKEY_SEED=NKEY_SEED, SANDBOXD_APPLIER="directory")
             async with exits_fail_fast(services.started), client(nats_in_url) as c:
                 await wait_fetching(c.js, services=2, timeout=60)
                 sids = [f"canary-{RUN}-{n}" for n in range(6)]
@@ -139,8 +147,18 @@ async def test_canaries_in_every_secret_setting_never_appear_anywhere(
                     created = event("create", f"tok-{RUN}", {"spec": spec(f"tok-{RUN}@acme.com")})
                     await t.publish_raw(f"sandbox.create.tok-{RUN}", created.to_json(), {"Nats-Msg-Id": created.id})
                     await converged(t, f"tok-{RUN}", created.id)
+                async with client(nk.url, nkeys_seed_str=NKEY_SEED) as n:
+                    await wait_fetching(n.js, timeout=60)
+                    created = event("create", f"nk-{RUN}", {"spec": spec(f"nk-{RUN}@acme.com")})
+                    await n.publish_raw(f"sandbox.create.nk-{RUN}", created.to_json(), {"Nats-Msg-Id": created.id})
+                    await converged(n, f"nk-{RUN}", created.id)
+                seed_file = tmp_path / "user.nk"
+                seed_file.write_text(NKEY_SEED + "\n")
+                wrong_seed = tmp_path / "wrong.nk"
+                wrong_seed.write_text(nkeys.encode_seed(bytes(32), nkeys.PREFIX_BYTE_USER).decode() + "\n")
 
                 plain, as_svc = clean_env(), ("--server", pw.url, "--user", "svc")
+                nkey_env = clean_env(NATS_URL=nk.url)
                 outputs += [
                     await run(SANDBOXCTL, "status", "-o", "json", env=clean_env(NATS_URL=nats_in_url)),
                     await run(SANDBOXCTL, "status", sids[1], "-o", "yaml", env=clean_env(NATS_URL=nats_in_url)),
@@ -151,18 +169,23 @@ async def test_canaries_in_every_secret_setting_never_appear_anywhere(
                     await run(SANDBOXCTL, "status", env=clean_env(NATS_TOKEN=NATS_TOKEN, NATS_URL=tok.url)),
                     await run(SANDBOXD, "init", env=clean_env(NATS_URL=token_in_url)),
                     await run(SANDBOXD, "init", env=clean_env(NATS_URL=nats_in_url)),
+                    await run(SANDBOXD, "init", env=clean_env(NATS_URL=nk.url, NATS_NKEY_SEED=NKEY_SEED)),
+                    await run(SANDBOXCTL, "status", "-o", "json", "--nkey-seed-file", str(seed_file), env=nkey_env),
+                    await run(SANDBOXCTL, "status", "--nkey-seed-file", str(wrong_seed), env=nkey_env),
                     await run(
                         SANDBOXCTL, "status", "--connect-timeout", "2", env=clean_env(NATS_URL=nats_in_url + "0")
                     ),
                 ]
             figures["processes"] = len(services.started)
-            assert token_service.process is not None and token_service.process.poll() is None
+            for service in (token_service, nkey_service):
+                assert service.process is not None and service.process.poll() is None
         finally:
             figures["exits"] = len(unexpected_exits(services.started, killed=set()))
             services.stop_all()
         figures["cli_runs"] = len(outputs)
 
     streams = await stream_contents(nats_in_url) + await stream_contents(token_in_url)
+    streams += await stream_contents(nk.url, nkeys_seed_str=NKEY_SEED)
     figures["stream_messages"] = len(streams)
     logs = [(f"log {p.log.name}", p.log.read_bytes()) for p in services.started]
     figures["log_bytes"] = sum(len(data) for _, data in logs)

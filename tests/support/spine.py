@@ -151,8 +151,9 @@ class Client:
 
 
 @asynccontextmanager
-async def client(url: str) -> AsyncIterator[Client]:
-    nc = await nats.connect(url)
+async def client(url: str, **connect: Any) -> AsyncIterator[Client]:
+    """A connection to ``url`` (``connect``: nats-py's own options, credentials for one)."""
+    nc = await nats.connect(url, **connect)
     try:
         yield Client(nc, nc.jetstream())
     finally:
