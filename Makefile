@@ -46,6 +46,7 @@ docker-engine:
 
 lint: $(STAMP)
 	$(BIN)/ruff check service tests bench deploy
+	$(BIN)/ruff format --check service tests bench deploy
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)

@@ -80,9 +80,7 @@ class TopologySettings(Group):
     ack_wait_s: float = env(
         "SANDBOXD_ACK_WAIT_SECONDS", 30.0, gt=0, description="Redelivery after this long without ack/progress, s."
     )
-    max_deliver: int = env(
-        "SANDBOXD_MAX_DELIVER", 50, ge=2, description="Deliveries before an event is dead-lettered."
-    )
+    max_deliver: int = env("SANDBOXD_MAX_DELIVER", 50, ge=2, description="Deliveries before an event is dead-lettered.")
     max_ack_pending: int = env(
         "SANDBOXD_MAX_ACK_PENDING",
         10_000,

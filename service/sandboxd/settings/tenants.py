@@ -15,7 +15,7 @@ class TenantBridgeSettings(Group):
         "SANDBOXD_TENANT_BRIDGE",
         False,
         description="Run the tenant bridge in `sandboxd run`: each tenant `sandbox_requested` event becomes a "
-        "sandbox.create (docs/operations.md, \"The tenant bridge\").",
+        'sandbox.create (docs/operations.md, "The tenant bridge").',
     )
     stream: str = env(
         "SANDBOXD_TENANT_STREAM",

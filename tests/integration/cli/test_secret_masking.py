@@ -68,15 +68,32 @@ async def test_no_server_never_shows_the_password_or_token(tmp_path: Path) -> No
             SANDBOXCTL, "status", "--connect-timeout", "2", env=clean_env(NATS_URL=with_password)
         ),
         "sandboxctl create (token in NATS_URL)": await command(
-            SANDBOXCTL, "create", "a", "--email", "a@acme.com", "--org", "acme", "--connect-timeout", "2",
+            SANDBOXCTL,
+            "create",
+            "a",
+            "--email",
+            "a@acme.com",
+            "--org",
+            "acme",
+            "--connect-timeout",
+            "2",
             env=clean_env(NATS_URL=with_token),
         ),
         "sandboxctl dlq list (--server with a password)": await command(
             SANDBOXCTL, "dlq", "list", "--server", with_password, "--connect-timeout", "2", env=clean_env()
         ),
         "sandboxctl status (--user/--password)": await command(
-            SANDBOXCTL, "status", "--server", f"nats://127.0.0.1:{port}", "--user", "u", "--password", CANARY,
-            "--connect-timeout", "2", env=clean_env(),
+            SANDBOXCTL,
+            "status",
+            "--server",
+            f"nats://127.0.0.1:{port}",
+            "--user",
+            "u",
+            "--password",
+            CANARY,
+            "--connect-timeout",
+            "2",
+            env=clean_env(),
         ),
         "sandboxd init (password in NATS_URL)": await command(
             SANDBOXD, "init", "--connect-timeout", "2", env=clean_env(NATS_URL=with_password)
@@ -104,8 +121,17 @@ async def test_refused_credentials_never_show_the_password(guarded_server: NatsS
             SANDBOXCTL, "status", "--connect-timeout", "3", env=clean_env(NATS_URL=wrong)
         ),
         "sandboxctl status (--password)": await command(
-            SANDBOXCTL, "status", "--server", guarded_server.url, "--user", "u", "--password", CANARY,
-            "--connect-timeout", "3", env=clean_env(),
+            SANDBOXCTL,
+            "status",
+            "--server",
+            guarded_server.url,
+            "--user",
+            "u",
+            "--password",
+            CANARY,
+            "--connect-timeout",
+            "3",
+            env=clean_env(),
         ),
         "sandboxd init": await command(SANDBOXD, "init", "--connect-timeout", "3", env=clean_env(NATS_URL=wrong)),
     }

@@ -80,8 +80,9 @@ async def test_one_trace_from_publish_through_intake_and_reconcile(fresh_nats_se
     assert tracer is not None
     sid = unique_id()
     settings = service_settings(fresh_nats_server.url)
-    async with client(fresh_nats_server.url) as c, running_service(
-        settings, MemoryApplier(), telemetry=captured.telemetry
+    async with (
+        client(fresh_nats_server.url) as c,
+        running_service(settings, MemoryApplier(), telemetry=captured.telemetry),
     ):
         with tracer.start_as_current_span("publish sandbox.create", kind=SpanKind.PRODUCER) as root:
             await c.create(sid, "traced@acme.com")  # publish_event injects the current context
@@ -111,8 +112,9 @@ async def test_without_a_publisher_trace_the_reconcile_joins_the_intake_span(fre
     captured = capture()
     sid = unique_id()
     settings = service_settings(fresh_nats_server.url)
-    async with client(fresh_nats_server.url) as c, running_service(
-        settings, MemoryApplier(), telemetry=captured.telemetry
+    async with (
+        client(fresh_nats_server.url) as c,
+        running_service(settings, MemoryApplier(), telemetry=captured.telemetry),
     ):
         await c.create(sid, "untraced@acme.com")
         await c.wait_status(sid, lambda s: s.phase is Phase.READY)

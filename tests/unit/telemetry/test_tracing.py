@@ -219,9 +219,7 @@ def test_processing_marks_every_span_when_the_batch_fails(captured: Captured) ->
 
 def test_reconciling_is_a_child_of_the_stored_traceparent_and_stages_nest(captured: Captured) -> None:
     tracer = captured.telemetry.tracer
-    with tracing.reconciling(
-        tracer, sandbox_id="sb-1", generation=2, traceparent=PARENT, start_time_ns=1_000
-    ) as span:
+    with tracing.reconciling(tracer, sandbox_id="sb-1", generation=2, traceparent=PARENT, start_time_ns=1_000) as span:
         with tracing.stage(tracer, "render"):
             pass
         tracing.fail(span, "ApplyUnavailable", "API down")
@@ -235,9 +233,10 @@ def test_reconciling_is_a_child_of_the_stored_traceparent_and_stages_nest(captur
 
 
 def test_with_tracing_off_the_span_helpers_do_nothing() -> None:
-    with tracing.stage(None, "render") as stage, tracing.reconciling(
-        None, sandbox_id="sb-1", generation=1, traceparent=PARENT, start_time_ns=0
-    ) as reconcile:
+    with (
+        tracing.stage(None, "render") as stage,
+        tracing.reconciling(None, sandbox_id="sb-1", generation=1, traceparent=PARENT, start_time_ns=0) as reconcile,
+    ):
         assert stage is None and reconcile is None
         tracing.fail(reconcile, "X", "y")
 
