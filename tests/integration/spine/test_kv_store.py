@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -100,3 +102,18 @@ async def test_a_bucket_removed_under_a_store_is_unavailable_at_once_not_a_timeo
                 await store.put("sb-2", record(Phase.PENDING), revision=None)
     finally:
         await nc.close()
+
+
+async def test_a_closed_connection_is_not_kept_alive_by_its_stores_reply_inbox(nats_server: NatsServer) -> None:
+    """The shared reply inbox is per connection; once a connection is closed and dropped, nothing of it stays (a
+    process that connects again, as the CLI, tests and benches do, must not keep every old connection's buffers)."""
+    nc = await nats.connect(nats_server.url)
+    kv = await nc.jetstream().create_key_value(bucket=unique_id("kv"), direct=True)
+    store = KvStore(kv, SandboxStatus)
+    await store.put("sb-1", record(Phase.PENDING), revision=None)
+    assert (await store.get("sb-1")) is not None  # the lean path opened its inbox on this connection
+    gone = weakref.ref(nc)
+    await nc.close()
+    del nc, kv, store
+    gc.collect()
+    assert gone() is None

@@ -17,7 +17,7 @@ Concurrency: one event loop; the reply callback and the requests share the waiti
 from __future__ import annotations
 
 import asyncio
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, ref
 
 import nats.errors
 from nats.aio.client import Client
@@ -39,7 +39,9 @@ def replies_for(nc: Client) -> Replies:
 
 class Replies:
     def __init__(self, nc: Client) -> None:
-        self._nc = nc
+        # Weakly: the map of every connection's ``Replies`` is keyed weakly by the connection, and a value that
+        # held its key would keep every connection ever used (and its buffers) alive after it closed.
+        self._client = ref(nc)
         self._prefix = ""
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
         self._count = 0
@@ -66,6 +68,13 @@ class Replies:
         if not reply.data and reply.headers and reply.headers.get("Status") == NO_RESPONDERS:
             raise nats.errors.NoRespondersError
         return reply
+
+    @property
+    def _nc(self) -> Client:
+        nc = self._client()
+        if nc is None:  # only a request made after its connection was dropped: as nats-py says of a closed one
+            raise nats.errors.ConnectionClosedError
+        return nc
 
     async def _open(self) -> str:
         async with self._opening:
