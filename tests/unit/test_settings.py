@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from sandboxd.app.scaler import ScalerConfig
 from sandboxd.errors import ConfigurationError, SandboxdError
 from sandboxd.settings import (
     ApplierSettings,
@@ -309,6 +310,16 @@ def test_every_invalid_setting_is_named_at_once(runtime_env: None, monkeypatch: 
     monkeypatch.setenv("SANDBOXD_ACK_WAIT_SECONDS", "nan")
     with pytest.raises(ConfigurationError) as refused:
         load_settings()
+    message = refused.value.message
+    assert "SANDBOXD_CONCURRENCY" in message and "SANDBOXD_ACK_WAIT_SECONDS" in message
+    assert message.count("invalid configuration") == 1
+
+
+def test_the_scaler_names_every_invalid_setting_at_once_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SANDBOXD_CONCURRENCY", "-3")
+    monkeypatch.setenv("SANDBOXD_ACK_WAIT_SECONDS", "nan")
+    with pytest.raises(ConfigurationError) as refused:
+        ScalerConfig.from_environment()
     message = refused.value.message
     assert "SANDBOXD_CONCURRENCY" in message and "SANDBOXD_ACK_WAIT_SECONDS" in message
     assert message.count("invalid configuration") == 1

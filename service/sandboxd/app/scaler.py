@@ -66,8 +66,9 @@ from sandboxd.settings import (
     NatsSettings,
     TopologySettings,
     WorkerSettings,
-    load,
+    load_groups,
 )
+from sandboxd.settings.fields import Group
 from sandboxd.settings.idle import ScalerSettings
 from sandboxd.telemetry.scaling import ScalerInstruments, ScalerTelemetry, noop_scaler_instruments
 
@@ -112,13 +113,15 @@ class ScalerConfig:
 
     @classmethod
     def from_environment(cls) -> ScalerConfig:
-        return cls(
-            nats=load(NatsSettings),
-            topology=load(TopologySettings),
-            worker=load(WorkerSettings),
-            applier=load(ApplierSettings),
-            scaler=load(ScalerSettings),
-        )
+        """Every group from the environment; every invalid setting named at once (``load_groups``)."""
+        groups: dict[str, type[Group]] = {
+            "nats": NatsSettings,
+            "topology": TopologySettings,
+            "worker": WorkerSettings,
+            "applier": ApplierSettings,
+            "scaler": ScalerSettings,
+        }
+        return cls(**load_groups(groups))
 
 
 class ScaleWorker:

@@ -33,6 +33,7 @@ __all__ = [
     "TopologySettings",
     "WorkerSettings",
     "load",
+    "load_groups",
     "load_settings",
 ]
 
@@ -116,6 +117,12 @@ def load_settings() -> Settings:
         "tokens": TokenSettings,
         "tenants": TenantBridgeSettings,
     }
+    return Settings(**load_groups(groups))
+
+
+def load_groups(groups: Mapping[str, type[Group]]) -> dict[str, Any]:
+    """Each group from the environment, by name; every invalid setting of every group in one
+    ``ConfigurationError`` (each process's start-up says everything to fix at once)."""
     loaded: dict[str, Any] = {}
     problems: list[str] = []
     for name, group in groups.items():
@@ -125,4 +132,4 @@ def load_settings() -> Settings:
             problems.append(exc.message.removeprefix(_INVALID))
     if problems:
         raise ConfigurationError(_INVALID + "; ".join(problems))
-    return Settings(**loaded)
+    return loaded
