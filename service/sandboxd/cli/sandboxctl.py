@@ -37,7 +37,7 @@ from sandboxd.cli.terminal import printable
 from sandboxd.client import SandboxClient
 from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.status import Phase
-from sandboxd.naming import SandboxId, as_sandbox_id
+from sandboxd.naming import SANDBOX_ID_RULE, SandboxId, as_sandbox_id
 from sandboxd.settings import NatsSettings
 from sandboxd.telemetry import logs, tracing
 
@@ -52,9 +52,7 @@ def sandbox_id(text: str) -> SandboxId:
     """An argparse type: a sandbox id (anything else is a usage error, exit 2)."""
     checked = as_sandbox_id(text)
     if checked is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a sandbox id: 1-63 characters a-z, 0-9 and '-', starting and ending alphanumeric"
-        )
+        raise argparse.ArgumentTypeError(f"{printable(repr(text))} is not a sandbox id: {SANDBOX_ID_RULE}")
     return checked
 
 
