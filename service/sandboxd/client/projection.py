@@ -13,12 +13,17 @@ Listing uses one wildcard watch and stops at its end-of-initial-state marker (``
 ``kv.keys()``, which costs a consumer per call and filters client-side. A watch yields the initial state, then a
 ``None`` marker, then live changes; deleted or purged keys arrive as ``Change(status=None)``.
 
+A record this client cannot parse (a newer sandboxd's, or a corrupt one) is refused when asked for by id
+(``StatusUnreadable``), but a list or a watch skips it with one warning per revision: one bad key must not hide
+every other sandbox from a console.
+
 Read-only: nothing here writes the bucket (only reconcilers do).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -33,8 +38,11 @@ from sandboxd import naming
 from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.client.errors import NotFound, StatusUnreadable
 from sandboxd.errors import BrokerUnavailable
+from sandboxd.models.bounds import quote
 from sandboxd.models.desired import DesiredState, Lifecycle
 from sandboxd.models.status import Condition, ConditionStatus, ConditionType, Phase, SandboxStatus
+
+log = logging.getLogger(__name__)
 
 LIST_TIMEOUT_S = 30.0
 CLOSED_CHECK_S = 1.0  # how often a quiet watch checks that its connection still lives, s
@@ -168,8 +176,17 @@ async def watch_statuses(
                 continue
             if entry.operation in ("DEL", "PURGE") or not entry.value:
                 yield Change(entry.key, None, int(entry.revision or 0))
-            else:
-                yield Change(entry.key, _parse(entry.key, entry.value), int(entry.revision or 0))
+                continue
+            try:
+                status = _parse(entry.key, entry.value)
+            except StatusUnreadable:
+                log.warning(
+                    "skipped the status record %s (revision %s): not one this client can read",
+                    quote(entry.key, 80),
+                    entry.revision,
+                )
+                continue
+            yield Change(entry.key, status, int(entry.revision or 0))
     finally:
         # The connection may be closed already (a caller that broke out of its loop and closed the client
         # before the generator was finalised): the server drops the watch's consumer with the connection.

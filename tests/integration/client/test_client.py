@@ -6,9 +6,15 @@ returning at the status that settles an event, failing fast when the event is re
 
 from __future__ import annotations
 
+from contextlib import aclosing
+from datetime import UTC, datetime
+
 import anyio
+import nats
 import pytest
 
+from sandboxd import naming
+from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.adapters.memory import MemoryApplier
 from sandboxd.adapters.natsserver import NatsServer
 from sandboxd.client import (
@@ -19,12 +25,14 @@ from sandboxd.client import (
     NotFound,
     SandboxClient,
     SandboxFailed,
+    StatusUnreadable,
     WaitTimedOut,
     event_id_for,
     settled,
 )
 from sandboxd.errors import BrokerUnavailable, InvalidEvent
-from sandboxd.models.status import Phase
+from sandboxd.models.status import Phase, SandboxStatus
+from sandboxd.settings import TopologySettings
 from support.spine import running_service, service_settings, spec, unique_id
 
 pytestmark = [pytest.mark.nats, pytest.mark.anyio]
@@ -120,3 +128,41 @@ async def test_a_create_waits_for_ready_pods_where_the_applier_observes_them(nat
         await sandboxes.update(sid, spec("pods@acme.com", sessions=2))
         ready = await sandboxes.wait_for(sid, settled(created), timeout=20)
         assert ready is not None and ready.phase is Phase.READY and AVAILABLE(ready)
+
+
+async def test_one_unreadable_status_record_hides_no_other_sandbox(
+    fresh_nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A record this client cannot parse (a newer sandboxd's, a corrupt one) is refused when asked for by id, but
+    a list skips it and a watch goes on past it, each with a warning: one bad key hides nothing else."""
+    url = fresh_nats_server.url
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        await ensure_topology(js, TopologySettings())
+        kv = await js.key_value(naming.STATUS_BUCKET)
+        good = SandboxStatus(sandbox_id="ok1", phase=Phase.READY, updated_at=datetime(2026, 12, 3, tzinfo=UTC))
+        await kv.put(naming.status_key("ok1"), good.to_json())
+        await kv.put(naming.status_key("wx"), b'{"phase":"Ready"}')
+        async with SandboxClient.connect(url) as sandboxes:
+            assert [s.sandbox_id for s in await sandboxes.list()] == ["ok1"]
+            assert "skipped the status record 'wx'" in caplog.text
+            with pytest.raises(StatusUnreadable):
+                await sandboxes.get("wx")
+
+            seen: list[str] = []
+            with anyio.fail_after(20):
+                async with aclosing(sandboxes.watch()) as changes:
+                    async for change in changes:
+                        if change is None:  # the current state is in: now a bad write, then a good one
+                            await kv.put(naming.status_key("wx"), b"not json")
+                            await kv.put(
+                                naming.status_key("ok1"), good.model_copy(update={"phase": Phase.IDLE}).to_json()
+                            )
+                            continue
+                        seen.append(f"{change.sandbox_id}:{change.status.phase if change.status else None}")
+                        if change.status is not None and change.status.phase is Phase.IDLE:
+                            break
+            assert seen == ["ok1:Ready", "ok1:Idle"]
+    finally:
+        await nc.close()
