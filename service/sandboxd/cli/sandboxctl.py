@@ -26,6 +26,7 @@ from functools import partial
 import anyio
 
 from sandboxd import __version__
+from sandboxd.adapters.jetstream.errors import AUTHORIZATION_FAILED
 from sandboxd.cli import actions
 from sandboxd.cli.completion import SHELLS, completion_help, completion_script
 from sandboxd.cli.connection import add_connection_flags, connected_client, nats_settings, seconds
@@ -181,9 +182,10 @@ async def _run(args: argparse.Namespace, redaction: logs.Redaction) -> int:
 
 
 async def _watch(args: argparse.Namespace, settings: NatsSettings) -> int:
-    """``watch`` until Ctrl-C: a server that does not answer yet (or is restarting) is waited for, saying so once,
-    and the connection then says at once when it drops and when it is back."""
-    waited = False
+    """``watch`` until Ctrl-C: a server that does not answer yet (or is restarting) is waited for, saying why once
+    (and again if the reason changes), and the connection then says at once when it drops and when it is back.
+    Credentials the server refuses end the watch (exit 1), as they end every other command."""
+    waited, said = False, ""
     while True:
         connected = False
         try:
@@ -196,10 +198,11 @@ async def _watch(args: argparse.Namespace, settings: NatsSettings) -> int:
                 result: int = await args.action(args, client)
                 return result
         except BrokerUnavailable as exc:
-            if connected:
+            if connected or AUTHORIZATION_FAILED in exc.message:  # wrong credentials are no outage: as `status`
                 raise
-            if not waited:
+            if exc.message != said:  # why, once, and again only when the reason changes
                 _tell(f"{exc.message}; trying again until it answers (Ctrl-C to stop)")
+                said = exc.message
                 waited = True
             await anyio.sleep(WATCH_RETRY_S)
 

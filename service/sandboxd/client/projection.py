@@ -152,46 +152,65 @@ async def list_statuses(js: JetStreamContext, *, timeout: float = LIST_TIMEOUT_S
 
 
 async def watch_statuses(
-    js: JetStreamContext, sandbox_id: str | None, *, closed: Callable[[], bool] = lambda: False
+    js: JetStreamContext,
+    sandbox_id: str | None,
+    *,
+    closed: Callable[[], bool] = lambda: False,
+    reconnects: Callable[[], int] = lambda: 0,
 ) -> AsyncGenerator[Change | None, None]:
     """Changes of one sandbox (or all): the current state, a ``None`` marker, then live changes.
 
     Runs until the caller stops iterating, or ``closed()`` says the connection is gone for good
-    (``BrokerUnavailable``). Across a reconnect the watch resumes by itself (nats-py recreates its ordered
-    consumer after missed heartbeats, 10-20 s).
+    (``BrokerUnavailable``). When ``reconnects()`` (the connection's count of reconnects) moves, the watch starts
+    again at once rather than waiting 10-20 s for nats-py to notice its ordered consumer's missed heartbeats: the
+    new watch's current state is compared with what was last yielded per key, so only what changed meanwhile is
+    yielded (by content, not revision: a server that lost its state starts revisions again).
     """
     kv = await status_bucket(js)
-    with boundary(f"watching the {naming.STATUS_BUCKET} bucket"):
-        watcher = await kv.watch(naming.status_key(sandbox_id) if sandbox_id else ">")
-    try:
-        while True:
-            try:
-                entry = await watcher.updates(timeout=CLOSED_CHECK_S)  # type: ignore[no-untyped-call]
-            except TimeoutError:  # nats' or asyncio's: a quiet second
-                if closed():
-                    raise BrokerUnavailable("the connection to NATS closed; the watch ended") from None
-                continue
-            if entry is None:
-                yield None
-                continue
-            if entry.operation in ("DEL", "PURGE") or not entry.value:
-                yield Change(entry.key, None, int(entry.revision or 0))
-                continue
-            try:
-                status = _parse(entry.key, entry.value)
-            except StatusUnreadable:
-                log.warning(
-                    "skipped the status record %s (revision %s): not one this client can read",
-                    quote(entry.key, 80),
-                    entry.revision,
-                )
-                continue
-            yield Change(entry.key, status, int(entry.revision or 0))
-    finally:
-        # The connection may be closed already (a caller that broke out of its loop and closed the client
-        # before the generator was finalised): the server drops the watch's consumer with the connection.
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2), contextlib.suppress(Exception):
-            await watcher.stop()  # type: ignore[no-untyped-call]
+    subject = naming.status_key(sandbox_id) if sandbox_id else ">"
+    yielded: dict[str, int] = {}  # key -> hash of the value last yielded (0: removed)
+    marked = False
+    while True:
+        seen_reconnects = reconnects()
+        with boundary(f"watching the {naming.STATUS_BUCKET} bucket"):
+            watcher = await kv.watch(subject)
+        try:
+            while reconnects() == seen_reconnects:
+                try:
+                    entry = await watcher.updates(timeout=CLOSED_CHECK_S)  # type: ignore[no-untyped-call]
+                except TimeoutError:  # nats' or asyncio's: a quiet second
+                    if closed():
+                        raise BrokerUnavailable("the connection to NATS closed; the watch ended") from None
+                    continue
+                if entry is None:
+                    if not marked:
+                        marked = True
+                        yield None
+                    continue
+                removed = entry.operation in ("DEL", "PURGE") or not entry.value
+                fingerprint = 0 if removed else hash(bytes(entry.value))
+                if yielded.get(entry.key) == fingerprint:
+                    continue  # the same as last yielded: a restarted watch's current state
+                if removed:
+                    yielded[entry.key] = 0
+                    yield Change(entry.key, None, int(entry.revision or 0))
+                    continue
+                try:
+                    status = _parse(entry.key, entry.value)
+                except StatusUnreadable:
+                    log.warning(
+                        "skipped the status record %s (revision %s): not one this client can read",
+                        quote(entry.key, 80),
+                        entry.revision,
+                    )
+                    continue
+                yielded[entry.key] = fingerprint
+                yield Change(entry.key, status, int(entry.revision or 0))
+        finally:
+            # The connection may be closed already (a caller that broke out of its loop and closed the client
+            # before the generator was finalised): the server drops the watch's consumer with the connection.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2), contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
 
 
 def _parse(key: str, value: bytes) -> SandboxStatus:

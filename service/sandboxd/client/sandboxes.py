@@ -207,10 +207,13 @@ class SandboxClient:
     async def watch(self, sandbox_id: str | None = None) -> AsyncGenerator[Change | None, None]:
         """The current records, a ``None`` marker, then every change until the caller stops iterating.
 
-        With ``connect(reconnect=True)`` a watch survives a server restart; on a connection that closed for
-        good it ends with ``BrokerUnavailable``.
+        With ``connect(reconnect=True)`` a watch survives a server restart (it starts again as soon as the
+        connection is back, yielding only what changed meanwhile); on a connection that closed for good it ends
+        with ``BrokerUnavailable``.
         """
-        changes = projection.watch_statuses(self._js, sandbox_id, closed=lambda: self.nc.is_closed)
+        changes = projection.watch_statuses(
+            self._js, sandbox_id, closed=lambda: self.nc.is_closed, reconnects=lambda: int(self.nc.stats["reconnects"])
+        )
         async with aclosing(changes) as stream:
             async for change in stream:
                 yield change

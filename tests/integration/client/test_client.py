@@ -166,3 +166,35 @@ async def test_one_unreadable_status_record_hides_no_other_sandbox(
             assert seen == ["ok1:Ready", "ok1:Idle"]
     finally:
         await nc.close()
+
+
+async def test_a_watch_follows_changes_at_once_after_the_server_restarts(fresh_nats_server: NatsServer) -> None:
+    """After a reconnect the watch starts again at once (not when nats-py notices its consumer's missed heartbeats,
+    10-20 s later), and yields only what changed meanwhile: nothing twice."""
+    url = fresh_nats_server.url
+    at = datetime(2026, 12, 3, tzinfo=UTC)
+    records = {sid: SandboxStatus(sandbox_id=sid, phase=Phase.READY, updated_at=at) for sid in ("w1", "w2")}
+    async with SandboxClient.connect(url, reconnect=True) as sandboxes, aclosing(sandboxes.watch()) as changes:
+        with anyio.fail_after(10):
+            js = sandboxes.nc.jetstream()
+            await ensure_topology(js, TopologySettings())
+            kv = await js.key_value(naming.STATUS_BUCKET)
+            for sid, record in records.items():
+                await kv.put(naming.status_key(sid), record.to_json())
+            seen = [await anext(changes) for _ in range(3)]  # w1, w2 and the marker, in some order
+        assert sorted(c.sandbox_id for c in seen if c is not None) == ["w1", "w2"]
+
+        fresh_nats_server.stop()
+        fresh_nats_server.start()
+        with anyio.fail_after(8):  # well inside the 10-20 s nats-py's own recovery takes
+            while True:
+                try:
+                    await kv.put(
+                        naming.status_key("w2"), records["w2"].model_copy(update={"phase": Phase.IDLE}).to_json()
+                    )
+                    break
+                except (nats.errors.Error, TimeoutError):  # not reconnected yet
+                    await anyio.sleep(0.2)
+            after = await anext(changes)
+        assert after is not None and after.sandbox_id == "w2"  # not w1 again: it did not change
+        assert after.status is not None and after.status.phase is Phase.IDLE
