@@ -185,7 +185,7 @@ async def _watch(args: argparse.Namespace, settings: NatsSettings) -> int:
     """``watch`` until Ctrl-C: a server that does not answer yet (or is restarting) is waited for, saying why once
     (and again if the reason changes), and the connection then says at once when it drops and when it is back.
     Credentials the server refuses end the watch (exit 1), as they end every other command."""
-    waited, said = False, ""
+    said = ""  # the last reason given for waiting ("": none yet)
     while True:
         connected = False
         try:
@@ -193,7 +193,7 @@ async def _watch(args: argparse.Namespace, settings: NatsSettings) -> int:
                 settings, timeout=args.connect_timeout, reconnect=True, on_connection=_tell_connection
             ) as client:
                 connected = True
-                if waited:
+                if said:
                     _tell(f"connected to NATS at {logs.without_credentials(settings.url)}; watching")
                 result: int = await args.action(args, client)
                 return result
@@ -203,7 +203,6 @@ async def _watch(args: argparse.Namespace, settings: NatsSettings) -> int:
             if exc.message != said:  # why, once, and again only when the reason changes
                 _tell(f"{exc.message}; trying again until it answers (Ctrl-C to stop)")
                 said = exc.message
-                waited = True
             await anyio.sleep(WATCH_RETRY_S)
 
 
