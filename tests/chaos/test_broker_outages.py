@@ -66,7 +66,7 @@ async def test_nats_restart_mid_load_and_a_30_s_outage(
             server.start()
             for sessions in (4, 5):
                 await publish_round(c, wants, sessions, figures)
-            await wait_converged(c, tmp_path / "rendered", wants, timeout=300)
+            await wait_converged(c, tmp_path / "rendered", wants, timeout=300, logs=services.logs)
             figures["converged_after_restart_s"] = time.monotonic() - restarted
 
             # Down for 30 s with work in flight: /readyz must say so the whole time, and nothing may exit.
@@ -88,7 +88,7 @@ async def test_nats_restart_mid_load_and_a_30_s_outage(
             back = time.monotonic()
             figures["readyz_200_after_s"] = await wait_readyz(health_port, 200, timeout=60)
             await publish_round(c, wants, 3, figures)
-            await wait_converged(c, tmp_path / "rendered", wants, timeout=300)
+            await wait_converged(c, tmp_path / "rendered", wants, timeout=300, logs=services.logs)
             figures["converged_after_outage_s"] = time.monotonic() - back
             await wait_drained(c.js, timeout=120)
         figures["lost"] = 0

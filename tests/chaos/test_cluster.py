@@ -65,7 +65,7 @@ async def test_r3_cluster_replicas_racing_at_start_and_the_stream_leader_killed(
                         await publish_next(c, want, 1 + round_ % 4, figures=figures)
                 figures["new_leader"] = await stream_leader(c)
                 nats_cluster.start_node(nats_cluster.index_of(figures["killed_leader"]))
-                await wait_converged(c, tmp_path / "rendered", wants, timeout=300)
+                await wait_converged(c, tmp_path / "rendered", wants, timeout=300, logs=services.logs)
                 figures["converged_after_kill_s"] = time.monotonic() - killed_at
                 await wait_drained(c.js, timeout=120)
             figures["lost"] = 0

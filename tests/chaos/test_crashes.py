@@ -77,7 +77,7 @@ async def test_sigkill_a_random_replica_every_2_to_4_s_under_load(
                 figures.add("kills")
             figures["published_s"] = time.monotonic() - started
             last_kill = time.monotonic()
-            await wait_converged(c, tmp_path / "rendered", wants, timeout=300)
+            await wait_converged(c, tmp_path / "rendered", wants, timeout=300, logs=services.logs)
             figures["converged_after_last_kill_s"] = time.monotonic() - last_kill
             info = await wait_drained(c.js, timeout=120)
             figures["redelivered"] = int(info.num_redelivered or 0)

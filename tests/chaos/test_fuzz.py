@@ -251,7 +251,7 @@ async def test_fuzz_malformed_events_are_dead_lettered_and_valid_ones_converge(
         figures["published_s"] = time.monotonic() - started
 
         async with exits_fail_fast(services.started):
-            await wait_converged(c, tmp_path / "rendered", wants, timeout=300)
+            await wait_converged(c, tmp_path / "rendered", wants, timeout=300, logs=services.logs)
             figures["converged_s"] = time.monotonic() - started
             await wait_drained(c.js, timeout=300)
             figures["drained_s"] = time.monotonic() - started

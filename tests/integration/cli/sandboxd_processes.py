@@ -9,6 +9,7 @@ directory applier's StatefulSet file at the last replica count.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -234,22 +235,68 @@ async def unconverged(c: Client, root: Path, wants: list[Expectation]) -> list[s
 ELECTING = (nats.errors.TimeoutError, TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError)
 
 
-async def wait_converged(c: Client, root: Path, wants: list[Expectation], *, timeout: float) -> None:
+async def wait_converged(
+    c: Client, root: Path, wants: list[Expectation], *, timeout: float, logs: Path | None = None
+) -> None:
+    """Until every sandbox is ``converged``; else ``AssertionError`` saying, for the first few, where each one's
+    last event got to (``explain``), short enough to survive a CI log's tail (``logs``: the services' logs)."""
     left: list[str] = [want.sandbox_id for want in wants]
     with anyio.move_on_after(timeout):
         while True:
-            with contextlib.suppress(ELECTING):
+            with contextlib.suppress(*ELECTING):
                 left = await unconverged(c, root, wants)
             if not left:
                 return
             await anyio.sleep(0.2)
-    details = {
-        sid: (await c.status(sid), await desired(c, sid), next(w for w in wants if w.sandbox_id == sid))
-        for sid in left[:2]
-    }
-    raise AssertionError(
-        f"{len(left)} sandboxes never converged: {left[:10]}; first (status, desired, want): {details}"
-    )
+    by_id = {want.sandbox_id: want for want in wants}
+    lines = [await explain(c, root, by_id[sid], logs) for sid in left[:3]]
+    raise AssertionError(f"{len(left)} sandboxes never converged: {left[:10]}\n" + "\n".join(lines))
+
+
+async def explain(c: Client, root: Path, want: Expectation, logs: Path | None) -> str:
+    """Where ``want``'s last event got to, each fact read from the stream's leader (a direct get may be answered
+    by a lagging follower): the stream, the consumer, the desired state, the status, the files, the logs."""
+
+    async def leader_read(stream: str, subject: str) -> str:
+        try:
+            msg = await c.js.get_last_msg(stream, subject)
+        except NotFoundError:
+            return "none"
+        except Exception as exc:  # noqa: BLE001 - a report: say what the read met and go on
+            return f"unreadable ({exc.__class__.__name__})"
+        headers = msg.headers or {}
+        body = msg.data or b"{}"
+        try:
+            fields = json.loads(body)
+        except ValueError:
+            fields = {}
+        shown = {k: fields[k] for k in ("eventId", "id", "generation", "observedGeneration", "phase") if k in fields}
+        return f"seq {msg.seq} {headers.get('Nats-Msg-Id', '')} {shown}"
+
+    sid = want.sandbox_id
+    desired_at = (f"KV_{naming.DESIRED_BUCKET}", f"$KV.{naming.DESIRED_BUCKET}.{naming.desired_key(sid)}")
+    status_at = (f"KV_{naming.STATUS_BUCKET}", f"$KV.{naming.STATUS_BUCKET}.{naming.status_key(sid)}")
+    facts = [
+        f"{sid} wants {want.event_id} (sessions {want.sessions}):",
+        f"last update in stream: {await leader_read(naming.EVENTS_STREAM, f'sandbox.update.{sid}')}",
+        f"desired (leader): {await leader_read(*desired_at)}",
+        f"status (leader): {await leader_read(*status_at)}",
+        f"files: replicas {replicas_on_disk(root, want.owner_uid)}",
+    ]
+    with contextlib.suppress(Exception):
+        info = await c.js.consumer_info(naming.EVENTS_STREAM, naming.EVENTS_CONSUMER)
+        facts.append(
+            f"consumer: ack floor {info.ack_floor.stream_seq if info.ack_floor else None}, "
+            f"ack pending {info.num_ack_pending}, pending {info.num_pending}, redelivered {info.num_redelivered}"
+        )
+    with contextlib.suppress(Exception):
+        dlq = await c.js.stream_info(naming.DLQ_STREAM)
+        facts.append(f"dead letters: {dlq.state.messages}")
+    if logs is not None:
+        for log in sorted(logs.glob("sandboxd-*.log")):  # noqa: ASYNC240 - a failure report, after the waiting
+            mentions = [line[:240] for line in log.read_text(errors="replace").splitlines() if sid in line]
+            facts.append(f"{log.name}: {len(mentions)} lines name it; last: {mentions[-3:]}")
+    return " | ".join(facts)
 
 
 async def fetching(js: JetStreamContext, *, at_least: int = 1) -> bool:

@@ -112,7 +112,7 @@ async def test_40_kb_values_are_dead_lettered_once_and_valid_events_behind_them_
                 subject = naming.event_subject("create", sid)
                 sequences[field] = (sid, await c.publish_raw(subject, body, {"Nats-Msg-Id": f"{sid}-poison"}))
             wants = await valid_sandboxes(c, "behind", 10)
-            await wait_converged(c, services.root, wants, timeout=60)
+            await wait_converged(c, services.root, wants, timeout=60, logs=services.logs)
             await wait_drained(c.js, timeout=30)
             letters = await c.dead_letters()
             statuses = {field: await c.status(sid) for field, (sid, _) in sequences.items()}
@@ -148,7 +148,7 @@ async def test_an_event_just_under_max_payload_is_dead_lettered_cut_and_still_re
             assert len(raw) == max_payload - 16
             sequence = await c.publish_raw(naming.event_subject("create", sid), raw)  # no headers: it fits
             wants = await valid_sandboxes(c, "after-huge", 20)
-            await wait_converged(c, services.root, wants, timeout=90)
+            await wait_converged(c, services.root, wants, timeout=90, logs=services.logs)
             await wait_drained(c.js, timeout=30)
             letters = await c.dead_letters()
             status = await c.status(sid)
@@ -195,7 +195,7 @@ async def test_a_non_ascii_reason_and_the_publishers_headers_survive_the_round_t
             publisher = {"Nats-Msg-Id": f"{sid}-e1", "X-Publisher": "tenant-service", "X-Request-Id": "req-7f3a"}
             sequence = await c.publish_raw(naming.event_subject("create", sid), json.dumps(body).encode(), publisher)
             wants = await valid_sandboxes(c, "after-zoe", 3)
-            await wait_converged(c, services.root, wants, timeout=60)
+            await wait_converged(c, services.root, wants, timeout=60, logs=services.logs)
             await wait_drained(c.js, timeout=30)
             [letter] = letters_for(await c.dead_letters(), sequence)
             stored = await c.js.get_msg(naming.DLQ_STREAM, seq=letter.metadata.sequence.stream)

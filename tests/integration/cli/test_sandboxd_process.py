@@ -75,7 +75,7 @@ async def test_run_reconciles_and_stops_cleanly_on_sigterm(fresh_nats_server: Na
             await wait_fetching(c.js)
             data = {"spec": spec(want.email, sessions=2)}
             await c.publish("create", want.sandbox_id, data, event_id=want.next_event_id())
-            await wait_converged(c, services.root, [want], timeout=30)
+            await wait_converged(c, services.root, [want], timeout=30, logs=services.logs)
         service.signal(signal.SIGTERM)
         assert await service.wait(timeout=20) == 0
     finally:

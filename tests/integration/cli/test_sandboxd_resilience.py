@@ -90,7 +90,7 @@ async def test_sigkill_mid_reconcile_then_restart_converges(fresh_nats_server: N
             for want in wants[::2]:  # published while no service runs
                 await publish(c, want, sessions=3)
             services.start()
-            await wait_converged(c, services.root, wants, timeout=60)
+            await wait_converged(c, services.root, wants, timeout=60, logs=services.logs)
             await wait_drained(c.js, timeout=30)
     finally:
         services.stop_all()
@@ -120,7 +120,7 @@ async def test_sigterm_drains_exits_zero_and_loses_nothing(fresh_nats_server: Na
             assert "SIGTERM: draining" in first.output()
 
             services.start()
-            await wait_converged(c, services.root, wants, timeout=60)
+            await wait_converged(c, services.root, wants, timeout=60, logs=services.logs)
             info = await wait_drained(c.js, timeout=30)
     finally:
         services.stop_all()
@@ -150,7 +150,7 @@ async def test_two_services_on_one_consumer_converge_on_interleaved_updates(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(publish_half, c, wants[0::2])
                 tg.start_soon(publish_half, other, wants[1::2])
-            await wait_converged(c, services.root, wants, timeout=60)
+            await wait_converged(c, services.root, wants, timeout=60, logs=services.logs)
             await wait_drained(c.js, timeout=30)
     finally:
         services.stop_all()
@@ -233,7 +233,7 @@ async def test_sigterm_hands_back_what_it_held_at_once(fresh_nats_server: NatsSe
             await durable.unsubscribe()
 
             services.start()
-            await wait_converged(c, services.root, wants, timeout=60)
+            await wait_converged(c, services.root, wants, timeout=60, logs=services.logs)
             await wait_drained(c.js, timeout=30)
     finally:
         services.stop_all()

@@ -38,7 +38,7 @@ async def test_run_bridges_a_tenant_request_to_a_sandbox_and_dead_letters_a_malf
             await c.js.add_stream(TENANT_STREAM_CONFIG)
             await c.js.publish(DEFAULTS.subject, b"not json", headers={"Nats-Msg-Id": "broken-1"})
             await c.js.publish(DEFAULTS.subject, tenant_request(event_id, owner_email=email))
-            await wait_converged(c, services.root, [want], timeout=45)
+            await wait_converged(c, services.root, [want], timeout=45, logs=services.logs)
 
             letter = await c.js.get_last_msg(naming.DLQ_STREAM, naming.dlq_subject(DEFAULTS.subject))
             headers = letter.headers or {}
