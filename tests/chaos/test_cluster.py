@@ -9,14 +9,24 @@ transient), and nothing is lost: every sandbox ends on its last event and the co
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 import nats.errors
 import pytest
 
-from integration.cli.sandboxd_processes import Expectation, Services, wait_converged, wait_drained, wait_fetching
+from integration.cli.sandboxd_processes import (
+    ELECTING,
+    Expectation,
+    Services,
+    wait_converged,
+    wait_drained,
+    wait_fetching,
+)
 from sandboxd import naming
+from sandboxd.adapters.jetstream.stores import KvStore, open_bucket
+from sandboxd.models.status import Phase, SandboxStatus
 from support.chaos import Figures, exits_fail_fast, publish_next, reconnecting_client, unexpected_exits
 from support.nats_cluster import NatsCluster, reported_on_stall
 from support.spine import Client, unique_id
@@ -37,6 +47,38 @@ async def stream_leader(c: Client) -> str:
             if info is not None and info.cluster is not None and info.cluster.leader:
                 return str(info.cluster.leader)
             await anyio.sleep(0.2)
+
+
+def status(phase: Phase) -> SandboxStatus:
+    return SandboxStatus(sandbox_id="sb-1", phase=phase, updated_at=datetime.now(UTC))
+
+
+async def test_an_r3_bucket_is_read_from_its_leader(nats_cluster: NatsCluster) -> None:
+    """A direct get at R3 may be answered by a follower that lags behind the leader, for as long as it lags; every
+    read the service makes decides something (a compare-and-set's revision, whether a newer desired state came
+    while a pass applied), so a replicated bucket is read from its leader, and reads what the leader holds."""
+    nc = await reconnecting_client(nats_cluster.url)
+    try:
+        js = nc.jetstream()
+        bucket = unique_id("kv")
+        with anyio.fail_after(60):
+            while True:
+                try:
+                    await js.create_key_value(bucket=bucket, direct=True, replicas=3)
+                    break
+                except ELECTING:  # a fresh cluster elects its meta leader first
+                    await anyio.sleep(0.2)
+        assert not (await open_bucket(js, bucket))._direct
+        store = await KvStore.open(js, bucket, SandboxStatus)
+        assert await store.get("sb-1") is None
+        first = await store.put("sb-1", status(Phase.PENDING), revision=None)
+        second = await store.put("sb-1", status(Phase.READY), revision=first)
+        got = await store.get("sb-1")
+        assert got is not None and (got.revision, got.value.phase) == (second, Phase.READY)
+        await store.delete("sb-1")
+        assert await store.get("sb-1") is None
+    finally:
+        await nc.close()
 
 
 async def test_r3_cluster_replicas_racing_at_start_and_the_stream_leader_killed(

@@ -13,7 +13,7 @@ import nats
 import pytest
 
 from sandboxd.adapters.jetstream.connection import connect
-from sandboxd.adapters.jetstream.stores import KvStore
+from sandboxd.adapters.jetstream.stores import KvStore, open_bucket
 from sandboxd.adapters.natsserver import NatsServer, free_port
 from sandboxd.errors import BrokerUnavailable, StoreConflict
 from sandboxd.models.status import Phase, SandboxStatus
@@ -56,6 +56,39 @@ async def test_two_processes_views_of_one_bucket(nats_server: NatsServer) -> Non
 
         await theirs.delete("sb-1")
         assert await mine.get("sb-1") is None and mine.recent("sb-1") is None
+    finally:
+        await nc.close()
+
+
+async def test_an_older_revision_read_late_never_replaces_the_newer_one_remembered(nats_server: NatsServer) -> None:
+    """A read answered late (a watch entry, a lagging replica) must not take a process back: a pass that starts
+    from the remembered record would apply the older state and settle the newer event as done."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        kv = await nc.jetstream().create_key_value(bucket=unique_id("kv"), direct=True)
+        store = KvStore(kv, SandboxStatus)
+        first = await store.put("sb-1", record(Phase.PENDING), revision=None)
+        second = await store.put("sb-1", record(Phase.READY), revision=first)
+
+        late = store.decode("sb-1", record(Phase.PENDING).to_json(), first)
+        assert late.value.phase is Phase.PENDING  # the caller gets what it read
+        remembered = store.recent("sb-1")
+        assert remembered is not None and (remembered.revision, remembered.value.phase) == (second, Phase.READY)
+    finally:
+        await nc.close()
+
+
+async def test_a_single_replica_bucket_is_read_directly(nats_server: NatsServer) -> None:
+    """Its one replica is its leader, so a direct get is current (a replicated bucket: tests/chaos/test_cluster)."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        single = unique_id("kv")
+        await nc.jetstream().create_key_value(bucket=single, direct=True)
+        assert (await open_bucket(nc.jetstream(), single))._direct
+        store = await KvStore.open(nc.jetstream(), single, SandboxStatus)
+        written = await store.put("sb-1", record(Phase.READY), revision=None)
+        got = await store.get("sb-1")
+        assert got is not None and got.revision == written
     finally:
         await nc.close()
 

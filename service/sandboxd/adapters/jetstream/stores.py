@@ -2,18 +2,22 @@
 
 Each store remembers the last record it wrote or read per key (bounded). A revision names one exact value in
 a bucket, so a get that returns a remembered revision is not parsed again, and ``recent`` lets callers skip
-the read before a compare-and-set (a stale memory costs one failed write and a read, never a wrong write).
+the read before a compare-and-set (a stale memory costs one failed write and a read, never a wrong write). The
+memory never goes back to an older revision than it holds.
+
+A get returns the current record: a bucket with more than one replica is read from its stream's leader, never
+from a follower that may lag (``open_bucket``).
 
 A put may ask the server to remove the record after a while (``expire_after_s``, per-message TTL): the status
 projection's Deleted and Rejected records go that way, with no sweep over the keys.
 
 Gets, creates and compare-and-set writes take the lean request path (``replies``: one shared inbox, a counter
 token, a timer) instead of nats-py's ``KeyValue`` methods, and parse the answers themselves: a direct get of the
-key's last message (``$JS.API.DIRECT.GET.<stream>.<subject>``), or a publish with
-``Nats-Expected-Last-Subject-Sequence`` whose answer is the stream's JSON ack. The answers mean what nats-py makes
-of them: a delete or purge marker, or the empty marker an expired record leaves, is no record; a create onto such
-a marker writes over it; a lost race is nats-py's ``KeyWrongLastSequenceError``, and every error still goes
-through ``errors.boundary``. Deletes and key listings stay nats-py's.
+key's last message (``$JS.API.DIRECT.GET.<stream>.<subject>``; with more replicas than one, nats-py's get from
+the leader), or a publish with ``Nats-Expected-Last-Subject-Sequence`` whose answer is the stream's JSON ack. The
+answers mean what nats-py makes of them: a delete or purge marker, or the empty marker an expired record leaves,
+is no record; a create onto such a marker writes over it; a lost race is nats-py's ``KeyWrongLastSequenceError``,
+and every error still goes through ``errors.boundary``. Deletes and key listings stay nats-py's.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ from typing import Final, Generic, TypeVar
 
 from nats.errors import NoRespondersError
 from nats.js import JetStreamContext, api
+from nats.js.client import KV_PRE_TEMPLATE, KV_STREAM_TEMPLATE
 from nats.js.errors import (
     APIError,
-    BucketNotFoundError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
     NoKeysError,
     NoStreamResponseError,
+    NotFoundError,
 )
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 
@@ -50,12 +55,20 @@ MARKERS: Final = frozenset({KV_DEL, KV_PURGE})
 
 
 async def open_bucket(js: JetStreamContext, bucket: str) -> KeyValue:
-    """The bucket, or ``BrokerUnavailable`` saying to run ``sandboxd init`` (retryable: it may come)."""
+    """The bucket, or ``BrokerUnavailable`` saying to run ``sandboxd init`` (retryable: it may come).
+
+    Its gets are direct (answered by any replica) only when it has one replica, which is then its leader. With
+    more, a direct get may be answered by a follower that lags behind the leader, for as long as it lags, and
+    every read here decides something (the revision a compare-and-set expects, whether a newer desired state
+    came while a pass applied): so at R3 a get asks the stream's leader (``$JS.API.STREAM.MSG.GET``)."""
+    stream = KV_STREAM_TEMPLATE.format(bucket=bucket)
     with boundary(f"opening KV bucket {bucket}"):
         try:
-            return await js.key_value(bucket)
-        except BucketNotFoundError as exc:
+            info = await js.stream_info(stream)
+        except NotFoundError as exc:
             raise BrokerUnavailable(f"no KV bucket {bucket} on the server yet; run `sandboxd init`") from exc
+    direct = bool(info.config.allow_direct) and (info.config.num_replicas or 1) == 1
+    return KeyValue(name=bucket, stream=stream, pre=KV_PRE_TEMPLATE.format(bucket=bucket), js=js, direct=direct)
 
 
 class KvStore(Generic[M]):
@@ -114,7 +127,8 @@ class KvStore(Generic[M]):
         record = self.held(key, revision)
         if record is None:
             record = Versioned(self._model.model_validate_json(data), revision)
-            if remember:
+            known = self._memo.peek(key)
+            if remember and (known is None or known.revision < revision):  # never back to an older revision
                 self._memo.put(key, record)
         return record
 
