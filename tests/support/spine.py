@@ -22,6 +22,7 @@ from nats.js.errors import KeyNotFoundError
 
 from sandboxd import naming
 from sandboxd.adapters.jetstream.publishing import publish_event
+from sandboxd.adapters.jetstream.stores import open_bucket
 from sandboxd.app.service import Service
 from sandboxd.models.events import EVENT_CLASSES
 from sandboxd.models.status import SandboxStatus
@@ -117,7 +118,9 @@ class Client:
         return int(ack.seq)
 
     async def status(self, sandbox_id: str) -> SandboxStatus | None:
-        kv = await self.js.key_value(naming.STATUS_BUCKET)
+        """The status record as the bucket's leader holds it (at R3 a direct get may come from a lagging follower:
+        ``open_bucket`` reads a replicated bucket from its leader, as the service does)."""
+        kv = await open_bucket(self.js, naming.STATUS_BUCKET)
         try:
             entry = await kv.get(naming.status_key(sandbox_id))
         except KeyNotFoundError:

@@ -28,6 +28,7 @@ from nats.js.api import ConsumerInfo
 from nats.js.errors import KeyNotFoundError, NotFoundError, ServiceUnavailableError
 
 from sandboxd import naming
+from sandboxd.adapters.jetstream.stores import open_bucket
 from sandboxd.models.desired import DesiredState
 from sandboxd.models.status import Phase, SandboxStatus
 from support.spine import Client
@@ -199,7 +200,8 @@ def replicas_in_git(repo: Path, owner_uid: str, branch: str = "main") -> int | N
 
 
 async def desired(c: Client, sandbox_id: str) -> DesiredState | None:
-    kv = await c.js.key_value(naming.DESIRED_BUCKET)
+    """The desired state as the bucket's leader holds it (``Client.status`` says why)."""
+    kv = await open_bucket(c.js, naming.DESIRED_BUCKET)
     try:
         entry = await kv.get(naming.desired_key(sandbox_id))
     except KeyNotFoundError:
