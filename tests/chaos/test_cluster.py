@@ -8,6 +8,7 @@ transient), and nothing is lost: every sandbox ends on its last event and the co
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from integration.cli.sandboxd_processes import (
 )
 from sandboxd import naming
 from sandboxd.adapters.jetstream.stores import KvStore, open_bucket
+from sandboxd.errors import StoreConflict
 from sandboxd.models.status import Phase, SandboxStatus
 from support.chaos import Figures, exits_fail_fast, publish_next, reconnecting_client, unexpected_exits
 from support.nats_cluster import NatsCluster, reported_on_stall
@@ -56,7 +58,8 @@ def status(phase: Phase) -> SandboxStatus:
 async def test_an_r3_bucket_is_read_from_its_leader(nats_cluster: NatsCluster) -> None:
     """A direct get at R3 may be answered by a follower that lags behind the leader, for as long as it lags; every
     read the service makes decides something (a compare-and-set's revision, whether a newer desired state came
-    while a pass applied), so a replicated bucket is read from its leader, and reads what the leader holds."""
+    while a pass applied), so a replicated bucket is read from its leader, and reads what the leader holds. A lost
+    compare-and-set race is a conflict whichever words the cluster's leader uses for it (10071 or 10164)."""
     nc = await reconnecting_client(nats_cluster.url)
     try:
         js = nc.jetstream()
@@ -75,6 +78,18 @@ async def test_an_r3_bucket_is_read_from_its_leader(nats_cluster: NatsCluster) -
         second = await store.put("sb-1", status(Phase.READY), revision=first)
         got = await store.get("sb-1")
         assert got is not None and (got.revision, got.value.phase) == (second, Phase.READY)
+        for stale in (first, None):  # a lost race (and a create onto a record) is a conflict, never a refusal
+            with pytest.raises(StoreConflict):
+                await store.put("sb-1", status(Phase.FAILED), revision=stale)
+
+        async def race() -> int | StoreConflict:  # the leader refuses the losers with 10164 while one is in flight
+            try:
+                return await store.put("sb-1", status(Phase.FAILED), revision=second)
+            except StoreConflict as lost:
+                return lost
+
+        raced = await asyncio.gather(*(race() for _ in range(5)))
+        assert sum(isinstance(outcome, int) for outcome in raced) == 1, raced
         await store.delete("sb-1")
         assert await store.get("sb-1") is None
     finally:

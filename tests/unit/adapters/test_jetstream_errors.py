@@ -38,6 +38,8 @@ DOING = "publish to sandbox.create.a"
         ),
         (js_errors.KeyWrongLastSequenceError("wrong last sequence: 4"), StoreConflict, "changed under us"),
         (js_errors.BadRequestError(code=400, err_code=10071, description="wrong last sequence: 4"), StoreConflict, ""),
+        # a clustered stream's leader says it without the number: still a lost race, never a refusal
+        (js_errors.BadRequestError(code=400, err_code=10164, description="wrong last sequence"), StoreConflict, ""),
         (
             js_errors.NotFoundError(code=404, err_code=10059, description="stream not found"),
             BrokerRefused,

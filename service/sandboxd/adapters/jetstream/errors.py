@@ -12,7 +12,7 @@ created yet) and lets the table say the rest::
     NoStreamResponseError                                     BrokerUnavailable           no stream answered
     APIError 408/409/500/503, or error 10008/10009            BrokerUnavailable           leader election, busy
     APIError error 10039/10076                                BrokerUnavailable           JetStream is not enabled
-    KeyWrongLastSequenceError, APIError error 10071           StoreConflict               changed under us
+    KeyWrongLastSequenceError, APIError error 10071/10164     StoreConflict               changed under us
     NotFoundError (a stream, consumer or bucket)              BrokerRefused               run `sandboxd init`
     MaxPayloadError, any other APIError or nats-py error      BrokerRefused               JetStream refused
 
@@ -66,8 +66,9 @@ TRANSIENT_CODES: Final = frozenset({408, 409, 500, 503})
 TRANSIENT_ERR_CODES: Final = frozenset({10008, 10009})
 #: 10039 "JetStream not enabled for account", 10076 "JetStream not enabled".
 NOT_ENABLED_ERR_CODES: Final = frozenset({10039, 10076})
-#: 10071 "wrong last sequence": a compare-and-set lost its race.
-WRONG_LAST_SEQUENCE: Final = 10071
+#: "wrong last sequence": a compare-and-set lost its race. 10071 names the sequence it found; a clustered
+#: stream's leader answers 10164 (the same words, no number) when the race is lost among writes in flight.
+WRONG_LAST_SEQUENCE: Final = frozenset({10071, 10164})
 
 NOT_ANSWERING: Final = (
     "JetStream did not answer: it is not enabled on this server, or its cluster has no leader yet "
@@ -147,7 +148,7 @@ def _api_error(exc: js_errors.APIError, *, doing: str) -> SandboxdError:
         return BrokerUnavailable(f"{doing}: {NOT_ANSWERING}")  # nats-py's word for "no responders"
     if exc.err_code in NOT_ENABLED_ERR_CODES:
         return BrokerUnavailable(f"{doing}: JetStream is not enabled on this server or account: {said}")
-    if exc.err_code == WRONG_LAST_SEQUENCE:
+    if exc.err_code in WRONG_LAST_SEQUENCE:
         return StoreConflict(f"{doing}: the record changed under us")
     if exc.code in TRANSIENT_CODES or exc.err_code in TRANSIENT_ERR_CODES:
         return BrokerUnavailable(f"{doing}: JetStream is busy or electing a leader: {said or exc.code}")

@@ -16,8 +16,9 @@ token, a timer) instead of nats-py's ``KeyValue`` methods, and parse the answers
 key's last message (``$JS.API.DIRECT.GET.<stream>.<subject>``; with more replicas than one, nats-py's get from
 the leader), or a publish with ``Nats-Expected-Last-Subject-Sequence`` whose answer is the stream's JSON ack. The
 answers mean what nats-py makes of them: a delete or purge marker, or the empty marker an expired record leaves,
-is no record; a create onto such a marker writes over it; a lost race is nats-py's ``KeyWrongLastSequenceError``,
-and every error still goes through ``errors.boundary``. Deletes and key listings stay nats-py's.
+is no record; a create onto such a marker writes over it; a lost race is JetStream's "wrong last sequence" (10071,
+or 10164 from a cluster's leader), and every error goes through ``errors.boundary``, which makes that a
+``StoreConflict``. Deletes and key listings stay nats-py's.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from nats.js.client import KV_PRE_TEMPLATE, KV_STREAM_TEMPLATE
 from nats.js.errors import (
     APIError,
     KeyNotFoundError,
-    KeyWrongLastSequenceError,
     NoKeysError,
     NoStreamResponseError,
     NotFoundError,
@@ -47,9 +47,6 @@ from sandboxd.reconcile.ports import Versioned
 
 M = TypeVar("M", bound=Contract)
 
-#: JetStream's "wrong last sequence" error codes (a compare-and-set lost its race), as nats-py's ``KeyValue``
-#: reads them: 10071 JSStreamWrongLastSequenceErrF, 10164 JSStreamWrongLastSequenceConstantErr.
-WRONG_LAST: Final = frozenset({10071, 10164})
 #: The KV operations that leave a marker where a record was.
 MARKERS: Final = frozenset({KV_DEL, KV_PURGE})
 
@@ -173,11 +170,8 @@ class KvStore(Generic[M]):
             raise NoStreamResponseError from exc
         answer = json.loads(reply.data)
         error = answer.get("error")
-        if error is not None:
-            refused = APIError.from_error(error)
-            if refused.err_code in WRONG_LAST:
-                raise KeyWrongLastSequenceError(description=refused.description) from refused
-            raise refused
+        if error is not None:  # nats-py raises the class the code names; the boundary reads its err_code
+            APIError.from_error(error)
         return int(answer["seq"])
 
     async def _expired_marker(self, key: str) -> int | None:
