@@ -156,6 +156,10 @@ def test_a_malformed_digest_is_refused(runtime_env: None, monkeypatch: pytest.Mo
         ("SANDBOX_SOVEREIGN_FQDN", "localhost", "is not a DNS name"),
         ("SANDBOX_SOVEREIGN_FQDN", "bad_name.example.com", "is not a DNS name"),
         ("SANDBOX_NEWAPI_URL", "newapi.example.com", "is not an http(s) URL"),
+        ("SANDBOX_NEWAPI_URL", "https://", "is not an http(s) URL"),
+        ("SANDBOX_NEWAPI_URL", "ftp://newapi.example.com", "is not an http(s) URL"),
+        ("SANDBOX_NEWAPI_URL", "http://newapi /v1", "is not an http(s) URL"),
+        ("SANDBOX_NEWAPI_URL", "http://[::1/v1", "is not an http(s) URL"),
         ("SANDBOX_IDLE_TIMEOUT_MINUTES", "0", "greater than or equal to 1"),
         ("SANDBOX_MCP_TRANSPORT", "grpc", "Input should be 'stdio' or 'http'"),
     ],
@@ -167,6 +171,16 @@ def test_an_invalid_runtime_value_is_refused_naming_the_variable(
     message = refusal(RuntimeSettings)
     assert f"{variable} " in message
     assert words in message
+
+
+@pytest.mark.parametrize(
+    "url", ["http://newapi", "http://x", "https://newapi.example.com/v1", "http://10.0.0.7:3000/v1"]
+)
+def test_an_in_cluster_gateway_url_however_short_is_accepted(
+    runtime_env: None, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("SANDBOX_NEWAPI_URL", url)
+    assert RuntimeSettings().newapi_url == url
 
 
 def test_the_sovereign_fqdn_is_lowercased(runtime_env: None, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, field_validator, model_validator
 
@@ -186,6 +187,11 @@ class RuntimeSettings(Group):
     @classmethod
     def _http_url(cls, value: str) -> str:
         value = value.strip()
-        if not value.startswith(("http://", "https://")) or len(value) < 10 or " " in value:
+        try:
+            parts = urlsplit(value)
+        except ValueError:  # an unbalanced [ in the host
+            parts = None
+        printable = value.isprintable() and not any(char.isspace() for char in value)
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not printable:
             raise ValueError(f"{value!r} is not an http(s) URL such as https://newapi.example.com/v1")
         return value
