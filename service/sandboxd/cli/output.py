@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import yaml
 
+from sandboxd.adapters.jetstream.headers import publisher_headers
 from sandboxd.cli.deadletters import DeadLetter
 from sandboxd.cli.terminal import printable
 from sandboxd.models.base import Contract
@@ -277,8 +278,11 @@ def dead_letter_detail(letter: DeadLetter, now: datetime) -> str:
         f"Reason:            {letter.reason or '-'}",
         f"Deliveries:        {letter.deliveries if letter.deliveries is not None else '-'}",
         f"Message:           {letter.message or '-'}",
-        "Body:",
     ]
+    kept = publisher_headers(letter.headers)  # what a replay publishes again (``Sandboxd-*`` are shown above)
+    lines += ["Headers:" if kept else "Headers:           -"]
+    lines += [f"  {name}: {value}" for name, value in sorted(kept.items())]
+    lines += ["Body:"]
     body = record["body"]
     with contextlib.suppress(ValueError, RecursionError):  # not JSON, or nested too deep: shown as it came
         body = as_json(json.loads(body))

@@ -43,3 +43,19 @@ def test_dlq_list_bounds_every_column_a_hostile_publisher_chooses_and_json_keeps
     record = output.dead_letter_record(letters[0])
     assert (record["originalSubject"], record["reason"]) == (hostile, letters[0].reason)
     assert record["message"] == letters[0].message
+
+
+def test_dlq_show_lists_the_publishers_headers_a_replay_sends_again() -> None:
+    shown = letter(3, "sandbox.create.alice")
+    shown.headers.update(
+        {"X-Publisher": "billing", "X-Request-Id": "req-7", "Nats-Msg-Id": "evt-1", "Sandboxd-Reason": "InvalidEvent"}
+    )
+
+    lines = output.dead_letter_detail(shown, NOW).splitlines()
+
+    headers = lines[lines.index("Headers:") + 1 : lines.index("Body:")]
+    assert headers == [
+        "  X-Publisher: billing",
+        "  X-Request-Id: req-7",
+    ]  # Nats-* and Sandboxd-* are not the publisher's
+    assert "Headers:           -" in output.dead_letter_detail(letter(4, "sandbox.create.bob"), NOW).splitlines()
