@@ -84,13 +84,16 @@ async def test_run_reconciles_and_stops_cleanly_on_sigterm(fresh_nats_server: Na
     assert "SIGTERM: draining" in log and "Traceback" not in log
 
 
-async def test_scaler_without_a_cluster_is_one_line(tmp_path: Path) -> None:
-    env = clean_env(NATS_URL=f"nats://127.0.0.1:{free_port()}", HOME=str(tmp_path))
+@pytest.mark.parametrize("applier", [{}, {"SANDBOXD_APPLIER": "directory", "SANDBOXD_DIRECTORY": "rendered"}])
+async def test_scaler_without_a_cluster_is_one_line(tmp_path: Path, applier: dict[str, str]) -> None:
+    """The scaler patches StatefulSets, so it needs a cluster whichever applier the service uses; it says so."""
+    env = clean_env(NATS_URL=f"nats://127.0.0.1:{free_port()}", HOME=str(tmp_path), **applier)
     env.pop("KUBECONFIG", None)
     code, _, stderr = await run("scaler", env=env)
     assert code == 1
-    assert stderr.strip().splitlines()[-1].startswith("sandboxd: error: SANDBOXD_APPLIER=kubernetes needs KUBECONFIG")
-    assert "Traceback" not in stderr
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("sandboxd: error: a Kubernetes client (SANDBOXD_APPLIER=kubernetes, and `sandboxd scaler`")
+    assert "needs KUBECONFIG" in line and "Traceback" not in stderr
 
 
 @pytest.mark.git

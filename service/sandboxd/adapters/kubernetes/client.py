@@ -60,7 +60,8 @@ async def load_configuration(settings: ApplierSettings) -> Configuration:
             raise ConfigurationError(f"KUBECONFIG is unset and the in-cluster configuration failed: {exc}") from exc
         return configuration
     raise ConfigurationError(
-        f"SANDBOXD_APPLIER=kubernetes needs KUBECONFIG (a kubeconfig path) or to run in a pod ({IN_CLUSTER_ENV})"
+        "a Kubernetes client (SANDBOXD_APPLIER=kubernetes, and `sandboxd scaler` whatever the applier) needs "
+        f"KUBECONFIG (a kubeconfig path) or to run in a pod ({IN_CLUSTER_ENV})"
     )
 
 
