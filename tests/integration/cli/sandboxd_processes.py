@@ -29,6 +29,7 @@ from nats.js.errors import KeyNotFoundError, NotFoundError, ServiceUnavailableEr
 
 from sandboxd import naming
 from sandboxd.adapters.jetstream.stores import open_bucket
+from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.desired import DesiredState
 from sandboxd.models.status import Phase, SandboxStatus
 from support.spine import Client
@@ -233,8 +234,14 @@ async def unconverged(c: Client, root: Path, wants: list[Expectation]) -> list[s
 
 
 #: What a JetStream request meets while a cluster elects a leader (a fresh cluster, a node killed or back):
-#: the waits below ask again rather than fail.
-ELECTING = (nats.errors.TimeoutError, TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError)
+#: the waits below ask again rather than fail (``BrokerUnavailable``: the same, through ``open_bucket``'s boundary).
+ELECTING = (
+    nats.errors.TimeoutError,
+    TimeoutError,
+    nats.errors.NoRespondersError,
+    ServiceUnavailableError,
+    BrokerUnavailable,
+)
 
 
 async def wait_converged(
