@@ -142,7 +142,7 @@ async def test_kube_apiserver_frozen_30_s_under_load(
         async with exits_fail_fast(services.started):
             for want in wants:
                 await publish_next(c, want, 1, figures=figures)
-            await wait_converged(c, server, wants, timeout=180, logs=services.logs)
+            await wait_converged(c, server, wants, timeout=180)
 
             retries_before = metric_sum(service_metrics(port), "sandboxd_retries_total")
             requests_before = await anyio.to_thread.run_sync(apiserver_requests, server)
@@ -156,7 +156,7 @@ async def test_kube_apiserver_frozen_30_s_under_load(
             retries_frozen = metric_sum(service_metrics(port), "sandboxd_retries_total") - retries_before
             os.kill(pid, signal.SIGCONT)
             frozen, thawed = False, time.monotonic()
-            await wait_converged(c, server, wants, timeout=180, logs=services.logs)
+            await wait_converged(c, server, wants, timeout=180)
             figures["converged_after_thaw_s"] = time.monotonic() - thawed
             await wait_drained(c.js, timeout=60)
             retries = metric_sum(service_metrics(port), "sandboxd_retries_total") - retries_before
