@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 import nats.errors
 import pytest
+from nats.js.errors import BadRequestError
 
 from integration.cli.sandboxd_processes import (
     ELECTING,
@@ -27,6 +28,7 @@ from integration.cli.sandboxd_processes import (
 )
 from sandboxd import naming
 from sandboxd.adapters.jetstream.stores import KvStore, open_bucket
+from sandboxd.adapters.jetstream.topology import NO_PLACEMENT
 from sandboxd.errors import StoreConflict
 from sandboxd.models.status import Phase, SandboxStatus
 from support.chaos import Figures, exits_fail_fast, publish_next, reconnecting_client, unexpected_exits
@@ -70,6 +72,10 @@ async def test_an_r3_bucket_is_read_from_its_leader(nats_cluster: NatsCluster) -
                     await js.create_key_value(bucket=bucket, direct=True, replicas=3)
                     break
                 except ELECTING:  # a fresh cluster elects its meta leader first
+                    await anyio.sleep(0.2)
+                except BadRequestError as exc:  # ... and learns its peers: until then, no placement for R3
+                    if exc.err_code != NO_PLACEMENT:
+                        raise
                     await anyio.sleep(0.2)
         assert not (await open_bucket(js, bucket))._direct
         store = await KvStore.open(js, bucket, SandboxStatus)
