@@ -36,9 +36,9 @@ from opentelemetry.trace import Tracer
 from pydantic import ValidationError
 
 from sandboxd import naming
-from sandboxd.errors import InvalidEvent, OwnershipConflict, PermanentError
+from sandboxd.errors import InvalidEvent, OwnershipConflict, PermanentError, SandboxdError
 from sandboxd.models.base import describe
-from sandboxd.models.bounds import quote
+from sandboxd.models.bounds import clip, quote
 from sandboxd.models.desired import DesiredState, Lifecycle, OwnerClaim
 from sandboxd.models.events import (
     CreateEvent,
@@ -378,6 +378,28 @@ class Intake:
         if shown is None:
             return Earlier()
         return Earlier(generation=shown.observed_generation, sequence=shown.observed_sequence)
+
+    async def gave_up(
+        self, sandbox_id: SandboxId, events: Sequence[InboundEvent], error: SandboxdError, *, note: str = ""
+    ) -> None:
+        """Events intake failed on for good (a refusal, or the last retry) are dead-lettered unrecorded: the status
+        says why, as it does for a rejected event. Best effort: the status store may be what failed."""
+        last = max(events, key=lambda e: e.stream_sequence)
+        message = clip(f"{error.message} ({note})" if note else error.message)
+        try:
+            await self._status.write(
+                sandbox_id,
+                lambda prev: statuses.rejected(
+                    prev,
+                    sandbox_id=sandbox_id,
+                    error=error,
+                    event_id=_event_id(last),
+                    now=self._clock(),
+                    message=message,
+                ),
+            )
+        except SandboxdError as exc:
+            log.warning("status of %s could not say why its events were dead-lettered: %s", sandbox_id, exc.message)
 
     async def _record_rejections(self, sandbox_id: SandboxId, verdicts: list[Admission]) -> None:
         for verdict in verdicts:

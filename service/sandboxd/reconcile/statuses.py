@@ -116,10 +116,18 @@ def _with(status: SandboxStatus, **changes: object) -> SandboxStatus:
 
 
 def rejected(
-    previous: SandboxStatus | None, *, sandbox_id: SandboxId, error: SandboxdError, event_id: str | None, now: datetime
+    previous: SandboxStatus | None,
+    *,
+    sandbox_id: SandboxId,
+    error: SandboxdError,
+    event_id: str | None,
+    now: datetime,
+    message: str | None = None,
 ) -> SandboxStatus:
-    """An event was refused. A sandbox that never had a valid spec becomes ``Rejected``; one that has keeps
-    its phase (its runtime still runs the last valid spec) and says why in ``Accepted=False``."""
+    """An event was refused (or could not be recorded: ``message`` then says why, else the error's). A sandbox
+    that never had a valid spec becomes ``Rejected``; one that has keeps its phase (its runtime still runs the
+    last valid spec) and says why in ``Accepted=False``."""
+    message = error.message if message is None else message
     status = _base(previous, sandbox_id, now)
     generation = status.observed_generation
     conditions = set_condition(
@@ -127,7 +135,7 @@ def rejected(
         kind=ConditionType.ACCEPTED,
         status=ConditionStatus.FALSE,
         reason=error.reason,
-        message=error.message,
+        message=message,
         now=now,
         generation=generation,
     )
@@ -136,7 +144,7 @@ def rejected(
         status,
         phase=phase,
         conditions=conditions,
-        last_error=LastError(reason=error.reason, message=error.message, at=now, retryable=False),
+        last_error=LastError(reason=error.reason, message=message, at=now, retryable=False),
         event_id=event_id,
         updated_at=now,
     )

@@ -8,9 +8,11 @@ events are never admitted by two tasks at once in this process (other replicas a
 compare-and-set).
 
 Isolation: whatever intake raises is reported to the disposition as the outcome of the events it was admitting
-(``Outcome.failed``), never raised out of the loop. When a group of several events fails with an exception
-outside the error tree, its events are admitted again one at a time, so only the event that causes it is
-retried (and dead-lettered once its deliveries run out) and the others go on. A failed fetch is logged with
+(``Outcome.failed``), never raised out of the loop; when that outcome dead-letters them (a refusal, or the last
+retry), intake is told (``gave_up``) so the sandbox's status says why its events were not recorded. When a
+group of several events fails with an exception outside the error tree, its events are admitted again one at a
+time, so only the event that causes it is retried (and dead-lettered once its deliveries run out) and the
+others go on. A failed fetch is logged with
 its class, counted, and retried after a growing pause; only cancellation ends ``run``.
 
 Time is injected (``runtime.clock.Clock``, the queue's clock): the pause while the queue holds too much is slept
@@ -41,9 +43,14 @@ log = logging.getLogger(__name__)
 
 
 class Admits(Protocol):
-    """What the loop needs of intake (``reconcile.intake.Intake``): one verdict per event, in stream order."""
+    """What the loop needs of intake (``reconcile.intake.Intake``): one verdict per event, in stream order, and
+    a status that says why when intake itself failed for good on events it could not record."""
 
     async def admit(self, sandbox_id: SandboxId, events: Sequence[Delivery]) -> list[Admission]: ...
+
+    async def gave_up(
+        self, sandbox_id: SandboxId, events: Sequence[Delivery], error: SandboxdError, *, note: str = ""
+    ) -> None: ...
 
 
 class Consumer:
@@ -141,7 +148,12 @@ class Consumer:
                 self._guard.count(exc)
             else:
                 log.warning("intake of %s failed: %s", sandbox_id, exc.message)
-            await self._disposition.settle(group, Outcome.failed(exc, where="intake"))
+            settlement = await self._disposition.settle(group, Outcome.failed(exc, where="intake"))
+            dead = [
+                (d, decision) for d, decision in zip(group, settlement.decisions, strict=True) if decision.dead_lettered
+            ]
+            if dead and (error := dead[-1][1].error) is not None:
+                await self._intake.gave_up(sandbox_id, [d for d, _ in dead], error, note=dead[-1][1].note)
             return
         # An unforeseen failure of a group: find the event that causes it, one at a time in stream order.
         for delivery in sorted(group, key=lambda d: d.stream_sequence):

@@ -87,6 +87,11 @@ class Decision:
     error: SandboxdError | None = None
     note: str = ""
 
+    @property
+    def dead_lettered(self) -> bool:
+        """Whether the delivery goes to the dead letters (if the copy fails, it is retried instead)."""
+        return self.action is Action.DEAD_LETTER
+
 
 def last_chance(delivered: int, max_deliver: int) -> bool:
     """Whether this delivery is the last the runtime retries (the consumer's last one is the spare)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from sandboxd import naming
 from sandboxd.adapters.memory import MemoryApplier
 from sandboxd.adapters.natsserver import NatsServer
 from sandboxd.models.status import Phase
@@ -38,3 +39,32 @@ async def test_a_pass_that_raises_is_dead_lettered_and_the_service_goes_on(fresh
     message = letter.headers["Sandboxd-Dead-Message"]
     assert "RuntimeError" in message and "hunter2" not in message
     assert letter.subject.endswith(bad)
+
+
+async def test_an_event_the_broker_refuses_to_record_is_dead_lettered_and_its_status_says_why(
+    fresh_nats_server: NatsServer,
+) -> None:
+    """Intake failing for good for a reason outside the event (here the desired-state bucket refuses values as
+    large as a desired state) dead-letters the event, and the sandbox's status says why it was not recorded."""
+    refused, fine = unique_id("refused"), unique_id("fine")
+    async with (
+        client(fresh_nats_server.url) as c,
+        running_service(service_settings(fresh_nats_server.url), MemoryApplier()) as service,
+    ):
+        await c.create(fine, "fine@acme.com")
+        await c.wait_status(fine, lambda s: s.phase is Phase.READY)
+        stream = f"KV_{naming.DESIRED_BUCKET}"
+        config = (await c.js.stream_info(stream)).config
+        config.max_msg_size = 64
+        await c.js.update_stream(config)
+        await c.create(refused, "refused@acme.com")
+        status = await c.wait_status(refused, lambda s: s.phase is Phase.REJECTED)
+        letters = await c.dead_letters()
+        assert service.health.ready
+    [letter] = letters
+    assert letter.subject.endswith(refused) and letter.headers is not None
+    assert letter.headers["Sandboxd-Dead-Reason"] == "BrokerRefused"
+    [accepted] = [cond for cond in status.conditions if cond.type == "Accepted"]
+    assert (accepted.status, accepted.reason) == ("False", "BrokerRefused")
+    assert status.last_error is not None and status.last_error.reason == "BrokerRefused"
+    assert naming.DESIRED_BUCKET in status.last_error.message

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import anyio
 import pytest
 
-from sandboxd.errors import InvalidEvent
+from sandboxd.errors import InvalidEvent, SandboxdError
 from sandboxd.models.bounds import QUOTE_LIMIT, quote
 from sandboxd.naming import SANDBOX_ID_RULE
 from sandboxd.reconcile.intake import Admission, Verdict
@@ -61,6 +61,11 @@ class Intake:
             )
             for e in sorted(events, key=lambda d: d.stream_sequence)
         ]
+
+    async def gave_up(
+        self, sandbox_id: str, events: Sequence[Delivery], error: SandboxdError, *, note: str = ""
+    ) -> None:
+        raise AssertionError("this intake never fails")
 
 
 def parts(clock: ManualClock, handler: object = None) -> tuple[Disposition, KeyedQueue]:

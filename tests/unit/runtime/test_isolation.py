@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import anyio
 import pytest
 
+from sandboxd.errors import SandboxdError
 from sandboxd.reconcile.intake import Admission, Verdict
 from sandboxd.reconcile.ports import Delivery
 from sandboxd.reconcile.reconciler import Outcome as PassOutcome
@@ -30,12 +31,18 @@ class PoisonedIntake:
 
     def __init__(self) -> None:
         self.calls: list[list[int]] = []
+        self.given_up: list[tuple[str, list[int], str, str]] = []
 
     async def admit(self, sandbox_id: str, events: Sequence[Delivery]) -> list[Admission]:
         self.calls.append([e.stream_sequence for e in events])
         if any(e.data == POISON for e in events):
             raise RuntimeError("intake bug; value=hunter2")
         return [Admission(Verdict.ACCEPTED, sandbox_id) for _ in events]
+
+    async def gave_up(
+        self, sandbox_id: str, events: Sequence[Delivery], error: SandboxdError, *, note: str = ""
+    ) -> None:
+        self.given_up.append((sandbox_id, [e.stream_sequence for e in events], error.reason, note))
 
 
 def disposition(letters: Letters) -> Disposition:
@@ -70,12 +77,14 @@ async def test_an_intake_that_raises_naks_only_the_event_that_causes_it() -> Non
     assert queue.held == 3
     assert [1, 2, 3] in intake.calls and [1] in intake.calls and [3] in intake.calls  # retried one at a time
     assert letters.sent == []
+    assert intake.given_up == []  # retried: nothing to say in the status yet
 
 
 async def test_an_intake_that_keeps_raising_is_dead_lettered_when_its_deliveries_run_out() -> None:
     letters = Letters()
     d = disposition(letters)
-    consumer = Consumer(source=NoSource(), intake=PoisonedIntake(), queue=queue_for(d), disposition=d)
+    intake = PoisonedIntake()
+    consumer = Consumer(source=NoSource(), intake=intake, queue=queue_for(d), disposition=d)
     last = FakeDelivery("sandbox.update.a", POISON, stream_sequence=9, num_delivered=MAX - 1)
     await consumer.admit([last])
     assert last.settled == [("term", None)]
@@ -83,6 +92,7 @@ async def test_an_intake_that_keeps_raising_is_dead_lettered_when_its_deliveries
     assert (sequence, reason) == (9, "UnexpectedError")
     assert message == f"unexpected RuntimeError in intake (gave up after {MAX - 1} deliveries)"
     assert "hunter2" not in message
+    assert intake.given_up == [("a", [9], "UnexpectedError", f"gave up after {MAX - 1} deliveries")]  # status says why
 
 
 async def test_a_pass_that_raises_is_retried_and_the_other_sandboxes_go_on() -> None:
