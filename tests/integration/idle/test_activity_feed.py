@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime
+
+import anyio
 import nats
 import pytest
 
@@ -10,6 +14,7 @@ from sandboxd.adapters.jetstream.activity import ActivityFeed
 from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.adapters.natsserver import NatsServer
 from sandboxd.errors import BrokerUnavailable
+from sandboxd.naming import SandboxId
 from sandboxd.reconcile.activity import ActivityBook
 from sandboxd.settings import TopologySettings
 
@@ -38,6 +43,35 @@ async def test_a_consumer_gone_while_the_feed_starts_is_retried_not_fatal(fresh_
         feed = ActivityFeed(js, ActivityBook())
         await feed.start()  # a start afresh works, and an empty stream has nothing to replay
         assert feed.book.ready
+        await feed.close()
+    finally:
+        await nc.close()
+
+
+async def test_malformed_reports_are_ignored_and_said_once_a_minute(
+    fresh_nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broken reporter publishes every few seconds: what does not parse is counted, and a WARNING says so at
+    most once a minute (with the count), quoting the subject; the good reports go on counting."""
+    nc = await nats.connect(fresh_nats_server.url)
+    try:
+        js = nc.jetstream()
+        await ensure_topology(js, TopologySettings())
+        feed = ActivityFeed(js, ActivityBook())
+        await feed.start()
+        caplog.set_level(logging.WARNING, logger="sandboxd.adapters.jetstream.activity")
+        for body in (b"{not json", b'{"lastActivityAt": "yesterday", "activeSessions": 1}', b"\xff" * 10):
+            await js.publish(naming.activity_subject("sb-broken"), body)
+        good = b'{"lastActivityAt": "2026-05-21T10:02:40", "activeSessions": 2}'  # no offset: read as UTC
+        await js.publish(naming.activity_subject("sb-good"), good)
+        with anyio.fail_after(10):
+            while feed.book.latest(SandboxId("sb-good")) is None:
+                await anyio.sleep(0.01)
+        assert feed.ignored == 3
+        [warning] = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+        assert "ignored 1 malformed activity report(s), the last on 'sandbox.activity.sb-broken'" in warning
+        report = feed.book.latest(SandboxId("sb-good"))
+        assert report is not None and report.last_activity_at == datetime(2026, 5, 21, 10, 2, 40, tzinfo=UTC)
         await feed.close()
     finally:
         await nc.close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -37,6 +38,7 @@ from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters, publish, publish_scale
 from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.activity import ActivityReport, ScaleCommand
+from sandboxd.models.bounds import quote
 from sandboxd.models.desired import DesiredState
 from sandboxd.models.sharing import Sharing
 from sandboxd.naming import SandboxId
@@ -50,6 +52,8 @@ ACTIVITY_PREFIX = naming.activity_subject("")
 #: How often, and how far apart, the feed asks again for a consumer that reset itself while starting.
 RESET_ASKS = 25
 RESET_PAUSE_S = 0.2
+#: The least time between two warnings about malformed activity reports, s.
+IGNORED_WARNING_EVERY_S = 60.0
 
 
 def parse_activity(subject: str, data: bytes) -> tuple[SandboxId, ActivityReport] | None:
@@ -73,6 +77,8 @@ class ActivityFeed:
         self._js = js
         self.book = book
         self.ignored = 0
+        self._warned_at: float | None = None
+        self._warned_count = 0
         self._sub: JetStreamContext.PushSubscription | None = None
 
     async def start(self) -> None:
@@ -113,13 +119,28 @@ class ActivityFeed:
             if parsed is not None:
                 self.book.record(*parsed, received_at=msg.metadata.timestamp)
         except Exception as exc:  # noqa: BLE001 - one odd report never stops the feed
-            log.warning("activity report on %s: unexpected %s", msg.subject, exc.__class__.__name__)
+            log.warning("activity report on %s: unexpected %s", quote(msg.subject), exc.__class__.__name__)
             parsed = None
         if parsed is None:
-            self.ignored += 1
-            log.debug("ignored a malformed activity report on %s", msg.subject)
+            self._ignore(msg.subject)
         if not self.book.ready and msg.metadata.num_pending == 0:
             self.book.ready = True
+
+    def _ignore(self, subject: str) -> None:
+        """Count a report that does not parse; say so at WARNING, at most once a minute (a broken reporter
+        publishes every few seconds), with how many were ignored since the last warning."""
+        self.ignored += 1
+        now = time.monotonic()
+        if self._warned_at is not None and now - self._warned_at < IGNORED_WARNING_EVERY_S:
+            return
+        since = self.ignored - self._warned_count
+        self._warned_at, self._warned_count = now, self.ignored
+        log.warning(
+            "ignored %d malformed activity report(s), the last on %s: not {lastActivityAt, activeSessions} "
+            "(sandboxId, if given, must match the subject's id)",
+            since,
+            quote(subject),
+        )
 
     async def close(self) -> None:
         if self._sub is not None:
