@@ -23,6 +23,7 @@ import anyio
 import nats.errors
 import pytest
 from nats.aio.msg import Msg
+from nats.js.api import ConsumerInfo
 from sandboxd_processes import (
     Expectation,
     Services,
@@ -65,6 +66,13 @@ async def some_at_last_event(c: Client, wants: list[Expectation]) -> bool:
     return False
 
 
+async def restarted_and_settled(c: Client, services: Services, wants: list[Expectation]) -> ConsumerInfo:
+    """Start one more service; wait until every sandbox ends on its last event and the consumer is drained."""
+    services.start()
+    await wait_converged(c, services.root, wants, timeout=60, logs=services.logs)
+    return await wait_drained(c.js, timeout=30)
+
+
 def no_tracebacks(services: Services) -> None:
     for process in services.started:
         assert "Traceback" not in process.output(), process.output()
@@ -89,9 +97,7 @@ async def test_sigkill_mid_reconcile_then_restart_converges(fresh_nats_server: N
 
             for want in wants[::2]:  # published while no service runs
                 await publish(c, want, sessions=3)
-            services.start()
-            await wait_converged(c, services.root, wants, timeout=60, logs=services.logs)
-            await wait_drained(c.js, timeout=30)
+            await restarted_and_settled(c, services, wants)
     finally:
         services.stop_all()
     no_tracebacks(services)
@@ -119,9 +125,7 @@ async def test_sigterm_drains_exits_zero_and_loses_nothing(fresh_nats_server: Na
             assert in_flight, "every sandbox converged before SIGTERM; nothing was in flight"
             assert "SIGTERM: draining" in first.output()
 
-            services.start()
-            await wait_converged(c, services.root, wants, timeout=60, logs=services.logs)
-            info = await wait_drained(c.js, timeout=30)
+            info = await restarted_and_settled(c, services, wants)
     finally:
         services.stop_all()
     assert info.delivered.stream_seq == last  # every event was delivered ...
@@ -232,9 +236,7 @@ async def test_sigterm_hands_back_what_it_held_at_once(fresh_nats_server: NatsSe
                 await msg.nak()
             await durable.unsubscribe()
 
-            services.start()
-            await wait_converged(c, services.root, wants, timeout=60, logs=services.logs)
-            await wait_drained(c.js, timeout=30)
+            await restarted_and_settled(c, services, wants)
     finally:
         services.stop_all()
     no_tracebacks(services)
