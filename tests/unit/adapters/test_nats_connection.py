@@ -59,6 +59,9 @@ def test_a_local_failure_names_what_failed_and_is_permanent_never_is_the_server_
     assert "'nkeys' is missing" in missing.message and "nats://h:4222" in missing.message
     unreadable = connect_failure(FileNotFoundError(2, "No such file or directory", "/x/u.creds"), servers="nats://h")
     assert isinstance(unreadable, ConfigurationError)
-    assert unreadable.message == "cannot connect to NATS: cannot read /x/u.creds: No such file or directory"
+    assert unreadable.message == (
+        "cannot connect to NATS at nats://h: a local failure, not the server: "
+        "cannot read /x/u.creds: No such file or directory"
+    )
     refused = connect_failure(ConnectionRefusedError(111, "Connection refused"), servers="nats://h:4222")
     assert isinstance(refused, BrokerUnavailable) and "is the server running" in refused.message

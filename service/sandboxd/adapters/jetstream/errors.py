@@ -117,7 +117,7 @@ def connect_failure(exc: BaseException, *, servers: str) -> BrokerUnavailable | 
     elif isinstance(exc, TimeoutError):
         why = f"no answer in time; {CONNECT_HINT}"
     elif isinstance(exc, OSError) and exc.filename is not None:
-        return ConfigurationError(f"cannot connect to NATS: cannot read {exc.filename}: {exc.strerror or exc}")
+        return local_failure(exc, servers=servers)
     elif isinstance(exc, OSError):
         why = f"{exc.strerror or exc.__class__.__name__}; {CONNECT_HINT}"
     elif isinstance(exc, nats.errors.Error):
@@ -128,13 +128,15 @@ def connect_failure(exc: BaseException, *, servers: str) -> BrokerUnavailable | 
 
 
 def local_failure(exc: BaseException, *, servers: str) -> ConfigurationError:
-    """A connect that failed here, before the server had a say: a missing package, an unreadable seed.
+    """A connect that failed here, before the server had a say: a missing package, an unreadable creds file.
 
     Permanent (a service stops waiting instead of retrying forever); its class name and, for a missing module,
     the module's name, never its text (an NKey library's complaint could quote the seed).
     """
     if isinstance(exc, ImportError):
         what = f"the Python module {exc.name!r} is missing (NKey and creds logins need nats-py's nkeys extra)"
+    elif isinstance(exc, OSError) and exc.filename is not None:
+        what = f"cannot read {exc.filename}: {exc.strerror or exc.__class__.__name__}"
     else:
         what = f"{exc.__class__.__name__} (check the NKey seed or the creds file)"
     return ConfigurationError(
