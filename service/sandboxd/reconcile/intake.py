@@ -102,7 +102,7 @@ def validate(event: InboundEvent) -> SandboxEvent:
         raise InvalidEvent(f"event subject {body.subject!r} does not match the NATS subject id {subject_id!r}")
     if body.verb != verb:
         raise InvalidEvent(f"event type {body.type!r} does not match the NATS subject verb {verb!r}")
-    header_id = event.headers.get("Nats-Msg-Id")
+    header_id = _event_id(event)
     if header_id is not None and header_id != body.id:
         raise InvalidEvent(f"Nats-Msg-Id {quote(header_id)} does not match the CloudEvents id {body.id!r}")
     return body

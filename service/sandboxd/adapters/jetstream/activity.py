@@ -33,6 +33,7 @@ from nats.js.kv import KV_DEL, KV_PURGE
 from pydantic import ValidationError
 
 from sandboxd import naming
+from sandboxd.adapters.jetstream import headers
 from sandboxd.adapters.jetstream.deliveries import EventSource
 from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters, publish, publish_scale
@@ -271,7 +272,7 @@ class JetStreamActivity:
     async def publish(self, sandbox_id: str, report: ActivityReport) -> None:
         at = report.last_activity_at.isoformat()
         msg_id = f"activity:{sandbox_id}:{at}:{report.active_sessions}"
-        await publish(self._js, naming.activity_subject(sandbox_id), report.to_json(), {"Nats-Msg-Id": msg_id})
+        await publish(self._js, naming.activity_subject(sandbox_id), report.to_json(), {headers.MSG_ID: msg_id})
 
 
 async def bind_scale_commands(js: JetStreamContext) -> EventSource:
