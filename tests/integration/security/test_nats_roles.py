@@ -25,6 +25,8 @@ import anyio
 import nats.errors
 import pytest
 from nats.js import api
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from integration.cli.sandboxd_processes import SANDBOXCTL, SANDBOXD, ServiceProcess, clean_env, service_env
 from integration.idle.rig import scaler_config, until
@@ -368,6 +370,28 @@ async def test_a_role_is_refused_what_it_must_not_do(
         with pytest.raises(TimeoutError):  # the server drops a refused request: no answer ever comes
             await attempt(session)
         await session.refused("publish", subject)
+
+
+LEADER_READS = [
+    ("publisher", naming.STATUS_BUCKET),
+    ("console", naming.STATUS_BUCKET),
+    ("scaler", naming.DESIRED_BUCKET),
+    ("tokens", naming.DESIRED_BUCKET),
+    ("tokens", naming.STATUS_BUCKET),
+    ("reconciler", naming.DESIRED_BUCKET),
+    ("reconciler", naming.STATUS_BUCKET),
+    ("reconciler", naming.OWNERS_BUCKET),
+]
+
+
+@pytest.mark.parametrize(("role", "bucket"), LEADER_READS, ids=[f"{r}-{b}" for r, b in LEADER_READS])
+async def test_a_role_reads_its_buckets_from_the_leader_as_at_r3(secured: SecuredNats, role: str, bucket: str) -> None:
+    """A bucket with more than one replica is read from its leader (``$JS.API.STREAM.MSG.GET``, not a direct get
+    any replica answers): every role that reads a bucket may read it that way too, or at R3 it reads nothing."""
+    async with secured.session(role, timeout=2.0) as session:
+        kv = KeyValue(name=bucket, stream=f"KV_{bucket}", pre=f"$KV.{bucket}.", js=session.js, direct=False)
+        with pytest.raises(KeyNotFoundError):  # an answer (no such key), not a refused request's silence
+            await kv.get("nobody")
 
 
 @pytest.mark.parametrize("role", ["publisher", "console", "activity", "scaler", "tokens", "reconciler"])
