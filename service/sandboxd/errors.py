@@ -17,6 +17,7 @@ only this tree to decide ack / nak / term::
         ├── StoreConflict           a compare-and-set lost a race; re-read and retry
         ├── BrokerUnavailable       NATS/JetStream did not answer in time, is reconnecting or electing a leader
         ├── TokenMintFailed         the NewAPI bridge refused or did not answer a token mint (retried with backoff)
+        ├── AwaitingCreate          an event came before its sandbox's create was recorded (another replica has it)
         └── UnexpectedError         anything outside this tree, caught around one event or one loop iteration
 
 An exception outside the tree is a bug or an unforeseen library failure. It never ends the process: the
@@ -117,6 +118,14 @@ class TokenMintFailed(RetryableError):
     retries with a growing delay, never in a fixed loop."""
 
     reason = "TokenMintFailed"
+
+
+class AwaitingCreate(RetryableError):
+    """An event reached intake before an earlier create of its sandbox was recorded: replicas share the consumer,
+    so another one may hold the create right now. Retried until the create is recorded (then the event folds
+    onto it, in stream order) or its deliveries run out."""
+
+    reason = "AwaitingCreate"
 
 
 class UnexpectedError(RetryableError):

@@ -36,7 +36,7 @@ from sandboxd import naming
 from sandboxd.adapters.jetstream.advisories import REASON as MAX_DELIVERIES
 from sandboxd.adapters.jetstream.advisories import DeadLetterMover, Stranded
 from sandboxd.adapters.jetstream.connection import connect
-from sandboxd.adapters.jetstream.deliveries import EventSource
+from sandboxd.adapters.jetstream.deliveries import EventSource, JetStreamEventLog
 from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters
 from sandboxd.adapters.jetstream.stores import KvStore
 from sandboxd.adapters.jetstream.topology import ensure_topology
@@ -165,7 +165,14 @@ class Service:
         stores = await until_done(partial(Stores.open, js, in_flight=topology.max_ack_pending), starting)
         metrics, tracer = self.telemetry.instruments, self.telemetry.tracer
         status = StatusWriter(stores.status, metrics=metrics, retention_s=topology.status_retention_s)
-        intake = Intake(desired=stores.desired, owners=stores.owners, status=status, clock=self.clock, tracer=tracer)
+        intake = Intake(
+            desired=stores.desired,
+            owners=stores.owners,
+            status=status,
+            clock=self.clock,
+            events=JetStreamEventLog(js),
+            tracer=tracer,
+        )
         # Suspend and resume commands come from the reconcile passes; with the sweeper off (nothing idles, and
         # nothing would resend a command that failed to publish) none are sent and the apply alone scales.
         commands = command_outbox(js)

@@ -36,7 +36,7 @@ from opentelemetry.trace import Tracer
 from pydantic import ValidationError
 
 from sandboxd import naming
-from sandboxd.errors import InvalidEvent, OwnershipConflict, PermanentError, SandboxdError
+from sandboxd.errors import AwaitingCreate, InvalidEvent, OwnershipConflict, PermanentError, SandboxdError
 from sandboxd.models.base import describe
 from sandboxd.models.bounds import clip, quote
 from sandboxd.models.desired import DesiredState, Lifecycle, OwnerClaim
@@ -51,7 +51,7 @@ from sandboxd.models.events import (
 )
 from sandboxd.naming import SandboxId
 from sandboxd.reconcile import cas, statuses
-from sandboxd.reconcile.ports import Clock, InboundEvent, Store
+from sandboxd.reconcile.ports import Clock, EventLog, InboundEvent, Store
 from sandboxd.reconcile.statuses import StatusWriter
 from sandboxd.telemetry import logs, tracing
 
@@ -64,6 +64,7 @@ class Verdict(StrEnum):
     ACCEPTED = "accepted"  # desired state recorded (or already recorded): reconcile, then ack
     STALE = "stale"  # older than the recorded state: ack, nothing to do
     REJECTED = "rejected"  # invalid: dead-letter with the reason, then term
+    WAITING = "waiting"  # an earlier create is still on its way (``AwaitingCreate``): retried, as a failure is
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +79,11 @@ class Earlier:
 class Admission:
     verdict: Verdict
     sandbox_id: SandboxId | None
-    error: PermanentError | None = None
+    error: PermanentError | AwaitingCreate | None = None
     event_id: str | None = None
+    #: A rejected event older than the recorded desired state (it reached this replica after a newer one was
+    #: recorded): its status keeps the newer event's ``Accepted`` and says why in ``lastError`` only.
+    superseded: bool = False
 
 
 def sandbox_id_of(subject: str) -> SandboxId | None:
@@ -150,11 +154,10 @@ def fold(
     state = stored
     verdicts: list[Admission] = []
     for index, event in enumerate(events):
-        if state is None and event.stream_sequence <= earlier.sequence:  # a redelivery after the deletion was done
-            verdicts.append(Admission(Verdict.STALE, sandbox_id))
-            continue
-        if state is not None and event.stream_sequence < state.sequence:
-            verdicts.append(Admission(Verdict.STALE, sandbox_id))
+        if (state is None and event.stream_sequence <= earlier.sequence) or (  # a redelivery after the deletion
+            state is not None and event.stream_sequence < state.sequence
+        ):
+            verdicts.append(_superseded(sandbox_id, event))
             continue
         if state is not None and event.stream_sequence == state.sequence:
             verdicts.append(Admission(Verdict.ACCEPTED, sandbox_id, event_id=state.event_id))
@@ -186,6 +189,16 @@ def fold(
             continue
         verdicts.append(Admission(Verdict.ACCEPTED, sandbox_id, event_id=body.id))
     return Folded(tuple(verdicts), state)
+
+
+def _superseded(sandbox_id: SandboxId, event: InboundEvent) -> Admission:
+    """An event older than what is recorded changes nothing (stale), unless it is invalid: whichever replica saw
+    it first, a malformed event is dead-lettered, never acknowledged in silence."""
+    try:
+        validate(event)
+    except InvalidEvent as exc:
+        return Admission(Verdict.REJECTED, sandbox_id, exc, _event_id(event), superseded=True)
+    return Admission(Verdict.STALE, sandbox_id)
 
 
 def _apply(
@@ -270,12 +283,14 @@ class Intake:
         owners: Store[OwnerClaim],
         status: StatusWriter,
         clock: Clock,
+        events: EventLog | None = None,
         tracer: Tracer | None = None,
     ) -> None:
         self._desired = desired
         self._owners = owners
         self._status = status
         self._clock = clock
+        self._events = events
         self._tracer = tracer
 
     async def admit(self, sandbox_id: SandboxId, events: Sequence[InboundEvent]) -> list[Admission]:
@@ -309,12 +324,14 @@ class Intake:
         async def decide(stored: DesiredState | None) -> DesiredState | None:
             nonlocal folded
             earlier = await self._earlier_life(sandbox_id) if stored is None else Earlier()
+            create = await self._create_on_its_way(sandbox_id, stored, earlier, events)
+            now_events = events if create is None else [e for e in events if e.stream_sequence <= create]
             claims: dict[Claim, OwnershipConflict | None] = {}
             while True:
                 folded = fold(
                     sandbox_id,
                     stored,
-                    events,
+                    now_events,
                     earlier=earlier,
                     now=self._clock(),
                     traceparent_of=spans.traceparent,
@@ -323,6 +340,8 @@ class Intake:
                 if folded.needs is None:
                     break
                 claims[folded.needs] = await self._claim(folded.needs)
+            if create is not None:
+                folded = Folded(folded.verdicts + _waiting(sandbox_id, events, create), folded.state)
             state = folded.state
             return state if state is not None and state != stored else None
 
@@ -339,6 +358,32 @@ class Intake:
         verdicts = list(folded.verdicts)
         await self._record_rejections(sandbox_id, verdicts)
         return verdicts
+
+    async def _create_on_its_way(
+        self, sandbox_id: SandboxId, stored: DesiredState | None, earlier: Earlier, events: Sequence[InboundEvent]
+    ) -> int | None:
+        """The stream sequence of a valid create these events must wait for, if any.
+
+        Replicas share the consumer, so a sandbox's create and the suspend (or delete, or update) right behind it
+        can reach two replicas, and the later one can reach intake first. Folded onto nothing, it would be
+        refused ("does not exist") or begin a life of its own, and the create would then be stale: the order the
+        publisher chose would be lost. So when the first event that is not stale is not a create and nothing
+        live is recorded, the stream is asked (one request, only then) for a create between what is recorded
+        and that event; if a valid one is there, the events after it wait for it to be recorded."""
+        if self._events is None or (stored is not None and stored.lifecycle is not Lifecycle.DELETED):
+            return None
+        floor = stored.sequence if stored is not None else earlier.sequence
+        live = [e for e in events if e.stream_sequence > floor]
+        if not live or _verb(live[0]) == "create":
+            return None
+        create = await self._events.create_after(sandbox_id, floor)
+        if create is None or create.stream_sequence >= live[0].stream_sequence:
+            return None
+        try:
+            validate(create)
+        except InvalidEvent:  # it was (or will be) dead-lettered: nothing to wait for
+            return None
+        return create.stream_sequence
 
     async def _claim(self, claim: Claim) -> OwnershipConflict | None:
         """Make ``claim`` (blind create first: the usual case is a new owner); the conflict that refused it."""
@@ -408,14 +453,32 @@ class Intake:
                 await self._status.write(
                     sandbox_id,
                     lambda prev, e=error, v=verdict: statuses.rejected(  # type: ignore[misc]
-                        prev, sandbox_id=sandbox_id, error=e, event_id=v.event_id, now=self._clock()
+                        prev,
+                        sandbox_id=sandbox_id,
+                        error=e,
+                        event_id=v.event_id,
+                        now=self._clock(),
+                        superseded=v.superseded,
                     ),
                 )
 
 
+def _verb(event: InboundEvent) -> str | None:
+    parsed = naming.parse_event_subject(event.subject)
+    return None if parsed is None else parsed[0]
+
+
 def _opens_with_create(events: Sequence[InboundEvent]) -> bool:
-    parsed = naming.parse_event_subject(events[0].subject) if events else None
-    return parsed is not None and parsed[0] == "create"
+    return bool(events) and _verb(events[0]) == "create"
+
+
+def _waiting(sandbox_id: SandboxId, events: Sequence[InboundEvent], create: int) -> tuple[Admission, ...]:
+    error = AwaitingCreate(f"sandbox {sandbox_id}: waiting for its create (event {create}) to be recorded first")
+    return tuple(
+        Admission(Verdict.WAITING, sandbox_id, error, _event_id(event))
+        for event in events
+        if event.stream_sequence > create
+    )
 
 
 def _event_id(event: InboundEvent) -> str | None:

@@ -113,6 +113,15 @@ class InboundEvent(Protocol):
     def headers(self) -> Mapping[str, str]: ...
 
 
+class EventLog(Protocol):
+    """The lifecycle events as the stream keeps them (``SANDBOX_EVENTS``, limits retention): for the one question
+    intake cannot answer from the desired state, whether an earlier create is still on its way."""
+
+    async def create_after(self, sandbox_id: SandboxId, sequence: int) -> InboundEvent | None:
+        """The first ``sandbox.create.<sandbox_id>`` the stream holds after stream sequence ``sequence``."""
+        ...
+
+
 class Delivery(InboundEvent, Protocol):
     """One delivered event, settled exactly once (by ``runtime.disposition``)."""
 

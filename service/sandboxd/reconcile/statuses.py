@@ -123,12 +123,17 @@ def rejected(
     event_id: str | None,
     now: datetime,
     message: str | None = None,
+    superseded: bool = False,
 ) -> SandboxStatus:
     """An event was refused (or could not be recorded: ``message`` then says why, else the error's). A sandbox
     that never had a valid spec becomes ``Rejected``; one that has keeps its phase (its runtime still runs the
-    last valid spec) and says why in ``Accepted=False``."""
+    last valid spec) and says why in ``Accepted=False``. A ``superseded`` event (older than the desired state
+    recorded when it was refused) says why in ``lastError`` only: ``Accepted`` stays the newer event's."""
     message = error.message if message is None else message
     status = _base(previous, sandbox_id, now)
+    last_error = LastError(reason=error.reason, message=message, at=now, retryable=False)
+    if superseded:
+        return _with(status, last_error=last_error, updated_at=now)
     generation = status.observed_generation
     conditions = set_condition(
         status.conditions,
@@ -144,7 +149,7 @@ def rejected(
         status,
         phase=phase,
         conditions=conditions,
-        last_error=LastError(reason=error.reason, message=message, at=now, retryable=False),
+        last_error=last_error,
         event_id=event_id,
         updated_at=now,
     )

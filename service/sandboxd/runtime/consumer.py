@@ -35,7 +35,7 @@ from sandboxd.naming import SandboxId
 from sandboxd.reconcile.intake import Admission, Verdict, sandbox_id_of
 from sandboxd.reconcile.ports import Delivery, Source
 from sandboxd.runtime.clock import SYSTEM, Clock
-from sandboxd.runtime.disposition import SHUTTING_DOWN, STALE, Disposition, Outcome
+from sandboxd.runtime.disposition import SHUTTING_DOWN, STALE, Disposition, Outcome, Settlement
 from sandboxd.runtime.loops import LoopGuard
 from sandboxd.runtime.queueing import Backlog, KeyedQueue
 
@@ -149,11 +149,7 @@ class Consumer:
             else:
                 log.warning("intake of %s failed: %s", sandbox_id, exc.message)
             settlement = await self._disposition.settle(group, Outcome.failed(exc, where="intake"))
-            dead = [
-                (d, decision) for d, decision in zip(group, settlement.decisions, strict=True) if decision.dead_lettered
-            ]
-            if dead and (error := dead[-1][1].error) is not None:
-                await self._intake.gave_up(sandbox_id, [d for d, _ in dead], error, note=dead[-1][1].note)
+            await self._tell_gave_up(sandbox_id, group, settlement)
             return
         # An unforeseen failure of a group: find the event that causes it, one at a time in stream order.
         for delivery in sorted(group, key=lambda d: d.stream_sequence):
@@ -167,6 +163,17 @@ class Consumer:
                 await self._disposition.settle([delivery], SHUTTING_DOWN)
         elif admission.verdict is Verdict.STALE:
             await self._disposition.settle([delivery], STALE)
-        else:
+        else:  # rejected (intake wrote why in the status), or waiting for its create (retried like a failure)
             error = admission.error or InvalidEvent("rejected by intake")
-            await self._disposition.settle([delivery], Outcome.failed(error, where="intake"))
+            settlement = await self._disposition.settle([delivery], Outcome.failed(error, where="intake"))
+            if admission.verdict is not Verdict.REJECTED:
+                await self._tell_gave_up(sandbox_id, [delivery], settlement)
+
+    async def _tell_gave_up(self, sandbox_id: SandboxId, group: list[Delivery], settlement: Settlement) -> None:
+        """Events dead-lettered unrecorded (a failure for good, or the last retry): intake writes why in the
+        status."""
+        dead = [
+            (d, decision) for d, decision in zip(group, settlement.decisions, strict=True) if decision.dead_lettered
+        ]
+        if dead and (error := dead[-1][1].error) is not None:
+            await self._intake.gave_up(sandbox_id, [d for d, _ in dead], error, note=dead[-1][1].note)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sandboxd.adapters.memory import MemoryStore
-from sandboxd.errors import OwnershipConflict
+from sandboxd.errors import AwaitingCreate, OwnershipConflict
 from sandboxd.models.desired import DesiredState, Lifecycle, OwnerClaim
 from sandboxd.models.status import Phase, SandboxStatus
 from sandboxd.reconcile.intake import Claim, Earlier, Intake, Verdict, claimed, fold
@@ -208,3 +208,86 @@ def test_an_owner_claim_is_refused_for_another_sandbox_or_another_email() -> Non
         claimed(OwnerClaim(sandbox_id="sb-2", email="ana+x@acme.com"), claim)
     # every console reads the refused sandbox's status: it names neither the other owner's email nor sandbox
     assert "ana+x@acme.com" not in other.value.message and "sb-2" not in other.value.message
+
+
+# --- two replicas share the consumer: events of one sandbox reach intake out of stream order ----------------
+
+
+class Stream:
+    """The events stream as ``EventLog`` sees it: the creates it holds, and how often it was asked."""
+
+    def __init__(self, *creates: Inbound) -> None:
+        self.creates, self.asked = list(creates), 0
+
+    async def create_after(self, sandbox_id: str, sequence: int) -> Inbound | None:
+        self.asked += 1
+        later = [c for c in self.creates if c.subject.endswith(f".{sandbox_id}") and c.stream_sequence > sequence]
+        return min(later, key=lambda c: c.stream_sequence, default=None)
+
+
+def stream_intake(stores: tuple[Any, Any, Any], stream: Stream) -> Intake:
+    desired, owners, status = stores
+    return Intake(desired=desired, owners=owners, status=StatusWriter(status), clock=lambda: NOW, events=stream)
+
+
+@pytest.mark.parametrize("verb", ["suspend", "delete", "update"])
+async def test_an_event_ahead_of_its_create_waits_for_it(stores: tuple[Any, Any, Any], verb: str) -> None:
+    """A create and the event right behind it reach two replicas, and the later one reaches intake first: it
+    waits (retried) instead of being refused as "does not exist" (or beginning a life of its own), and folds onto
+    the create once that is recorded, so the publisher's order holds."""
+    desired, _, status = stores
+    create = inbound("create", "sb-1", 4, {"spec": spec("a@acme.com")})
+    stream = Stream(create)
+    intake = stream_intake(stores, stream)
+    data = {"spec": spec("a@acme.com", sessions=3)} if verb == "update" else None
+    behind = inbound(verb, "sb-1", 5, data)
+    [early] = await intake.admit("sb-1", [behind])
+    assert early.verdict is Verdict.WAITING and isinstance(early.error, AwaitingCreate)
+    assert "waiting for its create (event 4)" in early.error.message
+    assert await desired.get("sb-1") is None and await status.get("sb-1") is None  # nothing recorded, nothing said
+    assert [v.verdict for v in await intake.admit("sb-1", [create])] == [Verdict.ACCEPTED]
+    [late] = await intake.admit("sb-1", [behind])  # the retry
+    assert late.verdict is Verdict.ACCEPTED
+    state = (await desired.get("sb-1")).value
+    expected = {"suspend": Lifecycle.SUSPENDED, "delete": Lifecycle.DELETED, "update": Lifecycle.ACTIVE}[verb]
+    assert (state.sequence, state.lifecycle, state.incarnation) == (5, expected, 4)
+
+
+async def test_without_a_create_on_its_way_an_event_is_judged_at_once(stores: tuple[Any, Any, Any]) -> None:
+    """No create in the stream (or only an invalid one, which is dead-lettered): a suspend of nothing is refused
+    at once, as before; a group that opens with its create never asks the stream."""
+    body = json.loads(event("create", "sb-1", {"spec": spec("a@acme.com")}).to_json())
+    body["data"]["spec"]["quota"]["cpu"] = "lots"
+    stream = Stream(Inbound("sandbox.create.sb-1", json.dumps(body).encode(), 1))
+    intake = stream_intake(stores, stream)
+    [refused] = await intake.admit("sb-1", [inbound("suspend", "sb-1", 2)])
+    assert refused.verdict is Verdict.REJECTED and "does not exist" in refused.error.message  # type: ignore[union-attr]
+    [refused] = await intake.admit("sb-2", [inbound("suspend", "sb-2", 3)])
+    assert refused.verdict is Verdict.REJECTED and stream.asked == 2
+    created = await intake.admit("sb-3", [inbound("create", "sb-3", 4, {"spec": spec("c@acme.com")})])
+    suspended = await intake.admit("sb-3", [inbound("suspend", "sb-3", 5)])
+    assert [v.verdict for v in (*created, *suspended)] == [Verdict.ACCEPTED] * 2 and stream.asked == 2
+
+
+async def test_an_invalid_event_older_than_the_recorded_state_is_still_rejected(
+    intake: Intake, stores: tuple[Any, Any, Any]
+) -> None:
+    """A malformed update reaches its replica after the valid one behind it was recorded by another: it is
+    dead-lettered all the same (never acknowledged as stale), and the status says why in ``lastError`` while
+    ``Accepted`` stays the newer event's."""
+    desired, _, status = stores
+    await intake.admit("sb-1", [inbound("create", "sb-1", 1, {"spec": spec("a@acme.com")})])
+    await intake.admit("sb-1", [inbound("update", "sb-1", 3, {"spec": spec("a@acme.com", sessions=2)})])
+    accepted = SandboxStatus(sandbox_id="sb-1", phase=Phase.READY, updated_at=NOW)
+    await status.put("sb-1", accepted, revision=None)
+    body = json.loads(event("update", "sb-1", {"spec": spec("a@acme.com")}).to_json())
+    body["data"]["spec"]["quota"]["cpu"] = "lots"
+    malformed = Inbound("sandbox.update.sb-1", json.dumps(body).encode(), 2)
+    [verdict] = await intake.admit("sb-1", [malformed])
+    assert verdict.verdict is Verdict.REJECTED and verdict.superseded
+    record = (await status.get("sb-1")).value
+    assert record.last_error is not None and "'lots' is not valid" in record.last_error.message
+    assert (record.phase, record.conditions) == (Phase.READY, accepted.conditions)
+    assert (await desired.get("sb-1")).value.sequence == 3
+    [stale] = await intake.admit("sb-1", [inbound("update", "sb-1", 2, {"spec": spec("a@acme.com")})])
+    assert stale.verdict is Verdict.STALE  # a valid older event is still only stale

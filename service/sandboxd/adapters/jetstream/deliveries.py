@@ -3,11 +3,13 @@
 One fetch loop per process calls ``EventSource.fetch``; a fetch never carries ``heartbeat=`` (nats-py 2.16
 mishandles it) and always has a finite timeout. An empty fetch returns ``[]`` instead of raising; every other
 failure is translated by ``adapters.jetstream.errors`` (a leader election or a reconnect is ``BrokerUnavailable``).
+``JetStreamEventLog`` reads an event back from the stream, for intake's one question about events in flight.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
@@ -17,6 +19,7 @@ from nats.js.errors import NotFoundError
 from sandboxd import naming
 from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.errors import BrokerUnavailable
+from sandboxd.naming import SandboxId
 
 
 class JetStreamDelivery:
@@ -87,3 +90,30 @@ class EventSource:
             await self._sub.unsubscribe()
         except Exception:  # noqa: BLE001 - closing a subscription on a closed connection is not an error
             return
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event read back from the stream (``reconcile.ports.InboundEvent``)."""
+
+    subject: str
+    data: bytes
+    stream_sequence: int
+    headers: Mapping[str, str]
+
+
+class JetStreamEventLog:
+    """``reconcile.ports.EventLog`` over SANDBOX_EVENTS: one "next message on this subject" request to the stream's
+    leader (``$JS.API.STREAM.MSG.GET``, which the reconciler's role already has for the dead-letter mover)."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self._js = js
+
+    async def create_after(self, sandbox_id: SandboxId, sequence: int) -> StoredEvent | None:
+        subject = naming.event_subject("create", sandbox_id)
+        with boundary(f"looking for a create of {sandbox_id} in {naming.EVENTS_STREAM}"):
+            try:
+                msg = await self._js.get_msg(naming.EVENTS_STREAM, seq=sequence + 1, subject=subject, next=True)
+            except NotFoundError:
+                return None
+        return StoredEvent(msg.subject or subject, msg.data or b"", int(msg.seq or 0), dict(msg.headers or {}))
