@@ -228,6 +228,25 @@ def test_a_client_certificate_needs_its_key(monkeypatch: pytest.MonkeyPatch) -> 
     assert "NATS_TLS_KEY" in message
 
 
+@pytest.mark.parametrize("url", ["", " ", " , "])
+def test_a_nats_url_that_names_no_server_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """Accepted, it made ``sandboxd run`` retry forever: "cannot connect to NATS at : NoServersError"."""
+    monkeypatch.setenv("NATS_URL", url)
+    assert refusal(NatsSettings).startswith("invalid configuration: NATS_URL names no server")
+
+
+def test_a_value_given_by_field_name_is_named_by_its_variable() -> None:
+    """A command's flag (``--server ""``) or a NATS context gives values by field name: still named NATS_*."""
+    with pytest.raises(ConfigurationError) as refused:
+        load(NatsSettings, {"url": ",", "inbox_prefix": "my inbox"})
+    assert refused.value.message == (
+        "invalid configuration: NATS_URL names no server: set one or more URLs, comma-separated, "
+        "e.g. nats://127.0.0.1:4222; NATS_INBOX_PREFIX must be subject tokens (letters, digits, _ $ -) joined by dots"
+    )
+
+
 # --- topology and worker ------------------------------------------------------------------------------------
 
 
@@ -256,6 +275,15 @@ def test_the_duplicate_window_must_fit_the_retention(monkeypatch: pytest.MonkeyP
     message = refusal(TopologySettings)
     assert "SANDBOXD_DUPLICATE_WINDOW_SECONDS" in message
     assert "SANDBOXD_EVENTS_MAX_AGE_SECONDS" in message
+
+
+def test_a_first_retry_delay_above_the_cap_is_refused_naming_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SANDBOXD_RETRY_BASE_SECONDS", "500")  # the cap defaults to 300
+    assert refusal(WorkerSettings) == (
+        "invalid configuration: SANDBOXD_RETRY_BASE_SECONDS (500) must not exceed SANDBOXD_RETRY_CAP_SECONDS (300)"
+    )
+    monkeypatch.setenv("SANDBOXD_RETRY_CAP_SECONDS", "500")
+    assert load(WorkerSettings).retry_base_s == load(WorkerSettings).retry_cap_s == 500
 
 
 def test_settings_are_frozen(runtime_env: None) -> None:

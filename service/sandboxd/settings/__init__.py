@@ -93,7 +93,7 @@ def load(group: type[G], overrides: Mapping[str, Any] | None = None) -> G:
     except ValidationError as exc:
         problems = []
         for item in exc.errors(include_url=False):
-            variable = ".".join(str(p) for p in item["loc"])
+            variable = _variable(group, item["loc"])
             message = str(item["msg"]).removeprefix("Value error, ")
             if item["type"] == "missing":
                 message = "is required but not set"
@@ -102,6 +102,14 @@ def load(group: type[G], overrides: Mapping[str, Any] | None = None) -> G:
 
 
 _INVALID: Final = "invalid configuration: "
+
+
+def _variable(group: type[Group], loc: tuple[int | str, ...]) -> str:
+    """The variable an error is about, also for a value given by field name (a command's flag, a NATS context)."""
+    field = group.model_fields.get(str(loc[0])) if len(loc) == 1 else None
+    if field is not None and isinstance(field.validation_alias, str):
+        return field.validation_alias
+    return ".".join(str(p) for p in loc)
 
 
 def load_settings() -> Settings:

@@ -32,12 +32,17 @@ _CONTEXT_NAME: Final = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
 
 
 class NatsSettings(Group):
-    url: str = env("NATS_URL", "nats://127.0.0.1:4222", description="Server URL(s), comma-separated.")
+    url: str = env("NATS_URL", "nats://127.0.0.1:4222", description="Server URL(s), comma-separated; at least one.")
     user: str | None = env("NATS_USER", None, description="User for user/password auth.")
     password: SecretStr | None = env("NATS_PASSWORD", None, description="Password for user/password auth.")
     token: SecretStr | None = env("NATS_TOKEN", None, description="Token auth.")
     nkey_seed: SecretStr | None = env("NATS_NKEY_SEED", None, description="NKey seed (SU...) for NKey auth.")
-    creds_file: str | None = env("NATS_CREDS", None, description="Path to a .creds file (JWT + NKey).")
+    creds_file: str | None = env(
+        "NATS_CREDS",
+        None,
+        description="Path to a .creds file (JWT + NKey); read before connecting, whether or not the server asks "
+        "for it (so are the TLS files): one that cannot be read stops start-up, naming it.",
+    )
     tls_ca: str | None = env("NATS_TLS_CA", None, description="CA bundle path to verify the server.")
     tls_cert: str | None = env("NATS_TLS_CERT", None, description="Client certificate path (mutual TLS).")
     tls_key: str | None = env("NATS_TLS_KEY", None, description="Client key path (mutual TLS).")
@@ -48,11 +53,18 @@ class NatsSettings(Group):
         description="Start of this connection's reply subjects; the user's own, e.g. _INBOX_reconciler (deploy/nats).",
     )
 
+    @field_validator("url")
+    @classmethod
+    def _some_server(cls, value: str) -> str:
+        if not any(url.strip() for url in value.split(",")):
+            raise ValueError("names no server: set one or more URLs, comma-separated, e.g. nats://127.0.0.1:4222")
+        return value
+
     @field_validator("inbox_prefix")
     @classmethod
     def _literal_subject(cls, value: str) -> str:
         if not _INBOX_PREFIX.fullmatch(value):
-            raise ValueError("NATS_INBOX_PREFIX must be subject tokens (letters, digits, _ $ -) joined by dots")
+            raise ValueError("must be subject tokens (letters, digits, _ $ -) joined by dots")
         return value
 
     @model_validator(mode="after")

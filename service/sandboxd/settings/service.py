@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 
 from sandboxd.settings.fields import Group, env
 
@@ -23,13 +23,24 @@ class WorkerSettings(Group):
         description="While events are backlogged, a sandbox waits up to this long for its later events to join "
         "one reconcile, s (0 disables). No effect when there is no backlog.",
     )
-    retry_base_s: float = env("SANDBOXD_RETRY_BASE_SECONDS", 1.0, gt=0, description="First retry delay, s.")
+    retry_base_s: float = env(
+        "SANDBOXD_RETRY_BASE_SECONDS", 1.0, gt=0, description="First retry delay, s; at most the cap below."
+    )
     retry_cap_s: float = env("SANDBOXD_RETRY_CAP_SECONDS", 300.0, gt=0, description="Longest retry delay, s.")
     shutdown_grace_s: float = env(
         "SANDBOXD_SHUTDOWN_GRACE_SECONDS", 20.0, gt=0, description="In-flight work may finish this long on SIGTERM."
     )
     health_port: int = env("SANDBOXD_HEALTH_PORT", 8081, ge=0, le=65535, description="/healthz /readyz /metrics.")
     health_host: str = env("SANDBOXD_HEALTH_HOST", "0.0.0.0", description="Bind address of that endpoint.")  # noqa: S104
+
+    @model_validator(mode="after")
+    def _base_within_cap(self) -> WorkerSettings:
+        if self.retry_base_s > self.retry_cap_s:
+            raise ValueError(
+                f"SANDBOXD_RETRY_BASE_SECONDS ({self.retry_base_s:g}) must not exceed "
+                f"SANDBOXD_RETRY_CAP_SECONDS ({self.retry_cap_s:g})"
+            )
+        return self
 
 
 class ApplierSettings(Group):

@@ -6,7 +6,8 @@ with the small encoder below, the way ``nsc`` would. The server trusts the opera
 (JetStream enabled) and a system account. It refuses a client with no credentials, so when a command with the
 creds file works, the creds file is what let it in. A user signed by an account the server does not know is an
 authorization failure, never "is the server running", and neither its JWT nor its seed reaches the output. A
-creds file that cannot be read is named (``cannot read FILE``), a failure here and not the server's.
+creds file that cannot be read is named (``cannot read FILE``), a failure here and not the server's, even against
+a server without auth (which never asks for it), where ``sandboxd run`` exits 1 on it instead of running.
 """
 
 from __future__ import annotations
@@ -192,3 +193,29 @@ async def test_a_creds_file_that_cannot_be_read_is_named(
         assert done.returncode == 1, done.stderr
         assert f"cannot read {path}" in done.stderr, done.stderr
         assert "is the server running" not in done.stderr and "trying again" not in done.stderr, done.stderr
+
+
+async def test_a_missing_creds_or_tls_file_fails_here_even_against_a_server_without_auth(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """nats-py reads a creds file only when the server asks for a signature: against a server without auth a
+    missing one used to connect, and ``sandboxd run`` to run. Now each command fails before connecting, naming
+    the file and its variable, and ``sandboxd run`` exits 1 instead of retrying."""
+    missing = tmp_path / "missing" / "x.creds"
+    said = f"cannot connect to NATS at {nats_server.url}: a local failure, not the server: cannot read {missing}: "
+    status = await run(SANDBOXCTL, "-v", "-s", nats_server.url, "--creds", str(missing), "status")
+    assert status.returncode == 1, status.stderr
+    assert said + "No such file or directory (NATS_CREDS)" in status.stderr, status.stderr
+    assert "connected to" not in status.stderr and "is the server running" not in status.stderr, status.stderr
+    tls = await run(SANDBOXCTL, "-s", nats_server.url, "--tls-ca", str(missing), "status")
+    assert tls.returncode == 1 and said + "No such file or directory (NATS_TLS_CA)" in tls.stderr, tls.stderr
+
+    services = Services(nats_server.url, tmp_path / "rendered", tmp_path)
+    try:
+        for variable in ("NATS_CREDS", "NATS_TLS_CA"):
+            service = services.start(**{variable: str(missing)})
+            assert await service.wait(30) == 1, service.output()
+            assert f"{said}No such file or directory ({variable})" in service.output(), service.output()
+            assert "retrying" not in service.output(), service.output()
+    finally:
+        services.stop_all()

@@ -25,9 +25,10 @@ retries it with backoff, a command prints it), in words a reader can act on::
     TimeoutError                                         no answer within the connect timeout
     any other nats-py error                              its class name
 
-except for a failure here, before the server had a say: a file that cannot be read (a creds file), a missing
-module (nkeys, for NKey and creds logins) or anything else raised locally is a ``ConfigurationError`` naming
-what failed (never "is the server running"), so a service stops instead of retrying forever.
+except for a failure here, before the server had a say: a file that cannot be read (a creds file, a TLS file)
+or loaded (a CA bundle that is not PEM), a missing module (nkeys, for NKey and creds logins) or anything else
+raised locally is a ``ConfigurationError`` naming what failed (never "is the server running"), so a service stops
+instead of retrying forever (``local_failure``; the connection checks its files with it before connecting).
 
 Anything that is not nats-py's passes through untouched: it is a bug or an unforeseen failure, and the runtime
 treats it as an unexpected error of the one event (or loop iteration) it happened in.
@@ -127,16 +128,21 @@ def connect_failure(exc: BaseException, *, servers: str) -> BrokerUnavailable | 
     return BrokerUnavailable(f"cannot connect to NATS at {logs.without_credentials(servers)}: {why}")
 
 
-def local_failure(exc: BaseException, *, servers: str) -> ConfigurationError:
-    """A connect that failed here, before the server had a say: a missing package, an unreadable creds file.
+def local_failure(exc: BaseException, *, servers: str, setting: str | None = None) -> ConfigurationError:
+    """A connect that failed here, before the server had a say: a missing package, an unreadable creds or TLS file.
 
     Permanent (a service stops waiting instead of retrying forever); its class name and, for a missing module,
-    the module's name, never its text (an NKey library's complaint could quote the seed).
+    the module's name, never its text (an NKey library's complaint could quote the seed). ``setting``: what
+    named the file, when the caller knows it (its variable; for a TLS file that does not load, with the path).
     """
+    named = f" ({setting})" if setting else ""
     if isinstance(exc, ImportError):
         what = f"the Python module {exc.name!r} is missing (NKey and creds logins need nats-py's nkeys extra)"
     elif isinstance(exc, OSError) and exc.filename is not None:
-        what = f"cannot read {exc.filename}: {exc.strerror or exc.__class__.__name__}"
+        what = f"cannot read {exc.filename}: {exc.strerror or exc.__class__.__name__}{named}"
+    elif isinstance(exc, ssl.SSLError):  # loading a CA bundle, certificate or key (a handshake is connect_failure's)
+        reason = exc.reason or "not PEM"  # OpenSSL's "PEM lib" has no reason: a file it could not parse
+        what = f"cannot load {setting or 'the TLS files'}: {reason}"
     else:
         what = f"{exc.__class__.__name__} (check the NKey seed or the creds file)"
     return ConfigurationError(
