@@ -93,6 +93,25 @@ async def test_a_single_replica_bucket_is_read_directly(nats_server: NatsServer)
         await nc.close()
 
 
+async def test_keys_lists_every_key_that_holds_a_value(nats_server: NatsServer) -> None:
+    """The resync's listing: read to the end of the watch's replay (``watching.ReplayEnd``), deletes left out."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        bucket = unique_id("kv")
+        await nc.jetstream().create_key_value(bucket=bucket, direct=True, history=5)
+        store = await KvStore.open(nc.jetstream(), bucket, SandboxStatus)
+        assert await store.keys() == []
+        for n in range(200):
+            await store.put(f"sb-{n:03}", record(Phase.READY), revision=None)
+        first = await store.get("sb-000")
+        assert first is not None
+        await store.put("sb-000", record(Phase.IDLE), revision=first.revision)
+        await store.delete("sb-001")
+        assert await store.keys() == [f"sb-{n:03}" for n in range(200) if n != 1]
+    finally:
+        await nc.close()
+
+
 async def test_a_store_answers_again_once_the_connection_is_back_after_a_server_restart(tmp_path: Path) -> None:
     with NatsServer(store_dir=tmp_path / "nats", port=free_port()) as server:
         nc = await connect(NatsSettings(url=server.url))

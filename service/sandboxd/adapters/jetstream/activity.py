@@ -37,6 +37,7 @@ from sandboxd.adapters.jetstream import headers
 from sandboxd.adapters.jetstream.deliveries import EventSource
 from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.adapters.jetstream.publishing import JetStreamDeadLetters, publish, publish_scale
+from sandboxd.adapters.jetstream.watching import ReplayEnd
 from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.activity import ActivityReport, ScaleCommand
 from sandboxd.models.bounds import quote
@@ -216,16 +217,18 @@ class DesiredFeed:
         with boundary(f"watching KV bucket {self._bucket}"):
             kv = await self._js.key_value(self._bucket)
             watcher = await kv.watchall()
+        replay = ReplayEnd(watcher)
         try:
             async for entry in watcher:
-                if entry is None:
-                    self._ready = True
-                    continue
-                try:
-                    self._apply(entry.key, entry.value, entry.revision, entry.operation)
-                except Exception as exc:  # noqa: BLE001 - one odd entry never stops the watch
-                    self.ignored += 1
-                    log.warning("desired-state watch: entry %s: unexpected %s", entry.key, exc.__class__.__name__)
+                if entry is not None:
+                    try:
+                        self._apply(entry.key, entry.value, entry.revision, entry.operation)
+                    except Exception as exc:  # noqa: BLE001 - one odd entry never stops the watch
+                        self.ignored += 1
+                        log.warning("desired-state watch: entry %s: unexpected %s", entry.key, exc.__class__.__name__)
+                with boundary(f"watching KV bucket {self._bucket}"):
+                    if await replay.ends(entry):
+                        self._ready = True
         finally:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated

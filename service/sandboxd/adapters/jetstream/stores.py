@@ -23,16 +23,17 @@ or 10164 from a cluster's leader), and every error goes through ``errors.boundar
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Final, Generic, TypeVar
 
+import anyio
 from nats.errors import NoRespondersError
 from nats.js import JetStreamContext, api
 from nats.js.client import KV_PRE_TEMPLATE, KV_STREAM_TEMPLATE
 from nats.js.errors import (
     APIError,
     KeyNotFoundError,
-    NoKeysError,
     NoStreamResponseError,
     NotFoundError,
 )
@@ -40,6 +41,7 @@ from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 
 from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.adapters.jetstream.replies import replies_for
+from sandboxd.adapters.jetstream.watching import ReplayEnd
 from sandboxd.errors import BrokerUnavailable, StoreConflict
 from sandboxd.lru import Lru
 from sandboxd.models.base import Contract
@@ -187,8 +189,21 @@ class KvStore(Generic[M]):
             await self._kv.delete(key, last=revision)
 
     async def keys(self) -> list[str]:
+        """The keys that hold a value (a watch of the latest entry per key, headers only, read to its replay's end
+        as ``watching.ReplayEnd`` decides it: nats-py's own ``keys()`` can stop before the first key arrives)."""
+        keys: set[str] = set()
         with boundary(f"KV keys {self.bucket}"):
+            watcher = await self._kv.watchall(meta_only=True)
             try:
-                return sorted(await self._kv.keys())
-            except NoKeysError:
-                return []
+                replay = ReplayEnd(watcher)
+                while not replay.over:
+                    entry = await watcher.updates(timeout=self._timeout)  # type: ignore[no-untyped-call]
+                    if entry is not None and entry.operation in (KV_DEL, KV_PURGE):
+                        keys.discard(entry.key)
+                    elif entry is not None:
+                        keys.add(entry.key)
+                    await replay.ends(entry)
+            finally:
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await watcher.stop()  # type: ignore[no-untyped-call]
+        return sorted(keys)
