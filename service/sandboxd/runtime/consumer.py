@@ -29,14 +29,14 @@ from typing import Protocol
 import anyio
 
 from sandboxd import naming
-from sandboxd.errors import InvalidEvent, SandboxdError
+from sandboxd.errors import InvalidEvent, RetryableError, SandboxdError
 from sandboxd.models.bounds import quote
 from sandboxd.naming import SandboxId
 from sandboxd.reconcile.intake import Admission, Verdict, sandbox_id_of
 from sandboxd.reconcile.ports import Delivery, Source
 from sandboxd.runtime.clock import SYSTEM, Clock
 from sandboxd.runtime.disposition import SHUTTING_DOWN, STALE, Disposition, Outcome, Settlement
-from sandboxd.runtime.loops import LoopGuard
+from sandboxd.runtime.loops import FailureLog, LoopGuard
 from sandboxd.runtime.queueing import Backlog, KeyedQueue
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class Consumer:
         self._backlog = backlog or Backlog(clock=clock)
         self._stopping = anyio.Event()
         self._guard = guard or LoopGuard("consume")
+        self._retrying = FailureLog("intake")
         self.fetched = 0
 
     def stop(self) -> None:
@@ -137,6 +138,7 @@ class Consumer:
         except Exception as exc:  # noqa: BLE001 - reported as the outcome of these events, never raised
             await self._intake_failed(sandbox_id, group, exc)
             return
+        self._retrying.succeeded()
         ordered = sorted(group, key=lambda d: d.stream_sequence)
         for delivery, admission in zip(ordered, admissions, strict=True):
             await self._settle(sandbox_id, delivery, admission)
@@ -146,6 +148,8 @@ class Consumer:
             if not isinstance(exc, SandboxdError):
                 log.error("intake of %s raised %s", sandbox_id, exc.__class__.__name__, exc_info=exc)
                 self._guard.count(exc)
+            elif isinstance(exc, RetryableError):  # a broker outage or election fails many at once: said once a run
+                self._retrying.failed(exc, of=sandbox_id)
             else:
                 log.warning("intake of %s failed: %s", sandbox_id, exc.message)
             settlement = await self._disposition.settle(group, Outcome.failed(exc, where="intake"))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 
 import anyio
 import pytest
 
-from sandboxd.errors import SandboxdError
+from sandboxd.errors import BrokerUnavailable, SandboxdError
 from sandboxd.reconcile.intake import Admission, Verdict
 from sandboxd.reconcile.ports import Delivery
 from sandboxd.reconcile.reconciler import Outcome as PassOutcome
@@ -154,3 +155,31 @@ async def test_the_fetch_loop_outlives_a_fetch_that_raises() -> None:
         consumer.stop()
     assert counted == [("consume", "RuntimeError"), ("consume", "RuntimeError")]
     assert guard.failures == 0 and queue.held == 1
+
+
+async def test_an_outage_failing_every_intake_is_logged_once_per_run_not_once_per_sandbox(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A leader election fails the intake of every sandbox in the batch: one WARNING says so, one INFO line says
+    when intake works again, and every event is retried."""
+
+    class Electing(PoisonedIntake):
+        down = True
+
+        async def admit(self, sandbox_id: str, events: Sequence[Delivery]) -> list[Admission]:
+            if self.down:
+                raise BrokerUnavailable("KV get sandbox-desired: no stream answered (a leader election)")
+            return await super().admit(sandbox_id, events)
+
+    d = disposition(Letters())
+    intake = Electing()
+    consumer = Consumer(source=NoSource(), intake=intake, queue=queue_for(d), disposition=d)
+    deliveries = [FakeDelivery(f"sandbox.create.s{n}", stream_sequence=n + 1) for n in range(20)]
+    caplog.set_level(logging.INFO, logger="sandboxd.runtime.loops")
+    await consumer.admit(deliveries)
+    assert all(kind == "nak" for d_ in deliveries for kind, _ in d_.settled)
+    intake.down = False
+    await consumer.admit([FakeDelivery("sandbox.create.s0", stream_sequence=21)])
+    lines = [r.getMessage() for r in caplog.records]
+    assert len([line for line in lines if "no stream answered" in line]) == 1, lines
+    assert any("recovered after 20 failed attempts" in line for line in lines), lines
