@@ -81,6 +81,7 @@ class ActivityFeed:
         self.ignored = 0
         self._warned_at: float | None = None
         self._warned_count = 0
+        self._last_ignored = ""
         self._sub: JetStreamContext.PushSubscription | None = None
 
     async def start(self) -> None:
@@ -125,26 +126,35 @@ class ActivityFeed:
             parsed = None
         if parsed is None:
             self._ignore(msg.subject)
+        else:
+            self._say_ignored()  # the ones held back, once their minute has passed
         if not self.book.ready and msg.metadata.num_pending == 0:
             self.book.ready = True
 
     def _ignore(self, subject: str) -> None:
         """Count a report that does not parse; say so at WARNING, at most once a minute (a broken reporter
-        publishes every few seconds), with how many were ignored since the last warning."""
+        publishes every few seconds): the first at once, the rest in the next warning (``_say_ignored``)."""
         self.ignored += 1
-        now = time.monotonic()
-        if self._warned_at is not None and now - self._warned_at < IGNORED_WARNING_EVERY_S:
-            return
+        self._last_ignored = subject
+        self._say_ignored()
+
+    def _say_ignored(self, *, now: float | None = None) -> None:
+        """Warn of the reports ignored since the last warning, if any and if a minute has passed (or ``now`` is
+        ``inf``: on close)."""
         since = self.ignored - self._warned_count
+        now = time.monotonic() if now is None else now
+        if not since or (self._warned_at is not None and now - self._warned_at < IGNORED_WARNING_EVERY_S):
+            return
         self._warned_at, self._warned_count = now, self.ignored
         log.warning(
             "ignored %d malformed activity report(s), the last on %s: not {lastActivityAt, activeSessions} "
             "(sandboxId, if given, must match the subject's id)",
             since,
-            quote(subject),
+            quote(self._last_ignored),
         )
 
     async def close(self) -> None:
+        self._say_ignored(now=float("inf"))
         if self._sub is not None:
             with contextlib.suppress(Exception):  # closing on a closed connection is not an error
                 await self._sub.unsubscribe()
