@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from contextlib import aclosing
 from typing import Any
 
@@ -19,7 +20,7 @@ from sandboxd.cli import deadletters, output
 from sandboxd.cli.events import spec_from_file, spec_from_flags
 from sandboxd.cli.exits import OK
 from sandboxd.cli.terminal import printable
-from sandboxd.client import Published, SandboxClient, settled
+from sandboxd.client import Published, SandboxClient, StatusUnreadable, settled
 from sandboxd.models.status import SandboxStatus
 
 
@@ -31,6 +32,16 @@ def _print(text: str) -> None:
 def _emit(text: str) -> None:
     """JSON or YAML for a script: every value as stored."""
     print(text, flush=True)
+
+
+def _warn(text: str) -> None:
+    """A warning for a reader, on stderr: the command goes on."""
+    print(f"sandboxctl: warning: {printable(text)}", file=sys.stderr, flush=True)
+
+
+def _skipped(unreadable: StatusUnreadable) -> None:
+    """What ``status`` and ``watch`` say of a status record they cannot read: one line naming its key."""
+    _warn(output.unreadable_record(unreadable.sandbox_id))
 
 
 def _formatted(data: Any, fmt: str) -> str:
@@ -88,7 +99,7 @@ async def status(args: argparse.Namespace, client: SandboxClient) -> int:
         else:
             _emit(_formatted(output.wire(one), fmt))
         return OK
-    every = await client.list(phases=args.phase, gone=bool(args.all or args.phase))
+    every = await client.list(phases=args.phase, gone=bool(args.all or args.phase), on_unreadable=_skipped)
     if fmt in ("table", "wide"):
         _print(output.status_table(every, now, wide=fmt == "wide"))
     elif fmt == "name":
@@ -100,15 +111,23 @@ async def status(args: argparse.Namespace, client: SandboxClient) -> int:
 
 
 async def watch(args: argparse.Namespace, client: SandboxClient) -> int:
-    """The current state (a table, or JSON lines), then one line per change until interrupted."""
+    """The current state (a table, or JSON lines), then one line per change until interrupted; a record that does
+    not parse is a warning on stderr, in its place."""
     initial: list[SandboxStatus] = []
+    unreadable: list[str] = []  # the keys of current records that do not parse
     live = False
-    async with aclosing(client.watch(args.id)) as changes:
+
+    def skipped(error: StatusUnreadable) -> None:
+        _skipped(error)
+        if not live:
+            unreadable.append(error.sandbox_id)
+
+    async with aclosing(client.watch(args.id, on_unreadable=skipped)) as changes:
         async for change in changes:
             if change is None:
                 if not live:
                     live = True
-                    _show_initial(initial, args)
+                    _show_initial(initial, unreadable, args)
                 continue
             if not live:
                 if change.status is not None:
@@ -126,13 +145,17 @@ def _json_line(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
-def _show_initial(initial: list[SandboxStatus], args: argparse.Namespace) -> None:
+def _show_initial(initial: list[SandboxStatus], unreadable: list[str], args: argparse.Namespace) -> None:
     if args.output == "json":
         for one in initial:
             _emit(_json_line(output.wire(one)))
         return
     if initial:
         _print(output.status_table(sorted(initial, key=lambda s: s.sandbox_id), output.now_utc()))
+    elif args.id and unreadable:
+        _print(f"sandbox {args.id}: its status record is unreadable; waiting for changes (Ctrl-C to stop)")
+    elif unreadable:
+        _print(f"No readable sandboxes yet ({len(unreadable)} skipped); waiting for changes (Ctrl-C to stop)")
     elif args.id:
         _print(f"sandbox {args.id} has no status yet; waiting for changes (Ctrl-C to stop)")
     else:

@@ -17,12 +17,17 @@ import yaml
 
 from sandboxd.cli.exits import CommandError
 from sandboxd.models.spec import Agent
+from sandboxd.render.quantities import format_bytes, format_cpu
+from sandboxd.render.resources import MCP_RESOURCES
 
 SOURCE: Final = "sandboxctl"
 DEFAULT_CPU: Final = "2"
 DEFAULT_MEMORY: Final = "4Gi"
 DEFAULT_STORAGE: Final = "20Gi"
 DEFAULT_SESSIONS: Final = 1
+#: What an MCP companion over HTTP gets on top of the session pods' quota (docs/events.md, "The spec").
+COMPANION_CPU: Final = format_cpu(MCP_RESOURCES.cpu_limit_m)
+COMPANION_MEMORY: Final = format_bytes(MCP_RESOURCES.memory_limit)
 
 
 def add_spec_flags(parser: argparse.ArgumentParser) -> None:
@@ -30,9 +35,23 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--file", metavar="SPEC", help="YAML or JSON file holding the spec (or {spec: ...})")
     parser.add_argument("--email", help="owner email (the namespace derives from it)")
     parser.add_argument("--org", help="owner organisation slug")
-    parser.add_argument("--cpu", default=DEFAULT_CPU, help=f"CPU for the whole sandbox (default {DEFAULT_CPU})")
-    parser.add_argument("--memory", default=DEFAULT_MEMORY, help=f"memory (default {DEFAULT_MEMORY})")
-    parser.add_argument("--storage", default=DEFAULT_STORAGE, help=f"storage requests (default {DEFAULT_STORAGE})")
+    parser.add_argument(
+        "--cpu",
+        default=DEFAULT_CPU,
+        help="CPU the session pods share, split evenly between them; an MCP companion over HTTP "
+        f"(SANDBOX_MCP_TRANSPORT=http) gets its own {COMPANION_CPU} on top (default {DEFAULT_CPU})",
+    )
+    parser.add_argument(
+        "--memory",
+        default=DEFAULT_MEMORY,
+        help="memory the session pods share, split like --cpu; an MCP companion over HTTP gets its own "
+        f"{COMPANION_MEMORY} on top (default {DEFAULT_MEMORY})",
+    )
+    parser.add_argument(
+        "--storage",
+        default=DEFAULT_STORAGE,
+        help=f"storage the namespace may request, the repo volumes together (default {DEFAULT_STORAGE})",
+    )
     parser.add_argument(
         "--sessions", type=int, default=DEFAULT_SESSIONS, help=f"concurrent sessions 1-10 (default {DEFAULT_SESSIONS})"
     )

@@ -202,6 +202,19 @@ def status_detail(status: SandboxStatus, now: datetime) -> str:
     return "\n".join(lines)
 
 
+#: The most characters of a key a warning shows: a key written straight into the bucket may be anything.
+KEY_WIDTH: Final = 80
+
+
+def unreadable_record(key: str) -> str:
+    """The warning for a status record that does not parse: its key (the sandbox id), bounded and terminal-safe,
+    and nothing of its value, which may be anything."""
+    return (
+        f"sandbox {short(key, KEY_WIDTH)}: its status record is unreadable "
+        "(not a SandboxStatus record: a newer sandboxd's, or corrupt); skipped"
+    )
+
+
 def wire_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 

@@ -94,7 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     tokens = commands.add_parser(
         "tokens",
         help="run the LLM-gateway token writer alone (beside a GitOps reconciler)",
-        description="Mint, write and rotate each sandbox's LLM-gateway token into its Secret.",
+        description=(
+            "Mint, write and rotate each sandbox's LLM-gateway token into its Secret, for a reconciler that cannot "
+            "(a GitOps or directory `sandboxd run` with SANDBOXD_TOKEN_WRITER=external). Settings from the "
+            "environment, as for `sandboxd run`, and NEWAPI_ADMIN_SECRET; /healthz, /readyz and /metrics on "
+            "SANDBOXD_TOKENS_HEALTH_PORT."
+        ),
     )
     tokens.set_defaults(handler=tokens_command)
     dev.add_parser(commands)

@@ -40,9 +40,15 @@ class SandboxFailed(PermanentError):
 
 
 class StatusUnreadable(PermanentError):
-    """A status record that does not parse as ``SandboxStatus``."""
+    """A status record that does not parse as ``SandboxStatus``: ``sandbox_id`` is its key, ``revision`` its KV
+    revision (``None``: not known). Raised by a read by id; what a list or a watch hands ``on_unreadable``."""
 
     reason = "StatusUnreadable"
+
+    def __init__(self, message: str, *, sandbox_id: str = "", revision: int | None = None) -> None:
+        super().__init__(message)
+        self.sandbox_id = sandbox_id
+        self.revision = revision
 
 
 class WaitTimedOut(SandboxdError):

@@ -14,8 +14,10 @@ Listing uses one wildcard watch and stops at its end-of-initial-state marker (``
 ``None`` marker, then live changes; deleted or purged keys arrive as ``Change(status=None)``.
 
 A record this client cannot parse (a newer sandboxd's, or a corrupt one) is refused when asked for by id
-(``StatusUnreadable``), but a list or a watch skips it with one warning per revision: one bad key must not hide
-every other sandbox from a console.
+(``StatusUnreadable``), but a list or a watch skips it: one bad key must not hide every other sandbox from a
+console. Skipped, not hidden: each unreadable value (once, however often a restarted watch reads it again) goes
+to the caller's ``on_unreadable`` as a ``StatusUnreadable`` naming the key and revision, never the value; a
+caller that gives none gets a logged warning instead.
 
 Read-only: nothing here writes the bucket (only reconcilers do).
 """
@@ -38,7 +40,7 @@ from sandboxd import naming
 from sandboxd.adapters.jetstream.errors import boundary
 from sandboxd.client.errors import NotFound, StatusUnreadable
 from sandboxd.errors import BrokerUnavailable
-from sandboxd.models.bounds import quote
+from sandboxd.models.bounds import clip, quote
 from sandboxd.models.desired import DesiredState, Lifecycle
 from sandboxd.models.status import Condition, ConditionStatus, ConditionType, Phase, SandboxStatus
 
@@ -51,6 +53,12 @@ DESIRED_WAIT_S = 1.0
 #: The ``Accepted`` condition of a sandbox with no status yet (``accepted``).
 AWAITING_RECONCILE = "AwaitingFirstReconcile"
 ACCEPTED_MESSAGE = "accepted, waiting for its first reconcile"
+#: The most characters of a key a message or a log line quotes.
+KEY_LIMIT = 80
+
+
+#: Hears of each status record a list or a watch skipped because it does not parse; raising ends the read.
+OnUnreadable = Callable[[StatusUnreadable], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +88,7 @@ async def find_status(js: JetStreamContext, sandbox_id: str) -> SandboxStatus | 
             entry = await kv.get(naming.status_key(sandbox_id))
         except KeyNotFoundError:
             return None
-    return _parse(sandbox_id, entry.value) if entry.value else None
+    return _parse(sandbox_id, entry.value, revision=entry.revision) if entry.value else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +141,14 @@ def accepted(desired: DesiredState) -> SandboxStatus:
     )
 
 
-async def list_statuses(js: JetStreamContext, *, timeout: float = LIST_TIMEOUT_S) -> list[SandboxStatus]:
-    """Every sandbox's latest status, sorted by id."""
+async def list_statuses(
+    js: JetStreamContext, *, timeout: float = LIST_TIMEOUT_S, on_unreadable: OnUnreadable | None = None
+) -> list[SandboxStatus]:
+    """Every sandbox's latest status, sorted by id; each record that does not parse goes to ``on_unreadable``."""
     found: dict[str, SandboxStatus] = {}
     try:
         with anyio.fail_after(timeout):
-            async with aclosing(watch_statuses(js, None)) as changes:
+            async with aclosing(watch_statuses(js, None, on_unreadable=on_unreadable)) as changes:
                 async for change in changes:
                     if change is None:
                         break
@@ -157,8 +167,12 @@ async def watch_statuses(
     *,
     closed: Callable[[], bool] = lambda: False,
     reconnects: Callable[[], int] = lambda: 0,
+    on_unreadable: OnUnreadable | None = None,
 ) -> AsyncGenerator[Change | None, None]:
     """Changes of one sandbox (or all): the current state, a ``None`` marker, then live changes.
+
+    A value that does not parse is not yielded: ``on_unreadable`` hears of it (``log_unreadable`` when none is
+    given), in its place in the stream.
 
     Runs until the caller stops iterating, or ``closed()`` says the connection is gone for good
     (``BrokerUnavailable``). When ``reconnects()`` (the connection's count of reconnects) moves, the watch starts
@@ -168,7 +182,8 @@ async def watch_statuses(
     """
     kv = await status_bucket(js)
     subject = naming.status_key(sandbox_id) if sandbox_id else ">"
-    yielded: dict[str, int] = {}  # key -> hash of the value last yielded (0: removed)
+    tell = on_unreadable or log_unreadable
+    yielded: dict[str, int] = {}  # key -> hash of the value last yielded or reported unreadable (0: removed)
     marked = False
     while True:
         seen_reconnects = reconnects()
@@ -195,16 +210,12 @@ async def watch_statuses(
                     yielded[entry.key] = 0
                     yield Change(entry.key, None, int(entry.revision or 0))
                     continue
-                try:
-                    status = _parse(entry.key, entry.value)
-                except StatusUnreadable:
-                    log.warning(
-                        "skipped the status record %s (revision %s): not one this client can read",
-                        quote(entry.key, 80),
-                        entry.revision,
-                    )
-                    continue
                 yielded[entry.key] = fingerprint
+                try:
+                    status = _parse(entry.key, entry.value, revision=entry.revision)
+                except StatusUnreadable as unreadable:
+                    tell(unreadable)
+                    continue
                 yield Change(entry.key, status, int(entry.revision or 0))
         finally:
             # The connection may be closed already (a caller that broke out of its loop and closed the client
@@ -213,8 +224,21 @@ async def watch_statuses(
                 await watcher.stop()  # type: ignore[no-untyped-call]
 
 
-def _parse(key: str, value: bytes) -> SandboxStatus:
+def log_unreadable(unreadable: StatusUnreadable) -> None:
+    """What a list or a watch does with a record it cannot parse when its caller says nothing: a warning."""
+    log.warning(
+        "skipped the status record %s (revision %s): not one this client can read",
+        quote(unreadable.sandbox_id, KEY_LIMIT),
+        unreadable.revision,
+    )
+
+
+def _parse(key: str, value: bytes, *, revision: int | None = None) -> SandboxStatus:
     try:
         return SandboxStatus.model_validate_json(value)
     except ValidationError as exc:
-        raise StatusUnreadable(f"the status of {key} is not a SandboxStatus record (a newer sandboxd?)") from exc
+        raise StatusUnreadable(  # the key, cut (one written straight into the bucket may be long); never the value
+            f"the status of {clip(key, KEY_LIMIT)} is not a SandboxStatus record (a newer sandboxd?)",
+            sandbox_id=key,
+            revision=revision,
+        ) from exc

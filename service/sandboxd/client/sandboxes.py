@@ -40,9 +40,9 @@ from sandboxd.adapters.jetstream.connection import connect
 from sandboxd.adapters.jetstream.publishing import publish_event
 from sandboxd.client import projection
 from sandboxd.client.conditions import Condition, Predicate, describe
-from sandboxd.client.errors import AlreadyExists, NotFound, WaitTimedOut
+from sandboxd.client.errors import AlreadyExists, NotFound, StatusUnreadable, WaitTimedOut
 from sandboxd.client.events import Published, build_event, checked_spec
-from sandboxd.client.projection import Change
+from sandboxd.client.projection import Change, OnUnreadable
 from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.spec import SandboxSpec
 from sandboxd.models.status import Phase, SandboxStatus
@@ -199,20 +199,37 @@ class SandboxClient:
         found = projection.accepted(desired.state) if desired.state is not None else None
         return found, desired.answered
 
-    async def list(self, *, phases: Collection[Phase] | None = None, gone: bool = True) -> builtins.list[SandboxStatus]:
-        """Every status record sorted by id; only ``phases`` if given; without ``Deleted`` ones unless ``gone``."""
-        found = await projection.list_statuses(self._js)
+    async def list(
+        self,
+        *,
+        phases: Collection[Phase] | None = None,
+        gone: bool = True,
+        on_unreadable: OnUnreadable | None = None,
+    ) -> builtins.list[SandboxStatus]:
+        """Every status record sorted by id; only ``phases`` if given; without ``Deleted`` ones unless ``gone``.
+
+        A record that does not parse is left out and handed to ``on_unreadable`` (a ``StatusUnreadable`` naming
+        its key; raise it to fail the list instead); without one, a warning is logged.
+        """
+        found = await projection.list_statuses(self._js, on_unreadable=on_unreadable)
         return [s for s in found if (phases is None or s.phase in phases) and (gone or s.phase is not Phase.DELETED)]
 
-    async def watch(self, sandbox_id: str | None = None) -> AsyncGenerator[Change | None, None]:
+    async def watch(
+        self, sandbox_id: str | None = None, *, on_unreadable: OnUnreadable | None = None
+    ) -> AsyncGenerator[Change | None, None]:
         """The current records, a ``None`` marker, then every change until the caller stops iterating.
 
         With ``connect(reconnect=True)`` a watch survives a server restart (it starts again as soon as the
         connection is back, yielding only what changed meanwhile); on a connection that closed for good it ends
-        with ``BrokerUnavailable``.
+        with ``BrokerUnavailable``. A value that does not parse is not yielded: ``on_unreadable`` hears of it
+        (once per value, in its place in the stream; raising ends the watch), or a warning is logged.
         """
         changes = projection.watch_statuses(
-            self._js, sandbox_id, closed=lambda: self.nc.is_closed, reconnects=lambda: int(self.nc.stats["reconnects"])
+            self._js,
+            sandbox_id,
+            closed=lambda: self.nc.is_closed,
+            reconnects=lambda: int(self.nc.stats["reconnects"]),
+            on_unreadable=on_unreadable,
         )
         async with aclosing(changes) as stream:
             async for change in stream:
@@ -223,25 +240,34 @@ class SandboxClient:
 
         Returns the status it held for (``None``: no record, e.g. waiting for a deletion). ``WaitTimedOut``
         after ``timeout`` seconds (with the last status seen); whatever the condition raises (``SandboxFailed``)
-        ends the wait at once.
+        ends the wait at once. A record that does not parse is a record all the same (never "no record"): the
+        wait goes on, and a timeout says the record is unreadable.
         """
         last: SandboxStatus | None = None
+        unreadable: StatusUnreadable | None = None  # what the key holds instead of a status, while it does
+
+        def skipped(error: StatusUnreadable) -> None:
+            nonlocal unreadable
+            unreadable = error
+            projection.log_unreadable(error)
+
         try:
             with anyio.fail_after(timeout):
-                async with aclosing(self.watch(sandbox_id)) as changes:
+                async with aclosing(self.watch(sandbox_id, on_unreadable=skipped)) as changes:
                     seen = False
                     async for change in changes:
                         if change is None:  # the end of the current records: the key has none, or it was seen
-                            if not seen and condition(None):
+                            if not seen and unreadable is None and condition(None):
                                 return None
                             continue
-                        seen, last = True, change.status
+                        seen, last, unreadable = True, change.status, None
                         if condition(last):
                             return last
         except TimeoutError as exc:  # fail_after's: the watch turns nats' own timeouts into BrokerUnavailable
             name = condition.name if isinstance(condition, Condition) else "the condition"
+            where = "its status record is unreadable" if unreadable is not None else describe(last)
             raise WaitTimedOut(
-                f"sandbox {sandbox_id}: {name} did not hold within {timeout:g}s ({describe(last)})", status=last
+                f"sandbox {sandbox_id}: {name} did not hold within {timeout:g}s ({where})", status=last
             ) from exc
         raise WaitTimedOut(f"sandbox {sandbox_id}: the watch ended before the condition held", status=last)
 

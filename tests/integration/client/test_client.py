@@ -168,9 +168,60 @@ async def test_one_unreadable_status_record_hides_no_other_sandbox(
         await nc.close()
 
 
-async def test_a_watch_follows_changes_at_once_after_the_server_restarts(fresh_nats_server: NatsServer) -> None:
+async def test_a_program_hears_of_each_unreadable_record_by_key_and_a_wait_never_takes_one_for_none(
+    fresh_nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``on_unreadable`` gets a ``StatusUnreadable`` per skipped value (its key and revision, nothing of the value)
+    instead of the logged warning, and may raise it to fail the read; a wait for "no record" does not hold on a
+    record it cannot read."""
+    url = fresh_nats_server.url
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        await ensure_topology(js, TopologySettings())
+        kv = await js.key_value(naming.STATUS_BUCKET)
+        good = SandboxStatus(sandbox_id="ok1", phase=Phase.READY, updated_at=datetime(2026, 12, 3, tzinfo=UTC))
+        await kv.put(naming.status_key("ok1"), good.to_json())
+        bad_revision = await kv.put(naming.status_key("wx"), b'{"not":"a status"}')
+        async with SandboxClient.connect(url) as sandboxes:
+            heard: list[StatusUnreadable] = []
+            assert [s.sandbox_id for s in await sandboxes.list(on_unreadable=heard.append)] == ["ok1"]
+            assert [(u.sandbox_id, u.revision) for u in heard] == [("wx", bad_revision)]
+            assert "a status" not in heard[0].message and "skipped" not in caplog.text
+
+            def strict(unreadable: StatusUnreadable) -> None:
+                raise unreadable
+
+            with pytest.raises(StatusUnreadable) as refused:
+                await sandboxes.list(on_unreadable=strict)
+            assert refused.value.sandbox_id == "wx"
+
+            heard.clear()
+            fixed = good.model_copy(update={"sandbox_id": "wx"})
+            with anyio.fail_after(20):
+                async with aclosing(sandboxes.watch("wx", on_unreadable=heard.append)) as changes:
+                    async for change in changes:
+                        if change is None:
+                            assert [u.revision for u in heard] == [bad_revision]
+                            await kv.put(naming.status_key("wx"), b"\xff\x00 not json")
+                            await kv.put(naming.status_key("wx"), fixed.to_json())
+                            continue
+                        assert change.status is not None and change.status.sandbox_id == "wx"
+                        break
+            assert [u.sandbox_id for u in heard] == ["wx", "wx"]
+
+            await kv.put(naming.status_key("wx"), b"garbage")
+            with pytest.raises(WaitTimedOut, match="its status record is unreadable"):
+                await sandboxes.wait_for("wx", DELETED, timeout=2)  # a record is there: it is not gone
+    finally:
+        await nc.close()
+
+
+async def test_a_watch_follows_changes_at_once_after_the_server_restarts(
+    fresh_nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
     """After a reconnect the watch starts again at once (not when nats-py notices its consumer's missed heartbeats,
-    10-20 s later), and yields only what changed meanwhile: nothing twice."""
+    10-20 s later), and yields only what changed meanwhile: nothing twice, nor warns twice of an unreadable record."""
     url = fresh_nats_server.url
     at = datetime(2026, 12, 3, tzinfo=UTC)
     records = {sid: SandboxStatus(sandbox_id=sid, phase=Phase.READY, updated_at=at) for sid in ("w1", "w2")}
@@ -179,6 +230,7 @@ async def test_a_watch_follows_changes_at_once_after_the_server_restarts(fresh_n
             js = sandboxes.nc.jetstream()
             await ensure_topology(js, TopologySettings())
             kv = await js.key_value(naming.STATUS_BUCKET)
+            await kv.put(naming.status_key("wx"), b"not a status")
             for sid, record in records.items():
                 await kv.put(naming.status_key(sid), record.to_json())
             seen = [await anext(changes) for _ in range(3)]  # w1, w2 and the marker, in some order
@@ -198,3 +250,8 @@ async def test_a_watch_follows_changes_at_once_after_the_server_restarts(fresh_n
             after = await anext(changes)
         assert after is not None and after.sandbox_id == "w2"  # not w1 again: it did not change
         assert after.status is not None and after.status.phase is Phase.IDLE
+        with anyio.fail_after(8):  # a change after every current record of the restarted watch (wx among them)
+            await kv.put(naming.status_key("w1"), records["w1"].model_copy(update={"phase": Phase.IDLE}).to_json())
+            last = await anext(changes)
+        assert last is not None and last.sandbox_id == "w1"
+        assert caplog.text.count("skipped the status record 'wx'") == 1, caplog.text

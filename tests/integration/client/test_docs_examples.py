@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
+from sandboxd import naming
 from sandboxd.adapters.memory import MemoryApplier
 from sandboxd.adapters.natsserver import NatsServer
 from sandboxd.client import SandboxClient
@@ -56,3 +57,12 @@ async def test_the_documented_examples_work(nats_server: NatsServer, monkeypatch
 
         async with SandboxClient.connect() as sandboxes:
             assert (await sandboxes.get(sid)).phase is Phase.SUSPENDED
+
+            kv = await sandboxes.nc.jetstream().key_value(naming.STATUS_BUCKET)
+            unreadable = unique_id("doc-bad")
+            await kv.put(naming.status_key(unreadable), b'{"not":"a status"}')
+            try:
+                listed, unknown = await docs["console_rows"]()
+            finally:
+                await kv.delete(naming.status_key(unreadable))  # the session's server: no other test sees it
+            assert sid in listed and unreadable not in listed and unreadable in unknown

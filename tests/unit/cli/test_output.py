@@ -59,3 +59,14 @@ def test_dlq_show_lists_the_publishers_headers_a_replay_sends_again() -> None:
         "  X-Request-Id: req-7",
     ]  # Nats-* and Sandboxd-* are not the publisher's
     assert "Headers:           -" in output.dead_letter_detail(letter(4, "sandbox.create.bob"), NOW).splitlines()
+
+
+def test_an_unreadable_record_is_named_by_its_key_bounded_and_terminal_safe() -> None:
+    assert output.unreadable_record("dc1") == (
+        "sandbox dc1: its status record is unreadable (not a SandboxStatus record: a newer sandboxd's, or corrupt); "
+        "skipped"
+    )
+    hostile = output.unreadable_record("k" * 5000 + "\x1b[2J\u202e")  # a key put straight into the bucket
+    assert len(hostile) < 200 and "…" in hostile
+    assert hostile.isprintable()
+    assert output.unreadable_record("x\x1b[31my").startswith("sandbox x?[31my: ")
