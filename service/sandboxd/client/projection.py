@@ -38,6 +38,7 @@ from pydantic import ValidationError
 
 from sandboxd import naming
 from sandboxd.adapters.jetstream.errors import boundary
+from sandboxd.adapters.jetstream.watching import ReplayEnd
 from sandboxd.client.errors import NotFound, StatusUnreadable
 from sandboxd.errors import BrokerUnavailable
 from sandboxd.models.bounds import clip, quote
@@ -189,6 +190,7 @@ async def watch_statuses(
         seen_reconnects = reconnects()
         with boundary(f"watching the {naming.STATUS_BUCKET} bucket"):
             watcher = await kv.watch(subject)
+        replay = ReplayEnd(watcher)
         try:
             while reconnects() == seen_reconnects:
                 try:
@@ -197,31 +199,35 @@ async def watch_statuses(
                     if closed():
                         raise BrokerUnavailable("the connection to NATS closed; the watch ended") from None
                     continue
-                if entry is None:
-                    if not marked:
-                        marked = True
-                        yield None
-                    continue
-                removed = entry.operation in ("DEL", "PURGE") or not entry.value
-                fingerprint = 0 if removed else hash(bytes(entry.value))
-                if yielded.get(entry.key) == fingerprint:
-                    continue  # the same as last yielded: a restarted watch's current state
-                if removed:
-                    yielded[entry.key] = 0
-                    yield Change(entry.key, None, int(entry.revision or 0))
-                    continue
-                yielded[entry.key] = fingerprint
-                try:
-                    status = _parse(entry.key, entry.value, revision=entry.revision)
-                except StatusUnreadable as unreadable:
-                    tell(unreadable)
-                    continue
-                yield Change(entry.key, status, int(entry.revision or 0))
+                if entry is not None and (change := _change(entry, yielded, tell)) is not None:
+                    yield change
+                with boundary(f"watching the {naming.STATUS_BUCKET} bucket"):
+                    ended = await replay.ends(entry)  # nats-py's own marker can come before the values
+                if ended and not marked:
+                    marked = True
+                    yield None
         finally:
             # The connection may be closed already (a caller that broke out of its loop and closed the client
             # before the generator was finalised): the server drops the watch's consumer with the connection.
             with anyio.CancelScope(shield=True), anyio.move_on_after(2), contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+def _change(entry: KeyValue.Entry, yielded: dict[str, int], tell: OnUnreadable) -> Change | None:
+    """What ``entry`` changes (``None``: nothing new, or a value that does not parse, told to ``tell``)."""
+    value = None if entry.operation in ("DEL", "PURGE") else entry.value
+    fingerprint = hash(bytes(value)) if value else 0
+    if yielded.get(entry.key) == fingerprint:
+        return None  # the same as last yielded: a restarted watch's current state
+    yielded[entry.key] = fingerprint
+    if not value:
+        return Change(entry.key, None, int(entry.revision or 0))
+    try:
+        status = _parse(entry.key, value, revision=entry.revision)
+    except StatusUnreadable as unreadable:
+        tell(unreadable)
+        return None
+    return Change(entry.key, status, int(entry.revision or 0))
 
 
 def log_unreadable(unreadable: StatusUnreadable) -> None:
