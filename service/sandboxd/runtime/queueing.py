@@ -10,11 +10,19 @@ Ordering and concurrency:
 - Held deliveries are kept alive with ``in_progress`` every ``heartbeat_s``, so a long wait or a long
   reconcile is not redelivered elsewhere.
 - Each pass's outcome goes to ``runtime.disposition``, which alone decides ack, nak or dead-letter. A pass
-  that raises is reported as a failure like any other, never raised out of a worker: an error of the tree (a
-  broker outage) logged once per run of failures without a traceback (``loops.FailureLog``), anything else
-  (``UnexpectedError``, a bug) with its traceback every time.
-  After a retried failure the queue holds no more passes for the key: the deliveries are nak'd with the
-  per-key growing delay, and a kick without deliveries (resync, watch) is re-submitted after the same delay.
+  that raises is reported as a failure like any other, never raised out of a worker.
+- A sandbox's *run of failures* (``_Failing``: from its first failed pass to its next successful one) outlives
+  the passes and the idle gaps between them, so the backoff keeps growing however the next pass comes: the count
+  it grows with is the larger of the run's failed passes and the deliveries' own ``num_delivered`` (so it also
+  grows across restarts and replicas while the event is redelivered). After a retried failure exactly one thing
+  brings the next pass: the redelivery of a delivery it nak'd (with the growing delay), or else (a kick with no
+  deliveries: resync, a watch, a token mint; or deliveries that ran out) a retry kick the queue schedules after
+  the same delay. A kick that comes while that retry is scheduled joins it instead of running a pass at once, and
+  a kick that came during the failed pass is absorbed by it; a new event still runs at once (it may be the fix).
+- Logging: a sandbox's failures are logged once per run (again when the kind of error changes), one INFO line
+  when it recovers: a WARNING with the error's message for an error of the tree, an ERROR with the traceback
+  for anything else (a bug). An error of the tree *raised* out of a pass is a broker outage that fails every
+  sandbox at once, and is logged once per run for the whole queue instead (``loops.FailureLog``).
 - Catch-up: while intake is behind (a fetch brought, or left in the stream, ``Backlog.threshold`` events or
   more: a burst), a worker waits before it starts a key, at most ``hold_cap_s`` after the key became ready,
   so the burst's later events for that key join the same pass. The wait is woken by the backlog easing, the
@@ -24,6 +32,9 @@ Ordering and concurrency:
   then cancels them and hands back what they held.
 - Time is injected (``runtime.clock.Clock``): the hold, the retry kicks, the heartbeat and the grace are all
   measured and slept on that clock, so tests advance a ``ManualClock`` instead of sleeping.
+- Memory: one ``_Key`` per sandbox with work waiting, running or held; one ``_Failing`` per sandbox whose last
+  pass here failed, dropped at its next success, and at most ``failing_capacity`` of them (the least recently
+  failed goes first: its backoff starts again from the base, and its next failure is said again).
 """
 
 from __future__ import annotations
@@ -37,11 +48,12 @@ import anyio
 from anyio.abc import TaskGroup
 
 from sandboxd.errors import SandboxdError
+from sandboxd.lru import Lru
 from sandboxd.naming import SandboxId
 from sandboxd.reconcile import reconciler
 from sandboxd.reconcile.ports import Delivery
 from sandboxd.runtime.clock import SYSTEM, Clock
-from sandboxd.runtime.disposition import DONE, SHUTTING_DOWN, Disposition, Happened, Outcome
+from sandboxd.runtime.disposition import DONE, SHUTTING_DOWN, Action, Disposition, Happened, Outcome, Settlement
 from sandboxd.runtime.loops import FailureLog
 from sandboxd.telemetry.metrics import Instruments
 
@@ -50,14 +62,6 @@ log = logging.getLogger(__name__)
 #: ``handler(key, after_intake)``: one pass for ``key``; ``after_intake`` is true when the pass settles events
 #: this process's intake just recorded (it may start from the desired state the store remembers).
 Handler = Callable[[SandboxId, bool], Awaitable[reconciler.Outcome]]
-
-
-def reported(result: reconciler.Outcome, *, failures: int) -> Outcome:
-    """A pass's result as the disposition's outcome (``failures``: this key's failed passes, this one included)."""
-    if result.result is reconciler.Result.DONE:
-        return DONE
-    error = result.error or RuntimeError(f"pass ended {result.result.value} without an error")
-    return Outcome.failed(error, where="reconcile", failures=failures)
 
 
 @dataclass
@@ -145,7 +149,46 @@ class _Key:
     kicked: bool = False
     waiting: bool = False
     running: bool = False
-    failures: int = 0
+
+
+@dataclass
+class _Failing:
+    """One sandbox's run of failures: from its first failed pass to its next successful one.
+
+    Kept apart from ``_Key`` (dropped whenever the sandbox has no work) so the backoff and the log survive the
+    gaps between the run's passes, however each pass was brought (a redelivery, a retry kick, a resync).
+    """
+
+    sandbox_id: SandboxId
+    passes: int = 0  # failed passes in this run, for the log
+    failures: int = 0  # what the backoff grows with: failed passes, or the deliveries' count when larger
+    kind: str = ""  # the error class last logged
+    retry: anyio.CancelScope | None = None  # the scheduled retry kick, if any
+
+    def failed(self, error: BaseException, *, delivered: int, retried: bool, logged: bool = True) -> int:
+        """Count one failed pass (``delivered``: the most any of its deliveries was delivered); the count the
+        backoff grows with. ``logged`` False: the queue's outage log speaks for this one."""
+        self.passes += 1
+        self.failures = max(self.failures + 1, delivered)
+        kind = error.__class__.__name__
+        if logged and kind != self.kind:
+            self.kind = kind
+            if isinstance(error, SandboxdError):
+                then = "retrying" if retried else "not retried"
+                log.warning("reconcile of %s failed: %s; %s", self.sandbox_id, error.message, then)
+            else:
+                log.error("reconcile of %s raised %s", self.sandbox_id, kind, exc_info=error)
+        return self.failures
+
+    def recovered(self) -> None:
+        self.cancel_retry()
+        if self.kind:  # said only when its failures were (a broker outage's are the queue's to say)
+            log.info("reconcile of %s recovered after %d failed attempts", self.sandbox_id, self.passes)
+
+    def cancel_retry(self) -> None:
+        if self.retry is not None:
+            self.retry.cancel()
+            self.retry = None
 
 
 @dataclass
@@ -168,11 +211,13 @@ class KeyedQueue:
         metrics: Instruments | None = None,
         on_unexpected: Callable[[BaseException], None] | None = None,
         clock: Clock = SYSTEM,
+        failing_capacity: int = 50_000,
     ) -> None:
         self._handler = handler
         self._clock = clock
         self._on_unexpected = on_unexpected
-        self._failures = FailureLog("reconcile")
+        self._outage = FailureLog("reconcile")  # errors of the tree raised out of a pass: the broker's
+        self._failing: Lru[SandboxId, _Failing] = Lru(failing_capacity)
         self._disposition = disposition
         self._concurrency = concurrency
         self._heartbeat_s = heartbeat_s
@@ -204,6 +249,11 @@ class KeyedQueue:
     def idle(self) -> bool:
         return not self._keys
 
+    def failing(self, key: SandboxId) -> int:
+        """The count ``key``'s backoff grows with now: 0 unless its last pass failed."""
+        run = self._failing.peek(key)
+        return run.failures if run is not None else 0
+
     @property
     def closing(self) -> bool:
         """``close()`` was called: ``submit`` refuses work from now on."""
@@ -214,6 +264,9 @@ class KeyedQueue:
     def submit(self, key: SandboxId, delivery: Delivery | None = None) -> None:
         if self._closing:
             raise RuntimeError("queue is closing")
+        run = self._failing.peek(key)
+        if delivery is None and key not in self._keys and run is not None and run.retry is not None:
+            return  # backing off: the scheduled retry is this kick's pass
         state = self._keys.setdefault(key, _Key())
         if delivery is None:
             state.kicked = True
@@ -263,35 +316,77 @@ class KeyedQueue:
             if not outcome.retried:
                 if outcome.happened is not Happened.DONE:
                     self.stats.failures += 1
-                state.failures = 0
+                    self._gave_up(key)
                 await self._disposition.settle(batch, outcome)
                 continue
             self.stats.retries += 1
+            # Everything that waited for this pass waits for the retry: nak'd with the delay, or kicked after it.
             held, state.pending = [*batch, *state.pending], []
             settled = await self._disposition.settle(held, outcome)
-            if not held and settled.delay is not None:
-                self._kick_later(key, settled.delay)
+            state.kicked = False  # a kick during the pass or its settling: the retry is its pass
+            self._retry(key, settled)
             return
 
     async def _one_pass(self, key: SandboxId, state: _Key) -> Outcome:
         """Run the handler once and report what happened; whatever it raises is this key's failure only."""
         try:
             result = await self._handler(key, bool(state.in_flight))
-        except Exception as exc:  # one sandbox's bug never stops a worker
-            if isinstance(exc, SandboxdError):  # expected (a broker outage): one line per run, no traceback
-                self._failures.failed(exc, of=key)
-            else:
-                log.error("reconcile of %s raised %s", key, exc.__class__.__name__, exc_info=exc)
+        except Exception as exc:  # noqa: BLE001 - one sandbox's bug never stops a worker (logged by its run)
+            outage = isinstance(exc, SandboxdError)  # expected (a broker outage): one line for the whole queue
+            if outage:
+                self._outage.failed(exc, of=key)
             if self._on_unexpected is not None:
                 self._on_unexpected(exc)
-            state.failures += 1
-            return Outcome.failed(exc, where="reconcile", failures=state.failures)
-        if result.result is reconciler.Result.RETRY:
-            state.failures += 1
+            return self._failed(key, state, exc, retried=True, logged=not outage)
         if result.result is reconciler.Result.DONE:
-            self._failures.succeeded()
+            self._outage.succeeded()
+            if (run := self._failing.peek(key)) is not None:
+                self._failing.drop(key)
+                run.recovered()
             state.kicked = state.kicked or result.again
-        return reported(result, failures=state.failures)
+            return DONE
+        error = result.error or RuntimeError(f"pass ended {result.result.value} without an error")
+        return self._failed(key, state, error, retried=result.result is reconciler.Result.RETRY)
+
+    def _failed(
+        self, key: SandboxId, state: _Key, error: BaseException, *, retried: bool, logged: bool = True
+    ) -> Outcome:
+        run = self._run_of(key)
+        delivered = max((d.num_delivered for d in state.in_flight), default=0)
+        failures = run.failed(error, delivered=delivered, retried=retried, logged=logged)
+        return Outcome.failed(error, where="reconcile", failures=failures)
+
+    def _run_of(self, key: SandboxId) -> _Failing:
+        """``key``'s run of failures, a new one if it has none (or it was evicted)."""
+        run = self._failing.get(key)
+        if run is None:
+            run = _Failing(key)
+            self._failing.put(key, run)
+        return run
+
+    def _retry(self, key: SandboxId, settled: Settlement) -> None:
+        """After a retried failure: the redelivery of a nak'd delivery brings the next pass, or a retry kick."""
+        run = self._run_of(key)
+        run.cancel_retry()
+        if settled.delay is None or any(d.action is Action.NAK for d in settled.decisions) or self._tg is None:
+            return
+        scope = run.retry = anyio.CancelScope()
+
+        async def later(delay: float) -> None:
+            with scope:
+                await self._clock.sleep(delay)
+                run.retry = None
+                if not self._closing:
+                    self.submit(key)
+
+        self._tg.start_soon(later, settled.delay, name=f"retry-{key}")
+
+    def _gave_up(self, key: SandboxId) -> None:
+        """A permanent failure (the status says Failed): nothing is retried until a new event or a resync; the
+        run goes on (said once) until a pass succeeds."""
+        run = self._failing.peek(key)
+        if run is not None:
+            run.cancel_retry()
 
     async def _catch_up(self, state: _Key) -> None:
         """Let intake catch up with a backlog before this key's pass, within the cap (woken, never polling)."""
@@ -300,15 +395,6 @@ class KeyedQueue:
             if left <= 0:
                 return
             await self._backlog.wait(left)
-
-    def _kick_later(self, key: SandboxId, delay: float) -> None:
-        async def later() -> None:
-            await self._clock.sleep(delay)
-            if not self._closing:
-                self.submit(key)
-
-        if self._tg is not None:
-            self._tg.start_soon(later, name=f"retry-{key}")
 
     async def _heartbeat(self) -> None:
         while True:

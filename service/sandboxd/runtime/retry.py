@@ -15,14 +15,21 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+_MAX_EXPONENT = 64
+
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
     base_s: float = 1.0
     cap_s: float = 300.0
 
+    def ceiling(self, failures: int) -> float:
+        """The longest delay after ``failures`` failures (``base * 2**(failures-1)``, capped); the shortest is half."""
+        # The exponent stops growing long after any cap is reached: a sandbox failing for days counts thousands
+        # of failures, and 2**1024 does not fit in a float.
+        return float(min(self.cap_s, self.base_s * 2.0 ** min(max(0, failures - 1), _MAX_EXPONENT)))
+
     def delay(self, failures: int, *, hint: float | None = None, rng: random.Random | None = None) -> float:
-        """``base * 2**(failures-1)`` capped, jittered into its upper half; a source's hint is a floor."""
-        ceiling = min(self.cap_s, self.base_s * 2 ** max(0, failures - 1))
-        jittered = ceiling * (0.5 + 0.5 * (rng or random).random())
+        """``ceiling(failures)`` jittered into its upper half; a source's hint is a floor."""
+        jittered = self.ceiling(failures) * (0.5 + 0.5 * (rng or random).random())
         return float(max(jittered, hint or 0.0))

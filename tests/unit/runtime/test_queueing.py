@@ -15,7 +15,14 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from sandboxd.errors import BrokerUnavailable, RetryableError
+from sandboxd.errors import (
+    ApplyRejected,
+    ApplyUnavailable,
+    BrokerUnavailable,
+    PermanentError,
+    RetryableError,
+    SandboxdError,
+)
 from sandboxd.reconcile.reconciler import Outcome as PassOutcome
 from sandboxd.reconcile.reconciler import Result
 from sandboxd.runtime.clock import ManualClock
@@ -237,3 +244,192 @@ async def test_a_broker_outage_logs_one_warning_without_a_traceback_and_a_bug_ke
         ("INFO", "reconcile recovered after 3 failed attempts", False),
         ("ERROR", "reconcile of e raised KeyError", True),
     ]
+
+
+class Failing:
+    """A pass that keeps failing (returning ``error``, or raising it when ``raises``) and records when it ran."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock, self.raises = clock, False
+        self.error: BaseException = ApplyUnavailable("notadir: Not a directory")
+        self.at: list[float] = []  # when each pass started
+        self.ended: list[float] = []
+        self.blocked: anyio.Event | None = None
+
+    async def __call__(self, key: str, after_intake: bool) -> PassOutcome:
+        self.at.append(self.clock.now())
+        if self.blocked is not None:
+            await self.blocked.wait()
+        self.ended.append(self.clock.now())
+        if self.raises:
+            raise self.error
+        if isinstance(self.error, SandboxdError):
+            retried = not isinstance(self.error, PermanentError)
+            return PassOutcome(Result.RETRY if retried else Result.FAILED, error=self.error)
+        return PassOutcome(Result.DONE)
+
+    def gaps(self) -> list[float]:
+        """From the end of each pass to the start of the next: the delay the queue waited."""
+        return [start - end for end, start in zip(self.ended, self.at[1:], strict=False)]
+
+
+BACKOFF = Backoff(1.0, 60.0)
+HOUR = 3600.0  # the heartbeat's period in these tests: no deliveries to keep alive, fewer wake-ups
+
+
+def most_passes(window_s: float, *, backoff: Backoff = BACKOFF, failures: int = 0) -> int:
+    """The most passes a key already failed ``failures`` times can run in ``window_s`` (its first one at once):
+    every delay at its shortest, half the capped exponential."""
+    passes, spent = 1, 0.0
+    while (spent := spent + backoff.ceiling(failures + passes) / 2) <= window_s:
+        passes += 1
+    return passes
+
+
+def assert_backs_off(gaps: list[float], *, after: int = 0) -> None:
+    """Each gap lies in the backoff's window for the failures before it (equal jitter: upper half)."""
+    for failures, gap in enumerate(gaps, start=after + 1):
+        ceiling = BACKOFF.ceiling(failures)
+        assert ceiling / 2 <= gap <= ceiling, f"retry after {failures} failures waited {gap:.2f}s: {gaps}"
+
+
+async def test_kick_driven_retries_back_off_to_the_cap() -> None:
+    """F3: a failing sandbox with no delivery (a resync kick after a restart) retried every ~1 s forever: its
+    failure count was dropped with the idle key, so every retry waited the first-failure delay."""
+    clock = ManualClock()
+    failing = Failing(clock)
+    queue = KeyedQueue(handler=failing, disposition=disposition(), concurrency=2, clock=clock, heartbeat_s=HOUR)
+    async with running(queue, clock):
+        queue.submit("a")  # the start-up resync
+        await clock.advance(600)
+        assert queue.failing("a") == len(failing.at)
+    assert len(failing.at) <= most_passes(600)  # 25; a delay stuck at the first one gives 600 or more
+    assert_backs_off(failing.gaps())
+    assert max(failing.gaps()) >= BACKOFF.cap_s / 2  # it reached the cap
+
+
+async def test_kicks_while_backing_off_join_the_scheduled_retry() -> None:
+    """A resync or a watch kick while a failing sandbox waits for its retry runs no extra pass, and a kick that
+    came during the failing pass does not run it again at once."""
+    clock = ManualClock()
+    failing = Failing(clock)
+    queue = KeyedQueue(handler=failing, disposition=disposition(), concurrency=2, clock=clock, heartbeat_s=HOUR)
+    async with running(queue, clock):
+        queue.submit("a")
+        await clock.advance(10)  # failures 1, 2, 3 (and maybe 4): delays of 0.5-1, 1-2, 2-4 s
+        runs = len(failing.at)
+        for _ in range(5):
+            queue.submit("a")
+            await clock.advance(0)
+        assert len(failing.at) == runs  # joined the scheduled retry
+        failing.blocked = anyio.Event()
+        await clock.advance(BACKOFF.ceiling(runs))  # the scheduled retry starts, and blocks
+        assert len(failing.at) == runs + 1
+        queue.submit("a")  # arrives during the pass
+        failing.blocked.set()
+        failing.blocked = None
+        await clock.advance(0)
+        assert len(failing.at) == runs + 1  # absorbed by the retry it failed into
+        await clock.advance(120)
+    assert_backs_off(failing.gaps())
+
+
+async def test_a_new_event_runs_at_once_and_its_deliveries_carry_the_count_on() -> None:
+    """An event does not wait for the scheduled retry (it may be the fix); a redelivered event's count (from
+    before a restart, or from another replica) becomes the sandbox's, so later kicks go on from it."""
+    clock = ManualClock()
+    failing = Failing(clock)
+    many = Disposition(dead_letters=Letters(), backoff=BACKOFF, max_deliver=50, rng=random.Random(1))
+    queue = KeyedQueue(handler=failing, disposition=many, concurrency=1, clock=clock, heartbeat_s=HOUR)
+    redelivered = FakeDelivery("sandbox.update.a", num_delivered=4)
+    async with running(queue, clock):
+        queue.submit("a")  # fails once: a retry is scheduled 0.5-1 s on
+        await clock.advance(0)
+        queue.submit("a", redelivered)
+        await clock.advance(0)
+        assert len(failing.at) == 2 and queue.failing("a") == 4
+        [(kind, delay)] = redelivered.settled  # nak'd after the delivery's own count, 4
+        assert kind == "nak" and delay is not None and 4.0 <= delay <= 8.0
+        await clock.advance(60)
+        assert len(failing.at) == 2  # the redelivery brings the next pass: no retry kick besides it
+        queue.submit("a")  # the periodic resync
+        await clock.advance(0)
+        await clock.advance(120)
+    assert queue.failing("a") >= 6
+    assert_backs_off(failing.gaps()[2:], after=4)  # the kick retries go on from 5 failures, not from 1
+
+
+async def test_a_success_ends_the_run_and_the_next_failure_starts_from_the_base() -> None:
+    clock = ManualClock()
+    failing = Failing(clock)
+    queue = KeyedQueue(handler=failing, disposition=disposition(), concurrency=1, clock=clock, heartbeat_s=HOUR)
+    async with running(queue, clock):
+        queue.submit("a")
+        await clock.advance(30)
+        failing.error = KeyError("unused: the pass succeeds")  # not a SandboxdError: DONE
+        await clock.advance(60)
+        assert queue.failing("a") == 0
+        recovered = len(failing.at)
+        failing.error = ApplyUnavailable("down again")
+        queue.submit("a")
+        await clock.advance(0)
+        await clock.advance(BACKOFF.ceiling(1))
+        assert len(failing.at) == recovered + 2
+
+
+async def test_a_sandbox_whose_events_ran_out_goes_on_being_retried_by_the_queue() -> None:
+    """Its last delivery is dead-lettered, but the desired state still says what to apply."""
+    clock = ManualClock()
+    failing = Failing(clock)
+    letters = Letters()
+    d = Disposition(dead_letters=letters, backoff=BACKOFF, max_deliver=5, rng=random.Random(1))
+    queue = KeyedQueue(handler=failing, disposition=d, concurrency=1, clock=clock, heartbeat_s=HOUR)
+    last = FakeDelivery("sandbox.update.a", num_delivered=4)
+    async with running(queue, clock):
+        queue.submit("a", last)
+        await clock.advance(0)
+        assert last.settled == [("term", None)] and len(letters.sent) == 1
+        await clock.advance(BACKOFF.ceiling(4))
+        assert len(failing.at) == 2
+
+
+async def test_a_failing_sandbox_is_logged_once_per_run_and_once_when_it_recovers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The WARNING when a sandbox starts failing (and when the error changes), a traceback only once per run of
+    a bug, one INFO line when it recovers; each sandbox its own run."""
+    clock = ManualClock()
+    failing = Failing(clock)
+    queue = KeyedQueue(handler=failing, disposition=disposition(), concurrency=2, clock=clock, heartbeat_s=HOUR)
+    caplog.set_level(logging.INFO, logger="sandboxd.runtime")
+    async with running(queue, clock):
+        queue.submit("a")
+        await clock.advance(100)
+        failing.error, failing.raises = KeyError("a corrupt record"), True
+        await clock.advance(600)
+        bug_passes = len(failing.at)
+        failing.raises = False  # a KeyError returned by nobody: the pass succeeds
+        await clock.advance(120)
+    lines = [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records]
+    assert lines == [
+        ("WARNING", "reconcile of a failed: notadir: Not a directory; retrying", False),
+        ("ERROR", "reconcile of a raised KeyError", True),
+        ("INFO", f"reconcile of a recovered after {bug_passes} failed attempts", False),
+    ]
+    assert bug_passes > 10  # many failures, three lines
+
+
+async def test_a_permanent_failure_is_not_retried_and_said_once_however_often_it_is_resynced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock()
+    failing = Failing(clock)
+    failing.error = ApplyRejected("403: forbidden")
+    queue = KeyedQueue(handler=failing, disposition=disposition(), concurrency=1, clock=clock, heartbeat_s=HOUR)
+    caplog.set_level(logging.INFO, logger="sandboxd.runtime")
+    async with running(queue, clock):
+        for _ in range(3):  # resyncs
+            queue.submit("a")
+            await clock.advance(600)
+    assert len(failing.at) == 3
+    assert [r.getMessage() for r in caplog.records] == ["reconcile of a failed: 403: forbidden; not retried"]
