@@ -36,7 +36,14 @@ from opentelemetry.trace import Tracer
 from pydantic import ValidationError
 
 from sandboxd import naming
-from sandboxd.errors import AwaitingCreate, InvalidEvent, OwnershipConflict, PermanentError, SandboxdError
+from sandboxd.errors import (
+    AwaitingCreate,
+    InvalidEvent,
+    OwnershipConflict,
+    PermanentError,
+    SandboxdError,
+    StoreConflict,
+)
 from sandboxd.models.base import describe
 from sandboxd.models.bounds import clip, quote
 from sandboxd.models.desired import DesiredState, Lifecycle, OwnerClaim
@@ -58,6 +65,10 @@ from sandboxd.telemetry import logs, tracing
 log = logging.getLogger(__name__)
 
 MAX_FOLD_ATTEMPTS = 10
+
+
+class _RecordedMeanwhile(Exception):
+    """Another replica recorded the desired state after this fold read it: fold again."""
 
 
 class Verdict(StrEnum):
@@ -346,15 +357,22 @@ class Intake:
             return state if state is not None and state != stored else None
 
         key = naming.desired_key(sandbox_id)
-        await cas.write(
-            self._desired,
-            key,
-            decide,
-            start=self._desired.recent(key),
-            blind=_opens_with_create(events),
-            attempts=MAX_FOLD_ATTEMPTS,
-            gave_up=f"desired state of {sandbox_id} kept changing; gave up after {MAX_FOLD_ATTEMPTS}",
-        )
+        for _ in range(MAX_FOLD_ATTEMPTS):
+            try:
+                await cas.write(
+                    self._desired,
+                    key,
+                    decide,
+                    start=self._desired.recent(key),
+                    blind=_opens_with_create(events),
+                    attempts=MAX_FOLD_ATTEMPTS,
+                    gave_up=f"desired state of {sandbox_id} kept changing; gave up after {MAX_FOLD_ATTEMPTS}",
+                )
+                break
+            except _RecordedMeanwhile:  # fold again onto what another replica recorded
+                continue
+        else:
+            raise StoreConflict(f"desired state of {sandbox_id} kept changing; gave up after {MAX_FOLD_ATTEMPTS}")
         verdicts = list(folded.verdicts)
         await self._record_rejections(sandbox_id, verdicts)
         return verdicts
@@ -383,7 +401,14 @@ class Intake:
             validate(create)
         except InvalidEvent:  # it was (or will be) dead-lettered: nothing to wait for
             return None
-        return create.stream_sequence
+        if not await self._events.settled(create.stream_sequence):
+            return create.stream_sequence
+        # Settled: dead-lettered (or an earlier life's, its tombstone expired), or recorded after what was read
+        # here. The desired state is written before the create is acked, so a read now tells which.
+        now = await self._desired.get(naming.desired_key(sandbox_id))
+        if (now.value if now is not None else None) != stored:
+            raise _RecordedMeanwhile
+        return None
 
     async def _claim(self, claim: Claim) -> OwnershipConflict | None:
         """Make ``claim`` (blind create first: the usual case is a new owner); the conflict that refused it."""

@@ -118,8 +118,11 @@ class EventLog(Protocol):
     intake cannot answer from the desired state, whether an earlier create is still on its way."""
 
     async def create_after(self, sandbox_id: SandboxId, sequence: int) -> InboundEvent | None:
-        """The first ``sandbox.create.<sandbox_id>`` the stream holds after stream sequence ``sequence``, unless the
-        consumer has settled it already (then ``None``: it was recorded or dead-lettered, nothing to wait for)."""
+        """The first ``sandbox.create.<sandbox_id>`` the stream holds after stream sequence ``sequence``."""
+        ...
+
+    async def settled(self, sequence: int) -> bool:
+        """Whether the shared consumer has settled (acked or terminated) every event up to ``sequence``."""
         ...
 
 

@@ -41,11 +41,12 @@ async def test_the_stream_says_which_create_comes_next(fresh_nats_server: NatsSe
         assert again is not None and again.stream_sequence == second
         assert await log.create_after(sid, second) is None
 
-        # settled by the consumer (recorded, or dead-lettered): nothing to wait for, however old the record is
+        # settled by the consumer (recorded, or dead-lettered): its ack floor says so
+        assert not await log.settled(first)
         pull = await c.js.pull_subscribe_bind(naming.EVENTS_CONSUMER, naming.EVENTS_STREAM)
         for msg in await pull.fetch(4, timeout=5):
             await msg.ack_sync()
-        assert await log.create_after(sid, 0) is None
+        assert await log.settled(first) and await log.settled(second) and not await log.settled(second + 1)
 
 
 async def test_two_replicas_keep_the_order_of_a_create_and_the_event_right_behind_it(

@@ -224,6 +224,11 @@ class Stream:
         later = [c for c in self.creates if c.subject.endswith(f".{sandbox_id}") and c.stream_sequence > sequence]
         return min(later, key=lambda c: c.stream_sequence, default=None)
 
+    async def settled(self, sequence: int) -> bool:
+        return sequence <= self.ack_floor
+
+    ack_floor = 0
+
 
 def stream_intake(stores: tuple[Any, Any, Any], stream: Stream) -> Intake:
     desired, owners, status = stores
@@ -291,3 +296,35 @@ async def test_an_invalid_event_older_than_the_recorded_state_is_still_rejected(
     assert (await desired.get("sb-1")).value.sequence == 3
     [stale] = await intake.admit("sb-1", [inbound("update", "sb-1", 2, {"spec": spec("a@acme.com")})])
     assert stale.verdict is Verdict.STALE  # a valid older event is still only stale
+
+
+async def test_a_create_recorded_and_settled_by_another_replica_meanwhile_is_folded_onto(
+    stores: tuple[Any, Any, Any],
+) -> None:
+    """This replica read "nothing recorded", then the other one recorded the create, applied it and acked it
+    before the stream was asked: the create is settled, so there is nothing to wait for, and the suspend folds
+    onto the record the other replica wrote (read again), never refused as "does not exist"."""
+    create = inbound("create", "sb-1", 4, {"spec": spec("a@acme.com")})
+    other, _ = replica_of(stores)
+
+    class Racing(Stream):
+        async def create_after(self, sandbox_id: str, sequence: int) -> Inbound | None:
+            if self.ack_floor == 0:  # the other replica records and acks the create right now
+                await other.admit("sb-1", [create])
+                self.ack_floor = 4
+            return await super().create_after(sandbox_id, sequence)
+
+    intake = stream_intake(stores, Racing(create))
+    [suspend] = await intake.admit("sb-1", [inbound("suspend", "sb-1", 5)])
+    assert suspend.verdict is Verdict.ACCEPTED
+    state = (await stores[0].get("sb-1")).value
+    assert (state.sequence, state.lifecycle) == (5, Lifecycle.SUSPENDED)
+
+
+async def test_a_settled_create_that_was_never_recorded_is_not_waited_for(stores: tuple[Any, Any, Any]) -> None:
+    """An earlier life's create (its tombstone expired) or one dead-lettered for an owner conflict: settled, not
+    recorded, so the suspend is judged at once."""
+    stream = Stream(inbound("create", "sb-1", 4, {"spec": spec("a@acme.com")}))
+    stream.ack_floor = 4
+    [refused] = await stream_intake(stores, stream).admit("sb-1", [inbound("suspend", "sb-1", 5)])
+    assert refused.verdict is Verdict.REJECTED and "does not exist" in refused.error.message  # type: ignore[union-attr]

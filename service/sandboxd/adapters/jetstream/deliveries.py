@@ -104,8 +104,8 @@ class StoredEvent:
 
 class JetStreamEventLog:
     """``reconcile.ports.EventLog`` over SANDBOX_EVENTS: a "next message on this subject" request to the stream's
-    leader (``$JS.API.STREAM.MSG.GET``, which the reconciler's role already has for the dead-letter mover) and, when
-    a create is there, the shared consumer's ack floor (everything at or below it has been settled)."""
+    leader (``$JS.API.STREAM.MSG.GET``, which the reconciler's role already has for the dead-letter mover), and the
+    shared consumer's ack floor (everything at or below it has been settled)."""
 
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
@@ -117,7 +117,9 @@ class JetStreamEventLog:
                 msg = await self._js.get_msg(naming.EVENTS_STREAM, seq=sequence + 1, subject=subject, next=True)
             except NotFoundError:
                 return None
+        return StoredEvent(msg.subject or subject, msg.data or b"", int(msg.seq or 0), dict(msg.headers or {}))
+
+    async def settled(self, sequence: int) -> bool:
+        with boundary(f"reading the {naming.EVENTS_CONSUMER} consumer's ack floor"):
             consumer = await self._js.consumer_info(naming.EVENTS_STREAM, naming.EVENTS_CONSUMER)
-        if msg.seq is None or msg.seq <= (consumer.ack_floor.stream_seq if consumer.ack_floor else 0):
-            return None  # settled long ago (recorded, or dead-lettered): an earlier life whose tombstone expired
-        return StoredEvent(msg.subject or subject, msg.data or b"", int(msg.seq), dict(msg.headers or {}))
+        return sequence <= (consumer.ack_floor.stream_seq if consumer.ack_floor else 0)
