@@ -91,8 +91,8 @@ async def test_sigkill_mid_reconcile_then_restart_converges(fresh_nats_server: N
             for want in wants:
                 await publish(c, want, sessions=2)
             await wait_for(lambda: some_at_last_event(c, wants), timeout=30, what="the updates to start")
+            first.kill()  # at once: what is not converged now was in flight (the snapshot takes ~60 reads)
             in_flight = await unconverged(c, services.root, wants)
-            first.kill()
             assert in_flight, "every sandbox converged before the kill; nothing was in flight"
 
             for want in wants[::2]:  # published while no service runs
