@@ -19,10 +19,12 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from sandboxd import naming
 from sandboxd.adapters.jetstream.publishing import publish_event
 from sandboxd.adapters.jetstream.stores import open_bucket
+from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.app.service import Service
 from sandboxd.models.events import EVENT_CLASSES
 from sandboxd.models.status import SandboxStatus
@@ -176,3 +178,11 @@ async def running_service(settings: Settings, applier: Applier, **kw: Any) -> As
             yield service
         finally:
             stop.set()
+
+
+@asynccontextmanager
+async def status_bucket(url: str) -> AsyncIterator[KeyValue]:
+    """The status bucket of a provisioned topology, on a connection of its own (for writing records by hand)."""
+    async with client(url) as c:
+        await ensure_topology(c.js, TopologySettings())
+        yield await c.js.key_value(naming.STATUS_BUCKET)

@@ -15,7 +15,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import anyio
 import nats.errors
 import yaml
+from anyio.abc import Process
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 from nats.js.errors import KeyNotFoundError, NotFoundError, ServiceUnavailableError
@@ -343,3 +345,24 @@ async def wait_for(condition: Any, *, timeout: float, what: str) -> None:
             await anyio.sleep(0.05)
         return
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@asynccontextmanager
+async def watching(url: str, tmp_path: Path, *flags: str) -> AsyncIterator[tuple[Process, Path, Path]]:
+    """``sandboxctl watch -s url`` running, its stdout and stderr in files; killed at the end if still running."""
+    out, err = tmp_path / "watch.out", tmp_path / "watch.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        watcher = await anyio.open_process(
+            [*SANDBOXCTL, "watch", "-s", url, *flags], stdout=stdout, stderr=stderr, env=clean_env()
+        )
+    try:
+        yield watcher, out, err
+    finally:
+        if watcher.returncode is None:
+            watcher.kill()
+        await watcher.aclose()
+
+
+async def until_in(path: Path, text: str, *, count: int = 1) -> None:
+    while (await anyio.Path(path).read_text()).count(text) < count:
+        await anyio.sleep(0.05)

@@ -8,17 +8,14 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 import pytest
-from anyio.abc import Process
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
-from sandboxd_processes import SANDBOXCTL, clean_env, ctl
+from sandboxd_processes import SANDBOXCTL, clean_env, ctl, until_in, watching
 
 from integration.idle.rig import until
 from sandboxd import naming
@@ -120,27 +117,6 @@ async def test_version_and_completion_need_no_server() -> None:
     bash_script = (await ctl("completion", "bash")).stdout.encode()
     done = await anyio.run_process(["bash", "-c", probe], input=bash_script, check=True)
     assert done.stdout.decode().split() == ["replay", "--purge"]
-
-
-@asynccontextmanager
-async def watching(url: str, tmp_path: Path, *flags: str) -> AsyncIterator[tuple[Process, Path, Path]]:
-    """``sandboxctl watch -s url`` running, its stdout and stderr in files; killed at the end if still running."""
-    out, err = tmp_path / "watch.out", tmp_path / "watch.err"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        watcher = await anyio.open_process(
-            [*SANDBOXCTL, "watch", "-s", url, *flags], stdout=stdout, stderr=stderr, env=clean_env()
-        )
-    try:
-        yield watcher, out, err
-    finally:
-        if watcher.returncode is None:
-            watcher.kill()
-        await watcher.aclose()
-
-
-async def until_in(path: Path, text: str, *, count: int = 1) -> None:
-    while (await anyio.Path(path).read_text()).count(text) < count:
-        await anyio.sleep(0.05)
 
 
 async def test_watch_says_when_nats_goes_away_and_comes_back_then_ctrl_c_exits_0(

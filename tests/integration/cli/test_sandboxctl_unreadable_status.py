@@ -7,23 +7,17 @@ hand.
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 import pytest
-from anyio.abc import Process
-from nats.js.kv import KeyValue
-from sandboxd_processes import SANDBOXCTL, clean_env, ctl
+from sandboxd_processes import ctl, until_in, watching
 
 from sandboxd import naming
-from sandboxd.adapters.jetstream.topology import ensure_topology
 from sandboxd.adapters.natsserver import NatsServer
 from sandboxd.models.status import Phase, SandboxStatus
-from sandboxd.settings import TopologySettings
-from support.spine import client
+from support.spine import status_bucket
 
 pytestmark = [pytest.mark.nats, pytest.mark.anyio]
 
@@ -36,13 +30,6 @@ WARNING = "sandboxctl: warning: sandbox {}: its status record is unreadable"
 def good(sandbox_id: str, phase: Phase = Phase.READY) -> bytes:
     status = SandboxStatus(sandbox_id=sandbox_id, phase=phase, updated_at=datetime(2026, 12, 3, tzinfo=UTC))
     return status.to_json()
-
-
-@asynccontextmanager
-async def status_bucket(url: str) -> AsyncIterator[KeyValue]:
-    async with client(url) as c:
-        await ensure_topology(c.js, TopologySettings())
-        yield await c.js.key_value(naming.STATUS_BUCKET)
 
 
 def quotes_nothing_of_the_values(stderr: str) -> None:
@@ -70,27 +57,6 @@ async def test_status_warns_once_per_unreadable_record_lists_the_rest_and_exits_
 
         one = await ctl("status", "dc1", url=url)  # asked for by id: an error, as before
         assert one.returncode == 1 and "not a SandboxStatus record" in one.stderr
-
-
-@asynccontextmanager
-async def watching(url: str, tmp_path: Path, *args: str) -> AsyncIterator[tuple[Process, Path, Path]]:
-    """``sandboxctl watch ARGS`` running, its stdout and stderr in files; killed at the end if still running."""
-    out, err = tmp_path / "watch.out", tmp_path / "watch.err"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        watcher = await anyio.open_process(
-            [*SANDBOXCTL, "watch", "-s", url, *args], stdout=stdout, stderr=stderr, env=clean_env()
-        )
-    try:
-        yield watcher, out, err
-    finally:
-        if watcher.returncode is None:
-            watcher.kill()
-        await watcher.aclose()
-
-
-async def until_in(path: Path, text: str, *, count: int = 1) -> None:
-    while (await anyio.Path(path).read_text()).count(text) < count:
-        await anyio.sleep(0.05)
 
 
 async def test_watch_of_an_unreadable_record_says_so_and_follows_it_once_readable(

@@ -33,7 +33,7 @@ from sandboxd.client import (
 from sandboxd.errors import BrokerUnavailable, InvalidEvent
 from sandboxd.models.status import Phase, SandboxStatus
 from sandboxd.settings import TopologySettings
-from support.spine import running_service, service_settings, spec, unique_id
+from support.spine import running_service, service_settings, spec, status_bucket, unique_id
 
 pytestmark = [pytest.mark.nats, pytest.mark.anyio]
 
@@ -136,11 +136,7 @@ async def test_one_unreadable_status_record_hides_no_other_sandbox(
     """A record this client cannot parse (a newer sandboxd's, a corrupt one) is refused when asked for by id, but
     a list skips it and a watch goes on past it, each with a warning: one bad key hides nothing else."""
     url = fresh_nats_server.url
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        await ensure_topology(js, TopologySettings())
-        kv = await js.key_value(naming.STATUS_BUCKET)
+    async with status_bucket(url) as kv:
         good = SandboxStatus(sandbox_id="ok1", phase=Phase.READY, updated_at=datetime(2026, 12, 3, tzinfo=UTC))
         await kv.put(naming.status_key("ok1"), good.to_json())
         await kv.put(naming.status_key("wx"), b'{"phase":"Ready"}')
@@ -164,8 +160,6 @@ async def test_one_unreadable_status_record_hides_no_other_sandbox(
                         if change.status is not None and change.status.phase is Phase.IDLE:
                             break
             assert seen == ["ok1:Ready", "ok1:Idle"]
-    finally:
-        await nc.close()
 
 
 async def test_a_program_hears_of_each_unreadable_record_by_key_and_a_wait_never_takes_one_for_none(
@@ -175,11 +169,7 @@ async def test_a_program_hears_of_each_unreadable_record_by_key_and_a_wait_never
     instead of the logged warning, and may raise it to fail the read; a wait for "no record" does not hold on a
     record it cannot read."""
     url = fresh_nats_server.url
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        await ensure_topology(js, TopologySettings())
-        kv = await js.key_value(naming.STATUS_BUCKET)
+    async with status_bucket(url) as kv:
         good = SandboxStatus(sandbox_id="ok1", phase=Phase.READY, updated_at=datetime(2026, 12, 3, tzinfo=UTC))
         await kv.put(naming.status_key("ok1"), good.to_json())
         bad_revision = await kv.put(naming.status_key("wx"), b'{"not":"a status"}')
@@ -213,8 +203,6 @@ async def test_a_program_hears_of_each_unreadable_record_by_key_and_a_wait_never
             await kv.put(naming.status_key("wx"), b"garbage")
             with pytest.raises(WaitTimedOut, match="its status record is unreadable"):
                 await sandboxes.wait_for("wx", DELETED, timeout=2)  # a record is there: it is not gone
-    finally:
-        await nc.close()
 
 
 async def test_a_watch_follows_changes_at_once_after_the_server_restarts(
